@@ -1,0 +1,59 @@
+# gitreceive — see README.md. Targets need Go 1.26 (go.mod's toolchain line
+# fetches it through any Go >= 1.21); system packages come from apt-get.
+
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+BIN       := bin/gitreceive
+VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME  ?= 60s
+
+# What the receiver needs at run time, and what the tests need on top.
+RUN_PKGS  := git
+TEST_PKGS := git openssh-client
+
+.PHONY: all build run install test unit lint fuzz bench deps-run deps-test clean
+
+all: build
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gitreceive
+
+# Build, install /usr/local/bin/gitreceive (as root) and run the receiver on :2222.
+run: deps-run build
+	@if [ "$$(id -u)" = 0 ]; then install -m 0755 $(BIN) /usr/local/bin/gitreceive && exec /usr/local/bin/gitreceive serve; \
+	else echo "not root: running $(BIN) without installing it"; exec $(BIN) serve; fi
+
+install: build
+	install -m 0755 $(BIN) /usr/local/bin/gitreceive
+
+# Everything CI runs: missing packages installed, checks, every test.
+test: deps-test lint
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+unit:
+	$(GO) test -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l .); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
+
+# Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+fuzz:
+	$(GO) test -run=NONE -fuzz='^FuzzSplit$$' -fuzztime=$(FUZZTIME) ./receiver/cmdline
+	$(GO) test -run=NONE -fuzz='^FuzzParsePublicKey$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
+	$(GO) test -run=NONE -fuzz='^FuzzParseStoreFile$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
+
+bench:
+	@echo "make bench: no benchmarks yet; the builder and nodes issues add the first rows"
+
+deps-run:
+	@./.ci/apt-ensure $(RUN_PKGS)
+
+deps-test:
+	@./.ci/apt-ensure $(TEST_PKGS)
+
+clean:
+	rm -rf bin

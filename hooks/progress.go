@@ -1,0 +1,48 @@
+package hooks
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Progress writes what the pusher sees as `remote:` lines, in the
+// Heroku/Dokku convention every deploy tool's users already read:
+// "-----> " starts a step, seven spaces indent its details, " !     " marks
+// an error and "=====> " the final result.
+type Progress struct{ w io.Writer }
+
+// NewProgress returns a Progress writing to w.
+func NewProgress(w io.Writer) *Progress { return &Progress{w: w} }
+
+// Line prefixes.
+const (
+	StepPrefix   = "-----> "
+	DetailPrefix = "       "
+	ErrorPrefix  = " !     "
+	DonePrefix   = "=====> "
+)
+
+// Step starts a step.
+func (p *Progress) Step(format string, a ...any) { p.write(StepPrefix, format, a) }
+
+// Detail adds detail under the current step.
+func (p *Progress) Detail(format string, a ...any) { p.write(DetailPrefix, format, a) }
+
+// Error reports a failure.
+func (p *Progress) Error(format string, a ...any) { p.write(ErrorPrefix, format, a) }
+
+// Done reports the final result.
+func (p *Progress) Done(format string, a ...any) { p.write(DonePrefix, format, a) }
+
+func (p *Progress) write(prefix, format string, a []any) {
+	msg := strings.TrimRight(fmt.Sprintf(format, a...), "\n")
+	var b strings.Builder
+	for _, line := range strings.Split(msg, "\n") {
+		b.WriteString(prefix)
+		b.WriteString(line)
+		b.WriteByte('\n')
+	}
+	// Output is best effort: a pusher who went away must not fail the work.
+	_, _ = io.WriteString(p.w, b.String())
+}

@@ -1,0 +1,72 @@
+package receiver
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// command is one entry of the allow-list of what a client may run.
+type command struct {
+	usage   string
+	summary string
+	admin   bool // admins only
+	pty     bool // may run on a terminal (ssh -t)
+	hidden  bool // git's own commands are not listed in help
+	run     func(s *Server, c *call) int
+}
+
+// commands is the complete allow-list; anything else is refused.
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"git-receive-pack": {usage: "git-receive-pack APP", summary: "receive a git push (run by git push)", hidden: true, run: (*Server).gitCommand},
+		"git-upload-pack":  {usage: "git-upload-pack APP", summary: "serve a git clone or fetch (run by git)", hidden: true, run: (*Server).gitCommand},
+		"keys":             {usage: keysUsage, summary: "list, add or remove SSH keys", admin: true, run: (*Server).keysCommand},
+		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
+		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
+	}
+}
+
+func (s *Server) helpCommand(c *call) int {
+	switch len(c.args) {
+	case 1:
+	case 2:
+		cmd, ok := commands[c.args[1]]
+		if !ok {
+			return c.fail("unknown command %q; try \"help\"", c.args[1])
+		}
+		fmt.Fprintf(c.stdout(), "usage: %s\n\n%s\n", cmd.usage, cmd.summary)
+		return 0
+	default:
+		return c.fail("usage: %s", commands["help"].usage)
+	}
+	names := make([]string, 0, len(commands))
+	for name, cmd := range commands {
+		if !cmd.hidden && (!cmd.admin || c.key.IsAdmin()) {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	b.WriteString("gitreceive commands (ssh silver COMMAND ...):\n")
+	for _, name := range names {
+		fmt.Fprintf(&b, "  %-10s %s\n", name, commands[name].summary)
+	}
+	b.WriteString("\nPush with `git push silver BRANCH`; `help COMMAND` shows a command's usage.\n")
+	fmt.Fprint(c.stdout(), b.String())
+	return 0
+}
+
+func (s *Server) versionCommand(c *call) int {
+	if len(c.args) != 1 {
+		return c.fail("usage: version")
+	}
+	fmt.Fprintf(c.stdout(), "gitreceive %s\n", s.cfg.Version)
+	return 0
+}
+
+func (s *Server) keysCommand(c *call) int {
+	return KeysCommand(s.keys, c.args[1:], c.sess, c.stdout(), c.stderr(), false)
+}

@@ -1,0 +1,86 @@
+// Package receiver is gitreceive's SSH front door: public-key auth against
+// the key store, the allow-listed command set, C git for the wire protocol,
+// per-app repositories and locks, and the unix socket the git hooks report to.
+package receiver
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"gopkg.in/ini.v1"
+)
+
+// Defaults for Config.
+const (
+	DefaultDataDir     = "/var/lib/gitreceive"
+	DefaultListen      = ":2222"
+	DefaultLockTimeout = 10 * time.Minute
+	ConfigFileName     = "gitreceive.ini"
+)
+
+// Config is the receiver's settings. Precedence: command-line flag, then
+// environment (GITRECEIVE_LISTEN, GITRECEIVE_DATA), then DATA/gitreceive.ini,
+// then the defaults above.
+type Config struct {
+	DataDir     string
+	Listen      string
+	LockTimeout time.Duration // how long a push waits for another push of the same app
+	Version     string
+}
+
+// ResolveDataDir picks the data dir from the flag, the environment or the default.
+func ResolveDataDir(flagValue string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	if v := os.Getenv("GITRECEIVE_DATA"); v != "" {
+		return v
+	}
+	return DefaultDataDir
+}
+
+// LoadConfig reads DATA/gitreceive.ini (optional) and applies the
+// environment and the flag value for listen (empty when not given).
+func LoadConfig(dataDir, listenFlag string) (Config, error) {
+	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout}
+	path := filepath.Join(dataDir, ConfigFileName)
+	f, err := ini.Load(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+	case err != nil:
+		return c, fmt.Errorf("reading %s: %w", path, err)
+	default:
+		sec := f.Section("")
+		if k := sec.Key("listen"); k.String() != "" {
+			c.Listen = k.String()
+		}
+		if k := sec.Key("lock_timeout"); k.String() != "" {
+			d, err := time.ParseDuration(k.String())
+			if err != nil || d <= 0 {
+				return c, fmt.Errorf("%s: lock_timeout = %q is not a positive duration such as 10m", path, k.String())
+			}
+			c.LockTimeout = d
+		}
+	}
+	if v := os.Getenv("GITRECEIVE_LISTEN"); v != "" {
+		c.Listen = v
+	}
+	if listenFlag != "" {
+		c.Listen = listenFlag
+	}
+	return c, nil
+}
+
+// Paths inside the data dir.
+func (c Config) hostKeyPath() string  { return filepath.Join(c.DataDir, "ssh_host_ed25519_key") }
+func (c Config) keyStorePath() string { return filepath.Join(c.DataDir, "authorized_keys") }
+func (c Config) reposDir() string     { return filepath.Join(c.DataDir, "repos") }
+func (c Config) runDir() string       { return filepath.Join(c.DataDir, "run") }
+func (c Config) hookSocket() string   { return filepath.Join(c.runDir(), "hook.sock") }
+
+// KeyStorePath is where the key store lives for this data dir.
+func KeyStorePath(dataDir string) string { return Config{DataDir: dataDir}.keyStorePath() }

@@ -1,0 +1,144 @@
+package receiver
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os/exec"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gitreceive/gitreceive/hooks"
+)
+
+// gitProtocol matches the values git sends in GIT_PROTOCOL ("version=2").
+var gitProtocol = regexp.MustCompile(`^[a-z0-9=:.]{1,64}$`)
+
+// gitCommand serves git-receive-pack and git-upload-pack by running C git
+// on the app's bare repository (DESIGN.md decision 1).
+func (s *Server) gitCommand(c *call) int {
+	service := strings.TrimPrefix(c.args[0], "git-")
+	if len(c.args) != 2 {
+		return c.fail("usage: %s", commands[c.args[0]].usage)
+	}
+	app, err := appFromRepoArg(c.args[1])
+	if err != nil {
+		c.log.Info().Str("arg", c.args[1]).Msg("invalid app name refused")
+		return c.fail("%v", err)
+	}
+	c.log = c.log.With().Str("app", app).Logger()
+	if !c.key.CanAccessApp(app) {
+		c.log.Info().Msg("app not granted to key")
+		return c.fail("key %s may not access app %q; ask an admin to grant it", c.key.Name, app)
+	}
+
+	var repoDir string
+	if service == "receive-pack" {
+		if repoDir, err = s.repos.ensure(app); err != nil {
+			c.log.Error().Err(err).Msg("preparing repository")
+			return c.fail("cannot prepare the repository for %s; tell the operator", app)
+		}
+	} else {
+		if !s.repos.exists(app) {
+			return c.fail("app %q does not exist yet; push to it first", app)
+		}
+		repoDir = s.repos.path(app)
+	}
+
+	env := []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + s.cfg.DataDir,
+		"GIT_CONFIG_NOSYSTEM=1",
+	}
+	// Of the client's environment only the protocol version reaches git.
+	for _, kv := range c.sess.Environ() {
+		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocol.MatchString(v) {
+			env = append(env, kv)
+		}
+	}
+
+	if service == "receive-pack" {
+		ctx, cancel := context.WithCancel(c.sess.Context())
+		p := &Push{ID: newPushID(), App: app, User: c.key, RepoDir: repoDir, ctx: ctx}
+		p.log = c.log.With().Str("push", p.ID).Logger()
+		c.log = p.log
+		token, err := s.hooks.register(p)
+		if err != nil {
+			cancel()
+			c.log.Error().Err(err).Msg("registering push")
+			return c.fail("cannot start the push; tell the operator")
+		}
+		// The lock is held until git has finished and the push's handler has
+		// returned, whichever way the push ended (client gone, hook killed):
+		// the next push of this app must not overlap a deploy still running.
+		defer func() {
+			cancel()
+			s.hooks.unregister(token)
+			p.active.Wait()
+			p.releaseLock()
+		}()
+		env = append(env,
+			hooks.EnvBin+"="+s.hookBin,
+			hooks.EnvSocket+"="+s.cfg.hookSocket(),
+			hooks.EnvToken+"="+token,
+		)
+	}
+	code := s.execGit(c, service, repoDir, env)
+	if code == 0 && service == "receive-pack" {
+		if err := s.repos.pointHeadAtProduction(app); err != nil {
+			c.log.Warn().Err(err).Msg("pointing HEAD at the production branch")
+		}
+	}
+	return code
+}
+
+// execGit runs git SERVICE REPO wired to the session. A pusher who goes away
+// kills git and the hook it runs (one process group), which cancels the push.
+func (s *Server) execGit(c *call, service, repoDir string, env []string) int {
+	cmd := exec.CommandContext(c.sess.Context(), "git", service, repoDir)
+	cmd.Env = env
+	cmd.Stdout = c.sess
+	cmd.Stderr = c.sess.Stderr()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	// A pipe, not cmd.Stdin = session: with a plain reader Wait would also
+	// wait for the client to close its side, which git clients do late.
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		c.log.Error().Err(err).Msg("git stdin")
+		return c.fail("cannot start git; tell the operator")
+	}
+	if err := cmd.Start(); err != nil {
+		c.log.Error().Err(err).Msg("starting git")
+		return c.fail("cannot start git; tell the operator")
+	}
+	go func() {
+		_, _ = io.Copy(stdin, c.sess)
+		stdin.Close()
+	}()
+	err = cmd.Wait()
+	var exitErr *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case c.sess.Context().Err() != nil:
+		c.log.Info().Msg("client went away; git stopped")
+		return 1
+	case errors.As(err, &exitErr) && exitErr.ExitCode() > 0:
+		return exitErr.ExitCode()
+	default:
+		c.log.Error().Err(err).Msg("git failed")
+		return 1
+	}
+}
+
+func newPushID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

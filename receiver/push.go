@@ -1,0 +1,170 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/rs/zerolog"
+
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/receiver/keystore"
+)
+
+// Push is one `git receive-pack` session: who pushes to which app, and, once
+// git's pre-receive hook has reported, the ref updates and the quarantine
+// environment through which the pushed objects can be read.
+type Push struct {
+	ID      string
+	App     string
+	User    keystore.Key
+	RepoDir string
+	Updates []hooks.RefUpdate
+	Env     map[string]string // git's quarantine variables and push options
+
+	ctx    context.Context
+	log    zerolog.Logger
+	active sync.WaitGroup // hook handlers still running for this push
+
+	mu      sync.Mutex
+	release func()
+}
+
+// GitEnv returns the environment for git plumbing that must see the pushed
+// (still quarantined) objects.
+func (p *Push) GitEnv() []string {
+	env := make([]string, 0, len(p.Env))
+	for k, v := range p.Env {
+		env = append(env, k+"="+v)
+	}
+	return env
+}
+
+func (p *Push) setRelease(release func()) {
+	p.mu.Lock()
+	p.release = release
+	p.mu.Unlock()
+}
+
+// releaseLock frees the app lock. It runs when the receive-pack session ends,
+// not when the hook returns: git moves the refs after pre-receive, and the
+// next push of this app must see them moved.
+func (p *Push) releaseLock() {
+	p.mu.Lock()
+	release := p.release
+	p.release = nil
+	p.mu.Unlock()
+	if release != nil {
+		release()
+	}
+}
+
+// PreReceiveFunc decides a push once the app lock is held and the ref
+// updates passed the receiver's own checks. It reports progress on out; a
+// non-nil error rejects the whole push and its message, one sentence, is
+// shown to the pusher.
+type PreReceiveFunc func(ctx context.Context, p *Push, out *hooks.Progress) error
+
+// ReportReceived is the pre-receive step of this stage of the project: it
+// reports each ref update and accepts. The builder plugs in behind it.
+func ReportReceived(_ context.Context, p *Push, out *hooks.Progress) error {
+	for _, u := range p.Updates {
+		switch {
+		case u.IsDelete():
+			out.Step("%s: received deletion of %s by %s", p.App, shortRef(u.Ref), p.User.Name)
+		default:
+			out.Step("%s: received %s %s by %s", p.App, shortRef(u.Ref), u.ShortNew(), p.User.Name)
+		}
+	}
+	return nil
+}
+
+// lockWaitInterval is how often a waiting pusher is reminded what it waits for.
+const lockWaitInterval = 3 * time.Second
+
+// preReceive runs in the daemon for a push's pre-receive hook and returns the
+// hook's exit code.
+func (s *Server) preReceive(p *Push, req hooks.Request, w io.Writer) int {
+	start := time.Now()
+	out := hooks.NewProgress(w)
+	p.Updates, p.Env = req.Updates, req.Env
+	err := s.decide(p, out)
+	log := p.log.With().Int("refs", len(p.Updates)).Dur("duration", time.Since(start)).Logger()
+	if err != nil {
+		log.Info().Err(err).Msg("push rejected")
+		out.Error("%s", err)
+		out.Error("Push rejected: nothing was changed.")
+		return 1
+	}
+	log.Info().Msg("push accepted")
+	return 0
+}
+
+func (s *Server) decide(p *Push, out *hooks.Progress) error {
+	first := p.Updates[0]
+	holder := &lockHolder{user: p.User.Name, branch: shortRef(first.Ref), commit: first.ShortNew()}
+	release, err := s.locks.acquire(p.ctx, p.App, holder, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
+		out.Step("waiting for %s to finish", h)
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return errors.New("the push was cancelled")
+		}
+		return fmt.Errorf("%s is busy: %w", p.App, err)
+	}
+	p.setRelease(release)
+
+	if err := checkRefsUnmoved(p); err != nil {
+		return err
+	}
+	for _, u := range p.Updates {
+		if u.IsDelete() && isProductionBranch(u.Branch()) {
+			return fmt.Errorf("deleting %s would take %s's production instance down; it is refused (use `destroy %s` to remove the app)", u.Branch(), p.App, p.App)
+		}
+	}
+	return s.preReceiveFunc(p.ctx, p, out)
+}
+
+// checkRefsUnmoved compares each ref with the old value the pusher saw: a
+// push that waited for the lock may be based on a branch that has moved
+// since, and deploying it would serve a commit the branch will never hold.
+func checkRefsUnmoved(p *Push) error {
+	repo, err := git.PlainOpen(p.RepoDir)
+	if err != nil {
+		return fmt.Errorf("opening the repository of %s: %w", p.App, err)
+	}
+	for _, u := range p.Updates {
+		cur := strings.Repeat("0", len(u.Old))
+		ref, err := repo.Reference(plumbing.ReferenceName(u.Ref), false)
+		switch {
+		case errors.Is(err, plumbing.ErrReferenceNotFound):
+		case err != nil:
+			return fmt.Errorf("reading %s: %w", u.Ref, err)
+		default:
+			cur = ref.Hash().String()
+		}
+		if cur != u.Old {
+			return fmt.Errorf("%s moved while this push waited (now %.7s); fetch, merge and push again", shortRef(u.Ref), cur)
+		}
+	}
+	return nil
+}
+
+func isProductionBranch(b string) bool { return b == "main" || b == "master" }
+
+// shortRef shows a branch or tag as people name it.
+func shortRef(ref string) string {
+	if b, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		return b
+	}
+	if t, ok := strings.CutPrefix(ref, "refs/tags/"); ok {
+		return "tag " + t
+	}
+	return ref
+}

@@ -1,0 +1,327 @@
+// Package receivertest drives a gitreceive server in tests with the real
+// OpenSSH client and the real git client, as a person would.
+package receivertest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// RequireTools skips the test when a tool is missing, except under CI=true,
+// where a missing tool fails the run: CI must never pass by skipping.
+func RequireTools(t testing.TB, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed; `make test` installs it", tool)
+			}
+			t.Skipf("%s is not installed (run `make test` to install it)", tool)
+		}
+	}
+}
+
+// BuildBinary builds cmd/gitreceive into dir and returns its path.
+func BuildBinary(dir string) (string, error) {
+	_, file, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(file), "..", "..")
+	bin := filepath.Join(dir, "gitreceive")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/gitreceive")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building gitreceive: %v\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Key is an SSH client key made by the real ssh-keygen.
+type Key struct {
+	Name    string
+	Path    string // private key file
+	PubLine string // authorized_keys line
+	Signer  gossh.Signer
+}
+
+// NewKey makes an ed25519 key pair in dir.
+func NewKey(t testing.TB, dir, name string) Key {
+	t.Helper()
+	path := filepath.Join(dir, "id_"+name)
+	out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh-keygen: %v\n%s", err, out)
+	}
+	priv, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.ParsePrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := os.ReadFile(path + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Key{Name: name, Path: path, PubLine: strings.TrimSpace(string(pub)), Signer: signer}
+}
+
+// Server is a gitreceive server as the clients see it.
+type Server struct {
+	Addr    string // 127.0.0.1:PORT
+	DataDir string
+}
+
+// Port is the server's TCP port.
+func (s Server) Port() string {
+	_, port, _ := strings.Cut(s.Addr, ":")
+	return port
+}
+
+// HostKey reads the server's public host key from its data dir.
+func (s Server) HostKey(t testing.TB) gossh.PublicKey {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(s.DataDir, "ssh_host_ed25519_key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.ParsePrivateKey(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return signer.PublicKey()
+}
+
+// Client is a person with a key, the real ssh and git, and their own HOME.
+type Client struct {
+	Server     Server
+	Key        Key
+	Home       string
+	knownHosts string
+}
+
+// NewClient sets up HOME and a known_hosts file pinning the server's key.
+func NewClient(t testing.TB, srv Server, key Key) *Client {
+	t.Helper()
+	home := t.TempDir()
+	kh := filepath.Join(home, "known_hosts")
+	line := fmt.Sprintf("[127.0.0.1]:%s %s", srv.Port(), gossh.MarshalAuthorizedKey(srv.HostKey(t)))
+	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return &Client{Server: srv, Key: key, Home: home, knownHosts: kh}
+}
+
+// SSHArgs is the ssh command line (without the remote command).
+func (c *Client) SSHArgs() []string {
+	return []string{"ssh", "-F", "/dev/null", "-p", c.Server.Port(), "-i", c.Key.Path,
+		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
+		"-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "StrictHostKeyChecking=yes",
+		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
+}
+
+// Result is what a command printed and its exit code.
+type Result struct {
+	Stdout, Stderr string
+	Code           int
+}
+
+func (r Result) String() string {
+	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
+}
+
+// SSH runs `ssh git@127.0.0.1 REMOTE...` with stdin.
+func (c *Client) SSH(t testing.TB, stdin string, sshOpts []string, remote ...string) Result {
+	t.Helper()
+	args := append(c.SSHArgs(), sshOpts...)
+	args = append(args, "git@127.0.0.1")
+	args = append(args, remote...)
+	return c.run(t, "", stdin, args...)
+}
+
+// URL is the remote URL of app.
+func (c *Client) URL(app string) string {
+	return fmt.Sprintf("ssh://git@127.0.0.1:%s/%s", c.Server.Port(), app)
+}
+
+// GitCmd prepares git ARGS in dir with this client's identity.
+func (c *Client) GitCmd(ctx context.Context, dir string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Env = c.env()
+	return cmd
+}
+
+// Git runs git ARGS in dir.
+func (c *Client) Git(t testing.TB, dir string, args ...string) Result {
+	t.Helper()
+	return c.run(t, dir, "", append([]string{"git"}, args...)...)
+}
+
+// MustGit runs git ARGS in dir and fails the test on a non-zero exit.
+func (c *Client) MustGit(t testing.TB, dir string, args ...string) Result {
+	t.Helper()
+	r := c.Git(t, dir, args...)
+	if r.Code != 0 {
+		t.Fatalf("git %s: %s", strings.Join(args, " "), r)
+	}
+	return r
+}
+
+func (c *Client) env() []string {
+	sshCmd := make([]string, 0, 20)
+	for _, a := range c.SSHArgs() {
+		sshCmd = append(sshCmd, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + c.Home,
+		"GIT_CONFIG_NOSYSTEM=1",
+		"GIT_SSH_COMMAND=" + strings.Join(sshCmd, " "),
+		"GIT_AUTHOR_NAME=" + c.Key.Name, "GIT_AUTHOR_EMAIL=" + c.Key.Name + "@example.test",
+		"GIT_COMMITTER_NAME=" + c.Key.Name, "GIT_COMMITTER_EMAIL=" + c.Key.Name + "@example.test",
+		"LC_ALL=C",
+	}
+}
+
+func (c *Client) run(t testing.TB, dir, stdin string, args ...string) Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir = dir
+	cmd.Env = c.env()
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		code = -1
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else {
+			t.Fatalf("running %v: %v", args, err)
+		}
+	}
+	return Result{Stdout: stdout.String(), Stderr: stderr.String(), Code: code}
+}
+
+// WorkTree makes a git work tree with one commit on main holding files.
+func (c *Client) WorkTree(t testing.TB, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	c.MustGit(t, dir, "init", "-q", "-b", "main")
+	c.Commit(t, dir, "initial", files)
+	return dir
+}
+
+// Commit writes files into the work tree and commits them.
+func (c *Client) Commit(t testing.TB, dir, msg string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.MustGit(t, dir, "add", "-A")
+	c.MustGit(t, dir, "commit", "-q", "-m", msg)
+}
+
+// Process is a `gitreceive serve` child process.
+type Process struct {
+	Server
+	cmd  *exec.Cmd
+	mu   sync.Mutex
+	logs bytes.Buffer
+}
+
+// Logs returns what the server logged so far.
+func (p *Process) Logs() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// StartProcess runs `BIN serve --listen 127.0.0.1:0 --data DATA` and waits
+// until it listens. It is stopped when the test ends.
+func StartProcess(t testing.TB, bin, dataDir string, env ...string) *Process {
+	t.Helper()
+	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", dataDir)
+	cmd.Env = append(os.Environ(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Process{Server: Server{DataDir: dataDir}, cmd: cmd}
+	addr := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			line := sc.Text()
+			p.mu.Lock()
+			p.logs.WriteString(line + "\n")
+			p.mu.Unlock()
+			var entry struct{ Message, Addr string }
+			if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "listening" {
+				addr <- entry.Addr
+			}
+		}
+		_, _ = io.Copy(io.Discard, stderr)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("server log:\n%s", p.Logs())
+		}
+	})
+	select {
+	case a := <-addr:
+		p.Addr = a
+	case <-time.After(30 * time.Second):
+		t.Fatalf("server did not start listening; log:\n%s", p.Logs())
+	}
+	return p
+}
+
+// Pid is the server's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// AddKey adds a key to the server's store with the local CLI.
+func AddKey(t testing.TB, bin, dataDir string, key Key, flags ...string) {
+	t.Helper()
+	args := append([]string{"keys", "--data", dataDir, "add", key.Name}, flags...)
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = strings.NewReader(key.PubLine + "\n")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("gitreceive %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}

@@ -1,0 +1,148 @@
+package receiver
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
+
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/receiver/keystore"
+)
+
+// appFromRepoArg turns the path git sends ("myapp", "/myapp.git", "~/myapp")
+// into a validated app name. Nothing touches the disk before this passes.
+func appFromRepoArg(arg string) (string, error) {
+	name := arg
+	switch {
+	case strings.HasPrefix(name, "~/"):
+		name = name[2:]
+	case strings.HasPrefix(name, "/"):
+		name = name[1:]
+	}
+	name = strings.TrimSuffix(name, ".git")
+	if err := keystore.ValidAppName(name); err != nil {
+		return "", fmt.Errorf("invalid app name %q: use lowercase letters, digits and dashes, starting with a letter (at most 63)", arg)
+	}
+	return name, nil
+}
+
+// repos manages the bare repositories under DATA/repos.
+type repos struct{ dir string }
+
+func (r repos) path(app string) string { return filepath.Join(r.dir, app+".git") }
+
+func (r repos) exists(app string) bool {
+	st, err := os.Stat(r.path(app))
+	return err == nil && st.IsDir()
+}
+
+// ensure creates app's bare repository on first push and (re)installs the
+// hook on every push, so hooks follow upgrades of the binary's script.
+func (r repos) ensure(app string) (string, error) {
+	dst := r.path(app)
+	if !r.exists(app) {
+		if err := r.create(app); err != nil {
+			return "", err
+		}
+	}
+	if err := installHook(dst); err != nil {
+		return "", err
+	}
+	return dst, nil
+}
+
+// create initialises the repository in a temporary directory and renames it
+// into place, so a concurrent first push never sees a half-made repository.
+func (r repos) create(app string) error {
+	if err := os.MkdirAll(r.dir, 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", r.dir, err)
+	}
+	tmp, err := os.MkdirTemp(r.dir, ".new-"+app+"-")
+	if err != nil {
+		return fmt.Errorf("creating repository for %s: %w", app, err)
+	}
+	defer os.RemoveAll(tmp)
+	repo, err := git.PlainInitWithOptions(tmp, &git.PlainInitOptions{
+		Bare:        true,
+		InitOptions: git.InitOptions{DefaultBranch: plumbing.NewBranchReferenceName("main")},
+	})
+	if err != nil {
+		return fmt.Errorf("initialising repository for %s: %w", app, err)
+	}
+	cfg, err := repo.Config()
+	if err != nil {
+		return fmt.Errorf("reading config of new repository for %s: %w", app, err)
+	}
+	receive := cfg.Raw.Section("receive")
+	// Verify every pushed object; a corrupt object must not reach the nodes.
+	receive.SetOption("fsckObjects", "true")
+	// Push options (git push -o) carry per-push settings such as node exclusion.
+	receive.SetOption("advertisePushOptions", "true")
+	// A reflog lets an operator see and recover every position a branch had.
+	cfg.Raw.Section("core").SetOption("logAllRefUpdates", "always")
+	if err := repo.SetConfig(cfg); err != nil {
+		return fmt.Errorf("configuring repository for %s: %w", app, err)
+	}
+	// Deleting the production branch is refused by the pre-receive handler,
+	// not receive.denyDeletes: that setting is repository-wide and would also
+	// refuse `git push silver :feature-x`, which tears a staging instance down.
+	err = os.Rename(tmp, r.path(app))
+	if err != nil && r.exists(app) {
+		return nil // another first push won the race; use its repository
+	}
+	if err != nil {
+		return fmt.Errorf("creating repository for %s: %w", app, err)
+	}
+	return nil
+}
+
+// pointHeadAtProduction makes HEAD name the production branch that exists
+// (main, else master), so `git clone` checks it out.
+func (r repos) pointHeadAtProduction(app string) error {
+	repo, err := git.PlainOpen(r.path(app))
+	if err != nil {
+		return err
+	}
+	head, err := repo.Reference(plumbing.HEAD, false)
+	if err != nil {
+		return err
+	}
+	if _, err := repo.Reference(head.Target(), false); err == nil {
+		return nil
+	}
+	for _, b := range []string{"main", "master"} {
+		name := plumbing.NewBranchReferenceName(b)
+		if _, err := repo.Reference(name, false); err == nil {
+			return repo.Storer.SetReference(plumbing.NewSymbolicReference(plumbing.HEAD, name))
+		}
+	}
+	return nil
+}
+
+func installHook(repoDir string) error {
+	dir := filepath.Join(repoDir, "hooks")
+	path := filepath.Join(dir, "pre-receive")
+	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, hooks.PreReceiveScript) {
+		return nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reading hook %s: %w", path, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("creating %s: %w", dir, err)
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, hooks.PreReceiveScript, 0o755); err != nil {
+		return fmt.Errorf("writing hook %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("installing hook %s: %w", path, err)
+	}
+	return nil
+}

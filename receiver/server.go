@@ -1,0 +1,158 @@
+package receiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	"github.com/rs/zerolog"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gitreceive/gitreceive/receiver/keystore"
+)
+
+// Limits on what one client can hold. They bound the damage of a scanner or
+// a misbehaving client, not of an authenticated admin.
+const (
+	authTimeout           = 30 * time.Second // from TCP accept to a successful auth
+	maxAuthTries          = 6
+	maxUnauthenticated    = 64 // connections still in the handshake, server-wide
+	maxSessions           = 256
+	maxSessionsPerConn    = 10
+	idleTimeout           = 5 * time.Minute // no traffic at all, keepalives included
+	keepaliveInterval     = 15 * time.Second
+	keepaliveMissedLimit  = 4
+	serverVersionIdentity = "gitreceive"
+)
+
+// Server is the SSH receiver and its hook socket.
+type Server struct {
+	cfg    Config
+	log    zerolog.Logger
+	keys   *keystore.Store
+	repos  repos
+	locks  *appLocks
+	hooks  *hookServer
+	ssh    *ssh.Server
+	limits *connLimits
+
+	// hookBin is the gitreceive binary the repositories' hooks exec.
+	hookBin        string
+	preReceiveFunc PreReceiveFunc
+}
+
+// Option changes a Server built by New.
+type Option func(*Server)
+
+// WithPreReceive sets what decides a push (default ReportReceived).
+func WithPreReceive(f PreReceiveFunc) Option { return func(s *Server) { s.preReceiveFunc = f } }
+
+// WithHookBinary sets the gitreceive binary run by the hooks (default: this
+// executable). Tests running the server in-process point it at a built binary.
+func WithHookBinary(path string) Option { return func(s *Server) { s.hookBin = path } }
+
+// New prepares the data dir, the host key and the key store.
+func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+	for _, dir := range []string{cfg.DataDir, cfg.reposDir(), cfg.runDir()} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("creating %s: %w", dir, err)
+		}
+	}
+	hostKey, err := loadOrCreateHostKey(cfg.hostKeyPath())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:            cfg,
+		log:            log,
+		keys:           keystore.Open(cfg.keyStorePath()),
+		repos:          repos{dir: cfg.reposDir()},
+		locks:          newAppLocks(),
+		limits:         newConnLimits(maxUnauthenticated, maxSessions, log),
+		preReceiveFunc: ReportReceived,
+	}
+	for _, o := range opts {
+		o(s)
+	}
+	if s.hookBin == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the gitreceive binary for hooks: %w", err)
+		}
+		s.hookBin = exe
+	}
+	if s.hookBin, err = filepath.Abs(s.hookBin); err != nil {
+		return nil, fmt.Errorf("finding the gitreceive binary for hooks: %w", err)
+	}
+
+	s.ssh = &ssh.Server{
+		Version:          serverVersionIdentity,
+		HostSigners:      []ssh.Signer{hostKey},
+		Handler:          s.handleSession,
+		PublicKeyHandler: s.authorizeKey,
+		// Only session channels; gliderlabs refuses forwarding when the
+		// callbacks are nil, and no global request handlers means no
+		// tcpip-forward. Stated explicitly so a later change is deliberate.
+		ChannelHandlers:               map[string]ssh.ChannelHandler{"session": s.limits.sessionChannel},
+		RequestHandlers:               map[string]ssh.RequestHandler{},
+		SubsystemHandlers:             map[string]ssh.SubsystemHandler{},
+		LocalPortForwardingCallback:   nil,
+		ReversePortForwardingCallback: nil,
+		ConnCallback:                  s.limits.accept,
+		ServerConfigCallback:          s.limits.serverConfig,
+		IdleTimeout:                   idleTimeout,
+	}
+	return s, nil
+}
+
+// HostKeyPath is where the server's host key lives.
+func (s *Server) HostKeyPath() string { return s.cfg.hostKeyPath() }
+
+// Serve starts the hook socket and serves SSH on ln until Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	hs, err := listenHookSocket(s.cfg.hookSocket(), s.log, s.preReceive)
+	if err != nil {
+		return err
+	}
+	s.hooks = hs
+	go hs.serve()
+	s.log.Info().Str("addr", ln.Addr().String()).Str("data", s.cfg.DataDir).Str("version", s.cfg.Version).Msg("listening")
+	err = s.ssh.Serve(ln)
+	if errors.Is(err, ssh.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections and waits for running sessions
+// until ctx ends, then closes them.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.ssh.Shutdown(ctx)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		err = s.ssh.Close()
+	}
+	if s.hooks != nil {
+		s.hooks.close()
+	}
+	return err
+}
+
+// authorizeKey only admits keys in the store. It decides nothing else and
+// remembers nothing: the identity is looked up again at session time from
+// the key the client proved (see CVE-2024-45337).
+func (s *Server) authorizeKey(ctx ssh.Context, key ssh.PublicKey) bool {
+	_, ok, err := s.keys.Lookup(key)
+	if err != nil {
+		s.log.Error().Err(err).Msg("reading the key store")
+		return false
+	}
+	if !ok {
+		s.log.Info().Str("remote", ctx.RemoteAddr().String()).Str("fingerprint", gossh.FingerprintSHA256(key)).Msg("unknown key refused")
+	}
+	return ok
+}

@@ -1,0 +1,82 @@
+package receiver
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gliderlabs/ssh"
+	"github.com/rs/zerolog"
+
+	"github.com/gitreceive/gitreceive/receiver/cmdline"
+	"github.com/gitreceive/gitreceive/receiver/keystore"
+)
+
+// call is one command run over SSH, bound to its session and to the
+// identity of the key the client proved.
+type call struct {
+	sess ssh.Session
+	key  keystore.Key
+	args []string // args[0] is the command name
+	log  zerolog.Logger
+}
+
+func (c *call) stdout() io.Writer { return c.sess }
+func (c *call) stderr() io.Writer { return c.sess.Stderr() }
+
+// fail prints one sentence for the client and returns exit code 1.
+func (c *call) fail(format string, a ...any) int {
+	fmt.Fprintf(c.stderr(), "gitreceive: "+format+"\n", a...)
+	return 1
+}
+
+func (s *Server) handleSession(sess ssh.Session) {
+	start := time.Now()
+	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
+	c := &call{sess: sess, log: log}
+	code := s.runSession(c)
+	c.log.Info().Int("exit", code).Dur("duration", time.Since(start)).Msg("session ended")
+	// The exact status goes back: a failed command never looks like success.
+	_ = sess.Exit(code)
+}
+
+func (s *Server) runSession(c *call) int {
+	// The identity comes from the key this session proved, looked up now:
+	// nothing remembered from the auth callbacks is trusted, and a key
+	// removed since the connection was made no longer works.
+	key, ok, err := s.keys.Lookup(c.sess.PublicKey())
+	if err != nil {
+		c.log.Error().Err(err).Msg("reading the key store")
+		return c.fail("the key store cannot be read; tell the operator")
+	}
+	if !ok {
+		return c.fail("your key is not (or no longer) authorized")
+	}
+	c.key = key
+	c.log = c.log.With().Str("key", key.Name).Str("fingerprint", key.Fingerprint()).Logger()
+
+	args, err := cmdline.Split(c.sess.RawCommand())
+	if err != nil {
+		c.log.Info().Err(err).Msg("unparsable command line")
+		return c.fail("cannot parse the command: %v", err)
+	}
+	if len(args) == 0 {
+		c.log.Info().Msg("shell refused")
+		return c.fail("there is no shell here; try \"help\"")
+	}
+	c.args = args
+	c.log = c.log.With().Str("command", args[0]).Logger()
+	cmd, ok := commands[args[0]]
+	if !ok {
+		c.log.Info().Msg("unknown command")
+		return c.fail("unknown command %q; try \"help\"", args[0])
+	}
+	if cmd.admin && !key.IsAdmin() {
+		c.log.Info().Msg("admin command refused")
+		return c.fail("%q is for admins only", args[0])
+	}
+	if _, _, isPty := c.sess.Pty(); isPty && !cmd.pty {
+		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
+	}
+	return cmd.run(s, c)
+}
