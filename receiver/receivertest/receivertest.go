@@ -35,8 +35,23 @@ func RequireTools(t testing.TB, tools ...string) {
 	}
 }
 
-// BuildBinary builds cmd/gitreceive into dir and returns its path.
-func BuildBinary(dir string) (string, error) {
+// RunWithBinary is a TestMain body: it builds cmd/gitreceive into a
+// temporary directory, stores its path in *bin, runs the tests and cleans up.
+func RunWithBinary(m *testing.M, bin *string) int {
+	dir, err := os.MkdirTemp("", "gitreceive-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = buildBinary(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+func buildBinary(dir string) (string, error) {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	bin := filepath.Join(dir, "gitreceive")
