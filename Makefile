@@ -12,7 +12,7 @@ FUZZTIME  ?= 60s
 RUN_PKGS  := git
 TEST_PKGS := git openssh-client
 
-.PHONY: all build run install test unit lint fuzz bench deps-run deps-test clean
+.PHONY: all build run install test unit lint fuzz bench deps-run deps-test deps-bench clean
 
 all: build
 
@@ -45,9 +45,14 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzSplit$$' -fuzztime=$(FUZZTIME) ./receiver/cmdline
 	$(GO) test -run=NONE -fuzz='^FuzzParsePublicKey$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
 	$(GO) test -run=NONE -fuzz='^FuzzParseStoreFile$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
+	$(GO) test -run=NONE -fuzz='^FuzzFix$$' -fuzztime=$(FUZZTIME) ./builder/pthfix
+	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./builder/appconfig
 
-bench:
-	@echo "make bench: no benchmarks yet; the builder and nodes issues add the first rows"
+bench: deps-bench
+	$(GO) test -tags bench -count=1 -timeout 60m -run '^TestBench' -v ./cmd/gitreceive/
+
+deps-bench:
+	@./.ci/apt-ensure $(TEST_PKGS) openssh-server
 
 deps-run:
 	@./.ci/apt-ensure $(RUN_PKGS)

@@ -12,14 +12,17 @@ import (
 	"time"
 
 	"gopkg.in/ini.v1"
+
+	"github.com/gitreceive/gitreceive/builder"
 )
 
 // Defaults for Config.
 const (
-	DefaultDataDir     = "/var/lib/gitreceive"
-	DefaultListen      = ":2222"
-	DefaultLockTimeout = 10 * time.Minute
-	ConfigFileName     = "gitreceive.ini"
+	DefaultDataDir          = "/var/lib/gitreceive"
+	DefaultListen           = ":2222"
+	DefaultLockTimeout      = 10 * time.Minute
+	DefaultReleaseSizeLimit = 1 << 30
+	ConfigFileName          = "gitreceive.ini"
 )
 
 // Config is the receiver's settings. Precedence: command-line flag, then
@@ -29,7 +32,9 @@ type Config struct {
 	DataDir     string
 	Listen      string
 	LockTimeout time.Duration // how long a push waits for another push of the same app
-	Version     string
+	// ReleaseSizeLimit is the largest release (sum of file sizes) accepted.
+	ReleaseSizeLimit int64
+	Version          string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -46,7 +51,7 @@ func ResolveDataDir(flagValue string) string {
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the
 // environment and the flag value for listen (empty when not given).
 func LoadConfig(dataDir, listenFlag string) (Config, error) {
-	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout}
+	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit}
 	path := filepath.Join(dataDir, ConfigFileName)
 	f, err := ini.Load(path)
 	switch {
@@ -65,6 +70,13 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 			}
 			c.LockTimeout = d
 		}
+		if k := sec.Key("max_release_size"); k.String() != "" {
+			n, err := k.Int64()
+			if err != nil || n <= 0 {
+				return c, fmt.Errorf("%s: max_release_size = %q is not a positive number of bytes", path, k.String())
+			}
+			c.ReleaseSizeLimit = n
+		}
 	}
 	if v := os.Getenv("GITRECEIVE_LISTEN"); v != "" {
 		c.Listen = v
@@ -80,6 +92,7 @@ func (c Config) hostKeyPath() string  { return filepath.Join(c.DataDir, "ssh_hos
 func (c Config) keyStorePath() string { return filepath.Join(c.DataDir, "authorized_keys") }
 func (c Config) reposDir() string     { return filepath.Join(c.DataDir, "repos") }
 func (c Config) runDir() string       { return filepath.Join(c.DataDir, "run") }
+func (c Config) releasesDir() string  { return filepath.Join(c.DataDir, "releases") }
 func (c Config) hookSocket() string   { return filepath.Join(c.runDir(), "hook.sock") }
 
 // KeyStorePath is where the key store lives for this data dir.

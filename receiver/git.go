@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -37,8 +38,9 @@ func (s *Server) gitCommand(c *call) int {
 	}
 
 	var repoDir string
+	created := false
 	if service == "receive-pack" {
-		if repoDir, err = s.repos.ensure(app); err != nil {
+		if repoDir, created, err = s.repos.ensure(app); err != nil {
 			c.log.Error().Err(err).Msg("preparing repository")
 			return c.fail("cannot prepare the repository for %s; tell the operator", app)
 		}
@@ -87,8 +89,21 @@ func (s *Server) gitCommand(c *call) int {
 			hooks.EnvToken+"="+token,
 		)
 	}
+	if service == "receive-pack" {
+		s.receiving.add(app, 1)
+		defer s.receiving.add(app, -1)
+	}
 	code := s.execGit(c, service, repoDir, env)
-	if code == 0 && service == "receive-pack" {
+	if service != "receive-pack" {
+		return code
+	}
+	// receive-pack exits 0 even when it refused every ref, so look at the refs.
+	if created && s.receiving.onlyOne(app) {
+		if err := s.repos.removeIfEmpty(app); err != nil {
+			c.log.Warn().Err(err).Msg("removing the repository of a rejected first push")
+		}
+	}
+	if s.repos.exists(app) {
 		if err := s.repos.pointHeadAtProduction(app); err != nil {
 			c.log.Warn().Err(err).Msg("pointing HEAD at the production branch")
 		}
@@ -141,4 +156,29 @@ func newPushID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// sessionCounts counts running receive-pack sessions per app, so a rejected
+// first push removes the empty repository only when no other push is using it.
+type sessionCounts struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (c *sessionCounts) add(app string, d int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.n == nil {
+		c.n = map[string]int{}
+	}
+	c.n[app] += d
+	if c.n[app] == 0 {
+		delete(c.n, app)
+	}
+}
+
+func (c *sessionCounts) onlyOne(app string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[app] == 1
 }

@@ -71,20 +71,6 @@ func (p *Push) releaseLock() {
 // shown to the pusher.
 type PreReceiveFunc func(ctx context.Context, p *Push, out *hooks.Progress) error
 
-// ReportReceived is the pre-receive step of this stage of the project: it
-// reports each ref update and accepts. The builder plugs in behind it.
-func ReportReceived(_ context.Context, p *Push, out *hooks.Progress) error {
-	for _, u := range p.Updates {
-		switch {
-		case u.IsDelete():
-			out.Step("%s: received deletion of %s by %s", p.App, shortRef(u.Ref), p.User.Name)
-		default:
-			out.Step("%s: received %s %s by %s", p.App, shortRef(u.Ref), u.ShortNew(), p.User.Name)
-		}
-	}
-	return nil
-}
-
 // lockWaitInterval is how often a waiting pusher is reminded what it waits for.
 const lockWaitInterval = 3 * time.Second
 
@@ -125,7 +111,7 @@ func (s *Server) decide(p *Push, out *hooks.Progress) error {
 	}
 	for _, u := range p.Updates {
 		if u.IsDelete() && isProductionBranch(u.Branch()) {
-			return fmt.Errorf("deleting %s would take %s's production instance down; it is refused (use `destroy %s` to remove the app)", u.Branch(), p.App, p.App)
+			return fmt.Errorf("deleting %s would take %s's production instance down; it is refused", u.Branch(), p.App)
 		}
 	}
 	return s.preReceiveFunc(p.ctx, p, out)

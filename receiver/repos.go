@@ -43,19 +43,45 @@ func (r repos) exists(app string) bool {
 	return err == nil && st.IsDir()
 }
 
-// ensure creates app's bare repository on first push and (re)installs the
-// hook on every push, so hooks follow upgrades of the binary's script.
-func (r repos) ensure(app string) (string, error) {
-	dst := r.path(app)
+// ensure creates app's bare repository on first push (created reports
+// that) and (re)installs the hook on every push, so hooks follow upgrades
+// of the binary's script.
+func (r repos) ensure(app string) (dir string, created bool, err error) {
+	dir = r.path(app)
 	if !r.exists(app) {
 		if err := r.create(app); err != nil {
-			return "", err
+			return "", false, err
 		}
+		created = true
 	}
-	if err := installHook(dst); err != nil {
-		return "", err
+	if err := installHook(dir); err != nil {
+		return "", created, err
 	}
-	return dst, nil
+	return dir, created, nil
+}
+
+// removeIfEmpty deletes app's repository when it holds no refs: a rejected
+// first push must not leave an app behind.
+func (r repos) removeIfEmpty(app string) error {
+	repo, err := git.PlainOpen(r.path(app))
+	if err != nil {
+		return err
+	}
+	refs, err := repo.References()
+	if err != nil {
+		return err
+	}
+	empty := true
+	_ = refs.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Name() != plumbing.HEAD {
+			empty = false
+		}
+		return nil
+	})
+	if !empty {
+		return nil
+	}
+	return os.RemoveAll(r.path(app))
 }
 
 // create initialises the repository in a temporary directory and renames it

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -41,6 +42,9 @@ type Server struct {
 	ssh    *ssh.Server
 	limits *connLimits
 
+	history   builder.History
+	receiving sessionCounts
+
 	// hookBin is the gitreceive binary the repositories' hooks exec.
 	hookBin        string
 	preReceiveFunc PreReceiveFunc
@@ -49,8 +53,11 @@ type Server struct {
 // Option changes a Server built by New.
 type Option func(*Server)
 
-// WithPreReceive sets what decides a push (default ReportReceived).
-func WithPreReceive(f PreReceiveFunc) Option { return func(s *Server) { s.preReceiveFunc = f } }
+// WithPreReceive wraps what decides a push (the deploy pipeline); tests use
+// it to hold a push open as a long deploy would.
+func WithPreReceive(wrap func(next PreReceiveFunc) PreReceiveFunc) Option {
+	return func(s *Server) { s.preReceiveFunc = wrap(s.preReceiveFunc) }
+}
 
 // WithHookBinary sets the gitreceive binary run by the hooks (default: this
 // executable). Tests running the server in-process point it at a built binary.
@@ -68,14 +75,15 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:            cfg,
-		log:            log,
-		keys:           keystore.Open(cfg.keyStorePath()),
-		repos:          repos{dir: cfg.reposDir()},
-		locks:          newAppLocks(),
-		limits:         newConnLimits(maxUnauthenticated, maxSessions, log),
-		preReceiveFunc: ReportReceived,
+		cfg:     cfg,
+		log:     log,
+		keys:    keystore.Open(cfg.keyStorePath()),
+		repos:   repos{dir: cfg.reposDir()},
+		locks:   newAppLocks(),
+		limits:  newConnLimits(maxUnauthenticated, maxSessions, log),
+		history: builder.History{Dir: cfg.releasesDir()},
 	}
+	s.preReceiveFunc = s.deploy
 	for _, o := range opts {
 		o(s)
 	}

@@ -34,7 +34,7 @@ func TestMain(m *testing.M) { os.Exit(receivertest.RunWithBinary(m, &bin)) }
 const waitLimit = 30 * time.Second
 
 // startServer runs a server in-process with alice as admin.
-func startServer(t *testing.T, lockTimeout time.Duration, pre receiver.PreReceiveFunc) *receivertest.Client {
+func startServer(t *testing.T, lockTimeout time.Duration, g *gate) *receivertest.Client {
 	t.Helper()
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	data := t.TempDir()
@@ -43,8 +43,11 @@ func startServer(t *testing.T, lockTimeout time.Duration, pre receiver.PreReceiv
 		t.Fatal(err)
 	}
 	logs := &syncBuffer{}
-	srv, err := receiver.New(receiver.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"},
-		zerolog.New(logs), receiver.WithHookBinary(bin), receiver.WithPreReceive(pre))
+	opts := []receiver.Option{receiver.WithHookBinary(bin)}
+	if g != nil {
+		opts = append(opts, receiver.WithPreReceive(g.wrap))
+	}
+	srv, err := receiver.New(receiver.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(logs), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,18 +83,20 @@ func newGate(match func(p *receiver.Push) bool) *gate {
 	return &gate{match: match, entered: make(chan string, 16), release: make(chan struct{}), cancelled: make(chan string, 16)}
 }
 
-func (g *gate) preReceive(ctx context.Context, p *receiver.Push, out *hooks.Progress) error {
-	if g.match(p) && g.armed.Add(-1) >= 0 {
-		id := p.App + " " + p.Updates[0].Branch()
-		g.entered <- id
-		select {
-		case <-g.release:
-		case <-ctx.Done():
-			g.cancelled <- id
-			return ctx.Err()
+func (g *gate) wrap(next receiver.PreReceiveFunc) receiver.PreReceiveFunc {
+	return func(ctx context.Context, p *receiver.Push, out *hooks.Progress) error {
+		if g.match(p) && g.armed.Add(-1) >= 0 {
+			id := p.App + " " + p.Updates[0].Branch()
+			g.entered <- id
+			select {
+			case <-g.release:
+			case <-ctx.Done():
+				g.cancelled <- id
+				return ctx.Err()
+			}
 		}
+		return next(ctx, p, out)
 	}
-	return receiver.ReportReceived(ctx, p, out)
 }
 
 func (g *gate) waitEntered(t *testing.T, want string) {
@@ -176,7 +181,7 @@ func holdMain(p *receiver.Push) bool { return p.Updates[0].Branch() == "main" }
 // seed pushes a first commit to app's main with nothing held.
 func seed(t *testing.T, c *receivertest.Client, app string) string {
 	t.Helper()
-	work := c.WorkTree(t, map[string]string{"app.py": "v = 0\n"})
+	work := c.WorkTree(t, receivertest.App("myapp", nil))
 	c.MustGit(t, work, "remote", "add", "silver", c.URL(app))
 	c.MustGit(t, work, "push", "-q", "silver", "main")
 	return work
@@ -184,7 +189,7 @@ func seed(t *testing.T, c *receivertest.Client, app string) string {
 
 func TestSecondPushToSameAppWaitsThenSucceeds(t *testing.T) {
 	g := newGate(holdMain)
-	c := startServer(t, time.Minute, g.preReceive)
+	c := startServer(t, time.Minute, g)
 	work := seed(t, c, "myapp")
 	g.armed.Store(1)
 	other := clone(t, c, "myapp")
@@ -197,7 +202,7 @@ func TestSecondPushToSameAppWaitsThenSucceeds(t *testing.T) {
 	c.Commit(t, other, "two", map[string]string{"b.py": "b = 1\n"})
 	second := startPush(t, c, other, "origin", "feature")
 	second.waitOutput(t, fmt.Sprintf("remote: -----> waiting for alice's deploy of main (%s) to finish", shortHead(t, c, work)))
-	if strings.Contains(second.output.String(), "received feature") {
+	if strings.Contains(second.output.String(), "deploying feature") {
 		t.Fatal("second push went ahead while the first held the lock")
 	}
 
@@ -208,14 +213,14 @@ func TestSecondPushToSameAppWaitsThenSucceeds(t *testing.T) {
 	if err := second.wait(t); err != nil {
 		t.Fatalf("second push: %v\n%s", err, second.output)
 	}
-	if !strings.Contains(second.output.String(), "remote: -----> myapp: received feature "+shortHead(t, c, other)) {
+	if !strings.Contains(second.output.String(), "remote: -----> myapp: deploying feature ("+shortHead(t, c, other)+") by alice") {
 		t.Fatalf("second push output:\n%s", second.output)
 	}
 }
 
 func TestPushBasedOnMovedBranchIsRejectedAfterWaiting(t *testing.T) {
 	g := newGate(holdMain)
-	c := startServer(t, time.Minute, g.preReceive)
+	c := startServer(t, time.Minute, g)
 	work := seed(t, c, "myapp")
 	g.armed.Store(1)
 	other := clone(t, c, "myapp")
@@ -248,10 +253,10 @@ func TestPushBasedOnMovedBranchIsRejectedAfterWaiting(t *testing.T) {
 func TestPushesToDifferentAppsRunInParallel(t *testing.T) {
 	g := newGate(func(*receiver.Push) bool { return true })
 	g.armed.Store(2)
-	c := startServer(t, time.Minute, g.preReceive)
+	c := startServer(t, time.Minute, g)
 	var pushes []*push
 	for _, app := range []string{"alpha", "beta"} {
-		work := c.WorkTree(t, map[string]string{"app.py": app})
+		work := c.WorkTree(t, receivertest.App(app, nil))
 		pushes = append(pushes, startPush(t, c, work, c.URL(app), "main"))
 	}
 	// Both pushes are inside pre-receive at the same time.
@@ -274,7 +279,7 @@ func TestPushesToDifferentAppsRunInParallel(t *testing.T) {
 
 func TestKilledClientCancelsPushAndFreesLock(t *testing.T) {
 	g := newGate(holdMain)
-	c := startServer(t, time.Minute, g.preReceive)
+	c := startServer(t, time.Minute, g)
 	work := seed(t, c, "myapp")
 	g.armed.Store(1)
 	before := remoteRef(t, c, "myapp", "refs/heads/main")
@@ -306,7 +311,7 @@ func TestKilledClientCancelsPushAndFreesLock(t *testing.T) {
 
 func TestKilledHookFreesLock(t *testing.T) {
 	g := newGate(holdMain)
-	c := startServer(t, time.Minute, g.preReceive)
+	c := startServer(t, time.Minute, g)
 	work := seed(t, c, "myapp")
 	g.armed.Store(1)
 
@@ -328,9 +333,9 @@ func TestKilledHookFreesLock(t *testing.T) {
 
 func TestLockWaitGivesUp(t *testing.T) {
 	g := newGate(holdMain)
-	c := startServer(t, 2*time.Second, g.preReceive)
+	c := startServer(t, 2*time.Second, g)
 	g.armed.Store(1)
-	work := c.WorkTree(t, map[string]string{"app.py": "v = 0\n"})
+	work := c.WorkTree(t, receivertest.App("myapp", nil))
 	first := startPush(t, c, work, c.URL("myapp"), "main")
 	g.waitEntered(t, "myapp main")
 
@@ -354,7 +359,7 @@ func TestLockWaitGivesUp(t *testing.T) {
 }
 
 func TestProductionBranchCannotBeDeleted(t *testing.T) {
-	c := startServer(t, time.Minute, receiver.ReportReceived)
+	c := startServer(t, time.Minute, nil)
 	work := seed(t, c, "myapp")
 	c.MustGit(t, work, "push", "-q", "silver", "main:feature-x")
 
@@ -367,7 +372,7 @@ func TestProductionBranchCannotBeDeleted(t *testing.T) {
 	}
 	// A staging branch can go.
 	r = c.MustGit(t, work, "push", "silver", ":feature-x")
-	if !strings.Contains(r.Stderr, "remote: -----> myapp: received deletion of feature-x by alice") {
+	if !strings.Contains(r.Stderr, "remote: -----> myapp: branch feature-x deleted") {
 		t.Fatalf("deleting feature-x:\n%s", r.Stderr)
 	}
 }

@@ -74,12 +74,12 @@ func mustContain(t *testing.T, got, want string) {
 
 func TestPushThenIncrementalPushThenClone(t *testing.T) {
 	f := newFixture(t)
-	work := f.alice.WorkTree(t, map[string]string{"app.py": "print(1)\n", "README": "hello\n"})
+	work := f.alice.WorkTree(t, receivertest.App("myapp", map[string]string{"README": "hello\n"}))
 	f.alice.MustGit(t, work, "remote", "add", "silver", f.alice.URL("myapp"))
 
 	r := f.alice.MustGit(t, work, "push", "silver", "main")
 	head := strings.TrimSpace(f.alice.MustGit(t, work, "rev-parse", "--short=7", "HEAD").Stdout)
-	mustContain(t, r.Stderr, "remote: -----> myapp: received main "+head+" by alice")
+	mustContain(t, r.Stderr, "remote: -----> myapp: deploying main ("+head+") by alice")
 	if _, err := os.Stat(filepath.Join(f.data, "repos", "myapp.git", "hooks", "pre-receive")); err != nil {
 		t.Fatalf("first push did not create the repository with its hook: %v", err)
 	}
@@ -89,7 +89,7 @@ func TestPushThenIncrementalPushThenClone(t *testing.T) {
 	f.alice.Commit(t, work, "second", map[string]string{"app.py": "print(2)\n", "lib/x.py": "x = 1\n"})
 	r = f.alice.MustGit(t, work, "push", "silver", "main")
 	head = strings.TrimSpace(f.alice.MustGit(t, work, "rev-parse", "--short=7", "HEAD").Stdout)
-	mustContain(t, r.Stderr, "remote: -----> myapp: received main "+head+" by alice")
+	mustContain(t, r.Stderr, "remote: -----> myapp: deploying main ("+head+") by alice")
 
 	clone := filepath.Join(t.TempDir(), "clone")
 	f.bob.MustGit(t, "", "clone", "-q", f.bob.URL("myapp"), clone)
@@ -119,7 +119,7 @@ func TestUnknownKeyIsRefused(t *testing.T) {
 	if r.Code != 255 || !strings.Contains(r.Stderr, "Permission denied (publickey)") {
 		t.Fatalf("unknown key: %s", r)
 	}
-	work := f.unauthorized.WorkTree(t, map[string]string{"a": "a"})
+	work := f.unauthorized.WorkTree(t, receivertest.App("myapp", nil))
 	if r := f.unauthorized.Git(t, work, "push", f.unauthorized.URL("myapp"), "main"); r.Code == 0 {
 		t.Fatalf("push with unknown key succeeded: %s", r)
 	}
@@ -130,7 +130,7 @@ func TestUnknownKeyIsRefused(t *testing.T) {
 
 func TestDeployerOnlyReachesGrantedApps(t *testing.T) {
 	f := newFixture(t)
-	work := f.bob.WorkTree(t, map[string]string{"a": "a"})
+	work := f.bob.WorkTree(t, receivertest.App("myapp", nil))
 	f.bob.MustGit(t, work, "push", f.bob.URL("myapp"), "main")
 
 	// Exact match only: neither a prefix nor an extension of a granted name.
@@ -169,7 +169,7 @@ func TestAdminManagesKeysOverSSH(t *testing.T) {
 	mustContain(t, r.Stdout, gossh.FingerprintSHA256(carol.Signer.PublicKey()))
 	mustContain(t, r.Stdout, "blog,myapp")
 
-	work := carolClient.WorkTree(t, map[string]string{"index.php": "<?php echo 1;"})
+	work := carolClient.WorkTree(t, receivertest.App("blog", nil))
 	carolClient.MustGit(t, work, "push", carolClient.URL("blog"), "main")
 
 	// Bad input is refused and changes nothing.
@@ -215,7 +215,7 @@ func TestBadAppNamesTouchNothing(t *testing.T) {
 		t.Fatalf("bad names created %v", got)
 	}
 	// git itself, given a bad URL, gets the same answer.
-	work := f.alice.WorkTree(t, map[string]string{"a": "a"})
+	work := f.alice.WorkTree(t, receivertest.App("myapp", nil))
 	r := f.alice.Git(t, work, "push", f.alice.URL("Bad_Name"), "main")
 	if r.Code == 0 {
 		t.Fatalf("push to Bad_Name succeeded")
@@ -373,7 +373,7 @@ func dialGo(t *testing.T, addr string, signer gossh.Signer) *gossh.Client {
 
 func TestHookRefusesWithoutTheDaemon(t *testing.T) {
 	f := newFixture(t)
-	work := f.alice.WorkTree(t, map[string]string{"a": "a"})
+	work := f.alice.WorkTree(t, receivertest.App("myapp", nil))
 	f.alice.MustGit(t, work, "push", f.alice.URL("myapp"), "main")
 	f.alice.Commit(t, work, "local", map[string]string{"a": "b"})
 

@@ -140,9 +140,23 @@ func NewClient(t testing.TB, srv Server, key Key) *Client {
 	return &Client{Server: srv, Key: key, Home: home, knownHosts: kh}
 }
 
-// SSHArgs is the ssh command line (without the remote command).
-func (c *Client) SSHArgs() []string {
-	return []string{"ssh", "-F", "/dev/null", "-p", c.Server.Port(), "-i", c.Key.Path,
+// TrustHost adds a known_hosts line for another host the client talks to.
+func (c *Client) TrustHost(t testing.TB, line string) {
+	t.Helper()
+	f, err := os.OpenFile(c.knownHosts, os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := fmt.Fprintln(f, strings.TrimSpace(line)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sshArgs is the ssh command line without host, port and remote command;
+// git takes the port from the URL.
+func (c *Client) sshArgs() []string {
+	return []string{"ssh", "-F", "/dev/null", "-i", c.Key.Path,
 		"-o", "IdentitiesOnly=yes", "-o", "IdentityAgent=none", "-o", "BatchMode=yes",
 		"-o", "UserKnownHostsFile=" + c.knownHosts, "-o", "StrictHostKeyChecking=yes",
 		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
@@ -161,7 +175,8 @@ func (r Result) String() string {
 // SSH runs `ssh git@127.0.0.1 REMOTE...` with stdin.
 func (c *Client) SSH(t testing.TB, stdin string, sshOpts []string, remote ...string) Result {
 	t.Helper()
-	args := append(c.SSHArgs(), sshOpts...)
+	args := append(c.sshArgs(), "-p", c.Server.Port())
+	args = append(args, sshOpts...)
 	args = append(args, "git@127.0.0.1")
 	args = append(args, remote...)
 	return c.run(t, "", stdin, args...)
@@ -198,7 +213,7 @@ func (c *Client) MustGit(t testing.TB, dir string, args ...string) Result {
 
 func (c *Client) env() []string {
 	sshCmd := make([]string, 0, 20)
-	for _, a := range c.SSHArgs() {
+	for _, a := range c.sshArgs() {
 		sshCmd = append(sshCmd, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
 	}
 	return []string{
@@ -258,6 +273,19 @@ func (c *Client) Commit(t testing.TB, dir, msg string, files map[string]string) 
 	}
 	c.MustGit(t, dir, "add", "-A")
 	c.MustGit(t, dir, "commit", "-q", "-m", msg)
+}
+
+// App returns the files of the smallest valid app named name; extra files
+// are added or replace its own.
+func App(name string, extra map[string]string) map[string]string {
+	files := map[string]string{
+		"app.ini": "[production]\napp_name = " + name + "\nrunner = app.py\n",
+		"app.py":  "def application(environ, start_response):\n    start_response('200 OK', [])\n    return [b'" + name + "']\n",
+	}
+	for k, v := range extra {
+		files[k] = v
+	}
+	return files
 }
 
 // Process is a `gitreceive serve` child process.

@@ -1,0 +1,57 @@
+package appconfig
+
+// Platform is the language runtime an app runs on.
+type Platform string
+
+// The platforms app.ini can ask for.
+const (
+	PlatformPython Platform = "python"
+	PlatformPHP    Platform = "php"
+)
+
+// Runner is the script that serves the app: for python a WSGI file and the
+// name of the application object in it, for php the front script.
+type Runner struct {
+	Path   string // in the tree, e.g. "src/app/wsgi.py"
+	Object string // python: "application" unless app.ini names another; php: ""
+}
+
+// FetchItem is one line of update_fetch, run after each deploy. Exactly one
+// of URLPath and Script is set.
+type FetchItem struct {
+	URLPath string   // a path on the app, e.g. "/setup"
+	Script  string   // a file in the tree, run with Args
+	Args    []string // nil when the script takes none
+}
+
+// Location is where the app is served unless the deployer says otherwise.
+type Location struct {
+	Host string // a lowercase DNS host name
+	Path string // "" or "/prefix", never with a trailing slash
+}
+
+// Service is one service.NAME key: something the app needs provisioned.
+type Service struct {
+	Name  string // one of KnownServices
+	Value string // the key's value, possibly empty
+}
+
+// Config is the validated [production] section of app.ini.
+type Config struct {
+	AppName         string
+	Runner          Runner
+	Platform        Platform
+	PHPRoot         string // directory in the tree, php only; "" for the app root or unset
+	UpdateFetch     []FetchItem
+	DefaultLocation *Location         // nil when unset
+	Services        []Service         // sorted by name
+	Packages        []string          // Debian package names
+	Config          map[string]string // config.NAME keys by NAME, values verbatim; never nil
+	HealthCheck     string            // URL path on the app, default "/"
+
+	// Worker settings; 0 means the default.
+	Workers     int // worker processes
+	Harakiri    int // seconds before a stuck request's worker is killed
+	MaxRequests int // requests a worker serves before it is recycled
+	ReloadOnRSS int // MB of resident memory before a worker is recycled
+}

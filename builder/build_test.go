@@ -1,0 +1,160 @@
+package builder
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/gitreceive/gitreceive/hooks"
+)
+
+// gitRepo commits files (content "->x" makes a symlink, a "bin/" path an
+// executable) into a new repository and returns it with the commit id.
+func gitRepo(t *testing.T, files map[string]string) (Git, string) {
+	t.Helper()
+	if _, err := exec.LookPath("git"); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("git is not installed")
+		}
+		t.Skip("git is not installed")
+	}
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	run("init", "-q", "-b", "main")
+	for p, content := range files {
+		full := filepath.Join(dir, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if target, ok := strings.CutPrefix(content, "->"); ok {
+			if err := os.Symlink(target, full); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		mode := os.FileMode(0o644)
+		if strings.HasPrefix(p, "bin/") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(full, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("add", "-A")
+	run("commit", "-q", "-m", "x")
+	return Git{Dir: filepath.Join(dir, ".git")}, run("rev-parse", "HEAD")
+}
+
+func sampleApp() map[string]string {
+	return map[string]string{
+		"app.ini":                   "->src/sample/silver-app.ini",
+		"src/sample/silver-app.ini": "[production]\napp_name = sample\nrunner = src/sample/wsgi.py\nservice.postgis =\n",
+		"src/sample/wsgi.py":        "def application(e, s): pass\n",
+		"lib/python/sample.pth":     "# dev\n/home/alice/sample/src/sample\nimport os\n",
+		"bin/manage.py":             "#!/usr/bin/env python3\n",
+		"static/big.css":            strings.Repeat("x", 100000),
+	}
+}
+
+func TestBuildRelease(t *testing.T) {
+	files := sampleApp()
+	g, commit := gitRepo(t, files)
+	var out bytes.Buffer
+	r, err := Build(context.Background(), Input{Git: g, App: "sample", Instance: "production", Branch: "main", Commit: commit, Pusher: "alice", Number: 1}, hooks.NewProgress(&out))
+	if err != nil {
+		t.Fatalf("Build: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"-----> Validating app.ini\n       runner = src/sample/wsgi.py, services: postgis\n",
+		"-----> Fixing .pth paths\n       lib/python/sample.pth: /home/alice/sample/src/sample -> ../../src/sample\n",
+		"-----> Built release v1: 6 files",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if r.Config.AppName != "sample" || len(r.Config.Services) != 1 {
+		t.Errorf("config %+v", r.Config)
+	}
+	wantFixed := "# dev\n../../src/sample\nimport os\n"
+	if string(r.Fixed["lib/python/sample.pth"]) != wantFixed {
+		t.Errorf("fixed .pth = %q", r.Fixed["lib/python/sample.pth"])
+	}
+	modes := map[string]string{}
+	for _, e := range r.Manifest {
+		modes[e.Path] = e.Mode
+	}
+	if modes["app.ini"] != ModeSymlink || modes["bin/manage.py"] != ModeExec || modes["static/big.css"] != ModeFile {
+		t.Errorf("modes %v", modes)
+	}
+
+	// Every streamed file matches its manifest entry, byte for byte.
+	streamed := 0
+	err = r.EachFile(context.Background(), nil, func(e ManifestEntry, content io.Reader) error {
+		data, err := io.ReadAll(content)
+		if err != nil {
+			return err
+		}
+		if e.Mode == ModeSymlink {
+			data = []byte(e.Target)
+		}
+		sum := sha256.Sum256(data)
+		if hex.EncodeToString(sum[:]) != e.SHA256 || int64(len(data)) != e.Size {
+			t.Errorf("%s: streamed content does not match the manifest", e.Path)
+		}
+		if want := files[e.Path]; e.Blob != "" && e.Mode != ModeSymlink && string(data) != want {
+			t.Errorf("%s: content %q", e.Path, data)
+		}
+		streamed++
+		return nil
+	})
+	if err != nil || streamed != 6 {
+		t.Fatalf("EachFile: %v, %d files", err, streamed)
+	}
+
+	// A rebuild reusing the manifest hashes nothing again and agrees.
+	again, err := Build(context.Background(), Input{Git: g, App: "sample", Commit: commit, Number: 2, Previous: r.Manifest}, hooks.NewProgress(io.Discard))
+	if err != nil || again.ManifestHash != r.ManifestHash {
+		t.Fatalf("rebuild: %v, hash %s vs %s", err, again.ManifestHash, r.ManifestHash)
+	}
+}
+
+func TestBuildRejects(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		change func(map[string]string)
+		limit  int64
+		want   string
+	}{
+		{"too large", func(map[string]string) {}, 1000, "more than the release size limit"},
+		{"app.ini to nowhere", func(f map[string]string) { f["app.ini"] = "->missing.ini" }, 0, "app.ini is a symlink to missing.ini"},
+		{"no app.ini", func(f map[string]string) { delete(f, "app.ini") }, 0, "app.ini is missing"},
+		{"symlink loop", func(f map[string]string) { f["a"] = "->b"; f["b"] = "->a" }, 0, "loop"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := sampleApp()
+			tc.change(files)
+			g, commit := gitRepo(t, files)
+			_, err := Build(context.Background(), Input{Git: g, App: "sample", Commit: commit, Number: 1, SizeLimit: tc.limit}, hooks.NewProgress(io.Discard))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("want error with %q, got %v", tc.want, err)
+			}
+		})
+	}
+}

@@ -1,0 +1,111 @@
+package builder
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Record is one line of an instance's release history.
+type Record struct {
+	Number       int       `json:"number"`
+	Commit       string    `json:"commit"`
+	Branch       string    `json:"branch"`
+	Pusher       string    `json:"pusher"`
+	Time         time.Time `json:"time"`
+	ManifestHash string    `json:"manifest"`
+	Files        int       `json:"files"`
+	Size         int64     `json:"size"`
+}
+
+// History keeps each instance's releases under DIR/APP/INSTANCE/: a JSON
+// lines file of records (human-readable, append-only) and one manifest file
+// per release.
+type History struct{ Dir string }
+
+// InstanceName is the instance a branch deploys to: main and master are
+// production; every other branch is its own instance.
+func InstanceName(branch string) string {
+	if branch == "main" || branch == "master" {
+		return "production"
+	}
+	return "branch-" + url.PathEscape(branch)
+}
+
+func (h History) dir(app, instance string) string { return filepath.Join(h.Dir, app, instance) }
+
+// Last returns the newest record of app's instance and its manifest;
+// ok is false when the instance has no release yet.
+func (h History) Last(app, instance string) (rec Record, m Manifest, ok bool, err error) {
+	f, err := os.Open(filepath.Join(h.dir(app, instance), "history.jsonl"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return rec, nil, false, nil
+	}
+	if err != nil {
+		return rec, nil, false, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if len(sc.Bytes()) == 0 {
+			continue
+		}
+		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
+			return rec, nil, false, fmt.Errorf("%s: %w", f.Name(), err)
+		}
+		ok = true
+	}
+	if err := sc.Err(); err != nil || !ok {
+		return rec, nil, false, err
+	}
+	data, err := os.ReadFile(h.manifestPath(app, instance, rec.Number))
+	if err != nil {
+		return rec, nil, false, err
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return rec, nil, false, fmt.Errorf("manifest of v%d: %w", rec.Number, err)
+	}
+	return rec, m, true, nil
+}
+
+func (h History) manifestPath(app, instance string, n int) string {
+	return filepath.Join(h.dir(app, instance), fmt.Sprintf("v%d.manifest.json", n))
+}
+
+// Append records a release: its manifest first (atomically), then the line.
+func (h History) Append(app, instance string, rec Record, m Manifest) error {
+	dir := h.dir(app, instance)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	path := h.manifestPath(app, instance, rec.Number)
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return err
+	}
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, "history.jsonl"), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

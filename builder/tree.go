@@ -1,0 +1,176 @@
+package builder
+
+import (
+	"fmt"
+	"path"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
+const maxSymlinkHops = 40
+
+// node is one blob of the pushed tree: a file or a symlink.
+type node struct {
+	entry
+	target string // symlinks: the link text
+}
+
+func (n *node) isLink() bool { return n.mode == "120000" }
+func (n *node) isExec() bool { return n.mode == "100755" }
+
+// tree is the pushed tree, checked against the tree rules: no submodules,
+// no path tricks, no symlink that leaves the app.
+type tree struct {
+	blobs map[string]*node
+	dirs  map[string]bool // "" is the root
+	paths []string        // blob paths, sorted
+	size  int64           // sum of blob sizes
+}
+
+func buildTree(entries []entry, blobs *blobReader, sizeLimit int64) (*tree, error) {
+	t := &tree{blobs: map[string]*node{}, dirs: map[string]bool{"": true}}
+	for _, e := range entries {
+		if err := checkPath(e.path); err != nil {
+			return nil, err
+		}
+		switch {
+		case e.kind == "tree":
+			t.dirs[e.path] = true
+		case e.kind == "commit" || e.mode == "160000":
+			return nil, fmt.Errorf("%s is a git submodule, which is not supported; add its files to this repository instead", e.path)
+		case e.kind == "blob":
+			n := &node{entry: e}
+			if n.isLink() {
+				target, err := blobs.read(e.oid, 4096)
+				if err != nil {
+					return nil, fmt.Errorf("reading symlink %s: %w", e.path, err)
+				}
+				n.target = string(target)
+			}
+			t.blobs[e.path] = n
+			t.paths = append(t.paths, e.path)
+			t.size += e.size
+		default:
+			return nil, fmt.Errorf("%s has an unexpected object type %q", e.path, e.kind)
+		}
+	}
+	if t.size > sizeLimit {
+		return nil, fmt.Errorf("the app is %s, more than the release size limit of %s; remove large files from the repository (or raise max_release_size in gitreceive.ini)", humanBytes(t.size), humanBytes(sizeLimit))
+	}
+	sort.Strings(t.paths)
+	for _, p := range t.paths {
+		if n := t.blobs[p]; n.isLink() {
+			if err := checkLinkTarget(p, n.target); err != nil {
+				return nil, err
+			}
+			if _, err := t.resolve(p); err != nil {
+				return nil, fmt.Errorf("symlink %s -> %s: %w", p, n.target, err)
+			}
+		}
+	}
+	return t, nil
+}
+
+func checkPath(p string) error {
+	if !utf8.ValidString(p) {
+		return fmt.Errorf("the path %q is not valid UTF-8; rename it", p)
+	}
+	for _, c := range strings.Split(p, "/") {
+		if c == "" || c == "." || c == ".." {
+			return fmt.Errorf("the path %q has an empty, \".\" or \"..\" component; rename it", p)
+		}
+	}
+	if strings.ContainsAny(p, "\x00\n\r") {
+		return fmt.Errorf("the path %q contains a control character; rename it", p)
+	}
+	return nil
+}
+
+func checkLinkTarget(link, target string) error {
+	if target == "" || strings.ContainsRune(target, 0) {
+		return fmt.Errorf("symlink %s has an empty or invalid target", link)
+	}
+	if strings.HasPrefix(target, "/") {
+		return fmt.Errorf("symlink %s -> %s points outside the app (absolute path); use a relative link to a file inside the repository", link, target)
+	}
+	return nil
+}
+
+// resolve follows symlinks in every component of p and returns the in-tree
+// path it names. A link that climbs out of the app is an error.
+func (t *tree) resolve(p string) (string, error) {
+	hops := 0
+	rest := strings.Split(p, "/")
+	cur := ""
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if cur == "" {
+				return "", fmt.Errorf("%s leads outside the app; use a relative link to a file inside the repository", p)
+			}
+			cur = path.Dir(cur)
+			if cur == "." {
+				cur = ""
+			}
+			continue
+		}
+		next := path.Join(cur, c)
+		n, ok := t.blobs[next]
+		if !ok || !n.isLink() {
+			cur = next
+			continue
+		}
+		hops++
+		if hops > maxSymlinkHops {
+			return "", fmt.Errorf("symlink %s is part of a loop; fix the link", next)
+		}
+		if strings.HasPrefix(n.target, "/") {
+			return "", fmt.Errorf("symlink %s -> %s points outside the app (absolute path); use a relative link to a file inside the repository", next, n.target)
+		}
+		rest = append(strings.Split(n.target, "/"), rest...)
+	}
+	return cur, nil
+}
+
+// IsFile reports whether p names a regular file, through in-tree symlinks.
+func (t *tree) IsFile(p string) bool {
+	r, err := t.resolve(p)
+	if err != nil {
+		return false
+	}
+	n, ok := t.blobs[r]
+	return ok && !n.isLink()
+}
+
+// IsDir reports whether p names a directory, through in-tree symlinks.
+func (t *tree) IsDir(p string) bool {
+	r, err := t.resolve(p)
+	return err == nil && t.dirs[r]
+}
+
+func (t *tree) dirList() []string {
+	dirs := make([]string, 0, len(t.dirs))
+	for d := range t.dirs {
+		dirs = append(dirs, d)
+	}
+	sort.Strings(dirs)
+	return dirs
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
