@@ -141,7 +141,15 @@ func (d *Dirs) suffixRun(comps []string) (run []dirEntry, n int) {
 	prefix := q[:n]
 	lo := sort.Search(i, func(j int) bool { return comparePrefix(d.bySuffix[j].rcomps, prefix) >= 0 })
 	hi := i + sort.Search(len(d.bySuffix)-i, func(j int) bool { return comparePrefix(d.bySuffix[i+j].rcomps, prefix) > 0 })
-	return d.bySuffix[lo:hi], n
+	run = d.bySuffix[lo:hi]
+	// A directory that is itself the whole common suffix (src/myapp for
+	// /home/alice/myapp/src/myapp) beats deeper ones that merely end the
+	// same way (vendor/src/myapp): it is the one the developer's path named.
+	// Sorted by reversed components, it is the first of the run.
+	if len(run[0].rcomps) == n {
+		return run[:1], n
+	}
+	return run, n
 }
 
 // comparePrefix orders s against prefix looking only at s's first

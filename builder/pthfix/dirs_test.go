@@ -44,13 +44,14 @@ func TestDirsLongestSuffix(t *testing.T) {
 		want  []string
 		wantN int
 	}{
-		{"/home/alice/proj/src/myapp", []string{"src/myapp", "vendor/x/src/myapp"}, 2},
+		{"/home/alice/proj/src/myapp", []string{"src/myapp"}, 2}, // the exact suffix beats vendor/x/src/myapp
 		{"/home/alice/proj/vendor/x/src/myapp", []string{"vendor/x/src/myapp"}, 4},
-		{"/home/alice/myapp", []string{"myapp", "src/myapp", "vendor/x/src/myapp"}, 1},
+		{"/home/alice/myapp", []string{"myapp"}, 1},
+		{"/home/alice/notmyapp", []string{"src/notmyapp"}, 1},
 		{"/x/lib", []string{"a/lib", "b/lib", "c/z/lib"}, 1},
 		{"/x/z/lib", []string{"c/z/lib"}, 2},
 		{"/x/zz/lib", []string{"a/lib", "b/lib", "c/z/lib"}, 1},
-		{"/y/src", []string{"src", "vendor/x/src"}, 1},
+		{"/y/src", []string{"src"}, 1},
 		{"/x/src", []string{"vendor/x/src"}, 2},
 		{"/x/z", []string{"c/z"}, 1},
 		{"/x/c/z/lib/more", nil, 0},

@@ -204,6 +204,14 @@ var fixCases = []fixCase{
 		rewrites: []string{pthFile + ":1: /home/alice/myapp/src/myapp -> ../../src/myapp"},
 	},
 
+	{
+		name:     "the directory that is the whole suffix beats deeper ones",
+		dirs:     []string{"src/myapp", "vendor/src/myapp"},
+		in:       "/home/alice/myapp/src/myapp\n",
+		want:     "../../src/myapp\n",
+		rewrites: []string{pthFile + ":1: /home/alice/myapp/src/myapp -> ../../src/myapp"},
+	},
+
 	// Errors.
 	{
 		name:    "ambiguous",

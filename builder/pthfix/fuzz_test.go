@@ -98,6 +98,12 @@ func naiveLongestSuffix(d *Dirs, p string) []string {
 			best = append(best, dir)
 		}
 	}
+	// Of a tie, the directory that is exactly the common suffix wins.
+	for _, dir := range best {
+		if len(splitPath(dir)) == bestN {
+			return []string{dir}
+		}
+	}
 	slices.Sort(best)
 	return best
 }
