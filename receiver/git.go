@@ -37,20 +37,6 @@ func (s *Server) gitCommand(c *call) int {
 		return c.fail("key %s may not access app %q; ask an admin to grant it", c.key.Name, app)
 	}
 
-	var repoDir string
-	created := false
-	if service == "receive-pack" {
-		if repoDir, created, err = s.repos.ensure(app); err != nil {
-			c.log.Error().Err(err).Msg("preparing repository")
-			return c.fail("cannot prepare the repository for %s; tell the operator", app)
-		}
-	} else {
-		if !s.repos.exists(app) {
-			return c.fail("app %q does not exist yet; push to it first", app)
-		}
-		repoDir = s.repos.path(app)
-	}
-
 	env := []string{
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=" + s.cfg.DataDir,
@@ -62,41 +48,54 @@ func (s *Server) gitCommand(c *call) int {
 			env = append(env, kv)
 		}
 	}
+	if service == "receive-pack" {
+		return s.receivePack(c, app, env)
+	}
+	if !s.repos.exists(app) {
+		return c.fail("app %q does not exist yet; push to it first", app)
+	}
+	return s.execGit(c, service, s.repos.path(app), env)
+}
 
-	if service == "receive-pack" {
-		ctx, cancel := context.WithCancel(c.sess.Context())
-		p := &Push{ID: newPushID(), App: app, User: c.key, RepoDir: repoDir, ctx: ctx}
-		p.log = c.log.With().Str("push", p.ID).Logger()
-		c.log = p.log
-		token, err := s.hooks.register(p)
-		if err != nil {
-			cancel()
-			c.log.Error().Err(err).Msg("registering push")
-			return c.fail("cannot start the push; tell the operator")
-		}
-		// The lock is held until git has finished and the push's handler has
-		// returned, whichever way the push ended (client gone, hook killed):
-		// the next push of this app must not overlap a deploy still running.
-		defer func() {
-			cancel()
-			s.hooks.unregister(token)
-			p.active.Wait()
-			p.releaseLock()
-		}()
-		env = append(env,
-			hooks.EnvBin+"="+s.hookBin,
-			hooks.EnvSocket+"="+s.cfg.hookSocket(),
-			hooks.EnvToken+"="+token,
-		)
+// receivePack runs one push: the repository is created on first push, and
+// the push is registered with the hook socket for its pre-receive.
+func (s *Server) receivePack(c *call, app string, env []string) int {
+	// Counted from before the repository may be created, so that a rejected
+	// first push only removes it when no other push is using it.
+	s.receiving.add(app, 1)
+	defer s.receiving.add(app, -1)
+	repoDir, created, err := s.repos.ensure(app)
+	if err != nil {
+		c.log.Error().Err(err).Msg("preparing repository")
+		return c.fail("cannot prepare the repository for %s; tell the operator", app)
 	}
-	if service == "receive-pack" {
-		s.receiving.add(app, 1)
-		defer s.receiving.add(app, -1)
+
+	ctx, cancel := context.WithCancel(c.sess.Context())
+	p := &Push{ID: newPushID(), App: app, User: c.key, RepoDir: repoDir, ctx: ctx}
+	p.log = c.log.With().Str("push", p.ID).Logger()
+	c.log = p.log
+	token, err := s.hooks.register(p)
+	if err != nil {
+		cancel()
+		c.log.Error().Err(err).Msg("registering push")
+		return c.fail("cannot start the push; tell the operator")
 	}
-	code := s.execGit(c, service, repoDir, env)
-	if service != "receive-pack" {
-		return code
-	}
+	defer cancel()
+	defer p.releaseLock()
+	env = append(env,
+		hooks.EnvBin+"="+s.hookBin,
+		hooks.EnvSocket+"="+s.cfg.hookSocket(),
+		hooks.EnvToken+"="+token,
+	)
+	code := s.execGit(c, "receive-pack", repoDir, env)
+
+	// The lock is held until git has finished and the push's handler has
+	// returned, whichever way the push ended (client gone, hook killed):
+	// the next push of this app must not overlap a deploy still running.
+	cancel()
+	s.hooks.unregister(token)
+	p.active.Wait()
+
 	// receive-pack exits 0 even when it refused every ref, so look at the refs.
 	if created && s.receiving.onlyOne(app) {
 		if err := s.repos.removeIfEmpty(app); err != nil {
