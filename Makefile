@@ -8,11 +8,14 @@ LDFLAGS   := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 60s
 
-# What the receiver needs at run time, and what the tests need on top.
+# What the receiver needs at run time, and what the tests need on top
+# (the test bed's nodes run sshd in network namespaces: iproute2, util-linux).
 RUN_PKGS  := git
-TEST_PKGS := git openssh-client
+TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash
+TESTBED_PREFIX ?= gr
+TESTBED_ARGS   ?= --subnet 10.77.0.0/24 --count 3
 
-.PHONY: all build run install test unit lint fuzz bench deps-run deps-test deps-bench clean
+.PHONY: all build run install test unit lint fuzz bench testbed-up testbed-down deps-run deps-test clean
 
 all: build
 
@@ -48,11 +51,15 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzFix$$' -fuzztime=$(FUZZTIME) ./builder/pthfix
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./builder/appconfig
 
-bench: deps-bench
+bench: deps-test
 	$(GO) test -tags bench -count=1 -timeout 60m -run '^TestBench' -v ./cmd/gitreceive/
 
-deps-bench:
-	@./.ci/apt-ensure $(TEST_PKGS) openssh-server
+# Test nodes for people (root): network namespaces running sshd; see nodes/testbed.
+testbed-up: deps-test
+	$(GO) run ./nodes/testbed/testbedctl up --prefix $(TESTBED_PREFIX) $(TESTBED_ARGS)
+
+testbed-down:
+	$(GO) run ./nodes/testbed/testbedctl down --prefix $(TESTBED_PREFIX)
 
 deps-run:
 	@./.ci/apt-ensure $(RUN_PKGS)

@@ -1,0 +1,54 @@
+package testbed
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// cleanEnv is the environment of every command we run, so that nothing of the
+// test's environment (CI tokens, GOFLAGS, ...) leaks into nodes.
+var cleanEnv = []string{
+	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+	"HOME=/root",
+	"LANG=C.UTF-8",
+}
+
+// runCommand runs a host command and returns its stdout; a failure names the
+// command and carries its stderr.
+func runCommand(ctx context.Context, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = cleanEnv
+	// A killed command's children may hold the pipes open; don't wait forever.
+	cmd.WaitDelay = 2 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), fmt.Errorf("%s: %w: %s", strings.Join(cmd.Args, " "), err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	return stdout.Bytes(), nil
+}
+
+// Exec runs args inside all of node's namespaces (as root, in its mount,
+// pid, net, uts and ipc namespaces, cwd /) and returns the command's stdout.
+// On failure the error names the node and command and includes stderr.
+// It is meant for tests that look at or break a node: kill sshd, fill a disk.
+func (b *Bed) Exec(ctx context.Context, node *Node, args ...string) ([]byte, error) {
+	if len(args) == 0 {
+		return nil, fmt.Errorf("testbed: exec on %s: no command", node.Name)
+	}
+	if b.isClosed() {
+		return nil, fmt.Errorf("testbed: exec %q on %s: bed is closed", args, node.Name)
+	}
+	nsenter := append([]string{"--target", strconv.Itoa(node.PID), "--all", "--"}, args...)
+	out, err := runCommand(ctx, "nsenter", nsenter...)
+	if err != nil {
+		return out, fmt.Errorf("testbed: exec on %s: %w", node.Name, err)
+	}
+	return out, nil
+}
