@@ -1,6 +1,9 @@
-// Package nodes holds the node inventory, the pooled SSH client to nodes,
-// the parallel delta fan-out with two-phase activation, and the node agent
-// (`gitreceive node ...`). It knows nothing of git.
+// Package nodes knows the servers apps deploy to and how to reach them
+// safely: the inventory (DATA/nodes.ini), the receiver's own client key
+// (DATA/node_key), host keys pinned at `nodes add` (DATA/known_hosts), and
+// `nodes list|add|remove|check`. It knows nothing of git.
 //
-// Planned by the nodes issue.
+// Still to come with the nodes issue: `nodes setup`, the node agent, the
+// default `local` node, the connection pool and the parallel delta fan-out
+// with two-phase activation. nodes/testbed provides real test nodes.
 package nodes

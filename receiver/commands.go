@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/gitreceive/gitreceive/nodes"
 )
 
 // command is one entry of the allow-list of what a client may run.
@@ -24,6 +26,7 @@ func init() {
 		"git-receive-pack": {usage: "git-receive-pack APP", summary: "receive a git push (run by git push)", hidden: true, run: (*Server).gitCommand},
 		"git-upload-pack":  {usage: "git-upload-pack APP", summary: "serve a git clone or fetch (run by git)", hidden: true, run: (*Server).gitCommand},
 		"keys":             {usage: keysUsage, summary: "list, add or remove SSH keys", admin: true, run: (*Server).keysCommand},
+		"nodes":            {usage: nodes.RemoteUsage, summary: "list the nodes, or check they are reachable", admin: true, run: (*Server).nodesCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}
@@ -72,4 +75,8 @@ func (s *Server) keysCommand(c *call) int {
 	// Who changed which key is the audit trail of access; args hold no secrets.
 	c.log.Info().Strs("args", c.args[1:]).Int("exit", code).Msg("keys")
 	return code
+}
+
+func (s *Server) nodesCommand(c *call) int {
+	return nodes.OpenFleet(s.cfg.DataDir).Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false)
 }

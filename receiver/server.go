@@ -14,6 +14,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -70,9 +71,9 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
 		}
 	}
-	hostKey, err := loadOrCreateHostKey(cfg.hostKeyPath())
+	hostKey, err := nodes.LoadOrCreateKey(cfg.hostKeyPath(), "gitreceive host key")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("host key: %w", err)
 	}
 	s := &Server{
 		cfg:     cfg,

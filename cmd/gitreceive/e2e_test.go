@@ -285,6 +285,15 @@ func TestExitStatusReachesClient(t *testing.T) {
 	if r.Code != 0 || !strings.Contains(r.Stdout, "keys") || !strings.Contains(r.Stdout, "version") {
 		t.Fatalf("help: %s", r)
 	}
+	if r := f.alice.SSH(t, "", nil, "nodes", "list"); r.Code != 0 || !strings.HasPrefix(r.Stdout, "NAME") {
+		t.Fatalf("nodes list: %s", r)
+	}
+	if r := f.alice.SSH(t, "", nil, "nodes", "add", "web1", "10.77.0.9"); r.Code != 1 || !strings.Contains(r.Stderr, "usage: nodes list") {
+		t.Fatalf("nodes add over SSH: %s", r)
+	}
+	if r := f.bob.SSH(t, "", nil, "nodes", "list"); r.Code != 1 {
+		t.Fatalf("deployer ran nodes list: %s", r)
+	}
 	if r := f.bob.SSH(t, "", nil, "help"); strings.Contains(r.Stdout, "keys") {
 		t.Fatalf("help shows admin commands to a deployer:\n%s", r.Stdout)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/receiver"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -30,6 +31,7 @@ const usage = `usage: gitreceive COMMAND [ARGS]
 
   serve [--listen ADDR] [--data DIR]   run the SSH receiver (default :2222, /var/lib/gitreceive)
   keys [--data DIR] list|add|remove    manage the SSH keys allowed to push (see: gitreceive keys)
+  nodes [--data DIR] list|add|remove|check   manage the nodes apps deploy to (see: gitreceive nodes)
   hook pre-receive                     run by git inside a push; not for people
   version                              print the version
 
@@ -57,6 +59,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		store := keystore.Open(receiver.KeyStorePath(receiver.ResolveDataDir(data)))
 		return receiver.KeysCommand(store, rest, stdin, stdout, stderr, true)
+	case "nodes":
+		data, rest, err := dataFlag(args[1:])
+		if err != nil {
+			fmt.Fprintf(stderr, "gitreceive: %v\n", err)
+			return 2
+		}
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return nodes.OpenFleet(receiver.ResolveDataDir(data)).Command(ctx, rest, stdout, stderr, true)
 	case "hook":
 		if len(args) != 2 || args[1] != "pre-receive" {
 			fmt.Fprintln(stderr, "gitreceive: usage: gitreceive hook pre-receive (run by git, not by people)")

@@ -1,0 +1,87 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// maxParallel bounds how many nodes are talked to at once.
+const maxParallel = 16
+
+// Status is what `nodes check` learns about one node.
+type Status struct {
+	Node     Node
+	Err      error         // nil: reachable with the pinned host key and our key
+	Latency  time.Duration // login time
+	FreeDisk int64         // bytes free where releases live
+}
+
+// Check logs in to every node of nodes (in parallel, bounded) and reports.
+func (f *Fleet) Check(ctx context.Context, nodes []Node) []Status {
+	out := make([]Status, len(nodes))
+	sem := make(chan struct{}, maxParallel)
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			out[i] = f.check(ctx, n)
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+func (f *Fleet) check(ctx context.Context, n Node) Status {
+	st := Status{Node: n}
+	start := time.Now()
+	c, err := f.Dial(ctx, n)
+	if err != nil {
+		st.Err = err
+		return st
+	}
+	defer c.Close()
+	st.Latency = time.Since(start)
+	sess, err := c.NewSession()
+	if err != nil {
+		st.Err = fmt.Errorf("node %s: %w", n.Name, err)
+		return st
+	}
+	defer sess.Close()
+	var out bytes.Buffer
+	sess.Stdout = &out
+	// /srv holds the releases once set up; before that, the root file system.
+	if err := sess.Run("df -Pk /srv 2>/dev/null || df -Pk /"); err != nil {
+		st.Err = fmt.Errorf("node %s: df: %w", n.Name, err)
+		return st
+	}
+	st.FreeDisk, st.Err = parseDfAvail(out.String())
+	if st.Err != nil {
+		st.Err = fmt.Errorf("node %s: %w", n.Name, st.Err)
+	}
+	return st
+}
+
+// parseDfAvail reads the "Available" column (KiB) of `df -Pk` output.
+func parseDfAvail(out string) (int64, error) {
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		return 0, fmt.Errorf("unexpected df output %q", out)
+	}
+	f := strings.Fields(lines[len(lines)-1])
+	if len(f) < 4 {
+		return 0, fmt.Errorf("unexpected df output %q", out)
+	}
+	kb, err := strconv.ParseInt(f[3], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("unexpected df output %q", out)
+	}
+	return kb * 1024, nil
+}
