@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzParseStoreFile$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
 	$(GO) test -run=NONE -fuzz='^FuzzFix$$' -fuzztime=$(FUZZTIME) ./builder/pthfix
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./builder/appconfig
+	$(GO) test -run=NONE -fuzz='^FuzzAssembleContents$$' -fuzztime=$(FUZZTIME) ./nodes/agent
 
 bench: deps-test
 	$(GO) test -tags bench -count=1 -timeout 60m -run '^TestBench' -v ./cmd/gitreceive/

@@ -1,0 +1,341 @@
+// Package agent is the node side of a deploy: it turns the files a node
+// already has plus a stream of the contents it lacks into a new release
+// directory, and verifies it against the release manifest before the node
+// reports ready (DESIGN.md decision 5).
+//
+// Everything it reads comes over the wire and is checked as untrusted:
+// paths, modes, symlink targets, and the tar stream, whose entries are
+// named by content hash only and must hash to their names.
+package agent
+
+import (
+	"archive/tar"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// File modes in a manifest (the builder's names).
+const (
+	ModeFile    = "file"
+	ModeExec    = "exec"
+	ModeSymlink = "symlink"
+)
+
+// File is one manifest entry as it crosses the wire.
+type File struct {
+	Path   string `json:"path"`
+	Mode   string `json:"mode"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	Target string `json:"target,omitempty"`
+}
+
+// Manifest is every file of a release.
+type Manifest []File
+
+var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// Validate checks a manifest from the wire: clean relative UTF-8 paths,
+// known modes, hex hashes, relative symlink targets that stay inside, no
+// duplicate paths, and no path beneath a file or a symlink (writing through
+// a symlink could leave the release directory).
+func (m Manifest) Validate() error {
+	seen := make(map[string]string, len(m))
+	for _, f := range m {
+		if err := checkRelPath(f.Path); err != nil {
+			return err
+		}
+		if _, dup := seen[f.Path]; dup {
+			return fmt.Errorf("manifest lists %q twice", f.Path)
+		}
+		seen[f.Path] = f.Mode
+		switch f.Mode {
+		case ModeFile, ModeExec:
+			if !sha256Hex.MatchString(f.SHA256) || f.Size < 0 {
+				return fmt.Errorf("manifest entry %q has a bad hash or size", f.Path)
+			}
+		case ModeSymlink:
+			if f.Target == "" || strings.HasPrefix(f.Target, "/") || strings.ContainsRune(f.Target, 0) {
+				return fmt.Errorf("symlink %q has a bad target %q", f.Path, f.Target)
+			}
+			if t := path.Join(path.Dir(f.Path), f.Target); t == ".." || strings.HasPrefix(t, "../") {
+				return fmt.Errorf("symlink %q -> %q leaves the release", f.Path, f.Target)
+			}
+		default:
+			return fmt.Errorf("manifest entry %q has unknown mode %q", f.Path, f.Mode)
+		}
+	}
+	for p := range seen {
+		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
+			if _, isEntry := seen[dir]; isEntry {
+				return fmt.Errorf("manifest puts %q beneath the file or symlink %q", p, dir)
+			}
+		}
+	}
+	return nil
+}
+
+func checkRelPath(p string) error {
+	if p == "" || !utf8.ValidString(p) || strings.ContainsRune(p, 0) || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+		return fmt.Errorf("manifest path %q is not a clean relative path", p)
+	}
+	return nil
+}
+
+// Needed returns the content hashes of want that have no regular file in
+// have: what the receiver must send. Each content is sent once.
+func Needed(have, want Manifest) []string {
+	present := map[string]bool{}
+	for _, f := range have {
+		if f.Mode != ModeSymlink {
+			present[f.SHA256] = true
+		}
+	}
+	var need []string
+	for _, f := range want {
+		if f.Mode != ModeSymlink && !present[f.SHA256] {
+			present[f.SHA256] = true
+			need = append(need, f.SHA256)
+		}
+	}
+	sort.Strings(need)
+	return need
+}
+
+// MaxEntries bounds the tar entries read from one stream.
+const MaxEntries = 1 << 20
+
+// Assemble builds dst from prev (the current release directory and its
+// manifest; "" and nil for none) and contents, a tar stream of the needed
+// contents, each a regular file named by its sha256. Unchanged contents are
+// hard-linked from prev, so a one-file change costs one file. On any error
+// dst is removed. dst must not exist.
+func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader) (err error) {
+	if err := want.Validate(); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dst, 0o755); err != nil {
+		return fmt.Errorf("creating release directory: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			os.RemoveAll(dst)
+		}
+	}()
+	staging := filepath.Join(dst, ".incoming")
+	if err := os.Mkdir(staging, 0o700); err != nil {
+		return err
+	}
+	defer os.RemoveAll(staging)
+
+	// Where each content can be linked from: the previous release first.
+	source := map[string]string{}
+	if prev != "" {
+		for _, f := range prevManifest {
+			if f.Mode != ModeSymlink && checkRelPath(f.Path) == nil {
+				source[f.SHA256] = filepath.Join(prev, filepath.FromSlash(f.Path))
+			}
+		}
+	}
+	needed := map[string]bool{}
+	for _, h := range Needed(prevManifest, want) {
+		needed[h] = true
+	}
+	if err := receiveContents(staging, contents, needed, source); err != nil {
+		return err
+	}
+
+	// Regular files first (their parent directories are plain directories
+	// because no symlink exists yet), symlinks last.
+	for _, f := range want {
+		if f.Mode == ModeSymlink {
+			continue
+		}
+		if err := place(dst, f, source[f.SHA256]); err != nil {
+			return err
+		}
+	}
+	for _, f := range want {
+		if f.Mode != ModeSymlink {
+			continue
+		}
+		p := filepath.Join(dst, filepath.FromSlash(f.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return err
+		}
+		if err := os.Symlink(f.Target, p); err != nil {
+			return fmt.Errorf("creating symlink %s: %w", f.Path, err)
+		}
+	}
+	if err := os.RemoveAll(staging); err != nil {
+		return err
+	}
+	return Verify(dst, want)
+}
+
+// receiveContents stores each needed content from the tar stream in
+// staging, checking name, type, size limits and hash, and records it in
+// source. Anything not asked for is an error.
+func receiveContents(staging string, contents io.Reader, needed map[string]bool, source map[string]string) error {
+	if contents == nil {
+		contents = strings.NewReader("")
+	}
+	tr := tar.NewReader(contents)
+	for n := 0; ; n++ {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reading the release contents: %w", err)
+		}
+		if n >= MaxEntries {
+			return errors.New("the release contents have too many entries")
+		}
+		if hdr.Typeflag != tar.TypeReg || !sha256Hex.MatchString(hdr.Name) || !needed[hdr.Name] {
+			return fmt.Errorf("unexpected entry %q (type %c) in the release contents", hdr.Name, hdr.Typeflag)
+		}
+		delete(needed, hdr.Name)
+		p := filepath.Join(staging, hdr.Name)
+		fh, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		h := sha256.New()
+		_, err = io.Copy(io.MultiWriter(fh, h), tr)
+		if cerr := fh.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return fmt.Errorf("writing content %s: %w", hdr.Name[:12], err)
+		}
+		if hex.EncodeToString(h.Sum(nil)) != hdr.Name {
+			return fmt.Errorf("content %s arrived corrupted", hdr.Name[:12])
+		}
+		source[hdr.Name] = p
+	}
+	if len(needed) > 0 {
+		return fmt.Errorf("the release contents lack %d of the files this node needs", len(needed))
+	}
+	return nil
+}
+
+// place puts f into dst: a hard link to src when the mode allows (a link
+// shares its inode's mode), else a copy.
+func place(dst string, f File, src string) error {
+	if src == "" {
+		return fmt.Errorf("no content for %s", f.Path)
+	}
+	p := filepath.Join(dst, filepath.FromSlash(f.Path))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	mode := fs.FileMode(0o644)
+	if f.Mode == ModeExec {
+		mode = 0o755
+	}
+	if st, err := os.Lstat(src); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == mode {
+		if err := os.Link(src, p); err == nil {
+			return nil
+		}
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(p, mode) // the umask must not decide the mode
+}
+
+// Verify checks that dir holds exactly the files of m, byte for byte.
+func Verify(dir string, m Manifest) error {
+	want := make(map[string]File, len(m))
+	for _, f := range m {
+		want[f.Path] = f
+	}
+	found := 0
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p == dir {
+			return nil
+		}
+		rel := filepath.ToSlash(strings.TrimPrefix(p, dir+string(filepath.Separator)))
+		f, listed := want[rel]
+		if d.IsDir() {
+			if listed {
+				return fmt.Errorf("%s is a directory, the manifest says %s", rel, f.Mode)
+			}
+			return nil
+		}
+		if !listed {
+			return fmt.Errorf("%s is not in the manifest", rel)
+		}
+		found++
+		return verifyFile(p, rel, f, d)
+	})
+	if err != nil {
+		return fmt.Errorf("release does not match its manifest: %w", err)
+	}
+	if found != len(m) {
+		return fmt.Errorf("release does not match its manifest: %d of %d files present", found, len(m))
+	}
+	return nil
+}
+
+func verifyFile(p, rel string, f File, d fs.DirEntry) error {
+	info, err := d.Info()
+	if err != nil {
+		return err
+	}
+	if f.Mode == ModeSymlink {
+		target, err := os.Readlink(p)
+		if err != nil || info.Mode()&fs.ModeSymlink == 0 || target != f.Target {
+			return fmt.Errorf("%s is not the symlink -> %s", rel, f.Target)
+		}
+		return nil
+	}
+	wantPerm := fs.FileMode(0o644)
+	if f.Mode == ModeExec {
+		wantPerm = 0o755
+	}
+	if !info.Mode().IsRegular() || info.Mode().Perm() != wantPerm || info.Size() != f.Size {
+		return fmt.Errorf("%s has mode %v and size %d, want %s %d", rel, info.Mode(), info.Size(), f.Mode, f.Size)
+	}
+	fh, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, fh); err != nil {
+		return err
+	}
+	if hex.EncodeToString(h.Sum(nil)) != f.SHA256 {
+		return fmt.Errorf("%s does not have the content the manifest says", rel)
+	}
+	return nil
+}
