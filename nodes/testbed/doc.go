@@ -3,7 +3,7 @@
 //
 // A node is a network namespace attached to a bridge in the root namespace
 // through a veth pair, plus private mount, pid, uts and ipc namespaces. Inside,
-// /etc and /var are copy-on-write overlays of the host's, /srv, /root and
+// /etc, /var and /usr are copy-on-write overlays of the host's, /srv, /root and
 // /home are per-node directories, /run and /tmp are tmpfs, and sshd listens
 // on the node's address. PID 1 of every node is this package's own init,
 // reached by re-executing the current binary (see nodeinit.go), so nodes need

@@ -22,6 +22,8 @@ func launchInit(ctx context.Context, n *Node, exe string) error {
 		EtcWork:  n.dirs.etcWork,
 		VarUpper: n.dirs.varUpper,
 		VarWork:  n.dirs.varWork,
+		UsrUpper: n.dirs.usrUpper,
+		UsrWork:  n.dirs.usrWork,
 		Srv:      n.dirs.srv,
 		Root:     n.dirs.root,
 		Home:     n.dirs.home,

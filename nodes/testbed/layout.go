@@ -109,7 +109,7 @@ func checkWorkDir(dir string) (string, error) {
 	if strings.ContainsAny(abs, ",:\\") {
 		return "", fmt.Errorf("testbed: WorkDir %s must not contain ',', ':' or '\\'", abs)
 	}
-	for _, overlaid := range []string{"/etc", "/var"} {
+	for _, overlaid := range []string{"/etc", "/var", "/usr"} {
 		if abs == overlaid || strings.HasPrefix(abs, overlaid+"/") {
 			return "", fmt.Errorf("testbed: WorkDir %s must not be under %s, which the nodes overlay", abs, overlaid)
 		}

@@ -31,6 +31,8 @@ type nodeDirs struct {
 	etcWork  string
 	varUpper string
 	varWork  string
+	usrUpper string
+	usrWork  string
 	srv      string
 	root     string
 	home     string
@@ -44,6 +46,8 @@ func newNodeDirs(workDir, name string) nodeDirs {
 		etcWork:  filepath.Join(base, "etc-work"),
 		varUpper: filepath.Join(base, "var-upper"),
 		varWork:  filepath.Join(base, "var-work"),
+		usrUpper: filepath.Join(base, "usr-upper"),
+		usrWork:  filepath.Join(base, "usr-work"),
 		srv:      filepath.Join(base, "srv"),
 		root:     filepath.Join(base, "root"),
 		home:     filepath.Join(base, "home"),
@@ -59,13 +63,14 @@ func (d nodeDirs) sshdLog() string { return filepath.Join(d.varUpper, "log", "ss
 // created (Close removes base, so it must be ours).
 func (d nodeDirs) createSubdirs() error {
 	// An overlay's merged root takes its mode from the upper dir, so upper
-	// dirs get the mode of /etc and /var; /root is private as on Debian.
+	// dirs get the mode of /etc, /var and /usr; /root is private as on Debian.
 	modes := []struct {
 		path string
 		mode os.FileMode
 	}{
 		{d.etcUpper, 0o755}, {d.etcWork, 0o700},
 		{d.varUpper, 0o755}, {d.varWork, 0o700},
+		{d.usrUpper, 0o755}, {d.usrWork, 0o700},
 		{d.srv, 0o755}, {d.root, 0o700}, {d.home, 0o755},
 		{d.configDirOnHost(), 0o755},
 	}

@@ -27,6 +27,8 @@ type initConfig struct {
 	EtcWork  string
 	VarUpper string
 	VarWork  string
+	UsrUpper string
+	UsrWork  string
 	Srv      string
 	Root     string
 	Home     string
@@ -83,6 +85,11 @@ func mountNodeFilesystems(cfg initConfig) error {
 		return err
 	}
 	if err := overlay("/var", cfg.VarUpper, cfg.VarWork); err != nil {
+		return err
+	}
+	// /usr too: installing packages and the node agent on a node must not
+	// touch the host or the other nodes.
+	if err := overlay("/usr", cfg.UsrUpper, cfg.UsrWork); err != nil {
 		return err
 	}
 

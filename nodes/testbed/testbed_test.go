@@ -102,18 +102,21 @@ func TestTwoNodes(t *testing.T) {
 		}
 	}
 
-	t.Run("etc is copy-on-write", func(t *testing.T) {
-		runSSH(t, clients[n1], "echo node1 > /etc/testbed-marker")
-		if got := execNode(t, bed, n1, "cat", "/etc/testbed-marker"); got != "node1" {
-			t.Errorf("marker on %s = %q", n1.Name, got)
-		}
-		if _, err := os.Stat("/etc/testbed-marker"); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("marker reached the host's /etc (stat: %v)", err)
-		}
-		if got := execNode(t, bed, n2, "sh", "-c", "test -e /etc/testbed-marker && echo present || echo absent"); got != "absent" {
-			t.Errorf("marker on %s: %s", n2.Name, got)
-		}
-	})
+	for _, dir := range []string{"/etc", "/usr/local/lib"} {
+		t.Run(dir+" is copy-on-write", func(t *testing.T) {
+			marker := dir + "/testbed-marker"
+			runSSH(t, clients[n1], "echo node1 > "+marker)
+			if got := execNode(t, bed, n1, "cat", marker); got != "node1" {
+				t.Errorf("marker on %s = %q", n1.Name, got)
+			}
+			if _, err := os.Stat(marker); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("marker reached the host's %s (stat: %v)", dir, err)
+			}
+			if got := execNode(t, bed, n2, "sh", "-c", "test -e "+marker+" && echo present || echo absent"); got != "absent" {
+				t.Errorf("marker on %s: %s", n2.Name, got)
+			}
+		})
+	}
 
 	t.Run("srv is private", func(t *testing.T) {
 		runSSH(t, clients[n1], "echo x > /srv/testbed-private")
