@@ -32,6 +32,22 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 			built = append(built, r)
 		}
 	}
+	if len(built) > 0 {
+		targets, err := s.fleet.Inventory.List()
+		if err != nil {
+			p.log.Error().Err(err).Msg("reading the node inventory")
+			return fmt.Errorf("cannot read the node inventory; tell the operator")
+		}
+		// With no nodes the release is built and recorded only; the default
+		// local node arrives with the nodes issue.
+		for _, r := range built {
+			if len(targets) > 0 {
+				if err := s.fanOut(ctx, p, r, targets, out); err != nil {
+					return err
+				}
+			}
+		}
+	}
 	for _, r := range built {
 		if err := s.history.Append(r.App, r.Instance, r.Record(), r.Manifest); err != nil {
 			p.log.Error().Err(err).Msg("recording release")

@@ -44,6 +44,7 @@ type Server struct {
 	limits *connLimits
 
 	history   builder.History
+	fleet     *nodes.Fleet
 	receiving sessionCounts
 
 	// hookBin is the gitreceive binary the repositories' hooks exec.
@@ -83,6 +84,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		locks:   newAppLocks(),
 		limits:  newConnLimits(maxUnauthenticated, maxSessions, log),
 		history: builder.History{Dir: cfg.releasesDir()},
+		fleet:   nodes.OpenFleet(cfg.DataDir),
 	}
 	s.preReceiveFunc = s.deploy
 	for _, o := range opts {

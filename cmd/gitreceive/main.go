@@ -20,6 +20,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -33,6 +34,7 @@ const usage = `usage: gitreceive COMMAND [ARGS]
   keys [--data DIR] list|add|remove    manage the SSH keys allowed to push (see: gitreceive keys)
   nodes [--data DIR] list|add|remove|check   manage the nodes apps deploy to (see: gitreceive nodes)
   hook pre-receive                     run by git inside a push; not for people
+  node VERB APP INSTANCE [N]           the node agent, run by the receiver over SSH; not for people
   version                              print the version
 
 The data dir can also be set with GITRECEIVE_DATA, the listen address with
@@ -68,6 +70,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return nodes.OpenFleet(receiver.ResolveDataDir(data)).Command(ctx, rest, stdout, stderr, true)
+	case "node":
+		// The agent side, run by the receiver over SSH on a node.
+		return agent.Run(agent.DefaultRoot, args[1:], stdin, stdout, stderr)
 	case "hook":
 		if len(args) != 2 || args[1] != "pre-receive" {
 			fmt.Fprintln(stderr, "gitreceive: usage: gitreceive hook pre-receive (run by git, not by people)")

@@ -1,0 +1,85 @@
+package receiver
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/agent"
+)
+
+// fanOut sends a built release to every node and switches them together.
+func (s *Server) fanOut(ctx context.Context, p *Push, r *builder.Release, targets []nodes.Node, out *hooks.Progress) error {
+	m := make(agent.Manifest, len(r.Manifest))
+	for i, e := range r.Manifest {
+		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
+	}
+	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m,
+		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
+			return writeContents(ctx, r, hashes, w)
+		}}
+	out.Step("Uploading release v%d to %d node%s", r.Number, len(targets), plural(len(targets)))
+	err := s.fleet.Deploy(ctx, targets, rel, s.hookBin, func(rep nodes.Report) {
+		if rep.Err != nil {
+			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+			return
+		}
+		out.Detail("%-8s ready  %.2fs  (%d files, %s)", rep.Node.Name, rep.Duration.Seconds(), rep.Files, humanSize(rep.Bytes))
+		p.log.Info().Str("node", rep.Node.Name).Int("files", rep.Files).Int64("bytes", rep.Bytes).Dur("duration", rep.Duration).Msg("node ready")
+	})
+	if err != nil {
+		p.log.Warn().Err(err).Msg("deploy to nodes failed")
+		return fmt.Errorf("v%d was not deployed: %w; every node keeps its previous release", r.Number, err)
+	}
+	out.Step("Switched %d node%s to v%d", len(targets), plural(len(targets)), r.Number)
+	return nil
+}
+
+// writeContents writes the tar of the contents with these hashes, each
+// once, streamed from git: nothing is held in memory whole.
+func writeContents(ctx context.Context, r *builder.Release, hashes []string, w io.Writer) error {
+	want := make(map[string]bool, len(hashes))
+	for _, h := range hashes {
+		want[h] = true
+	}
+	tw := tar.NewWriter(w)
+	err := r.EachFile(ctx, func(e builder.ManifestEntry) bool { return e.Mode != builder.ModeSymlink && want[e.SHA256] },
+		func(e builder.ManifestEntry, content io.Reader) error {
+			if !want[e.SHA256] {
+				return nil // the same content under another path was sent already
+			}
+			delete(want, e.SHA256)
+			hdr := &tar.Header{Name: e.SHA256, Mode: 0o644, Size: e.Size, Typeflag: tar.TypeReg, ModTime: time.Unix(0, 0)}
+			if err := tw.WriteHeader(hdr); err != nil {
+				return err
+			}
+			_, err := io.Copy(tw, content)
+			return err
+		})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}
+
+func humanSize(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
