@@ -24,6 +24,13 @@ type Status struct {
 // Check logs in to every node of nodes (in parallel, bounded) and reports.
 func (f *Fleet) Check(ctx context.Context, nodes []Node) []Status {
 	out := make([]Status, len(nodes))
+	forEachNode(nodes, func(i int, n Node) { out[i] = f.check(ctx, n) })
+	return out
+}
+
+// forEachNode runs fn for every node, at most maxParallel at once, and
+// returns when all have finished.
+func forEachNode(nodes []Node, fn func(i int, n Node)) {
 	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	for i, n := range nodes {
@@ -32,11 +39,10 @@ func (f *Fleet) Check(ctx context.Context, nodes []Node) []Status {
 			defer wg.Done()
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			out[i] = f.check(ctx, n)
+			fn(i, n)
 		}()
 	}
 	wg.Wait()
-	return out
 }
 
 func (f *Fleet) check(ctx context.Context, n Node) Status {

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -68,25 +67,16 @@ func (f *Fleet) Deploy(ctx context.Context, nodes []Node, r Release, agentBin st
 	}()
 
 	// Phase 1: upload, build and verify everywhere.
-	sem := make(chan struct{}, maxParallel)
-	var wg sync.WaitGroup
-	for i, n := range nodes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			start := time.Now()
-			c, err := f.Dial(ctx, n)
-			if err == nil {
-				conns[i].client = c
-				conns[i].prev, reports[i], err = upload(ctx, c, n, r, agentBin, version)
-			}
-			reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(start)
-			ready(reports[i])
-		}()
-	}
-	wg.Wait()
+	forEachNode(nodes, func(i int, n Node) {
+		start := time.Now()
+		c, err := f.Dial(ctx, n)
+		if err == nil {
+			conns[i].client = c
+			conns[i].prev, reports[i], err = upload(ctx, c, n, r, agentBin, version)
+		}
+		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(start)
+		ready(reports[i])
+	})
 	var failed []string
 	for _, rep := range reports {
 		if rep.Err != nil {
