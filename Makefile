@@ -53,6 +53,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzAssembleContents$$' -fuzztime=$(FUZZTIME) ./nodes/agent
 
 bench: deps-test
+	@./.ci/apt-ensure rsync
 	$(GO) test -tags bench -count=1 -timeout 60m -run '^TestBench' -v ./cmd/gitreceive/
 
 # Test nodes for people (root): network namespaces running sshd; see nodes/testbed.

@@ -130,14 +130,19 @@ const maxManifest = 256 << 20
 // leftover vN of an interrupted deploy (never the live one).
 func receive(dir string, n int, stdin io.Reader) (Status, error) {
 	in := bufio.NewReaderSize(stdin, 1<<16)
-	line, err := in.ReadSlice('\n')
-	for errors.Is(err, bufio.ErrBufferFull) && len(line) < maxManifest {
-		var more []byte
-		more, err = in.ReadSlice('\n')
-		line = append(append([]byte(nil), line...), more...)
-	}
-	if err != nil {
-		return Status{}, fmt.Errorf("reading the manifest: %w", err)
+	var line []byte
+	for {
+		chunk, err := in.ReadSlice('\n')
+		line = append(line, chunk...) // copied: the next read reuses the buffer
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return Status{}, fmt.Errorf("reading the manifest: %w", err)
+		}
+		if len(line) > maxManifest {
+			return Status{}, fmt.Errorf("the manifest is larger than %d bytes", maxManifest)
+		}
 	}
 	var want Manifest
 	if err := json.Unmarshal(line, &want); err != nil {

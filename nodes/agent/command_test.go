@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,5 +81,17 @@ func TestAgentLifecycle(t *testing.T) {
 		if _, _, code := runAgent(t, root, nil, args...); code == 0 {
 			t.Errorf("%v accepted", args)
 		}
+	}
+}
+
+// A real app's manifest is far longer than the read buffer.
+func TestAgentReceivesLargeManifest(t *testing.T) {
+	files := map[string]string{}
+	for i := 0; i < 5000; i++ {
+		files[fmt.Sprintf("src/module_with_a_long_name_%05d.py", i)] = fmt.Sprintf("x = %d\n", i)
+	}
+	st, errOut, code := runAgent(t, t.TempDir(), receiveInput(t, files, nil), "receive", "app", "production", "1")
+	if code != 0 || st.Files != 5000 {
+		t.Fatalf("receive: %+v %s", st, errOut)
 	}
 }

@@ -162,6 +162,16 @@ func (c *Client) sshArgs() []string {
 		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
 }
 
+// SSHCommandArgs is the ssh command line, quoted for a shell, as other
+// tools (rsync -e) take it.
+func (c *Client) SSHCommandArgs() []string {
+	var quoted []string
+	for _, a := range c.sshArgs() {
+		quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+	}
+	return quoted
+}
+
 // Result is what a command printed and its exit code.
 type Result struct {
 	Stdout, Stderr string
@@ -212,15 +222,11 @@ func (c *Client) MustGit(t testing.TB, dir string, args ...string) Result {
 }
 
 func (c *Client) env() []string {
-	sshCmd := make([]string, 0, 20)
-	for _, a := range c.sshArgs() {
-		sshCmd = append(sshCmd, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
-	}
 	return []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + c.Home,
 		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_SSH_COMMAND=" + strings.Join(sshCmd, " "),
+		"GIT_SSH_COMMAND=" + strings.Join(c.SSHCommandArgs(), " "),
 		"GIT_AUTHOR_NAME=" + c.Key.Name, "GIT_AUTHOR_EMAIL=" + c.Key.Name + "@example.test",
 		"GIT_COMMITTER_NAME=" + c.Key.Name, "GIT_COMMITTER_EMAIL=" + c.Key.Name + "@example.test",
 		"LC_ALL=C",
