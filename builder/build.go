@@ -141,7 +141,7 @@ func Build(ctx context.Context, in Input, out *hooks.Progress) (*Release, error)
 		Pusher: in.Pusher, Time: time.Now().UTC(), Config: cfg, Manifest: m, ManifestHash: m.Hash(), Fixed: fixed,
 		git: in.Git,
 	}
-	out.Step("Built release v%d: %d files, %s (manifest %.12s)", r.Number, len(m), humanBytes(m.TotalSize()), r.ManifestHash)
+	out.Step("Built release v%d: %d files, %s (manifest %.12s)", r.Number, len(m), hooks.Size(m.TotalSize()), r.ManifestHash)
 	return r, nil
 }
 

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/gitreceive/gitreceive/hooks"
 )
 
 // maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
@@ -57,7 +59,7 @@ func buildTree(entries []entry, blobs *blobReader, sizeLimit int64) (*tree, erro
 		}
 	}
 	if t.size > sizeLimit {
-		return nil, fmt.Errorf("the app is %s, more than the release size limit of %s; remove large files from the repository (or raise max_release_size in gitreceive.ini)", humanBytes(t.size), humanBytes(sizeLimit))
+		return nil, fmt.Errorf("the app is %s, more than the release size limit of %s; remove large files from the repository (or raise max_release_size in gitreceive.ini)", hooks.Size(t.size), hooks.Size(sizeLimit))
 	}
 	sort.Strings(t.paths)
 	for _, p := range t.paths {
@@ -161,16 +163,4 @@ func (t *tree) dirList() []string {
 	}
 	sort.Strings(dirs)
 	return dirs
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%d KB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }

@@ -46,3 +46,16 @@ func (p *Progress) write(prefix, format string, a []any) {
 	// Output is best effort: a pusher who went away must not fail the work.
 	_, _ = io.WriteString(p.w, b.String())
 }
+
+// Size shows a byte count to people.
+func Size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%d KB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}

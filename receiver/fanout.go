@@ -29,7 +29,7 @@ func (s *Server) fanOut(ctx context.Context, p *Push, r *builder.Release, target
 			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
 			return
 		}
-		out.Detail("%-8s ready  %.2fs  (%d files, %s)", rep.Node.Name, rep.Duration.Seconds(), rep.Files, humanSize(rep.Bytes))
+		out.Detail("%-8s ready  %.2fs  (%d files, %s)", rep.Node.Name, rep.Duration.Seconds(), rep.Files, hooks.Size(rep.Bytes))
 		p.log.Info().Str("node", rep.Node.Name).Int("files", rep.Files).Int64("bytes", rep.Bytes).Dur("duration", rep.Duration).Msg("node ready")
 	})
 	if err != nil {
@@ -72,14 +72,4 @@ func plural(n int) string {
 		return ""
 	}
 	return "s"
-}
-
-func humanSize(n int64) string {
-	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%d KB", n>>10)
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
