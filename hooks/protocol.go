@@ -81,9 +81,6 @@ func (u RefUpdate) Validate() error {
 // IsDelete reports whether the update deletes the ref.
 func (u RefUpdate) IsDelete() bool { return strings.Trim(u.New, "0") == "" }
 
-// IsCreate reports whether the update creates the ref.
-func (u RefUpdate) IsCreate() bool { return strings.Trim(u.Old, "0") == "" }
-
 // Branch returns the branch name for refs/heads/ refs, else "".
 func (u RefUpdate) Branch() string {
 	b, ok := strings.CutPrefix(u.Ref, "refs/heads/")

@@ -14,23 +14,22 @@ var (
 
 func TestParseRefUpdate(t *testing.T) {
 	for _, tc := range []struct {
-		line    string
-		ok      bool
-		branch  string
-		tag     string
-		del     bool
-		created bool
+		line   string
+		ok     bool
+		branch string
+		tag    string
+		del    bool
 	}{
-		{zero + " " + one + " refs/heads/main", true, "main", "", false, true},
-		{one + " " + zero + " refs/heads/feature/x", true, "feature/x", "", true, false},
-		{zero + " " + one + " refs/tags/v1", true, "", "v1", false, true},
-		{strings.Repeat("a", 64) + " " + strings.Repeat("b", 64) + " refs/heads/main", true, "main", "", false, false},
-		{zero + " " + one, false, "", "", false, false},
-		{zero + " " + one + " main", false, "", "", false, false},
-		{"xyz " + one + " refs/heads/main", false, "", "", false, false},
-		{zero + " " + one + " refs/heads/a b", false, "", "", false, false},
-		{zero + " " + one + " refs/heads/a\x00b", false, "", "", false, false},
-		{"", false, "", "", false, false},
+		{zero + " " + one + " refs/heads/main", true, "main", "", false},
+		{one + " " + zero + " refs/heads/feature/x", true, "feature/x", "", true},
+		{zero + " " + one + " refs/tags/v1", true, "", "v1", false},
+		{strings.Repeat("a", 64) + " " + strings.Repeat("b", 64) + " refs/heads/main", true, "main", "", false},
+		{zero + " " + one, false, "", "", false},
+		{zero + " " + one + " main", false, "", "", false},
+		{"xyz " + one + " refs/heads/main", false, "", "", false},
+		{zero + " " + one + " refs/heads/a b", false, "", "", false},
+		{zero + " " + one + " refs/heads/a\x00b", false, "", "", false},
+		{"", false, "", "", false},
 	} {
 		u, err := ParseRefUpdate(tc.line)
 		if (err == nil) != tc.ok {
@@ -40,8 +39,8 @@ func TestParseRefUpdate(t *testing.T) {
 		if !tc.ok {
 			continue
 		}
-		if u.Branch() != tc.branch || u.Tag() != tc.tag || u.IsDelete() != tc.del || u.IsCreate() != tc.created {
-			t.Errorf("%q: branch %q tag %q delete %v create %v", tc.line, u.Branch(), u.Tag(), u.IsDelete(), u.IsCreate())
+		if u.Branch() != tc.branch || u.Tag() != tc.tag || u.IsDelete() != tc.del {
+			t.Errorf("%q: branch %q tag %q delete %v", tc.line, u.Branch(), u.Tag(), u.IsDelete())
 		}
 	}
 }

@@ -121,9 +121,6 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// HostKeyPath is where the server's host key lives.
-func (s *Server) HostKeyPath() string { return s.cfg.hostKeyPath() }
-
 // Serve starts the hook socket and serves SSH on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
 	hs, err := listenHookSocket(s.cfg.hookSocket(), s.log, s.preReceive)

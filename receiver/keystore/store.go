@@ -25,11 +25,6 @@ func Open(path string) *Store {
 	return &Store{path: path}
 }
 
-// Path returns the file the store is kept in.
-func (s *Store) Path() string {
-	return s.path
-}
-
 // List returns every key in file order.
 func (s *Store) List() ([]Key, error) {
 	f, err := s.read()

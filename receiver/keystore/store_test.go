@@ -25,7 +25,7 @@ func TestStoreMissingFileIsEmpty(t *testing.T) {
 	if err != nil || found {
 		t.Fatalf("Lookup() on a missing file = %v, %v; want not found", found, err)
 	}
-	if _, err := os.Stat(s.Path()); !errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(s.path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("reading created the store file (stat: %v)", err)
 	}
 }

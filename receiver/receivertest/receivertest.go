@@ -361,9 +361,6 @@ func StartProcess(t testing.TB, bin, dataDir string, env ...string) *Process {
 	return p
 }
 
-// Pid is the server's process id.
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
-
 // AddKey adds a key to the server's store with the local CLI.
 func AddKey(t testing.TB, bin, dataDir string, key Key, flags ...string) {
 	t.Helper()
