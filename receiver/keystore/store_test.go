@@ -82,26 +82,26 @@ func TestStoreNewFileHasHeaderAndMode0600(t *testing.T) {
 	if err := s.Add(Key{Name: "alice", Role: RoleAdmin, PublicKey: newTestKey(t, kindED25519)}); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(s.Path())
+	data, err := os.ReadFile(s.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.HasPrefix(string(data), newFileHeader) {
 		t.Errorf("new store file does not start with the format header:\n%s", data)
 	}
-	assertMode0600(t, s.Path())
-	assertNoTempFiles(t, s.Path())
+	assertMode0600(t, s.path)
+	assertNoTempFiles(t, s.path)
 }
 
 func TestStoreAddKeepsMode0600OverLooserFile(t *testing.T) {
 	s := newTestStore(t)
-	if err := os.WriteFile(s.Path(), []byte("# keys\n"), 0o644); err != nil {
+	if err := os.WriteFile(s.path, []byte("# keys\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Add(Key{Name: "alice", Role: RoleAdmin, PublicKey: newTestKey(t, kindED25519)}); err != nil {
 		t.Fatal(err)
 	}
-	assertMode0600(t, s.Path())
+	assertMode0600(t, s.path)
 }
 
 func TestStoreAddPreservesHandEditedFile(t *testing.T) {
@@ -113,14 +113,14 @@ func TestStoreAddPreservesHandEditedFile(t *testing.T) {
 		`role="admin" ` + authorizedLine(alice, "alice") + "\n" +
 		"\n" +
 		"# deployers below\n"
-	if err := os.WriteFile(s.Path(), []byte(handEdited), 0o600); err != nil {
+	if err := os.WriteFile(s.path, []byte(handEdited), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	bob := Key{Name: "bob", Role: RoleDeployer, Apps: []string{"blog"}, PublicKey: newTestKey(t, kindED25519)}
 	if err := s.Add(bob); err != nil {
 		t.Fatal(err)
 	}
-	data, err := os.ReadFile(s.Path())
+	data, err := os.ReadFile(s.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ func TestStoreAddPreservesHandEditedFile(t *testing.T) {
 	if _, err := s.Remove("bob"); err != nil {
 		t.Fatal(err)
 	}
-	if data, _ := os.ReadFile(s.Path()); string(data) != handEdited {
+	if data, _ := os.ReadFile(s.path); string(data) != handEdited {
 		t.Errorf("store after Remove =\n%s\nwant the hand-edited file back:\n%s", data, handEdited)
 	}
 }
@@ -160,12 +160,12 @@ func TestStoreAddRejects(t *testing.T) {
 			if err := s.Add(Key{Name: "alice", Role: RoleAdmin, PublicKey: aliceKey}); err != nil {
 				t.Fatal(err)
 			}
-			before, _ := os.ReadFile(s.Path())
+			before, _ := os.ReadFile(s.path)
 			err := s.Add(tc.key)
 			if !errors.Is(err, tc.wantErr) || !strings.Contains(fmt.Sprint(err), tc.want) {
 				t.Errorf("Add error = %v, want %v containing %q", err, tc.wantErr, tc.want)
 			}
-			if after, _ := os.ReadFile(s.Path()); string(after) != string(before) {
+			if after, _ := os.ReadFile(s.path); string(after) != string(before) {
 				t.Error("a rejected Add changed the store file")
 			}
 		})
@@ -189,12 +189,12 @@ func TestStoreMalformedFileFailsClosed(t *testing.T) {
 	s := newTestStore(t)
 	pub := newTestKey(t, kindED25519)
 	data := `role="admin" ` + authorizedLine(pub, "alice") + "\nthis line is broken\n"
-	if err := os.WriteFile(s.Path(), []byte(data), 0o600); err != nil {
+	if err := os.WriteFile(s.path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	_, found, err := s.Lookup(pub)
-	if found || !errors.Is(err, ErrMalformedStore) || !strings.Contains(err.Error(), s.Path()+":2:") {
-		t.Errorf("Lookup on a malformed store = %v, %v; want not found and an error naming %s:2", found, err, s.Path())
+	if found || !errors.Is(err, ErrMalformedStore) || !strings.Contains(err.Error(), s.path+":2:") {
+		t.Errorf("Lookup on a malformed store = %v, %v; want not found and an error naming %s:2", found, err, s.path)
 	}
 	if err := s.Add(Key{Name: "bob", Role: RoleAdmin, PublicKey: newTestKey(t, kindED25519)}); !errors.Is(err, ErrMalformedStore) {
 		t.Errorf("Add on a malformed store error = %v, want ErrMalformedStore", err)
