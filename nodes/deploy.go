@@ -115,20 +115,21 @@ func (f *Fleet) Deploy(ctx context.Context, nodes []Node, r Release, agentBin st
 // upload runs phase 1 on one node and returns its previous release.
 func upload(ctx context.Context, c *gossh.Client, n Node, r Release, agentBin, version string) (int, Report, error) {
 	rep := Report{}
-	if err := ensureAgent(ctx, c, agentBin, version); err != nil {
-		return 0, rep, fmt.Errorf("node %s: installing the agent: %w", n.Name, err)
-	}
-	var out bytes.Buffer
-	if err := runAgent(ctx, c, nil, &out, "manifest", r.App, r.Instance); err != nil {
-		return 0, rep, fmt.Errorf("node %s: %w", n.Name, err)
-	}
-	var cur agent.Status
-	if err := json.Unmarshal(out.Bytes(), &cur); err != nil {
-		return 0, rep, fmt.Errorf("node %s: reading its manifest: %w", n.Name, err)
+	// The manifest answer also says which agent answered: one round trip
+	// when the agent is current, an upload and a second try when it is not.
+	cur, err := readManifest(ctx, c, r)
+	if err != nil || cur.Agent != version {
+		if err := installAgent(ctx, c, agentBin); err != nil {
+			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", n.Name, err)
+		}
+		if cur, err = readManifest(ctx, c, r); err != nil {
+			return 0, rep, fmt.Errorf("node %s: %w", n.Name, err)
+		}
 	}
 	need := agent.Needed(cur.Manifest, r.Manifest)
 	rep.Files = len(need)
 
+	var out bytes.Buffer
 	pr, pw := io.Pipe()
 	go func() {
 		err := json.NewEncoder(pw).Encode(r.Manifest)
@@ -137,8 +138,7 @@ func upload(ctx context.Context, c *gossh.Client, n Node, r Release, agentBin, v
 		}
 		pw.CloseWithError(err)
 	}()
-	out.Reset()
-	err := runAgent(ctx, c, pr, &out, "receive", r.App, r.Instance, strconv.Itoa(r.Number))
+	err = runAgent(ctx, c, pr, &out, "receive", r.App, r.Instance, strconv.Itoa(r.Number))
 	pr.CloseWithError(io.ErrClosedPipe)
 	if err != nil {
 		return cur.Release, rep, fmt.Errorf("node %s: %w", n.Name, err)
@@ -195,13 +195,21 @@ func localVersion(ctx context.Context, bin string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// ensureAgent uploads agentBin when the node's agent is missing or reports
-// another version; the new file is renamed into place, never half-written.
-func ensureAgent(ctx context.Context, c *gossh.Client, agentBin, version string) error {
+func readManifest(ctx context.Context, c *gossh.Client, r Release) (agent.Status, error) {
 	var out bytes.Buffer
-	if err := runRemote(ctx, c, nil, &out, AgentPath, "version"); err == nil && strings.TrimSpace(out.String()) == version {
-		return nil
+	var st agent.Status
+	if err := runAgent(ctx, c, nil, &out, "manifest", r.App, r.Instance); err != nil {
+		return st, err
 	}
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
+		return st, fmt.Errorf("reading its manifest: %w", err)
+	}
+	return st, nil
+}
+
+// installAgent uploads agentBin as the node's agent; the new file is
+// renamed into place, never half-written.
+func installAgent(ctx context.Context, c *gossh.Client, agentBin string) error {
 	f, err := os.Open(agentBin)
 	if err != nil {
 		return err

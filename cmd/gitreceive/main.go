@@ -72,7 +72,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return nodes.OpenFleet(receiver.ResolveDataDir(data)).Command(ctx, rest, stdout, stderr, true)
 	case "node":
 		// The agent side, run by the receiver over SSH on a node.
-		return agent.Run(agent.DefaultRoot, args[1:], stdin, stdout, stderr)
+		return agent.Run(agent.DefaultRoot, "gitreceive "+version, args[1:], stdin, stdout, stderr)
 	case "hook":
 		if len(args) != 2 || args[1] != "pre-receive" {
 			fmt.Fprintln(stderr, "gitreceive: usage: gitreceive hook pre-receive (run by git, not by people)")

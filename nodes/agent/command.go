@@ -25,6 +25,7 @@ var (
 
 // Status is the agent's answer: one JSON line on stdout.
 type Status struct {
+	Agent    string   `json:"agent,omitempty"`    // manifest: the agent's version, so the receiver knows whether to upgrade it
 	Release  int      `json:"release"`            // current (manifest) or built (receive) release; 0 = none
 	Manifest Manifest `json:"manifest,omitempty"` // manifest: the current release's files
 	Files    int      `json:"files,omitempty"`
@@ -38,15 +39,15 @@ type Status struct {
 //	receive  APP INSTANCE N   stdin: one JSON line (the manifest), then a tar of the needed contents
 //	activate APP INSTANCE N   point current at vN (atomic rename of a symlink)
 //	abort    APP INSTANCE N   remove vN unless it is current
-func Run(root string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if err := run(root, args, stdin, stdout); err != nil {
+func Run(root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if err := run(root, version, args, stdin, stdout); err != nil {
 		fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
 		return 1
 	}
 	return 0
 }
 
-func run(root string, args []string, stdin io.Reader, stdout io.Writer) error {
+func run(root, version string, args []string, stdin io.Reader, stdout io.Writer) error {
 	if len(args) < 3 {
 		return errors.New("usage: gitreceive node manifest|receive|activate|abort APP INSTANCE [N]")
 	}
@@ -73,7 +74,7 @@ func run(root string, args []string, stdin io.Reader, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(Status{Release: cur, Manifest: m})
+		return json.NewEncoder(stdout).Encode(Status{Agent: version, Release: cur, Manifest: m})
 	case "receive":
 		st, err := receive(dir, n, stdin)
 		if err != nil {

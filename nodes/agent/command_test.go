@@ -13,7 +13,7 @@ import (
 func runAgent(t *testing.T, root string, stdin []byte, args ...string) (Status, string, int) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code := Run(root, args, bytes.NewReader(stdin), &out, &errOut)
+	code := Run(root, "gitreceive test", args, bytes.NewReader(stdin), &out, &errOut)
 	var st Status
 	if code == 0 && out.Len() > 0 {
 		if err := json.Unmarshal(out.Bytes(), &st); err != nil {
@@ -32,7 +32,7 @@ func receiveInput(t *testing.T, files map[string]string, have Manifest) []byte {
 
 func TestAgentLifecycle(t *testing.T) {
 	root := t.TempDir()
-	if st, _, code := runAgent(t, root, nil, "manifest", "app", "production"); code != 0 || st.Release != 0 {
+	if st, _, code := runAgent(t, root, nil, "manifest", "app", "production"); code != 0 || st.Release != 0 || st.Agent != "gitreceive test" {
 		t.Fatalf("empty manifest: %+v %d", st, code)
 	}
 	v1 := map[string]string{"a.py": "a", "b.py": "b"}
