@@ -40,8 +40,8 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 		}
 		// With no nodes the release is built and recorded only; the default
 		// local node arrives with the nodes issue.
-		for _, r := range built {
-			if len(targets) > 0 {
+		if len(targets) > 0 {
+			for _, r := range built {
 				if err := s.fanOut(ctx, p, r, targets, out); err != nil {
 					return err
 				}

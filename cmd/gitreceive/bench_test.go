@@ -237,7 +237,7 @@ func rsyncAll(t *testing.T, c *receivertest.Client, targets []*testbed.Node, wor
 				args = append(args, fmt.Sprintf("--link-dest=/srv/rsync/%s/v%d", app, n-1))
 			}
 			args = append(args, work+"/", fmt.Sprintf("root@%s:/srv/rsync/%s/v%d/", node.IP, app, n))
-			out, err := exec.Command("rsync", append([]string{"-e", strings.Join(c.SSHCommandArgs(), " ")}, args...)...).CombinedOutput()
+			out, err := exec.Command("rsync", append([]string{"-e", c.SSHCommand()}, args...)...).CombinedOutput()
 			if err != nil {
 				err = fmt.Errorf("rsync to %s: %v\n%s", node.Name, err, out)
 			}

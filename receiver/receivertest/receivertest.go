@@ -19,6 +19,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gitreceive/gitreceive/receiver/cmdline"
 )
 
 // RequireTools skips the test when a tool is missing, except under CI=true,
@@ -162,14 +164,14 @@ func (c *Client) sshArgs() []string {
 		"-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR"}
 }
 
-// SSHCommandArgs is the ssh command line, quoted for a shell, as other
-// tools (rsync -e) take it.
-func (c *Client) SSHCommandArgs() []string {
-	var quoted []string
-	for _, a := range c.sshArgs() {
-		quoted = append(quoted, "'"+strings.ReplaceAll(a, "'", `'\''`)+"'")
+// SSHCommand is the ssh command line quoted for a shell, as GIT_SSH_COMMAND
+// and rsync -e take it.
+func (c *Client) SSHCommand() string {
+	args := c.sshArgs()
+	for i, a := range args {
+		args[i] = cmdline.Quote(a)
 	}
-	return quoted
+	return strings.Join(args, " ")
 }
 
 // Result is what a command printed and its exit code.
@@ -226,7 +228,7 @@ func (c *Client) env() []string {
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + c.Home,
 		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_SSH_COMMAND=" + strings.Join(c.SSHCommandArgs(), " "),
+		"GIT_SSH_COMMAND=" + c.SSHCommand(),
 		"GIT_AUTHOR_NAME=" + c.Key.Name, "GIT_AUTHOR_EMAIL=" + c.Key.Name + "@example.test",
 		"GIT_COMMITTER_NAME=" + c.Key.Name, "GIT_COMMITTER_EMAIL=" + c.Key.Name + "@example.test",
 		"LC_ALL=C",
