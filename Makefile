@@ -11,7 +11,8 @@ FUZZTIME  ?= 60s
 # What the receiver needs at run time, and what the tests need on top
 # (the test bed's nodes run sshd in network namespaces: iproute2, util-linux).
 RUN_PKGS  := git
-TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash
+TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash \
+             nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php
 TESTBED_PREFIX ?= gr
 TESTBED_ARGS   ?= --subnet 10.77.0.0/24 --count 3
 
@@ -22,10 +23,13 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/gitreceive
 
-# Build, install /usr/local/bin/gitreceive (as root) and run the receiver on :2222.
+# Build, install /usr/local/bin/gitreceive (as root), set this host up as
+# node `local` (nginx, uWSGI, the app user: idempotent) and run the receiver
+# on :2222.
 run: deps-run build
-	@if [ "$$(id -u)" = 0 ]; then install -m 0755 $(BIN) /usr/local/bin/gitreceive && exec /usr/local/bin/gitreceive serve; \
-	else echo "not root: running $(BIN) without installing it"; exec $(BIN) serve; fi
+	@if [ "$$(id -u)" = 0 ]; then install -m 0755 $(BIN) /usr/local/bin/gitreceive && \
+	  /usr/local/bin/gitreceive nodes setup local && exec /usr/local/bin/gitreceive serve; \
+	else echo "not root: running $(BIN) without installing it or setting up the local node"; exec $(BIN) serve; fi
 
 install: build
 	install -m 0755 $(BIN) /usr/local/bin/gitreceive

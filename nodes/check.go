@@ -3,11 +3,14 @@ package nodes
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
 // maxParallel bounds how many nodes are talked to at once.
@@ -15,10 +18,12 @@ const maxParallel = 16
 
 // Status is what `nodes check` learns about one node.
 type Status struct {
-	Node     Node
-	Err      error         // nil: reachable with the pinned host key and our key
-	Latency  time.Duration // login time
-	FreeDisk int64         // bytes free where releases live
+	Node      Node
+	Err       error         // nil: reachable with the pinned host key and our key
+	Latency   time.Duration // login time (0 for the local node)
+	Agent     string        // the agent's version; "" when it is missing or too old to answer
+	FreeDisk  int64         // bytes free where releases live
+	Instances []agent.Instance
 }
 
 // Check logs in to every node of nodes (in parallel, bounded) and reports.
@@ -48,23 +53,27 @@ func forEachNode(nodes []Node, fn func(i int, n Node)) {
 func (f *Fleet) check(ctx context.Context, n Node) Status {
 	st := Status{Node: n}
 	start := time.Now()
-	c, err := f.Dial(ctx, n)
+	c, err := f.connect(ctx, n)
 	if err != nil {
 		st.Err = err
 		return st
 	}
-	defer c.Close()
 	st.Latency = time.Since(start)
-	sess, err := c.NewSession()
-	if err != nil {
-		st.Err = fmt.Errorf("node %s: %w", n.Name, err)
+	var out bytes.Buffer
+	if err := c.agent(ctx, nil, &out, "status"); err == nil {
+		var ns agent.NodeStatus
+		if err := json.Unmarshal(out.Bytes(), &ns); err != nil {
+			st.Err = fmt.Errorf("node %s: reading the agent's status: %w", n.Name, err)
+			return st
+		}
+		st.Agent, st.FreeDisk, st.Instances = ns.Agent, ns.FreeDisk, ns.Instances
 		return st
 	}
-	defer sess.Close()
-	var out bytes.Buffer
-	sess.Stdout = &out
+	// No agent yet (or one too old to have `status`): the node is
+	// reachable all the same; report the disk as df sees it.
+	out.Reset()
 	// /srv holds the releases once set up; before that, the root file system.
-	if err := sess.Run("df -Pk /srv 2>/dev/null || df -Pk /"); err != nil {
+	if err := c.run(ctx, nil, &out, nil, "sh", "-c", "df -Pk /srv 2>/dev/null || df -Pk /"); err != nil {
 		st.Err = fmt.Errorf("node %s: df: %w", n.Name, err)
 		return st
 	}

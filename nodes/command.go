@@ -13,7 +13,8 @@ import (
 const localUsage = `gitreceive nodes [--data DIR] list
        gitreceive nodes [--data DIR] add NAME [USER@]HOST[:PORT] [--services] [--host-key-fingerprint SHA256:...]
        gitreceive nodes [--data DIR] remove NAME
-       gitreceive nodes [--data DIR] check [NAME]`
+       gitreceive nodes [--data DIR] check [NAME]
+       gitreceive nodes [--data DIR] setup NAME|--all`
 
 // RemoteUsage is what admins may run over SSH.
 const RemoteUsage = `nodes list
@@ -35,7 +36,7 @@ func (f *Fleet) Command(ctx context.Context, args []string, stdout, stderr io.Wr
 	}
 	switch verb := args[0]; {
 	case verb == "list" && len(args) == 1:
-		nodes, err := f.Inventory.List()
+		nodes, err := f.Inventory.Targets()
 		if err != nil {
 			return fail("%v", err)
 		}
@@ -50,6 +51,25 @@ func (f *Fleet) Command(ctx context.Context, args []string, stdout, stderr io.Wr
 		return f.checkCommand(ctx, args[1:], stdout, fail)
 	case verb == "add" && local:
 		return f.addCommand(ctx, args[1:], stdout, usage, fail)
+	case verb == "setup" && local && len(args) == 2:
+		nodes, err := f.Inventory.Targets()
+		switch {
+		case err != nil:
+			return fail("%v", err)
+		case args[1] == LocalName:
+			// The receiver host may be set up whether or not it is a target.
+			nodes = []Node{LocalNode}
+		case args[1] != "--all":
+			n, err := f.Inventory.Get(args[1])
+			if err != nil {
+				return fail("%v", err)
+			}
+			nodes = []Node{n}
+		}
+		if err := f.Setup(ctx, nodes, nil, stdout); err != nil {
+			return fail("%v", err)
+		}
+		return 0
 	case verb == "remove" && local && len(args) == 2:
 		if err := f.Remove(args[1]); err != nil {
 			return fail("%v", err)
@@ -112,7 +132,7 @@ func (f *Fleet) addCommand(ctx context.Context, args []string, stdout io.Writer,
 }
 
 func (f *Fleet) checkCommand(ctx context.Context, names []string, stdout io.Writer, fail func(string, ...any) int) int {
-	nodes, err := f.Inventory.List()
+	nodes, err := f.Inventory.Targets()
 	if err != nil {
 		return fail("%v", err)
 	}
@@ -123,19 +143,30 @@ func (f *Fleet) checkCommand(ctx context.Context, names []string, stdout io.Writ
 		}
 		nodes = []Node{n}
 	}
-	if len(nodes) == 0 {
-		return fail("no nodes yet; add one with `gitreceive nodes add NAME root@HOST`")
-	}
 	code := 0
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tDISK FREE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tSTATUS\tAGENT\tDISK FREE\tLIVE")
 	for _, st := range f.Check(ctx, nodes) {
 		if st.Err != nil {
 			code = 1
-			fmt.Fprintf(tw, "%s\t%s\tfailed: %v\t-\n", st.Node.Name, st.Node.String(), st.Err)
+			fmt.Fprintf(tw, "%s\t%s\tfailed: %v\t-\t-\t-\n", st.Node.Name, st.Node.String(), st.Err)
 			continue
 		}
-		fmt.Fprintf(tw, "%s\t%s\tok (%dms)\t%.1f GB\n", st.Node.Name, st.Node.String(), st.Latency.Milliseconds(), float64(st.FreeDisk)/(1<<30))
+		agentVersion := st.Agent
+		if agentVersion == "" {
+			agentVersion = "missing or outdated; run `gitreceive nodes setup " + st.Node.Name + "`"
+		}
+		var live []string
+		for _, in := range st.Instances {
+			if in.Release > 0 {
+				live = append(live, fmt.Sprintf("%s/%s v%d", in.App, in.Instance, in.Release))
+			}
+		}
+		if len(live) == 0 {
+			live = []string{"-"}
+		}
+		fmt.Fprintf(tw, "%s\t%s\tok (%dms)\t%s\t%.1f GB\t%s\n", st.Node.Name, st.Node.String(), st.Latency.Milliseconds(),
+			agentVersion, float64(st.FreeDisk)/(1<<30), strings.Join(live, ", "))
 	}
 	tw.Flush()
 	return code

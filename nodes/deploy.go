@@ -13,13 +13,12 @@ import (
 	"strings"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
-
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
-// AgentPath is where the node agent (this same binary) lives on a node.
-const AgentPath = "/usr/local/lib/gitreceive/gitreceive"
+// cleanupTimeout bounds undoing a failed deploy (abort, switch back),
+// which runs even when the deploy's context was cancelled.
+const cleanupTimeout = 30 * time.Second
 
 // Release is what a deploy sends to every node.
 type Release struct {
@@ -38,41 +37,43 @@ type Report struct {
 	Err      error
 	Files    int   // files needed (sent) by this node
 	Bytes    int64 // bytes of content the node received
+	Full     bool  // the node's current release did not match its manifest: everything was sent
 	Duration time.Duration
 }
 
-// Deploy sends r to every node in parallel (bounded) and, only when every
-// node has built and verified it, switches them all (DESIGN.md decision
-// 6). A failure before the switch removes vN wherever it was made and
-// leaves the old release serving; a failure during the switch points the
-// switched nodes back. agentBin is the local binary uploaded as the agent
-// when a node's copy differs. ready is called as each node finishes phase 1.
-func (f *Fleet) Deploy(ctx context.Context, nodes []Node, r Release, agentBin string, ready func(Report)) error {
-	version, err := localVersion(ctx, agentBin)
-	if err != nil {
-		return err
-	}
-	type conn struct {
-		client *gossh.Client
-		prev   int
-	}
-	conns := make([]conn, len(nodes))
-	reports := make([]Report, len(nodes))
-	defer func() {
-		for _, c := range conns {
-			if c.client != nil {
-				c.client.Close()
-			}
-		}
-	}()
+// nodeDeploy is one node's part of a deploy.
+type nodeDeploy struct {
+	conn     *conn
+	prev     int  // the release live before this deploy (0: none)
+	switched bool // phase 2 pointed it at the new release
+}
 
-	// Phase 1: upload, build and verify everywhere.
+// Prepared is a release that every node has built and verified (phase 1
+// done), not yet switched to.
+type Prepared struct {
+	release Release
+	nodes   []Node
+	deploys []nodeDeploy
+}
+
+// Prepare is phase 1 of a deploy (DESIGN.md decision 6): it sends r to
+// every node in parallel (bounded), and each builds and verifies vN beside
+// its live release. ready is called as each node finishes. On a failure or
+// cancellation vN is removed wherever it was made, the old release keeps
+// serving, and the error names every node that failed.
+func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, ready func(Report)) (*Prepared, error) {
+	version, err := localVersion(ctx, f.AgentBin)
+	if err != nil {
+		return nil, err
+	}
+	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes))}
+	reports := make([]Report, len(nodes))
 	forEachNode(nodes, func(i int, n Node) {
 		start := time.Now()
-		c, err := f.Dial(ctx, n)
+		c, err := f.connect(ctx, n)
 		if err == nil {
-			conns[i].client = c
-			conns[i].prev, reports[i], err = upload(ctx, c, n, r, agentBin, version)
+			p.deploys[i].conn = c
+			p.deploys[i].prev, reports[i], err = upload(ctx, c, r, version)
 		}
 		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(start)
 		ready(reports[i])
@@ -84,52 +85,115 @@ func (f *Fleet) Deploy(ctx context.Context, nodes []Node, r Release, agentBin st
 		}
 	}
 	if len(failed) > 0 || ctx.Err() != nil {
-		for _, c := range conns {
-			if c.client != nil {
-				_ = runAgent(context.WithoutCancel(ctx), c.client, nil, nil, "abort", r.App, r.Instance, strconv.Itoa(r.Number))
-			}
-		}
+		p.Undo(ctx)
 		if len(failed) == 0 {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return errors.New(strings.Join(failed, "; "))
+		return nil, errors.New(strings.Join(failed, "; "))
 	}
+	return p, nil
+}
 
-	// Phase 2: switch every node; on a failure, switch the others back.
-	for i, c := range conns {
-		err := runAgent(ctx, c.client, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(r.Number))
-		if err == nil {
-			continue
-		}
-		err = fmt.Errorf("node %s: switching to v%d: %w", nodes[i].Name, r.Number, err)
-		for j := 0; j < i; j++ {
-			if conns[j].prev > 0 {
-				_ = runAgent(context.WithoutCancel(ctx), conns[j].client, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(conns[j].prev))
+// Switch is phase 2: it points every node of every prepared release at
+// it, all nodes in parallel. It runs to its end even if ctx is cancelled
+// meanwhile, so that it ends with everything switched or nothing: on any
+// failure, or if ctx was cancelled (the pusher left, so git will not move
+// the branch), every switched node goes back and the error says why.
+func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
+	switchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	var errs []error
+	for _, p := range ps {
+		r := p.release
+		pErrs := make([]error, len(p.nodes))
+		forEachNode(p.nodes, func(i int, n Node) {
+			err := p.deploys[i].conn.agent(switchCtx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(r.Number))
+			p.deploys[i].switched = err == nil
+			if err != nil {
+				pErrs[i] = fmt.Errorf("node %s: switching %s to v%d: %w", n.Name, r.Instance, r.Number, err)
 			}
-		}
-		return err
+		})
+		errs = append(errs, pErrs...)
 	}
-	return nil
+	err := errors.Join(errs...)
+	if err == nil {
+		err = ctx.Err()
+	}
+	if err != nil {
+		for _, p := range ps {
+			p.Undo(ctx)
+		}
+	}
+	return err
+}
+
+// Undo points every switched node back at its previous release (or at
+// none) and removes vN wherever it was received. It is best effort: a node
+// that cannot be reached keeps a vN that is not live, and the next receive
+// of that number replaces it.
+func (p *Prepared) Undo(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	defer cancel()
+	r := p.release
+	n := strconv.Itoa(r.Number)
+	var reached []*nodeDeploy
+	var nodes []Node
+	for i := range p.deploys {
+		if d := &p.deploys[i]; d.conn != nil {
+			reached = append(reached, d)
+			nodes = append(nodes, d.conn.node)
+		}
+	}
+	forEachNode(nodes, func(i int, _ Node) {
+		d := reached[i]
+		if d.switched {
+			if d.prev > 0 {
+				_ = d.conn.agent(ctx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(d.prev))
+			} else {
+				_ = d.conn.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n)
+			}
+			d.switched = false
+		}
+		_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
+	})
 }
 
 // upload runs phase 1 on one node and returns its previous release.
-func upload(ctx context.Context, c *gossh.Client, n Node, r Release, agentBin, version string) (int, Report, error) {
+func upload(ctx context.Context, c *conn, r Release, version string) (int, Report, error) {
 	rep := Report{}
+	name := c.node.Name
 	// The manifest answer also says which agent answered: one round trip
 	// when the agent is current, an upload and a second try when it is not.
 	cur, err := readManifest(ctx, c, r)
-	if err != nil || cur.Agent != version {
-		if err := installAgent(ctx, c, agentBin); err != nil {
-			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", n.Name, err)
+	if !c.node.Local && (err != nil || cur.Agent != version) {
+		if err := installAgent(ctx, c); err != nil {
+			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", name, err)
 		}
-		if cur, err = readManifest(ctx, c, r); err != nil {
-			return 0, rep, fmt.Errorf("node %s: %w", n.Name, err)
-		}
+		cur, err = readManifest(ctx, c, r)
+	}
+	if err != nil {
+		return 0, rep, fmt.Errorf("node %s: %w", name, err)
 	}
 	need := agent.Needed(cur.Manifest, r.Manifest)
-	rep.Files = len(need)
+	st, err := receive(ctx, c, r, need, false)
+	if exitCode(err) == agent.ExitPreviousDamaged {
+		// Files of the live release were changed on the node: hard links
+		// to them cannot be trusted, so send everything.
+		rep.Full = true
+		need = agent.Needed(nil, r.Manifest)
+		st, err = receive(ctx, c, r, need, true)
+	}
+	if err != nil {
+		return cur.Release, rep, fmt.Errorf("node %s: %w", name, err)
+	}
+	rep.Files, rep.Bytes = len(need), st.Received
+	return cur.Release, rep, nil
+}
 
-	var out bytes.Buffer
+// receive streams the manifest and the needed contents to the agent.
+func receive(ctx context.Context, c *conn, r Release, need []string, full bool) (agent.Status, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	pr, pw := io.Pipe()
 	go func() {
 		err := json.NewEncoder(pw).Encode(r.Manifest)
@@ -138,53 +202,21 @@ func upload(ctx context.Context, c *gossh.Client, n Node, r Release, agentBin, v
 		}
 		pw.CloseWithError(err)
 	}()
-	err = runAgent(ctx, c, pr, &out, "receive", r.App, r.Instance, strconv.Itoa(r.Number))
+	args := []string{"receive", r.App, r.Instance, strconv.Itoa(r.Number)}
+	if full {
+		args = append(args, "--full")
+	}
+	var out bytes.Buffer
+	err := c.agent(ctx, pr, &out, args...)
 	pr.CloseWithError(io.ErrClosedPipe)
-	if err != nil {
-		return cur.Release, rep, fmt.Errorf("node %s: %w", n.Name, err)
-	}
 	var st agent.Status
+	if err != nil {
+		return st, err
+	}
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
-		return cur.Release, rep, fmt.Errorf("node %s: reading its answer: %w", n.Name, err)
+		return st, fmt.Errorf("reading its answer: %w", err)
 	}
-	rep.Bytes = st.Received
-	return cur.Release, rep, nil
-}
-
-// runAgent runs the agent with args (validated names only) on the node.
-func runAgent(ctx context.Context, c *gossh.Client, stdin io.Reader, stdout io.Writer, args ...string) error {
-	return runRemote(ctx, c, stdin, stdout, append([]string{AgentPath, "node"}, args...)...)
-}
-
-// runRemote runs argv on the node. SSH carries a command line that the
-// node's shell parses, so every word is single-quoted.
-func runRemote(ctx context.Context, c *gossh.Client, stdin io.Reader, stdout io.Writer, argv ...string) error {
-	sess, err := c.NewSession()
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	var stderr bytes.Buffer
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, &stderr
-	quoted := make([]string, len(argv))
-	for i, a := range argv {
-		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	done := make(chan error, 1)
-	go func() { done <- sess.Run(strings.Join(quoted, " ")) }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		sess.Close()
-		return ctx.Err()
-	}
-	if err != nil {
-		if msg := strings.TrimSpace(stderr.String()); msg != "" {
-			return errors.New(msg)
-		}
-		return err
-	}
-	return nil
+	return st, nil
 }
 
 func localVersion(ctx context.Context, bin string) (string, error) {
@@ -195,10 +227,10 @@ func localVersion(ctx context.Context, bin string) (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-func readManifest(ctx context.Context, c *gossh.Client, r Release) (agent.Status, error) {
+func readManifest(ctx context.Context, c *conn, r Release) (agent.Status, error) {
 	var out bytes.Buffer
 	var st agent.Status
-	if err := runAgent(ctx, c, nil, &out, "manifest", r.App, r.Instance); err != nil {
+	if err := c.agent(ctx, nil, &out, "manifest", r.App, r.Instance); err != nil {
 		return st, err
 	}
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
@@ -207,14 +239,14 @@ func readManifest(ctx context.Context, c *gossh.Client, r Release) (agent.Status
 	return st, nil
 }
 
-// installAgent uploads agentBin as the node's agent; the new file is
+// installAgent uploads this binary as the node's agent; the new file is
 // renamed into place, never half-written.
-func installAgent(ctx context.Context, c *gossh.Client, agentBin string) error {
-	f, err := os.Open(agentBin)
+func installAgent(ctx context.Context, c *conn) error {
+	f, err := os.Open(c.fleet.AgentBin)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	return runRemote(ctx, c, f, nil, "sh", "-c",
+	return c.run(ctx, f, nil, nil, "sh", "-c",
 		`mkdir -p "$(dirname "$0")" && cat > "$0.new" && chmod 0755 "$0.new" && mv -f "$0.new" "$0"`, AgentPath)
 }

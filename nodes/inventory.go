@@ -23,13 +23,25 @@ type Node struct {
 	Host     string
 	Port     int
 	Services bool // runs the services (databases) of the apps
+	Local    bool // the receiver host itself, reached without SSH
 }
+
+// LocalName is the node the receiver host is when no nodes are configured.
+const LocalName = "local"
+
+// LocalNode is the receiver host as a node: its agent runs as a child
+// process of the receiver, speaking the same protocol as over SSH, so a
+// single-box install needs no sshd. It also runs the services.
+var LocalNode = Node{Name: LocalName, Services: true, Local: true}
 
 // Addr is HOST:PORT for dialing.
 func (n Node) Addr() string { return net.JoinHostPort(n.Host, strconv.Itoa(n.Port)) }
 
 // String is [user@]host[:port] as the operator wrote it.
 func (n Node) String() string {
+	if n.Local {
+		return "this host"
+	}
 	s := n.User + "@" + n.Host
 	if strings.Contains(n.Host, ":") {
 		s = n.User + "@[" + n.Host + "]"
@@ -50,6 +62,9 @@ var (
 func ValidName(name string) error {
 	if !nodeName.MatchString(name) {
 		return fmt.Errorf("invalid node name %q: use lowercase letters, digits and dashes, starting with a letter", name)
+	}
+	if name == LocalName {
+		return fmt.Errorf("%q is the receiver host itself, the node deploys go to while no other node is added; choose another name", name)
 	}
 	return nil
 }
@@ -116,9 +131,19 @@ func (inv *Inventory) List() ([]Node, error) {
 	return nodes, nil
 }
 
-// Get returns the node called name.
-func (inv *Inventory) Get(name string) (Node, error) {
+// Targets returns the nodes deploys go to: the inventory, or the local
+// node while the inventory is empty.
+func (inv *Inventory) Targets() ([]Node, error) {
 	nodes, err := inv.List()
+	if err != nil || len(nodes) > 0 {
+		return nodes, err
+	}
+	return []Node{LocalNode}, nil
+}
+
+// Get returns the target called name (the local node only while it is one).
+func (inv *Inventory) Get(name string) (Node, error) {
+	nodes, err := inv.Targets()
 	if err != nil {
 		return Node{}, err
 	}

@@ -23,13 +23,21 @@ const dialTimeout = 10 * time.Second
 // keys (DATA/known_hosts, OpenSSH format).
 type Fleet struct {
 	Inventory *Inventory
-	dataDir   string
+	// AgentBin is this binary: uploaded to nodes as their agent, and run
+	// as the local node's agent. OpenFleet sets it to os.Executable().
+	AgentBin string
+	dataDir  string
+	pool     pool
 }
 
 // OpenFleet returns the fleet of a data dir; no I/O.
 func OpenFleet(dataDir string) *Fleet {
-	return &Fleet{Inventory: OpenInventory(dataDir), dataDir: dataDir}
+	exe, _ := os.Executable()
+	return &Fleet{Inventory: OpenInventory(dataDir), AgentBin: exe, dataDir: dataDir}
 }
+
+// Close closes the pooled connections to nodes.
+func (f *Fleet) Close() { f.pool.close() }
 
 func (f *Fleet) knownHostsPath() string { return filepath.Join(f.dataDir, "known_hosts") }
 
@@ -117,6 +125,9 @@ func (f *Fleet) Remove(name string) error {
 	n, err := f.Inventory.Get(name)
 	if err != nil {
 		return err
+	}
+	if n.Local {
+		return fmt.Errorf("%q is the receiver host itself; there is nothing to remove", name)
 	}
 	if err := f.Inventory.remove(name); err != nil {
 		return err

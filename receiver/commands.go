@@ -78,5 +78,5 @@ func (s *Server) keysCommand(c *call) int {
 }
 
 func (s *Server) nodesCommand(c *call) int {
-	return nodes.OpenFleet(s.cfg.DataDir).Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false)
+	return s.fleet.Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false)
 }

@@ -13,8 +13,9 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
-// fanOut sends a built release to every node and switches them together.
-func (s *Server) fanOut(ctx context.Context, p *Push, r *builder.Release, targets []nodes.Node, out *hooks.Progress) error {
+// prepare sends a built release to every node (phase 1); Switch makes it
+// live.
+func (s *Server) prepare(ctx context.Context, p *Push, r *builder.Release, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
 	m := make(agent.Manifest, len(r.Manifest))
 	for i, e := range r.Manifest {
 		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
@@ -24,20 +25,23 @@ func (s *Server) fanOut(ctx context.Context, p *Push, r *builder.Release, target
 			return writeContents(ctx, r, hashes, w)
 		}}
 	out.Step("Uploading release v%d to %d node%s", r.Number, len(targets), plural(len(targets)))
-	err := s.fleet.Deploy(ctx, targets, rel, s.hookBin, func(rep nodes.Report) {
+	pr, err := s.fleet.Prepare(ctx, targets, rel, func(rep nodes.Report) {
 		if rep.Err != nil {
 			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
 			return
+		}
+		if rep.Full {
+			out.Detail("%-8s its live release did not match its manifest: sent the whole release", rep.Node.Name)
+			p.log.Warn().Str("node", rep.Node.Name).Msg("live release did not match its manifest; full upload")
 		}
 		out.Detail("%-8s ready  %.2fs  (%d files, %s)", rep.Node.Name, rep.Duration.Seconds(), rep.Files, hooks.Size(rep.Bytes))
 		p.log.Info().Str("node", rep.Node.Name).Int("files", rep.Files).Int64("bytes", rep.Bytes).Dur("duration", rep.Duration).Msg("node ready")
 	})
 	if err != nil {
 		p.log.Warn().Err(err).Msg("deploy to nodes failed")
-		return fmt.Errorf("v%d was not deployed: %w; every node keeps its previous release", r.Number, err)
+		return nil, fmt.Errorf("v%d was not deployed: %w; every node keeps its previous release", r.Number, err)
 	}
-	out.Step("Switched %d node%s to v%d", len(targets), plural(len(targets)), r.Number)
-	return nil
+	return pr, nil
 }
 
 // writeContents writes the tar of the contents with these hashes, each

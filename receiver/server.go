@@ -100,6 +100,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 	if s.hookBin, err = filepath.Abs(s.hookBin); err != nil {
 		return nil, fmt.Errorf("finding the gitreceive binary for hooks: %w", err)
 	}
+	s.fleet.AgentBin = s.hookBin
 
 	s.ssh = &ssh.Server{
 		Version:          serverVersionIdentity,
@@ -147,6 +148,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.hooks != nil {
 		s.hooks.close()
 	}
+	s.fleet.Close()
 	return err
 }
 

@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
@@ -38,6 +39,9 @@ func startServer(t *testing.T, lockTimeout time.Duration, g *gate) *receivertest
 	t.Helper()
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	data := t.TempDir()
+	// The local node's agent (a child of the server, inheriting this
+	// environment) keeps releases here instead of the host's /srv.
+	t.Setenv(agent.RootEnv, filepath.Join(data, "local-node"))
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
 	if err := keystore.Open(receiver.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
 		t.Fatal(err)

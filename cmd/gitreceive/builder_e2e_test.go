@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -46,9 +47,21 @@ func TestExampleAppIsBuilt(t *testing.T) {
 		"remote:        lib/python/sampleapp.pth: /home/alice/sampleapp/src -> ../../src",
 		"remote:        lib/python/tinylib.egg-link: /home/alice/sampleapp/vendor/tinylib -> ../../vendor/tinylib",
 		"remote: -----> Built release v1: 9 files",
-		"remote: =====> sampleapp v1 (main) is built",
+		"remote: -----> Uploading release v1 to 1 node",
+		"remote:        local    ready",
+		"remote: -----> Switching 1 node to v1",
+		"remote: =====> sampleapp v1 (main) is live on 1 node",
 	} {
 		mustContain(t, r.Stderr, want)
+	}
+	// With no node added, the receiver host is node "local": the release
+	// is on it, verified, and current.
+	local := filepath.Join(f.nodeRoot, "sampleapp", "production")
+	if target, err := os.Readlink(filepath.Join(local, "current")); err != nil || target != "releases/v1" {
+		t.Fatalf("local node: current -> %q, %v", target, err)
+	}
+	if err := agent.Verify(filepath.Join(local, "releases", "v1"), lastManifest(t, f, "sampleapp")); err != nil {
+		t.Fatalf("local node: %v", err)
 	}
 	// The repository keeps what was pushed; the fix lives in the release.
 	clone := filepath.Join(t.TempDir(), "clone")
@@ -63,7 +76,7 @@ func TestExampleAppIsBuilt(t *testing.T) {
 	// Another branch is its own instance with its own release numbers.
 	f.alice.MustGit(t, work, "checkout", "-q", "-b", "feature/login")
 	r = f.alice.MustGit(t, work, "push", "silver", "feature/login")
-	mustContain(t, r.Stderr, "remote: =====> sampleapp v1 (feature/login) is built")
+	mustContain(t, r.Stderr, "remote: =====> sampleapp v1 (feature/login) is live on 1 node")
 
 	// Tags are accepted and deploy nothing.
 	f.alice.MustGit(t, work, "tag", "v1.0")

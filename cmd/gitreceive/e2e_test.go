@@ -18,6 +18,7 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -34,6 +35,7 @@ type fixture struct {
 	aliceKey     receivertest.Key
 	bobKey       receivertest.Key
 	data         string
+	nodeRoot     string // the local node's releases
 	unauthorized *receivertest.Client
 }
 
@@ -45,7 +47,10 @@ func newFixture(t *testing.T) *fixture {
 	f.bobKey = receivertest.NewKey(t, f.keysDir, "bob")
 	receivertest.AddKey(t, bin, f.data, f.aliceKey, "--admin")
 	receivertest.AddKey(t, bin, f.data, f.bobKey, "--apps", "myapp")
-	f.srv = receivertest.StartProcess(t, bin, f.data)
+	// The local node (where deploys go while no node is added) keeps its
+	// releases here instead of the host's /srv.
+	f.nodeRoot = filepath.Join(f.data, "local-node")
+	f.srv = receivertest.StartProcess(t, bin, f.data, agent.RootEnv+"="+f.nodeRoot)
 	f.alice = receivertest.NewClient(t, f.srv.Server, f.aliceKey)
 	f.bob = receivertest.NewClient(t, f.srv.Server, f.bobKey)
 	f.unauthorized = receivertest.NewClient(t, f.srv.Server, receivertest.NewKey(t, f.keysDir, "mallory"))

@@ -32,9 +32,9 @@ const usage = `usage: gitreceive COMMAND [ARGS]
 
   serve [--listen ADDR] [--data DIR]   run the SSH receiver (default :2222, /var/lib/gitreceive)
   keys [--data DIR] list|add|remove    manage the SSH keys allowed to push (see: gitreceive keys)
-  nodes [--data DIR] list|add|remove|check   manage the nodes apps deploy to (see: gitreceive nodes)
+  nodes [--data DIR] list|add|remove|check|setup   manage the nodes apps deploy to (see: gitreceive nodes)
   hook pre-receive                     run by git inside a push; not for people
-  node VERB APP INSTANCE [N]           the node agent, run by the receiver over SSH; not for people
+  node VERB ...                        the node agent, run by the receiver on nodes; not for people
   version                              print the version
 
 The data dir can also be set with GITRECEIVE_DATA, the listen address with
@@ -69,10 +69,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		return nodes.OpenFleet(receiver.ResolveDataDir(data)).Command(ctx, rest, stdout, stderr, true)
+		fleet := nodes.OpenFleet(receiver.ResolveDataDir(data))
+		defer fleet.Close()
+		return fleet.Command(ctx, rest, stdout, stderr, true)
 	case "node":
-		// The agent side, run by the receiver over SSH on a node.
-		return agent.Run(agent.DefaultRoot, "gitreceive "+version, args[1:], stdin, stdout, stderr)
+		// The agent side, run by the receiver on a node (over SSH, or as a
+		// child process on the local node). A dropped session hangs up.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+		defer stop()
+		return agent.Run(ctx, agent.Root(), "gitreceive "+version, args[1:], stdin, stdout, stderr)
 	case "hook":
 		if len(args) != 2 || args[1] != "pre-receive" {
 			fmt.Fprintln(stderr, "gitreceive: usage: gitreceive hook pre-receive (run by git, not by people)")

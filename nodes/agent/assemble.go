@@ -140,11 +140,11 @@ func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader)
 	defer os.RemoveAll(staging)
 
 	// Where each content can be linked from: the previous release first.
-	source := map[string]string{}
+	source := map[string]content{}
 	if prev != "" {
 		for _, f := range prevManifest {
 			if f.Mode != ModeSymlink && checkRelPath(f.Path) == nil {
-				source[f.SHA256] = filepath.Join(prev, filepath.FromSlash(f.Path))
+				source[f.SHA256] = content{path: filepath.Join(prev, filepath.FromSlash(f.Path)), mode: permOf(f.Mode)}
 			}
 		}
 	}
@@ -158,40 +158,35 @@ func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader)
 
 	// Regular files first (their parent directories are plain directories
 	// because no symlink exists yet), symlinks last.
-	linked := map[string]string{}
+	//
+	// A hard link to a file whose content was already proven (hashed as it
+	// arrived, or verified when the previous release was made) is proven by
+	// being that same inode, which a successful link(2) guarantees: only
+	// what was written anew is hashed again. That keeps a one-file change
+	// from re-reading the whole app on every node.
+	proven := map[string]bool{}
+	dirs := map[string]bool{dst: true}
 	for _, f := range want {
 		if f.Mode == ModeSymlink {
 			continue
 		}
-		from, err := place(dst, f, source[f.SHA256])
+		linked, err := place(dst, f, source[f.SHA256], dirs)
 		if err != nil {
 			return err
 		}
-		if from != "" {
-			linked[f.Path] = from
-		}
+		proven[f.Path] = linked
 	}
 	for _, f := range want {
 		if f.Mode != ModeSymlink {
 			continue
 		}
 		p := filepath.Join(dst, filepath.FromSlash(f.Path))
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		if err := mkdirs(filepath.Dir(p), dirs); err != nil {
 			return err
 		}
 		if err := os.Symlink(f.Target, p); err != nil {
 			return fmt.Errorf("creating symlink %s: %w", f.Path, err)
 		}
-	}
-	// A hard link to a file whose content was already proven (hashed as it
-	// arrived, or verified when the previous release was made) is proven by
-	// being the same inode: only what was written anew is hashed again. That
-	// keeps a one-file change from re-reading the whole app on every node.
-	proven := map[string]bool{}
-	for p, from := range linked {
-		a, errA := os.Lstat(filepath.Join(dst, filepath.FromSlash(p)))
-		b, errB := os.Lstat(from)
-		proven[p] = errA == nil && errB == nil && os.SameFile(a, b)
 	}
 	if err := os.RemoveAll(staging); err != nil {
 		return err
@@ -202,7 +197,7 @@ func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader)
 // receiveContents stores each needed content from the tar stream in
 // staging, checking name, type, size limits and hash, and records it in
 // source. Anything not asked for is an error.
-func receiveContents(staging string, contents io.Reader, needed map[string]bool, source map[string]string) error {
+func receiveContents(staging string, contents io.Reader, needed map[string]bool, source map[string]content) error {
 	if contents == nil {
 		contents = strings.NewReader("")
 	}
@@ -238,7 +233,7 @@ func receiveContents(staging string, contents io.Reader, needed map[string]bool,
 		if hex.EncodeToString(h.Sum(nil)) != hdr.Name {
 			return fmt.Errorf("content %s arrived corrupted", hdr.Name[:12])
 		}
-		source[hdr.Name] = p
+		source[hdr.Name] = content{path: p, mode: 0o644}
 	}
 	if len(needed) > 0 {
 		return fmt.Errorf("the release contents lack %d of the files this node needs", len(needed))
@@ -246,42 +241,64 @@ func receiveContents(staging string, contents io.Reader, needed map[string]bool,
 	return nil
 }
 
-// place puts f into dst: a hard link to src when the mode allows (a link
-// shares its inode's mode), returning src, else a copy, returning "".
-func place(dst string, f File, src string) (linkedFrom string, err error) {
-	if src == "" {
-		return "", fmt.Errorf("no content for %s", f.Path)
+// content is where a content can be copied or linked from, and the mode
+// that file has (a hard link shares its inode's mode).
+type content struct {
+	path string
+	mode fs.FileMode
+}
+
+func permOf(mode string) fs.FileMode {
+	if mode == ModeExec {
+		return 0o755
+	}
+	return 0o644
+}
+
+// mkdirs is os.MkdirAll that remembers what exists in made: thousands of
+// files share a few directories.
+func mkdirs(dir string, made map[string]bool) error {
+	if made[dir] {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	made[dir] = true
+	return nil
+}
+
+// place puts f into dst: a hard link to src when the mode allows
+// (reporting true), else a copy.
+func place(dst string, f File, src content, dirs map[string]bool) (linked bool, err error) {
+	if src.path == "" {
+		return false, fmt.Errorf("no content for %s", f.Path)
 	}
 	p := filepath.Join(dst, filepath.FromSlash(f.Path))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return "", err
+	if err := mkdirs(filepath.Dir(p), dirs); err != nil {
+		return false, err
 	}
-	mode := fs.FileMode(0o644)
-	if f.Mode == ModeExec {
-		mode = 0o755
+	mode := permOf(f.Mode)
+	if src.mode == mode && os.Link(src.path, p) == nil {
+		return true, nil
 	}
-	if st, err := os.Lstat(src); err == nil && st.Mode().IsRegular() && st.Mode().Perm() == mode {
-		if err := os.Link(src, p); err == nil {
-			return src, nil
-		}
-	}
-	in, err := os.Open(src)
+	in, err := os.Open(src.path)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	defer in.Close()
 	out, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 	if err != nil {
-		return "", err
+		return false, err
 	}
 	if _, err := io.Copy(out, in); err != nil {
 		out.Close()
-		return "", err
+		return false, err
 	}
 	if err := out.Close(); err != nil {
-		return "", err
+		return false, err
 	}
-	return "", os.Chmod(p, mode) // the umask must not decide the mode
+	return false, os.Chmod(p, mode) // the umask must not decide the mode
 }
 
 // Verify checks that dir holds exactly the files of m, byte for byte.

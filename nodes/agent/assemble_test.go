@@ -89,6 +89,9 @@ func TestAssembleFullThenDelta(t *testing.T) {
 	}
 	v2files["src/wsgi.py"] = "def application(): return 2\n"
 	delete(v2files, "static/copy.css")
+	// The same content as a plain file and as an executable: one inode
+	// cannot carry both modes, so the executable is a copy.
+	v2files["bin/same-as-ini"] = v1files["src/app.ini"]
 	v2 := manifestOf(v2files)
 	need = Needed(v1, v2)
 	if len(need) != 1 || need[0] != hashOf(v2files["src/wsgi.py"]) {
@@ -106,6 +109,9 @@ func TestAssembleFullThenDelta(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(d2, "static/copy.css")); err == nil {
 		t.Fatal("deleted file is in v2")
+	}
+	if st, err := os.Stat(filepath.Join(d2, "bin/same-as-ini")); err != nil || st.Mode().Perm() != 0o755 {
+		t.Fatalf("bin/same-as-ini: %v %v", st, err)
 	}
 	if err := Verify(d1, v1); err != nil {
 		t.Fatalf("v1 changed by building v2: %v", err)

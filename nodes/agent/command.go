@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,15 +13,41 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
+
+	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
 // DefaultRoot is where a node keeps the releases of every instance:
 // ROOT/APP/INSTANCE/releases/vN, ROOT/APP/INSTANCE/current -> releases/vN.
-const DefaultRoot = "/srv/gitreceive/apps"
+const DefaultRoot = serverfiles.AppsDir
+
+// RootEnv names the variable that moves the root, so that tests and people
+// trying gitreceive out can run the local node without touching /srv.
+const RootEnv = "GITRECEIVE_NODE_ROOT"
+
+// Root is $GITRECEIVE_NODE_ROOT, else DefaultRoot.
+func Root() string {
+	if r := os.Getenv(RootEnv); r != "" {
+		return r
+	}
+	return DefaultRoot
+}
+
+// ServerFilesDir is where `setup` unpacks server-files on a node.
+const ServerFilesDir = "/usr/local/lib/gitreceive/server-files"
+
+// ExitPreviousDamaged is receive's exit code when the node's current
+// release does not match its manifest, so hard links from it cannot be
+// trusted: the receiver then sends the whole release (receive --full).
+const ExitPreviousDamaged = 3
+
+var errPreviousDamaged = errors.New("the current release does not match its manifest")
 
 var (
 	appName      = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._%-]{0,199}$`)
+	packageName  = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
 )
 
 // Status is the agent's answer: one JSON line on stdout.
@@ -32,69 +59,127 @@ type Status struct {
 	Received int64    `json:"received,omitempty"` // bytes of content received
 }
 
-// Run is `gitreceive node VERB APP INSTANCE [N]`, run by the receiver over
-// SSH on a node:
-//
-//	manifest APP INSTANCE     the current release and its manifest
-//	receive  APP INSTANCE N   stdin: one JSON line (the manifest), then a tar of the needed contents
-//	activate APP INSTANCE N   point current at vN (atomic rename of a symlink)
-//	abort    APP INSTANCE N   remove vN unless it is current
-func Run(root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if err := run(root, version, args, stdin, stdout); err != nil {
-		fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
-		return 1
-	}
-	return 0
+// NodeStatus is the answer to `status`: what `nodes check` shows.
+type NodeStatus struct {
+	Agent     string     `json:"agent"`
+	FreeDisk  int64      `json:"free_disk"` // bytes free where releases live
+	Instances []Instance `json:"instances"`
 }
 
-func run(root, version string, args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) < 3 {
-		return errors.New("usage: gitreceive node manifest|receive|activate|abort APP INSTANCE [N]")
+// Instance is one instance's live release on a node.
+type Instance struct {
+	App      string `json:"app"`
+	Instance string `json:"instance"`
+	Release  int    `json:"release"` // 0: received but never activated
+}
+
+const usage = `usage: gitreceive node VERB ...
+  manifest   APP INSTANCE          the current release and its manifest
+  receive    APP INSTANCE N [--full]
+  activate   APP INSTANCE N
+  deactivate APP INSTANCE N
+  abort      APP INSTANCE N
+  status
+  setup      [PACKAGE...]`
+
+// Run is `gitreceive node VERB ...`, run by the receiver on a node (over
+// SSH, or as a child process on the local node):
+//
+//	manifest   APP INSTANCE         the current release and its manifest
+//	receive    APP INSTANCE N       stdin: one JSON line (the manifest), then a tar of the needed contents;
+//	                                --full: build from the stream alone, ignoring the current release
+//	activate   APP INSTANCE N       point current at vN (atomic rename of a symlink)
+//	deactivate APP INSTANCE N       remove current if it points at vN (undoes an instance's first activation)
+//	abort      APP INSTANCE N       remove vN unless it is current
+//	status                          agent version, free disk, live release of every instance
+//	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
+func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	err := run(ctx, root, version, args, stdin, stdout, stderr)
+	if err == nil {
+		return 0
 	}
-	verb, app, instance := args[0], args[1], args[2]
-	if !appName.MatchString(app) || !instanceName.MatchString(instance) {
-		return fmt.Errorf("invalid app %q or instance %q", app, instance)
+	fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
+	if errors.Is(err, errPreviousDamaged) {
+		return ExitPreviousDamaged
 	}
-	dir := filepath.Join(root, app, instance)
-	n := 0
-	if verb != "manifest" {
-		if len(args) != 4 {
-			return fmt.Errorf("usage: gitreceive node %s APP INSTANCE N", verb)
+	return 1
+}
+
+func run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New(usage)
+	}
+	switch verb := args[0]; verb {
+	case "status":
+		if len(args) != 1 {
+			return errors.New(usage)
 		}
-		var err error
-		if n, err = strconv.Atoi(args[3]); err != nil || n < 1 {
-			return fmt.Errorf("invalid release number %q", args[3])
+		st, err := status(root, version)
+		if err != nil {
+			return err
 		}
-	} else if len(args) != 3 {
-		return errors.New("usage: gitreceive node manifest APP INSTANCE")
-	}
-	switch verb {
+		return json.NewEncoder(stdout).Encode(st)
+	case "setup":
+		for _, p := range args[1:] {
+			if !packageName.MatchString(p) {
+				return fmt.Errorf("invalid package name %q", p)
+			}
+		}
+		// The local node never had the agent uploaded, so nothing made
+		// the agent's directory there yet.
+		if err := os.MkdirAll(filepath.Dir(ServerFilesDir), 0o755); err != nil {
+			return err
+		}
+		return serverfiles.Setup(ctx, ServerFilesDir, args[1:], stdout, stderr)
 	case "manifest":
+		if len(args) != 3 {
+			return errors.New(usage)
+		}
+		dir, err := instanceDir(root, args[1], args[2])
+		if err != nil {
+			return err
+		}
 		cur, m, err := current(dir)
 		if err != nil {
 			return err
 		}
 		return json.NewEncoder(stdout).Encode(Status{Agent: version, Release: cur, Manifest: m})
-	case "receive":
-		st, err := receive(dir, n, stdin)
+	case "receive", "activate", "deactivate", "abort":
+		full := len(args) == 5 && verb == "receive" && args[4] == "--full"
+		if len(args) != 4 && !full {
+			return errors.New(usage)
+		}
+		dir, err := instanceDir(root, args[1], args[2])
 		if err != nil {
 			return err
 		}
-		return json.NewEncoder(stdout).Encode(st)
-	case "activate":
-		return activate(dir, n)
-	case "abort":
-		cur, _, err := current(dir)
-		if err != nil {
-			return err
+		n, err := strconv.Atoi(args[3])
+		if err != nil || n < 1 {
+			return fmt.Errorf("invalid release number %q", args[3])
 		}
-		if cur == n {
-			return fmt.Errorf("v%d is live; it cannot be aborted", n)
+		switch verb {
+		case "receive":
+			st, err := receive(dir, n, stdin, full)
+			if err != nil {
+				return err
+			}
+			return json.NewEncoder(stdout).Encode(st)
+		case "activate":
+			return activate(dir, n)
+		case "deactivate":
+			return deactivate(dir, n)
+		default:
+			return abort(dir, n)
 		}
-		os.Remove(manifestPath(dir, n))
-		return os.RemoveAll(releaseDir(dir, n))
 	}
-	return fmt.Errorf("unknown verb %q", verb)
+	return fmt.Errorf("unknown verb %q\n%s", args[0], usage)
+}
+
+func instanceDir(root, app, instance string) (string, error) {
+	if !appName.MatchString(app) || !instanceName.MatchString(instance) {
+		return "", fmt.Errorf("invalid app %q or instance %q", app, instance)
+	}
+	return filepath.Join(root, app, instance), nil
 }
 
 func releaseDir(dir string, n int) string   { return filepath.Join(dir, "releases", "v"+strconv.Itoa(n)) }
@@ -128,8 +213,9 @@ func current(dir string) (int, Manifest, error) {
 const maxManifest = 256 << 20
 
 // receive builds vN from the current release and the stream, replacing a
-// leftover vN of an interrupted deploy (never the live one).
-func receive(dir string, n int, stdin io.Reader) (Status, error) {
+// leftover vN of an interrupted deploy (never the live one). With full, the
+// stream holds every content and the current release is not used.
+func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 	in := bufio.NewReaderSize(stdin, 1<<16)
 	var line []byte
 	for {
@@ -150,7 +236,7 @@ func receive(dir string, n int, stdin io.Reader) (Status, error) {
 		return Status{}, fmt.Errorf("reading the manifest: %w", err)
 	}
 	cur, have, err := current(dir)
-	if err != nil {
+	if err != nil && !full {
 		return Status{}, err
 	}
 	if cur == n {
@@ -164,11 +250,18 @@ func receive(dir string, n int, stdin io.Reader) (Status, error) {
 		return Status{}, err
 	}
 	prev := ""
-	if cur > 0 {
+	if cur > 0 && !full {
 		prev = releaseDir(dir, cur)
+	} else {
+		have = nil
 	}
 	counted := &countingReader{r: in}
 	if err := Assemble(dst, prev, have, want, counted); err != nil {
+		// Linking from a release that was changed on the node fails in
+		// ways the receiver can repair by sending everything: say so.
+		if prev != "" && verify(prev, have, allProven(have)) != nil {
+			return Status{}, fmt.Errorf("%w (v%d): %v", errPreviousDamaged, cur, err)
+		}
 		return Status{}, err
 	}
 	data, err := json.Marshal(want)
@@ -180,6 +273,16 @@ func receive(dir string, n int, stdin io.Reader) (Status, error) {
 		return Status{}, err
 	}
 	return Status{Release: n, Files: len(want), Received: counted.n}, nil
+}
+
+// allProven marks every file of m proven: verify then checks presence,
+// type, mode and size only, which is cheap.
+func allProven(m Manifest) map[string]bool {
+	p := make(map[string]bool, len(m))
+	for _, f := range m {
+		p[f.Path] = true
+	}
+	return p
 }
 
 // activate points current at vN with a symlink renamed over the old one,
@@ -194,6 +297,74 @@ func activate(dir string, n int) error {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, "current"))
+}
+
+// deactivate removes current when it points at vN: the way back for an
+// instance whose first release was switched on and must be switched off.
+func deactivate(dir string, n int) error {
+	cur, _, err := current(dir)
+	if err != nil {
+		return err
+	}
+	if cur != n {
+		return fmt.Errorf("v%d is not live (current is v%d)", n, cur)
+	}
+	return os.Remove(filepath.Join(dir, "current"))
+}
+
+func abort(dir string, n int) error {
+	cur, _, err := current(dir)
+	if err != nil {
+		return err
+	}
+	if cur == n {
+		return fmt.Errorf("v%d is live; it cannot be aborted", n)
+	}
+	os.Remove(manifestPath(dir, n))
+	return os.RemoveAll(releaseDir(dir, n))
+}
+
+// status lists every instance under root with its live release.
+func status(root, version string) (NodeStatus, error) {
+	st := NodeStatus{Agent: version, Instances: []Instance{}}
+	apps, err := os.ReadDir(root)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return st, err
+	}
+	for _, a := range apps {
+		if !a.IsDir() || !appName.MatchString(a.Name()) {
+			continue
+		}
+		insts, err := os.ReadDir(filepath.Join(root, a.Name()))
+		if err != nil {
+			return st, err
+		}
+		for _, i := range insts {
+			if !i.IsDir() || !instanceName.MatchString(i.Name()) {
+				continue
+			}
+			cur, _, err := current(filepath.Join(root, a.Name(), i.Name()))
+			if err != nil {
+				return st, fmt.Errorf("%s/%s: %w", a.Name(), i.Name(), err)
+			}
+			st.Instances = append(st.Instances, Instance{App: a.Name(), Instance: i.Name(), Release: cur})
+		}
+	}
+	// Free space where releases go: root, or the nearest directory that
+	// exists before the first deploy creates it.
+	dir := root
+	for {
+		var fsst syscall.Statfs_t
+		if err := syscall.Statfs(dir, &fsst); err == nil {
+			st.FreeDisk = int64(fsst.Bavail) * int64(fsst.Bsize)
+			return st, nil
+		}
+		if parent := filepath.Dir(dir); parent != dir {
+			dir = parent
+			continue
+		}
+		return st, fmt.Errorf("cannot find free space under %s", root)
+	}
 }
 
 func writeAtomic(path string, data []byte) error {

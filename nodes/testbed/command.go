@@ -52,3 +52,10 @@ func (b *Bed) Exec(ctx context.Context, node *Node, args ...string) ([]byte, err
 	}
 	return out, nil
 }
+
+// StartSSHD starts sshd again on node after a test killed it (it detaches;
+// the node's init reaps it), so a test can check recovery after a fault.
+func (b *Bed) StartSSHD(ctx context.Context, node *Node) error {
+	_, err := b.Exec(ctx, node, sshdPath, "-E", "/var/log/sshd.log", "-f", configDirInNode+"/"+sshdConfigName)
+	return err
+}

@@ -18,7 +18,7 @@ type Options struct {
 	// Subnet is an IPv4 prefix inside 10.77.0.0/16, e.g. "10.77.3.0/24".
 	// The bridge gets the first host address (.1), nodes the following ones.
 	Subnet string
-	// Count is the number of nodes, 1..50.
+	// Count is the number of nodes, 1..200.
 	Count int
 	// AuthorizedKeys are authorized_keys lines accepted for root on every node.
 	AuthorizedKeys []string
@@ -29,8 +29,8 @@ type Options struct {
 }
 
 const (
-	maxNodes     = 50
-	maxPrefixLen = 10 // "PREFIX-50p" must fit IFNAMSIZ-1 = 15
+	maxNodes     = 200
+	maxPrefixLen = 10 // "PREFIX-200p" must fit IFNAMSIZ-1 = 15
 )
 
 var (

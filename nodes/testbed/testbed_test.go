@@ -323,7 +323,7 @@ func TestStartRejectsBadOptions(t *testing.T) {
 		"subnet not network":  func(o *testbed.Options) { o.Subnet = "10.77.204.5/24" },
 		"subnet too small":    func(o *testbed.Options) { o.Subnet = "10.77.204.0/30"; o.Count = 2 },
 		"zero nodes":          func(o *testbed.Options) { o.Count = 0 },
-		"too many nodes":      func(o *testbed.Options) { o.Count = 51 },
+		"too many nodes":      func(o *testbed.Options) { o.Count = 201 },
 		"no work dir":         func(o *testbed.Options) { o.WorkDir = "" },
 		"work dir under /var": func(o *testbed.Options) { o.WorkDir = "/var/tmp/x" },
 		"bad key":             func(o *testbed.Options) { o.AuthorizedKeys = []string{"ssh-ed25519 nonsense"} },

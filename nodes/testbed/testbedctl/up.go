@@ -26,7 +26,7 @@ func runUp(args []string) error {
 	flags := flag.NewFlagSet("up", flag.ContinueOnError)
 	prefix := flags.String("prefix", defaultPrefix, "name prefix of namespaces and links ([a-z0-9], at most 10)")
 	subnet := flags.String("subnet", defaultSubnet, "IPv4 subnet inside 10.77.0.0/16")
-	count := flags.Int("count", defaultCount, "number of nodes (1..50)")
+	count := flags.Int("count", defaultCount, "number of nodes (1..200)")
 	keyFile := flags.String("key", "", "public key file authorized for root on every node (default: generate DIR/"+clientKeyName+")")
 	dir := flags.String("dir", "", "state directory (default: $TMPDIR/gitreceive-testbed-PREFIX)")
 	if err := parseFlags(flags, args); err != nil {

@@ -1,0 +1,178 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+)
+
+// AgentPath is where the node agent (this same binary) lives on a node.
+const AgentPath = "/usr/local/lib/gitreceive/gitreceive"
+
+// A node refusing a new session (all MaxSessions in use) is asked again
+// this often, this many times.
+const (
+	sessionRetries    = 300
+	sessionRetryDelay = 100 * time.Millisecond
+)
+
+// conn runs commands on one node: over the pooled SSH connection, or, for
+// the local node, as child processes of the receiver. Both carry the same
+// agent protocol (stdin, stdout, stderr and the exit code).
+type conn struct {
+	fleet  *Fleet
+	node   Node
+	client *gossh.Client // nil for the local node
+}
+
+// connect returns a conn to n, reusing the pooled SSH connection.
+func (f *Fleet) connect(ctx context.Context, n Node) (*conn, error) {
+	if n.Local {
+		return &conn{fleet: f, node: n}, nil
+	}
+	pins := ""
+	if st, err := os.Stat(f.knownHostsPath()); err == nil {
+		pins = fmt.Sprint(st.ModTime().UnixNano(), st.Size())
+	}
+	f.pool.checkPins(pins)
+	c, err := f.pool.get(ctx, n, f.Dial)
+	if err != nil {
+		return nil, err
+	}
+	return &conn{fleet: f, node: n, client: c}, nil
+}
+
+// exitError is a command that ran and failed: its exit code and what it
+// said on stderr.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string {
+	if e.msg != "" {
+		return e.msg
+	}
+	return fmt.Sprintf("exit status %d", e.code)
+}
+
+// exitCode is err's exit code, or -1 when the command did not run to an end.
+func exitCode(err error) int {
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
+	return -1
+}
+
+// agent runs the node agent with args (validated names only).
+func (c *conn) agent(ctx context.Context, stdin io.Reader, stdout io.Writer, args ...string) error {
+	return c.run(ctx, stdin, stdout, nil, append([]string{c.agentBin(), "node"}, args...)...)
+}
+
+// agentBin is the agent's path on the node.
+func (c *conn) agentBin() string {
+	if c.node.Local {
+		return c.fleet.AgentBin
+	}
+	return AgentPath
+}
+
+// run runs argv on the node. With stderr nil, what the command prints
+// there becomes the error's message.
+func (c *conn) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv ...string) error {
+	var errBuf bytes.Buffer
+	if stderr == nil {
+		stderr = &errBuf
+	}
+	var err error
+	if c.node.Local {
+		err = runLocal(ctx, stdin, stdout, stderr, argv)
+	} else {
+		err = c.runSSH(ctx, stdin, stdout, stderr, argv)
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		ee.msg = strings.TrimSpace(errBuf.String())
+	}
+	return err
+}
+
+// runSSH runs argv in a session of the pooled connection. A pooled
+// connection that died since its last use is dialed again, once.
+func (c *conn) runSSH(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
+	sess, err := c.client.NewSession()
+	// sshd caps sessions per connection (MaxSessions, 10 by default):
+	// when deploys of other apps hold them all, wait for one to end.
+	var refused *gossh.OpenChannelError
+	for tries := 0; errors.As(err, &refused) && tries < sessionRetries; tries++ {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(sessionRetryDelay):
+		}
+		sess, err = c.client.NewSession()
+	}
+	if errors.As(err, &refused) {
+		return fmt.Errorf("node %s: no free SSH session: %w", c.node.Name, err)
+	}
+	if err != nil {
+		c.fleet.pool.drop(c.node, c.client)
+		if c.client, err = c.fleet.pool.get(ctx, c.node, c.fleet.Dial); err != nil {
+			return err
+		}
+		if sess, err = c.client.NewSession(); err != nil {
+			return fmt.Errorf("node %s: opening a session: %w", c.node.Name, err)
+		}
+	}
+	defer sess.Close()
+	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
+	// SSH carries a command line that the node's shell parses, so every
+	// word is single-quoted.
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(strings.Join(quoted, " ")) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		_ = sess.Signal(gossh.SIGTERM)
+		sess.Close()
+		return ctx.Err()
+	}
+	var ee *gossh.ExitError
+	if errors.As(err, &ee) {
+		return &exitError{code: ee.ExitStatus()}
+	}
+	return err
+}
+
+// runLocal runs argv as a child process in its own process group, killed
+// whole when ctx ends.
+func runLocal(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.Exited() {
+		return &exitError{code: ee.ExitCode()}
+	}
+	return err
+}

@@ -1,0 +1,90 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+)
+
+// Setup brings every node of nodes up to this binary, in parallel
+// (bounded): the agent is uploaded when its version differs, then the
+// agent unpacks server-files and runs the setup script, which installs the
+// stack plus packages, creates the app user and starts nginx and the uWSGI
+// emperor. Rerunning it is safe and is how nodes are upgraded. Every line
+// of output goes to out prefixed with the node's name.
+func (f *Fleet) Setup(ctx context.Context, nodes []Node, packages []string, out io.Writer) error {
+	version, err := localVersion(ctx, f.AgentBin)
+	if err != nil {
+		return err
+	}
+	var mu sync.Mutex // one line at a time, whole, from any node
+	errs := make([]error, len(nodes))
+	forEachNode(nodes, func(i int, n Node) {
+		w := &linePrefixer{mu: &mu, out: out, prefix: fmt.Sprintf("%-8s ", n.Name)}
+		defer w.Flush()
+		if err := f.setup(ctx, n, version, packages, w); err != nil {
+			errs[i] = fmt.Errorf("node %s: setup failed: %w", n.Name, err)
+			fmt.Fprintf(w, "failed: %v\n", err)
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []string, w io.Writer) error {
+	c, err := f.connect(ctx, n)
+	if err != nil {
+		return err
+	}
+	if !n.Local {
+		var got bytes.Buffer
+		_ = c.run(ctx, nil, &got, nil, AgentPath, "version")
+		if have := strings.TrimSpace(got.String()); have == version {
+			fmt.Fprintf(w, "agent: %s, current\n", version)
+		} else {
+			if err := installAgent(ctx, c); err != nil {
+				return fmt.Errorf("installing the agent: %w", err)
+			}
+			fmt.Fprintf(w, "agent: installed %s at %s\n", version, AgentPath)
+		}
+	}
+	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node", "setup"}, packages...)...)
+}
+
+// linePrefixer writes whole lines to out, each with prefix, under mu, so
+// the output of nodes set up in parallel interleaves by line only.
+type linePrefixer struct {
+	mu     *sync.Mutex
+	out    io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (l *linePrefixer) Write(p []byte) (int, error) {
+	l.buf = append(l.buf, p...)
+	for {
+		i := bytes.IndexByte(l.buf, '\n')
+		if i < 0 {
+			return len(p), nil
+		}
+		l.writeLine(l.buf[:i+1])
+		l.buf = l.buf[i+1:]
+	}
+}
+
+// Flush writes a last line that has no newline.
+func (l *linePrefixer) Flush() {
+	if len(l.buf) > 0 {
+		l.writeLine(append(l.buf, '\n'))
+		l.buf = nil
+	}
+}
+
+func (l *linePrefixer) writeLine(line []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.out, "%s%s", l.prefix, line)
+}
