@@ -40,30 +40,40 @@ func InstanceName(branch string) string {
 
 func (h History) dir(app, instance string) string { return filepath.Join(h.Dir, app, instance) }
 
-// Last returns the newest record of app's instance and its manifest;
-// ok is false when the instance has no release yet.
-func (h History) Last(app, instance string) (rec Record, m Manifest, ok bool, err error) {
+// List returns every record of app's instance, oldest first (none when
+// the instance has no release yet).
+func (h History) List(app, instance string) ([]Record, error) {
 	f, err := os.Open(filepath.Join(h.dir(app, instance), "history.jsonl"))
 	if errors.Is(err, fs.ErrNotExist) {
-		return rec, nil, false, nil
+		return nil, nil
 	}
 	if err != nil {
-		return rec, nil, false, err
+		return nil, err
 	}
 	defer f.Close()
+	var recs []Record
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
+		var rec Record
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
-			return rec, nil, false, fmt.Errorf("%s: %w", f.Name(), err)
+			return nil, fmt.Errorf("%s: %w", f.Name(), err)
 		}
-		ok = true
+		recs = append(recs, rec)
 	}
-	if err := sc.Err(); err != nil || !ok {
+	return recs, sc.Err()
+}
+
+// Last returns the newest record of app's instance and its manifest;
+// ok is false when the instance has no release yet.
+func (h History) Last(app, instance string) (rec Record, m Manifest, ok bool, err error) {
+	recs, err := h.List(app, instance)
+	if err != nil || len(recs) == 0 {
 		return rec, nil, false, err
 	}
+	rec = recs[len(recs)-1]
 	data, err := os.ReadFile(h.manifestPath(app, instance, rec.Number))
 	if err != nil {
 		return rec, nil, false, err

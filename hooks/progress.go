@@ -4,13 +4,17 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
 )
 
 // Progress writes what the pusher sees as `remote:` lines, in the
 // Heroku/Dokku convention every deploy tool's users already read:
 // "-----> " starts a step, seven spaces indent its details, " !     " marks
 // an error and "=====> " the final result.
-type Progress struct{ w io.Writer }
+type Progress struct {
+	mu sync.Mutex // nodes report in parallel; lines must not interleave
+	w  io.Writer
+}
 
 // NewProgress returns a Progress writing to w.
 func NewProgress(w io.Writer) *Progress { return &Progress{w: w} }
@@ -44,6 +48,8 @@ func (p *Progress) write(prefix, format string, a []any) {
 		b.WriteByte('\n')
 	}
 	// Output is best effort: a pusher who went away must not fail the work.
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	_, _ = io.WriteString(p.w, b.String())
 }
 

@@ -35,8 +35,16 @@ func (f *Fleet) Check(ctx context.Context, nodes []Node) []Status {
 
 // forEachNode runs fn for every node, at most maxParallel at once, and
 // returns when all have finished.
-func forEachNode(nodes []Node, fn func(i int, n Node)) {
-	sem := make(chan struct{}, maxParallel)
+func forEachNode(nodes []Node, fn func(i int, n Node)) { forEachNodeLimit(nodes, maxParallel, fn) }
+
+// forEachNodeUnbounded runs fn for every node at once: for work that never
+// ends on its own (following logs), which a bound would starve.
+func forEachNodeUnbounded(nodes []Node, fn func(i int, n Node)) {
+	forEachNodeLimit(nodes, max(len(nodes), 1), fn)
+}
+
+func forEachNodeLimit(nodes []Node, limit int, fn func(i int, n Node)) {
+	sem := make(chan struct{}, limit)
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Add(1)

@@ -26,6 +26,7 @@ type Release struct {
 	Instance string
 	Number   int
 	Manifest agent.Manifest
+	Spec     agent.Spec // how it runs: started and health-checked in phase 1
 	// WriteContents writes a tar of the contents with these sha256 hashes,
 	// each entry a regular file named by its hash.
 	WriteContents func(ctx context.Context, hashes []string, w io.Writer) error
@@ -54,14 +55,19 @@ type Prepared struct {
 	release Release
 	nodes   []Node
 	deploys []nodeDeploy
+	// existing: the release was already on the nodes (activate of an
+	// older one); undoing keeps it there.
+	existing bool
 }
 
 // Prepare is phase 1 of a deploy (DESIGN.md decision 6): it sends r to
 // every node in parallel (bounded), and each builds and verifies vN beside
-// its live release. ready is called as each node finishes. On a failure or
-// cancellation vN is removed wherever it was made, the old release keeps
-// serving, and the error names every node that failed.
-func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, ready func(Report)) (*Prepared, error) {
+// its live release, starts it and health-checks it. say gets each line a
+// node prints meanwhile (health check, update_fetch); ready is called as
+// each node finishes. On a failure or cancellation vN is stopped and
+// removed wherever it was made, the old release keeps serving, and the
+// error names every node that failed.
+func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(Node, string), ready func(Report)) (*Prepared, error) {
 	version, err := localVersion(ctx, f.AgentBin)
 	if err != nil {
 		return nil, err
@@ -69,13 +75,16 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, ready func
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes))}
 	reports := make([]Report, len(nodes))
 	forEachNode(nodes, func(i int, n Node) {
-		start := time.Now()
+		began := time.Now()
 		c, err := f.connect(ctx, n)
 		if err == nil {
 			p.deploys[i].conn = c
 			p.deploys[i].prev, reports[i], err = upload(ctx, c, r, version)
 		}
-		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(start)
+		if err == nil {
+			err = start(ctx, c, r, false, func(line string) { say(n, line) })
+		}
+		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(began)
 		ready(reports[i])
 	})
 	var failed []string
@@ -154,7 +163,9 @@ func (p *Prepared) Undo(ctx context.Context) {
 			}
 			d.switched = false
 		}
-		_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
+		if !p.existing {
+			_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
+		}
 	})
 }
 
@@ -188,6 +199,30 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	}
 	rep.Files, rep.Bytes = len(need), st.Received
 	return cur.Release, rep, nil
+}
+
+// start has the node start release r and health-check it, sending the
+// spec (stored: the node uses the spec it kept when it received r). Each
+// line the agent prints goes to say.
+func start(ctx context.Context, c *conn, r Release, stored bool, say func(string)) error {
+	args := []string{"start", r.App, r.Instance, strconv.Itoa(r.Number)}
+	var stdin io.Reader
+	if stored {
+		args = append(args, "--stored")
+	} else {
+		spec, err := json.Marshal(r.Spec)
+		if err != nil {
+			return err
+		}
+		stdin = bytes.NewReader(spec)
+	}
+	lines := &lineWriter{line: say}
+	err := c.agent(ctx, stdin, lines, args...)
+	lines.Flush()
+	if err != nil {
+		return fmt.Errorf("node %s: %w", c.node.Name, err)
+	}
+	return nil
 }
 
 // receive streams the manifest and the needed contents to the agent.

@@ -24,7 +24,11 @@ func (f *Fleet) Setup(ctx context.Context, nodes []Node, packages []string, out 
 	var mu sync.Mutex // one line at a time, whole, from any node
 	errs := make([]error, len(nodes))
 	forEachNode(nodes, func(i int, n Node) {
-		w := &linePrefixer{mu: &mu, out: out, prefix: fmt.Sprintf("%-8s ", n.Name)}
+		w := &lineWriter{line: func(line string) {
+			mu.Lock()
+			defer mu.Unlock()
+			fmt.Fprintf(out, "%-8s %s\n", n.Name, line)
+		}}
 		defer w.Flush()
 		if err := f.setup(ctx, n, version, packages, w); err != nil {
 			errs[i] = fmt.Errorf("node %s: setup failed: %w", n.Name, err)
@@ -54,37 +58,30 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node", "setup"}, packages...)...)
 }
 
-// linePrefixer writes whole lines to out, each with prefix, under mu, so
-// the output of nodes set up in parallel interleaves by line only.
-type linePrefixer struct {
-	mu     *sync.Mutex
-	out    io.Writer
-	prefix string
-	buf    []byte
+// lineWriter calls line with each whole line written to it (without the
+// newline), so output from nodes working in parallel can be labelled and
+// interleaved by line only.
+type lineWriter struct {
+	line func(string)
+	buf  []byte
 }
 
-func (l *linePrefixer) Write(p []byte) (int, error) {
+func (l *lineWriter) Write(p []byte) (int, error) {
 	l.buf = append(l.buf, p...)
 	for {
 		i := bytes.IndexByte(l.buf, '\n')
 		if i < 0 {
 			return len(p), nil
 		}
-		l.writeLine(l.buf[:i+1])
+		l.line(string(l.buf[:i]))
 		l.buf = l.buf[i+1:]
 	}
 }
 
-// Flush writes a last line that has no newline.
-func (l *linePrefixer) Flush() {
+// Flush passes on a last line that has no newline.
+func (l *lineWriter) Flush() {
 	if len(l.buf) > 0 {
-		l.writeLine(append(l.buf, '\n'))
+		l.line(string(l.buf))
 		l.buf = nil
 	}
-}
-
-func (l *linePrefixer) writeLine(line []byte) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	fmt.Fprintf(l.out, "%s%s", l.prefix, line)
 }

@@ -27,6 +27,9 @@ func init() {
 		"git-upload-pack":  {usage: "git-upload-pack APP", summary: "serve a git clone or fetch (run by git)", hidden: true, run: (*Server).gitCommand},
 		"keys":             {usage: keysUsage, summary: "list, add or remove SSH keys", admin: true, run: (*Server).keysCommand},
 		"nodes":            {usage: nodes.RemoteUsage, summary: "list the nodes, or check they are reachable", admin: true, run: (*Server).nodesCommand},
+		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, run: (*Server).releasesCommand},
+		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, run: (*Server).activateCommand},
+		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, run: (*Server).logsCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}

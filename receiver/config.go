@@ -9,6 +9,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"gopkg.in/ini.v1"
@@ -22,6 +24,8 @@ const (
 	DefaultListen           = ":2222"
 	DefaultLockTimeout      = 10 * time.Minute
 	DefaultReleaseSizeLimit = 1 << 30
+	DefaultDomain           = "localhost"
+	DefaultKeepReleases     = 5
 	ConfigFileName          = "gitreceive.ini"
 )
 
@@ -34,7 +38,12 @@ type Config struct {
 	LockTimeout time.Duration // how long a push waits for another push of the same app
 	// ReleaseSizeLimit is the largest release (sum of file sizes) accepted.
 	ReleaseSizeLimit int64
-	Version          string
+	// Domain names an app's default host, APP.DOMAIN, when its app.ini
+	// has no default_location.
+	Domain string
+	// KeepReleases is how many releases of an instance stay on its nodes.
+	KeepReleases int
+	Version      string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -51,7 +60,8 @@ func ResolveDataDir(flagValue string) string {
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the
 // environment and the flag value for listen (empty when not given).
 func LoadConfig(dataDir, listenFlag string) (Config, error) {
-	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit}
+	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases}
 	path := filepath.Join(dataDir, ConfigFileName)
 	f, err := ini.Load(path)
 	switch {
@@ -77,6 +87,20 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 			}
 			c.ReleaseSizeLimit = n
 		}
+		if k := sec.Key("domain"); k.String() != "" {
+			d := strings.ToLower(strings.TrimSuffix(k.String(), "."))
+			if !domainName.MatchString(d) || len(d) > 200 {
+				return c, fmt.Errorf("%s: domain = %q is not a DNS name such as apps.example.com", path, k.String())
+			}
+			c.Domain = d
+		}
+		if k := sec.Key("keep_releases"); k.String() != "" {
+			n, err := k.Int()
+			if err != nil || n < 2 || n > 100 {
+				return c, fmt.Errorf("%s: keep_releases = %q must be a number from 2 to 100 (the live release and the previous one at least)", path, k.String())
+			}
+			c.KeepReleases = n
+		}
 	}
 	if v := os.Getenv("GITRECEIVE_LISTEN"); v != "" {
 		c.Listen = v
@@ -86,6 +110,8 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 	}
 	return c, nil
 }
+
+var domainName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 
 // Paths inside the data dir.
 func (c Config) hostKeyPath() string  { return filepath.Join(c.DataDir, "ssh_host_ed25519_key") }

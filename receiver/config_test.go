@@ -39,6 +39,32 @@ func TestLoadConfigPrecedence(t *testing.T) {
 	}
 }
 
+func TestLoadConfigDomainAndKeep(t *testing.T) {
+	dir := t.TempDir()
+	c, err := LoadConfig(dir, "")
+	if err != nil || c.Domain != DefaultDomain || c.KeepReleases != DefaultKeepReleases {
+		t.Fatalf("defaults: %+v, %v", c, err)
+	}
+	for _, tc := range []struct{ ini, want string }{
+		{"domain = Apps.Example.COM.\nkeep_releases = 3\n", ""},
+		{"domain = apps_example.com\n", "domain"},
+		{"domain = a b\n", "domain"},
+		{"keep_releases = 1\n", "keep_releases"},
+		{"keep_releases = many\n", "keep_releases"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, ConfigFileName), []byte(tc.ini), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(dir, "")
+		switch {
+		case tc.want == "" && (err != nil || c.Domain != "apps.example.com" || c.KeepReleases != 3):
+			t.Errorf("%q: %+v, %v", tc.ini, c, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%q: error %v, want one about %s", tc.ini, err, tc.want)
+		}
+	}
+}
+
 func TestResolveDataDir(t *testing.T) {
 	t.Setenv("GITRECEIVE_DATA", "")
 	if got := ResolveDataDir(""); got != DefaultDataDir {

@@ -20,12 +20,13 @@ func (s *Server) prepare(ctx context.Context, p *Push, r *builder.Release, targe
 	for i, e := range r.Manifest {
 		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
 	}
-	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m,
+	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: s.runSpec(r),
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
 			return writeContents(ctx, r, hashes, w)
 		}}
 	out.Step("Uploading release v%d to %d node%s", r.Number, len(targets), plural(len(targets)))
-	pr, err := s.fleet.Prepare(ctx, targets, rel, func(rep nodes.Report) {
+	say := func(n nodes.Node, line string) { out.Detail("%-8s %s", n.Name, line) }
+	pr, err := s.fleet.Prepare(ctx, targets, rel, say, func(rep nodes.Report) {
 		if rep.Err != nil {
 			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
 			return

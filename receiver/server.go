@@ -67,6 +67,13 @@ func WithHookBinary(path string) Option { return func(s *Server) { s.hookBin = p
 
 // New prepares the data dir, the host key and the key store.
 func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+	// A Config built in code (tests) may leave what LoadConfig defaults.
+	if cfg.Domain == "" {
+		cfg.Domain = DefaultDomain
+	}
+	if cfg.KeepReleases == 0 {
+		cfg.KeepReleases = DefaultKeepReleases
+	}
 	for _, dir := range []string{cfg.DataDir, cfg.reposDir(), cfg.runDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)

@@ -71,6 +71,17 @@ func TestSetupOnTestNode(t *testing.T) {
 	nginxPID := livePID(t, bed, node, "/run/nginx.pid", "nginx")
 	emperorPID := livePID(t, bed, node, "/run/gitreceive/emperor.pid", "uwsgi")
 
+	// Where vassals put their sockets and logs: the app user creates
+	// sockets, nginx's group (setgid) reaches them, nobody else.
+	for dir, want := range map[string]string{
+		"/run/gitreceive/sockets":  "2750 " + serverfiles.AppUser + " www-data",
+		"/var/log/gitreceive/apps": "755 root root",
+	} {
+		if got := execNode(t, bed, node, "stat", "-c", "%a %U %G", dir); got != want {
+			t.Errorf("%s: %s, want %s", dir, got, want)
+		}
+	}
+
 	user := execNode(t, bed, node, "getent", "passwd", serverfiles.AppUser)
 	if !strings.HasSuffix(user, ":/srv/gitreceive:/usr/sbin/nologin") {
 		t.Errorf("node's passwd entry %q: want home /srv/gitreceive and no login shell", user)

@@ -25,6 +25,8 @@ var wantFiles = []string{
 	"etc/systemd/system/gitreceive-emperor.service",
 	"usr/share/gitreceive/pages/404.html",
 	"usr/share/gitreceive/pages/503.html",
+	"etc/logrotate.d/gitreceive",
+	"etc/tmpfiles.d/gitreceive.conf",
 }
 
 // tree returns every path under dir (slash-separated, relative) with its

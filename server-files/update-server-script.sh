@@ -127,6 +127,11 @@ fi
 for tool in nginx uwsgi; do
 	command -v "$tool" >/dev/null || die "$tool not found after installing the packages; check: dpkg -l ${STACK[*]}"
 done
+# Vassals say `plugins = python3` or `plugins = 0:php`.
+for plugin in python3 php; do
+	[[ -e /usr/lib/uwsgi/plugins/${plugin}_plugin.so ]] ||
+		die "uWSGI plugin $plugin missing (/usr/lib/uwsgi/plugins/${plugin}_plugin.so); check: dpkg -l uwsgi-plugin-$plugin"
+done
 
 # --- the apps' user ---------------------------------------------------------
 
@@ -141,34 +146,47 @@ fi
 
 # --- directories ------------------------------------------------------------
 
-# ensure_dir DIR MODE: DIR exists, owned by root, with MODE (octal, as stat
-# prints it). Metadata is only touched when it differs. chmod gets five
-# digits: with fewer, GNU chmod keeps a directory's setgid bit and every rerun
-# would "fix" it again.
+# ensure_dir DIR MODE [OWNER GROUP]: DIR exists, owned by OWNER:GROUP (root
+# by default), with MODE (octal, as stat prints it: 755, 2750). Metadata is
+# only touched when it differs. chmod gets five digits: with fewer, GNU chmod
+# keeps a directory's setgid bit and every rerun would "fix" it again.
 ensure_dir() {
-	local dir=$1 mode=$2
+	local dir=$1 mode=$2 owner=${3:-root} group=${4:-root} octal
+	octal=0000$mode
+	octal=${octal: -5}
 	if [[ ! -d $dir ]]; then
 		[[ -e $dir || -L $dir ]] && die "$dir exists but is not a directory; move it away and rerun"
 		mkdir -p "$dir"
-		chown root:root "$dir"
-		chmod "00$mode" "$dir"
+		chown "$owner:$group" "$dir"
+		chmod "$octal" "$dir"
 		changed "created $dir"
-	elif [[ $(stat -L -c '%a %u %g' "$dir") != "$mode 0 0" ]]; then
-		chown root:root "$dir"
-		chmod "00$mode" "$dir"
-		changed "fixed $dir: now root:root $mode"
+	elif [[ -L $dir || $(stat -c '%a %U %G' "$dir") != "$mode $owner $group" ]]; then
+		[[ -L $dir ]] && die "$dir is a symlink; remove it and rerun"
+		chown "$owner:$group" "$dir"
+		chmod "$octal" "$dir"
+		changed "fixed $dir: now $owner:$group $mode"
 	fi
 }
 dirs_before=$changes
 ensure_dir "$APP_HOME" 755
 ensure_dir "$APPS_DIR" 755
 ensure_dir /var/log/gitreceive 755
+# LogsDir: the agent makes APP/ (root) and APP/INSTANCE/ (the app user's:
+# SILVER_LOGS, app.log) in it.
+ensure_dir /var/log/gitreceive/apps 755
+# nginx's access and error logs per instance: root's, never the app's.
+ensure_dir /var/log/gitreceive/nginx 755
 ensure_dir /var/lib/gitreceive 755
 ensure_dir /etc/gitreceive 755
 ensure_dir /etc/gitreceive/nginx 755   # per-instance server blocks
 ensure_dir /etc/gitreceive/vassals 755 # per-release uWSGI vassals
-# /run is a tmpfs: after a reboot this is gone and made again here.
+# /run is a tmpfs: after a reboot this is gone and made again here (and by
+# systemd: tmpfiles.d/gitreceive.conf says the same).
 ensure_dir /run/gitreceive 755
+# The vassals' sockets. Vassals drop to the apps' user before they bind, so
+# it owns the directory; setgid www-data gives each socket nginx's group
+# (vassals chmod them 660), and nobody else may even look inside.
+ensure_dir /run/gitreceive/sockets 2750 "$APP_USER" www-data
 ((changes > dirs_before)) || say "directories: in place"
 
 # --- files ------------------------------------------------------------------
@@ -353,8 +371,11 @@ else
 		fi
 	else
 		rm -f -- "$EMPEROR_PIDFILE"
-		# emperor.ini daemonizes when NOTIFY_SOCKET is not set.
-		env -u NOTIFY_SOCKET uwsgi --ini "$EMPEROR_INI" </dev/null >>"$EMPEROR_LOG" 2>&1 9>&- ||
+		# emperor.ini daemonizes when NOTIFY_SOCKET is not set. Vassals
+		# inherit the emperor's environment: give it a clean one, as
+		# systemd would, not this script's.
+		env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
+			uwsgi --ini "$EMPEROR_INI" </dev/null >>"$EMPEROR_LOG" 2>&1 9>&- ||
 			die "emperor: uwsgi --ini $EMPEROR_INI failed; see $EMPEROR_LOG"
 		pid=$(wait_pid "$EMPEROR_PIDFILE" uwsgi) ||
 			die "emperor: started but no emperor wrote $EMPEROR_PIDFILE within 5 s; see $EMPEROR_LOG"

@@ -49,6 +49,10 @@ type Config struct {
 	Config          map[string]string // config.NAME keys by NAME, values verbatim; never nil
 	HealthCheck     string            // URL path on the app, default "/"
 
+	// HealthCheckTimeout is how many seconds a new release has to answer
+	// its health check with a status below 500; 0 means the default.
+	HealthCheckTimeout int
+
 	// Worker settings; 0 means the default.
 	Workers     int // worker processes
 	Harakiri    int // seconds before a stuck request's worker is killed

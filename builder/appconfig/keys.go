@@ -17,6 +17,7 @@ const (
 	keyHarakiri        = "harakiri"
 	keyMaxRequests     = "max_requests"
 	keyReloadOnRSS     = "reload_on_rss"
+	keyHealthTimeout   = "health_check_timeout"
 
 	servicePrefix = "service."
 	configPrefix  = "config."
@@ -25,6 +26,7 @@ const (
 var knownKeys = []string{
 	keyAppName, keyRunner, keyPlatform, keyPHPRoot, keyUpdateFetch, keyDefaultLocation,
 	keyPackages, keyHealthCheck, keyWorkers, keyHarakiri, keyMaxRequests, keyReloadOnRSS,
+	keyHealthTimeout,
 }
 
 // keyFamilies are the prefixes of service.NAME and config.NAME, without the dot.

@@ -40,6 +40,7 @@ packages = libxml2-dev
 config.secret_key = s3cr#t ; not a comment
 config.Mail.From-Address = me@example.com
 health_check = /health
+health_check_timeout = 45
 workers = 4
 harakiri = 60
 max_requests = 1000
@@ -64,11 +65,12 @@ app_name = whatever
 			"secret_key":        "s3cr#t ; not a comment",
 			"Mail.From-Address": "me@example.com",
 		},
-		HealthCheck: "/health",
-		Workers:     4,
-		Harakiri:    60,
-		MaxRequests: 1000,
-		ReloadOnRSS: 256,
+		HealthCheck:        "/health",
+		HealthCheckTimeout: 45,
+		Workers:            4,
+		Harakiri:           60,
+		MaxRequests:        1000,
+		ReloadOnRSS:        256,
 	}
 	got, warnings, err := Parse("app.ini", []byte(data), "myapp", sampleTree)
 	if err != nil {

@@ -5,8 +5,9 @@ import (
 	"strconv"
 )
 
-// workerSetting is a whole-number key tuning the app's worker processes,
-// with the range that makes sense for it.
+// workerSetting is a whole-number key tuning the app's worker processes
+// (or how long a new release may take to come up), with the range that
+// makes sense for it.
 type workerSetting struct {
 	key      string
 	min, max int
@@ -19,6 +20,7 @@ var workerSettings = []workerSetting{
 	{keyHarakiri, 1, 3600, " seconds", func(c *Config) *int { return &c.Harakiri }},
 	{keyMaxRequests, 1, 1000000, "", func(c *Config) *int { return &c.MaxRequests }},
 	{keyReloadOnRSS, 16, 65536, " MB", func(c *Config) *int { return &c.ReloadOnRSS }},
+	{keyHealthTimeout, 1, 600, " seconds", func(c *Config) *int { return &c.HealthCheckTimeout }},
 }
 
 // checkWorkerSettings fills cfg's worker settings; unset ones stay 0, the

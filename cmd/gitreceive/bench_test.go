@@ -178,6 +178,15 @@ func TestBenchFanOut(t *testing.T) {
 	bed := testbed.New(t, testbed.Options{Prefix: "bf", Subnet: "10.77.230.0/24", Count: 8, AuthorizedKeys: []string{line, f.aliceKey.PubLine}})
 	f.alice.TrustHost(t, bed.KnownHosts())
 	const changes = 3
+	// Every node set up once (nginx, the emperor): deploys start the app.
+	for _, n := range bed.Nodes {
+		if out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
+			t.Fatalf("nodes add: %v\n%s", err, out)
+		}
+	}
+	if out, err := exec.Command(bin, "nodes", "--data", f.data, "setup", "--all").CombinedOutput(); err != nil {
+		t.Fatalf("nodes setup: %v\n%s", err, out)
+	}
 
 	fmt.Printf("\nfan-out of a one-file change, %d files / %d MB, median of %d\n", benchFiles, benchBytes>>20, changes)
 	fmt.Printf("%-6s %12s %14s %12s %10s\n", "nodes", "gitreceive", "bytes/node", "rsync", "gr/rsync")

@@ -45,8 +45,9 @@ func TestExampleAppIsBuilt(t *testing.T) {
 		"remote:        runner = src/sampleapp/wsgi.py, services: postgis",
 		"remote: -----> Fixing .pth paths",
 		"remote:        lib/python/sampleapp.pth: /home/alice/sampleapp/src -> ../../src",
+		"remote:        lib/python/easy-install.pth: /home/alice/sampleapp/vendor/tinylib -> ../../vendor/tinylib",
 		"remote:        lib/python/tinylib.egg-link: /home/alice/sampleapp/vendor/tinylib -> ../../vendor/tinylib",
-		"remote: -----> Built release v1: 9 files",
+		"remote: -----> Built release v1: 10 files",
 		"remote: -----> Uploading release v1 to 1 node",
 		"remote:        local    ready",
 		"remote: -----> Switching 1 node to v1",
@@ -71,7 +72,7 @@ func TestExampleAppIsBuilt(t *testing.T) {
 
 	f.alice.Commit(t, work, "change", map[string]string{"static/style.css": "body { color: red; }\n"})
 	r = f.alice.MustGit(t, work, "push", "silver", "main")
-	mustContain(t, r.Stderr, "remote: -----> Built release v2: 9 files")
+	mustContain(t, r.Stderr, "remote: -----> Built release v2: 10 files")
 
 	// Another branch is its own instance with its own release numbers.
 	f.alice.MustGit(t, work, "checkout", "-q", "-b", "feature/login")

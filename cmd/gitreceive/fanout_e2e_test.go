@@ -23,10 +23,12 @@ import (
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
-// fanOutBed is a receiver with count test-bed nodes added to it.
+// fanOutBed is a receiver with count test-bed nodes added to it and set
+// up (`nodes setup --all`: nginx and the uWSGI emperor running).
 func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testbed.Bed) {
 	t.Helper()
 	testbed.Require(t)
+	requireStack(t)
 	f := newFixture(t)
 	line, err := nodes.OpenFleet(f.data).AuthorizedKeyLine()
 	if err != nil {
@@ -38,6 +40,9 @@ func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testb
 		if err != nil {
 			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
 		}
+	}
+	if out, err := exec.Command(bin, "nodes", "--data", f.data, "setup", "--all").CombinedOutput(); err != nil {
+		t.Fatalf("nodes setup: %v\n%s", err, out)
 	}
 	return f, bed
 }
@@ -70,6 +75,10 @@ func lastManifest(t *testing.T, f *fixture, app string) agent.Manifest {
 
 func TestFanOutToThreeNodes(t *testing.T) {
 	f, bed := fanOutBed(t, "fan", "10.77.220.0/24", 3)
+	loginsBefore := map[string]int{}
+	for _, n := range bed.Nodes {
+		loginsBefore[n.Name] = logins(t, n)
+	}
 	instanceDir := func(n *testbed.Node) string { return instanceDir(n, "sampleapp") }
 	manifestOf := func() agent.Manifest { return lastManifest(t, f, "sampleapp") }
 
@@ -182,11 +191,7 @@ func TestFanOutToThreeNodes(t *testing.T) {
 		}
 		// Five deploys, one login: the receiver keeps its connection to
 		// each node open between deploys.
-		log, err := os.ReadFile(filepath.Join(n.Dir, "var-upper", "log", "sshd.log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if logins := strings.Count(string(log), "Accepted publickey"); logins != 1 {
+		if logins := logins(t, n) - loginsBefore[n.Name]; logins != 1 {
 			t.Fatalf("%s: %d logins for five deploys, want 1 (a pooled connection)", n.Name, logins)
 		}
 	}
@@ -319,6 +324,16 @@ func TestFanOutFaults(t *testing.T) {
 			t.Fatalf("%s kept newapp's v1", n.Name)
 		}
 	}
+}
+
+// logins counts the SSH logins a node's sshd accepted so far.
+func logins(t *testing.T, n *testbed.Node) int {
+	t.Helper()
+	log, err := os.ReadFile(filepath.Join(n.Dir, "var-upper", "log", "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Count(string(log), "Accepted publickey")
 }
 
 // waitFor waits (up to a minute) until path exists: a release has started

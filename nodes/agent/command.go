@@ -76,9 +76,12 @@ type Instance struct {
 const usage = `usage: gitreceive node VERB ...
   manifest   APP INSTANCE          the current release and its manifest
   receive    APP INSTANCE N [--full]
+  start      APP INSTANCE N [--stored]
   activate   APP INSTANCE N
   deactivate APP INSTANCE N
   abort      APP INSTANCE N
+  releases   APP INSTANCE
+  logs       APP INSTANCE LINES [-f]
   status
   setup      [PACKAGE...]`
 
@@ -88,9 +91,13 @@ const usage = `usage: gitreceive node VERB ...
 //	manifest   APP INSTANCE         the current release and its manifest
 //	receive    APP INSTANCE N       stdin: one JSON line (the manifest), then a tar of the needed contents;
 //	                                --full: build from the stream alone, ignoring the current release
-//	activate   APP INSTANCE N       point current at vN (atomic rename of a symlink)
-//	deactivate APP INSTANCE N       remove current if it points at vN (undoes an instance's first activation)
-//	abort      APP INSTANCE N       remove vN unless it is current
+//	start      APP INSTANCE N       stdin: the Spec; start vN's vassal, health-check it, run update_fetch
+//	                                (--stored: the spec kept from before, for activating an older release)
+//	activate   APP INSTANCE N       point current at vN and route nginx to it (prev.HOST to the one before)
+//	deactivate APP INSTANCE N       undo an instance's first activation: no route, no current, no vassal
+//	abort      APP INSTANCE N       stop and remove vN unless it is current
+//	releases   APP INSTANCE         current, previous and present releases
+//	logs       APP INSTANCE LINES   the tail of the app, access and error logs (-f: follow)
 //	status                          agent version, free disk, live release of every instance
 //	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -144,8 +151,60 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 			return err
 		}
 		return json.NewEncoder(stdout).Encode(Status{Agent: version, Release: cur, Manifest: m})
-	case "receive", "activate", "deactivate", "abort":
-		full := len(args) == 5 && verb == "receive" && args[4] == "--full"
+	case "start":
+		stored := len(args) == 5 && args[4] == "--stored"
+		if len(args) != 4 && !stored {
+			return errors.New(usage)
+		}
+		in, n, err := instanceAndNumber(root, args[1], args[2], args[3])
+		if err != nil {
+			return err
+		}
+		return in.start(ctx, n, stored, stdin, stdout)
+	case "releases":
+		if len(args) != 3 {
+			return errors.New(usage)
+		}
+		in, err := openInstance(root, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		list, err := in.list()
+		if err != nil {
+			return err
+		}
+		return json.NewEncoder(stdout).Encode(list)
+	case "logs":
+		follow := len(args) == 5 && args[4] == "-f"
+		if len(args) != 4 && !follow {
+			return errors.New(usage)
+		}
+		in, err := openInstance(root, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		lines, err := strconv.Atoi(args[3])
+		if err != nil || lines < 0 || lines > 100000 {
+			return fmt.Errorf("invalid line count %q", args[3])
+		}
+		return in.logs(ctx, lines, follow, stdout)
+	case "activate", "deactivate", "abort":
+		if len(args) != 4 {
+			return errors.New(usage)
+		}
+		in, n, err := instanceAndNumber(root, args[1], args[2], args[3])
+		if err != nil {
+			return err
+		}
+		switch verb {
+		case "activate":
+			return in.activate(ctx, n)
+		case "deactivate":
+			return in.deactivate(ctx, n)
+		}
+		return in.abort(ctx, n)
+	case "receive":
+		full := len(args) == 5 && args[4] == "--full"
 		if len(args) != 4 && !full {
 			return errors.New(usage)
 		}
@@ -157,22 +216,26 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		if err != nil || n < 1 {
 			return fmt.Errorf("invalid release number %q", args[3])
 		}
-		switch verb {
-		case "receive":
-			st, err := receive(dir, n, stdin, full)
-			if err != nil {
-				return err
-			}
-			return json.NewEncoder(stdout).Encode(st)
-		case "activate":
-			return activate(dir, n)
-		case "deactivate":
-			return deactivate(dir, n)
-		default:
-			return abort(dir, n)
+		st, err := receive(dir, n, stdin, full)
+		if err != nil {
+			return err
 		}
+		return json.NewEncoder(stdout).Encode(st)
 	}
 	return fmt.Errorf("unknown verb %q\n%s", args[0], usage)
+}
+
+// instanceAndNumber opens APP INSTANCE and parses release number N.
+func instanceAndNumber(root, app, name, number string) (instance, int, error) {
+	in, err := openInstance(root, app, name)
+	if err != nil {
+		return in, 0, err
+	}
+	n, err := strconv.Atoi(number)
+	if err != nil || n < 1 {
+		return in, 0, fmt.Errorf("invalid release number %q", number)
+	}
+	return in, n, nil
 }
 
 func instanceDir(root, app, instance string) (string, error) {
@@ -285,45 +348,6 @@ func allProven(m Manifest) map[string]bool {
 	return p
 }
 
-// activate points current at vN with a symlink renamed over the old one,
-// so readers always see one release or the other.
-func activate(dir string, n int) error {
-	if _, err := os.Stat(manifestPath(dir, n)); err != nil {
-		return fmt.Errorf("v%d was not received here: %w", n, err)
-	}
-	tmp := filepath.Join(dir, ".current.new")
-	os.Remove(tmp)
-	if err := os.Symlink(filepath.Join("releases", "v"+strconv.Itoa(n)), tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dir, "current"))
-}
-
-// deactivate removes current when it points at vN: the way back for an
-// instance whose first release was switched on and must be switched off.
-func deactivate(dir string, n int) error {
-	cur, _, err := current(dir)
-	if err != nil {
-		return err
-	}
-	if cur != n {
-		return fmt.Errorf("v%d is not live (current is v%d)", n, cur)
-	}
-	return os.Remove(filepath.Join(dir, "current"))
-}
-
-func abort(dir string, n int) error {
-	cur, _, err := current(dir)
-	if err != nil {
-		return err
-	}
-	if cur == n {
-		return fmt.Errorf("v%d is live; it cannot be aborted", n)
-	}
-	os.Remove(manifestPath(dir, n))
-	return os.RemoveAll(releaseDir(dir, n))
-}
-
 // status lists every instance under root with its live release.
 func status(root, version string) (NodeStatus, error) {
 	st := NodeStatus{Agent: version, Instances: []Instance{}}
@@ -367,9 +391,14 @@ func status(root, version string) (NodeStatus, error) {
 	}
 }
 
-func writeAtomic(path string, data []byte) error {
+func writeAtomic(path string, data []byte) error { return writeAtomicMode(path, data, 0o644) }
+
+func writeAtomicMode(path string, data []byte, mode os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+	if err := os.WriteFile(tmp, data, mode); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, mode); err != nil { // an old tmp keeps its mode
 		return err
 	}
 	return os.Rename(tmp, path)

@@ -1,0 +1,336 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// instance is one APP/INSTANCE on this node. rt is nil when the agent's
+// root was moved (GITRECEIVE_NODE_ROOT): nginx and the emperor only know
+// the system paths, so releases there are placed and switched but not
+// served. Tests of the pipeline and non-root trials use that.
+type instance struct {
+	app, name string
+	dir       string
+	rt        *Runtime
+}
+
+func openInstance(root, app, name string) (instance, error) {
+	dir, err := instanceDir(root, app, name)
+	if err != nil {
+		return instance{}, err
+	}
+	in := instance{app: app, name: name, dir: dir}
+	if root == DefaultRoot {
+		rt := SystemRuntime()
+		in.rt = &rt
+	}
+	return in, nil
+}
+
+// maxSpec bounds the spec read from the receiver.
+const maxSpec = 1 << 20
+
+// start starts release n: with stored, from the spec kept when it was
+// first started (activate of an older release); else from the spec on
+// stdin, which is kept for later.
+func (in instance) start(ctx context.Context, n int, stored bool, stdin io.Reader, out io.Writer) error {
+	if _, err := os.Stat(manifestPath(in.dir, n)); err != nil {
+		return fmt.Errorf("v%d is not on this node (only the newest releases are kept); push again", n)
+	}
+	var spec Spec
+	if stored {
+		s, err := in.spec(n)
+		if err != nil {
+			return err
+		}
+		spec = s
+	} else {
+		data, err := io.ReadAll(io.LimitReader(stdin, maxSpec+1))
+		if err != nil {
+			return fmt.Errorf("reading the spec: %w", err)
+		}
+		if len(data) > maxSpec {
+			return fmt.Errorf("the spec is larger than %d bytes", maxSpec)
+		}
+		if err := json.Unmarshal(data, &spec); err != nil {
+			return fmt.Errorf("reading the spec: %w", err)
+		}
+		if err := spec.Validate(); err != nil {
+			return err
+		}
+		// 0600: the spec holds the app's environment (config values).
+		if err := writeAtomicMode(specPath(in.dir, n), data, 0o600); err != nil {
+			return err
+		}
+	}
+	if in.rt == nil {
+		fmt.Fprintf(out, "not served: %s moves the releases away from nginx and uWSGI\n", RootEnv)
+		return nil
+	}
+	if _, err := os.Stat(in.rt.VassalsDir); err != nil {
+		return fmt.Errorf("not set up to serve apps (no %s); run `gitreceive nodes setup` for this node on the receiver", in.rt.VassalsDir)
+	}
+	return StartRelease(ctx, *in.rt, in.app, in.name, n, spec, out)
+}
+
+// spec reads release n's kept spec.
+func (in instance) spec(n int) (Spec, error) {
+	var spec Spec
+	data, err := os.ReadFile(specPath(in.dir, n))
+	if err != nil {
+		return spec, fmt.Errorf("v%d has no spec on this node: %w", n, err)
+	}
+	if err := json.Unmarshal(data, &spec); err != nil {
+		return spec, fmt.Errorf("spec of v%d: %w", n, err)
+	}
+	return spec, spec.Validate()
+}
+
+// activate makes release n live: current points at it, nginx routes the
+// instance's locations to it and prev.HOST to the release live before it,
+// whose vassal is demoted to a cheap one; every other vassal of the
+// instance stops, and releases beyond the spec's KeepReleases are removed.
+func (in instance) activate(ctx context.Context, n int) error {
+	if _, err := os.Stat(manifestPath(in.dir, n)); err != nil {
+		return fmt.Errorf("v%d was not received here: %w", n, err)
+	}
+	old, _, err := current(in.dir)
+	if err != nil {
+		return err
+	}
+	prev := readLink(in.dir, "previous")
+	if old != n && old > 0 {
+		prev = old
+	}
+	if prev == n {
+		prev = 0
+	}
+	if err := setLink(in.dir, "current", n); err != nil {
+		return err
+	}
+	if in.rt != nil {
+		spec, err := in.spec(n)
+		if err == nil {
+			err = Route(ctx, *in.rt, in.app, in.name, n, prev, spec, false)
+		}
+		if err != nil {
+			// Back to what served before: the switch did not happen.
+			if old > 0 {
+				_ = setLink(in.dir, "current", old)
+			} else {
+				_ = os.Remove(filepath.Join(in.dir, "current"))
+			}
+			return err
+		}
+	}
+	if err := setLink(in.dir, "previous", prev); err != nil {
+		return err
+	}
+	return in.tidy(ctx, n, prev)
+}
+
+// tidy keeps the vassals of live and prev only (prev demoted to a cheap
+// one) and the newest KeepReleases releases, live and prev always among
+// them.
+func (in instance) tidy(ctx context.Context, live, prev int) error {
+	keep := DefaultKeepReleases
+	if spec, err := in.spec(live); err == nil {
+		keep = spec.WithDefaults().KeepReleases
+	}
+	all := in.releases()
+	if in.rt != nil {
+		for _, r := range all {
+			if r != live && r != prev {
+				if err := StopRelease(ctx, *in.rt, in.app, in.name, r); err != nil {
+					return err
+				}
+			}
+		}
+		if prev > 0 {
+			if err := DemoteRelease(ctx, *in.rt, in.app, in.name, prev); err != nil {
+				return err
+			}
+		}
+	}
+	kept := 0 // newest first; live and prev are always kept and count
+	for i := len(all) - 1; i >= 0; i-- {
+		switch r := all[i]; {
+		case r == live || r == prev || kept < keep:
+			kept++
+		default:
+			in.remove(r)
+		}
+	}
+	return nil
+}
+
+// releases lists the release numbers present, oldest first.
+func (in instance) releases() []int {
+	entries, _ := os.ReadDir(filepath.Join(in.dir, "releases"))
+	var out []int
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".manifest.json")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimPrefix(name, "v")); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out
+}
+
+// remove deletes release n's files (its vassal must be stopped).
+func (in instance) remove(n int) {
+	os.Remove(manifestPath(in.dir, n))
+	os.Remove(specPath(in.dir, n))
+	os.RemoveAll(releaseDir(in.dir, n))
+}
+
+// deactivate takes an instance whose first release n was switched on back
+// to nothing: no route, no current, no vassal.
+func (in instance) deactivate(ctx context.Context, n int) error {
+	cur, _, err := current(in.dir)
+	if err != nil {
+		return err
+	}
+	if cur != n {
+		return fmt.Errorf("v%d is not live (current is v%d)", n, cur)
+	}
+	if in.rt != nil {
+		if err := Unroute(ctx, *in.rt, in.app, in.name); err != nil {
+			return err
+		}
+		if err := StopRelease(ctx, *in.rt, in.app, in.name, n); err != nil {
+			return err
+		}
+	}
+	os.Remove(filepath.Join(in.dir, "previous"))
+	return os.Remove(filepath.Join(in.dir, "current"))
+}
+
+// abort stops and removes release n, which must not be live. When n was
+// the one kept at prev.HOST (an undone switch), the newest older release
+// takes its place.
+func (in instance) abort(ctx context.Context, n int) error {
+	cur, _, err := current(in.dir)
+	if err != nil {
+		return err
+	}
+	if cur == n {
+		return fmt.Errorf("v%d is live; it cannot be aborted", n)
+	}
+	if in.rt != nil {
+		if err := StopRelease(ctx, *in.rt, in.app, in.name, n); err != nil {
+			return err
+		}
+	}
+	in.remove(n)
+	if readLink(in.dir, "previous") != n {
+		return nil
+	}
+	prev := 0
+	for _, r := range in.releases() {
+		if r < cur {
+			prev = r
+		}
+	}
+	if in.rt != nil && cur > 0 {
+		spec, err := in.spec(cur)
+		if err == nil {
+			err = Route(ctx, *in.rt, in.app, in.name, cur, prev, spec, false)
+		}
+		if err != nil {
+			return err
+		}
+		if prev > 0 {
+			if err := DemoteRelease(ctx, *in.rt, in.app, in.name, prev); err != nil {
+				return err
+			}
+		}
+	}
+	return setLink(in.dir, "previous", prev)
+}
+
+// readLink is the release a link (current, previous) points at; 0: none.
+func readLink(dir, name string) int {
+	target, err := os.Readlink(filepath.Join(dir, name))
+	if err != nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(strings.TrimPrefix(filepath.Base(target), "v"))
+	return n
+}
+
+// setLink points dir/name at release n (0: removes it) with a symlink
+// renamed over the old one, so readers always see one or the other.
+func setLink(dir, name string, n int) error {
+	link := filepath.Join(dir, name)
+	if n == 0 {
+		if err := os.Remove(link); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		return nil
+	}
+	tmp := filepath.Join(dir, "."+name+".new")
+	os.Remove(tmp)
+	if err := os.Symlink(filepath.Join("releases", "v"+strconv.Itoa(n)), tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, link)
+}
+
+// list says which releases this node holds.
+func (in instance) list() (Releases, error) {
+	cur, _, err := current(in.dir)
+	if err != nil {
+		return Releases{}, err
+	}
+	return Releases{Current: cur, Previous: readLink(in.dir, "previous"), Present: in.releases()}, nil
+}
+
+// logs prints the last lines of the instance's logs (app, access, error)
+// and, with follow, what is appended until ctx ends.
+func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writer) error {
+	if in.rt == nil {
+		return fmt.Errorf("no logs: %s moves the releases away from nginx and uWSGI", RootEnv)
+	}
+	var files []string
+	for _, p := range []string{
+		filepath.Join(in.rt.InstanceLogsDir(in.app, in.name), "app.log"),
+		filepath.Join(in.rt.InstanceNginxLogsDir(in.app, in.name), "access.log"),
+		filepath.Join(in.rt.InstanceNginxLogsDir(in.app, in.name), "error.log"),
+	} {
+		if _, err := os.Stat(p); err == nil {
+			files = append(files, p)
+		}
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("no logs yet for %s@%s", in.app, in.name)
+	}
+	args := []string{"-n", strconv.Itoa(lines)}
+	if follow {
+		args = append(args, "-F")
+	}
+	// tail runs as the app user: app.log's directory is the app's, and a
+	// symlink it put there must not make root print a file it may not read.
+	cmd := exec.CommandContext(ctx, "runuser", append(append([]string{"-u", in.rt.AppUser, "--", "tail"}, append(args, "--")...), files...)...)
+	cmd.Stdout = out
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return nil // Ctrl-C or a closed session ends -f; that is not an error
+	}
+	return err
+}

@@ -1,0 +1,31 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+	"testing"
+)
+
+// Test-only entry points. Tests on a test-bed node copy this test binary
+// into the node (its /tmp is not the host's) and run it there with
+// testHelperEnv naming a helper; the helper reads its arguments (JSON) from
+// testHelperArgsEnv, since the test bed's Exec has no stdin, prints its
+// error on stderr and exits non-zero on failure. Add a case per helper.
+const (
+	testHelperEnv     = "GITRECEIVE_AGENT_TEST_HELPER"
+	testHelperArgsEnv = "GITRECEIVE_AGENT_TEST_ARGS"
+)
+
+func TestMain(m *testing.M) {
+	switch helper := os.Getenv(testHelperEnv); helper {
+	case "":
+		os.Exit(m.Run())
+	case "route", "unroute":
+		os.Exit(routeHelper(helper, os.Getenv(testHelperArgsEnv)))
+	case "start", "stop", "demote":
+		os.Exit(runtimeHelper(helper, os.Getenv(testHelperArgsEnv)))
+	default:
+		fmt.Fprintf(os.Stderr, "%s=%q: no such test helper\n", testHelperEnv, helper)
+		os.Exit(2)
+	}
+}

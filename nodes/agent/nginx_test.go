@@ -1,0 +1,668 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// testRuntime is a Runtime with every directory in a fresh temporary one.
+func testRuntime(t *testing.T) Runtime {
+	t.Helper()
+	base := t.TempDir()
+	rt := Runtime{
+		AppsDir:      filepath.Join(base, "apps"),
+		VassalsDir:   filepath.Join(base, "vassals"),
+		NginxDir:     filepath.Join(base, "nginx"),
+		SocketsDir:   filepath.Join(base, "sockets"),
+		LogsDir:      filepath.Join(base, "logs"),
+		NginxLogsDir: filepath.Join(base, "nginx-logs"),
+		PagesDir:     filepath.Join(base, "pages"),
+	}
+	if err := os.MkdirAll(rt.NginxDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+func routeSpec(locs ...Location) Spec {
+	return Spec{Platform: "python", Runner: "app.py", Locations: locs}
+}
+
+// serverBlock returns the server block of host in conf ("" when none).
+func serverBlock(conf, host string) string {
+	for _, block := range strings.Split(conf, "\nserver {\n")[1:] {
+		if strings.Contains(block, "\n    server_name "+host+";\n") {
+			return block
+		}
+	}
+	return ""
+}
+
+func TestRenderNginx(t *testing.T) {
+	rt := SystemRuntime()
+	const (
+		sock1   = "unix:/run/gitreceive/sockets/shop.main.v1.sock;"
+		sock2   = "unix:/run/gitreceive/sockets/shop.main.v2.sock;"
+		static1 = "root /srv/gitreceive/apps/shop/main/releases/v1/static;"
+		static2 = "root /srv/gitreceive/apps/shop/main/releases/v2/static;"
+	)
+	type server struct {
+		host   string
+		want   []string // substrings of the host's server block
+		absent []string
+	}
+	tests := []struct {
+		name       string
+		live, prev int
+		spec       Spec
+		disabled   bool
+		servers    []server
+		noServer   []string // hosts without a server block
+	}{
+		{
+			name: "root location", live: 2, spec: routeSpec(Location{Host: "shop.test"}),
+			servers: []server{{host: "shop.test", want: []string{
+				"listen 80;", "listen [::]:80;",
+				"access_log /var/log/gitreceive/nginx/shop/main/access.log;",
+				"error_log /var/log/gitreceive/nginx/shop/main/error.log;",
+				"client_max_body_size 100m;",
+				"uwsgi_read_timeout 90s;", // default harakiri 60 + 30
+				static2,
+				"location / {\n        try_files $uri @app0;\n    }",
+				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + sock2 + "\n    }",
+			}, absent: []string{"return 404", "rewrite", "/current", "PATH_INFO"}}},
+			noServer: []string{"prev.shop.test"},
+		},
+		{
+			name: "prefix location", live: 1, spec: func() Spec {
+				s := routeSpec(Location{Host: "shop.test", Path: "/p"})
+				s.Harakiri = 100
+				return s
+			}(),
+			servers: []server{{host: "shop.test", want: []string{
+				static1,
+				"uwsgi_read_timeout 130s;",
+				"location ^~ /p/ {\n        rewrite (?s)^/p(/.*)$ $1 break;\n        try_files $uri @app0;\n    }",
+				"location = /p {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME /p;\n        uwsgi_param PATH_INFO \"\";\n        uwsgi_pass " + sock1 + "\n    }",
+				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME /p;\n        uwsgi_pass " + sock1 + "\n    }",
+				// The rest of the host is no app's.
+				"location / {\n        error_page 404 /.gitreceive-pages/404.html;\n        return 404;\n    }",
+				"location = /.gitreceive-pages/404.html {\n        internal;\n        alias /usr/share/gitreceive/pages/404.html;\n    }",
+			}}},
+		},
+		{
+			name: "regexp characters in a prefix are escaped", live: 1, spec: routeSpec(Location{Host: "shop.test", Path: "/a.b+c(d)*~-@:!&,="}),
+			servers: []server{{host: "shop.test", want: []string{
+				`location ^~ /a.b+c(d)*~-@:!&,=/ {`,
+				`rewrite (?s)^/a\.b\+c\(d\)\*\~\-\@\:\!\&\,\=(/.*)$ $1 break;`,
+				`location = /a.b+c(d)*~-@:!&,= {`,
+			}}},
+		},
+		{
+			name: "several locations", live: 1,
+			spec: routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}, Location{Host: "shop.test", Path: "/api/v1"}),
+			servers: []server{
+				{host: "shop.test", want: []string{
+					"location / {\n        try_files $uri @app0;",
+					"location ^~ /api/v1/ {\n        rewrite (?s)^/api/v1(/.*)$ $1 break;\n        try_files $uri @app1;",
+					"uwsgi_param SCRIPT_NAME /api/v1;",
+				}, absent: []string{"return 404"}},
+				{host: "www.shop.test", want: []string{"location ^~ /p/ {", "return 404;"}, absent: []string{"/api/v1"}},
+			},
+			noServer: []string{"prev.shop.test", "prev.www.shop.test"},
+		},
+		{
+			name: "previous release", live: 2, prev: 1,
+			spec: routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}),
+			servers: []server{
+				{host: "shop.test", want: []string{static2, sock2}, absent: []string{sock1}},
+				{host: "www.shop.test", want: []string{static2, sock2, "location ^~ /p/ {"}, absent: []string{sock1}},
+				{host: "prev.shop.test", want: []string{static1, sock1, "access_log /var/log/gitreceive/nginx/shop/main/access.log;"}, absent: []string{sock2}},
+				{host: "prev.www.shop.test", want: []string{static1, sock1, "location ^~ /p/ {", "uwsgi_param SCRIPT_NAME /p;"}, absent: []string{sock2}},
+			},
+		},
+		{
+			name: "disabled", live: 2, prev: 1, disabled: true,
+			spec: routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}),
+			servers: []server{
+				{host: "shop.test", want: []string{
+					"location / {\n        error_page 503 /.gitreceive-pages/503.html;\n        return 503;\n    }",
+					"location = /.gitreceive-pages/503.html {\n        internal;\n        alias /usr/share/gitreceive/pages/503.html;\n    }",
+				}, absent: []string{"uwsgi", "root ", "try_files"}},
+				{host: "www.shop.test", want: []string{
+					"location ^~ /p/ {\n        error_page 503 /.gitreceive-pages/503.html;\n        return 503;\n    }",
+					"location = /p {\n        error_page 503 /.gitreceive-pages/503.html;\n        return 503;\n    }",
+					"return 404;",
+				}, absent: []string{"uwsgi", "try_files"}},
+				{host: "prev.shop.test", want: []string{"return 503;"}, absent: []string{"uwsgi"}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conf, err := renderNginx(rt, "shop", "main", tt.live, tt.prev, tt.spec, tt.disabled)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(conf, instanceHeader+"shop main\n") {
+				t.Errorf("no instance header line:\n%s", conf)
+			}
+			var hosts []string
+			for _, s := range tt.servers {
+				hosts = append(hosts, s.host)
+				block := serverBlock(conf, s.host)
+				if block == "" {
+					t.Errorf("no server block for %s:\n%s", s.host, conf)
+					continue
+				}
+				for _, w := range s.want {
+					if !strings.Contains(block, w) {
+						t.Errorf("%s's server block lacks %q:\n%s", s.host, w, block)
+					}
+				}
+				for _, a := range s.absent {
+					if strings.Contains(block, a) {
+						t.Errorf("%s's server block has %q:\n%s", s.host, a, block)
+					}
+				}
+			}
+			for _, h := range tt.noServer {
+				if serverBlock(conf, h) != "" {
+					t.Errorf("a server block for %s:\n%s", h, conf)
+				}
+			}
+			// One block per host, and the braces balance.
+			names := serverNames(conf)
+			for _, h := range hosts {
+				if n := strings.Count(" "+strings.Join(names, " ")+" ", " "+h+" "); n != 1 {
+					t.Errorf("%d server blocks for %s", n, h)
+				}
+			}
+			if strings.Count(conf, "{") != strings.Count(conf, "}") {
+				t.Errorf("unbalanced braces:\n%s", conf)
+			}
+			// Every line is a comment, a block's edge or one directive.
+			for _, line := range strings.Split(conf, "\n") {
+				line = strings.TrimSpace(line)
+				if line != "" && !strings.HasPrefix(line, "#") && line != "}" && !strings.HasSuffix(line, "{") && (!strings.HasSuffix(line, ";") || strings.Count(line, ";") != 1) {
+					t.Errorf("line %q is not one directive", line)
+				}
+			}
+		})
+	}
+}
+
+func TestRenderNginxRefuses(t *testing.T) {
+	good := routeSpec(Location{Host: "shop.test"})
+	withRT := func(edit func(*Runtime)) Runtime {
+		rt := SystemRuntime()
+		edit(&rt)
+		return rt
+	}
+	tests := []struct {
+		name           string
+		rt             Runtime
+		app, instance  string
+		live, prev     int
+		spec           Spec
+		wantErrContain string
+	}{
+		// Hosts and paths Spec.Validate lets through but nginx would read as syntax.
+		{name: "semicolon in a path", spec: routeSpec(Location{Host: "a.test", Path: "/a;b"}), wantErrContain: "syntax"},
+		{name: "quote in a path", spec: routeSpec(Location{Host: "a.test", Path: "/a'b"}), wantErrContain: "syntax"},
+		{name: "variable in a path", spec: routeSpec(Location{Host: "a.test", Path: "/a$host"}), wantErrContain: "syntax"},
+		// And what Validate refuses first.
+		{name: "brace in a path", spec: routeSpec(Location{Host: "a.test", Path: "/a{b"}), wantErrContain: "location path"},
+		{name: "space in a path", spec: routeSpec(Location{Host: "a.test", Path: "/a b"}), wantErrContain: "location path"},
+		{name: "newline in a host", spec: routeSpec(Location{Host: "a.test\nserver_name evil"}), wantErrContain: "location host"},
+		{name: "semicolon in a host", spec: routeSpec(Location{Host: "a.test;"}), wantErrContain: "location host"},
+		{name: "uppercase host", spec: routeSpec(Location{Host: "A.test"}), wantErrContain: "location host"},
+		{name: "trailing slash", spec: routeSpec(Location{Host: "a.test", Path: "/p/"}), wantErrContain: "location path"},
+		{name: "dot dot", spec: routeSpec(Location{Host: "a.test", Path: "/p/../q"}), wantErrContain: "location path"},
+		{name: "no location", spec: routeSpec(), wantErrContain: "locations"},
+		{name: "a location twice", spec: routeSpec(Location{Host: "a.test", Path: "/p"}, Location{Host: "a.test", Path: "/p"}), wantErrContain: "twice"},
+		{name: "a location at prev.HOST", spec: routeSpec(Location{Host: "a.test"}, Location{Host: "prev.a.test"}), wantErrContain: "previous release"},
+		{name: "bad app", app: "Shop;", spec: good, wantErrContain: "invalid app"},
+		{name: "bad instance", instance: "main x", spec: good, wantErrContain: "invalid app"},
+		{name: "no live release", live: -1, spec: good, wantErrContain: "live release"},
+		{name: "prev is live", live: 2, prev: 2, spec: good, wantErrContain: "live release"},
+		{name: "space in the apps dir", rt: withRT(func(rt *Runtime) { rt.AppsDir = "/srv/my apps" }), spec: good, wantErrContain: "syntax"},
+		{name: "semicolon in the logs dir", rt: withRT(func(rt *Runtime) { rt.NginxLogsDir = "/var/log/a;b" }), spec: good, wantErrContain: "syntax"},
+		{name: "relative pages dir", rt: withRT(func(rt *Runtime) { rt.PagesDir = "pages" }), spec: good, wantErrContain: "absolute"},
+		{name: "brace in the sockets dir", rt: withRT(func(rt *Runtime) { rt.SocketsDir = "/run/{x}" }), spec: good, wantErrContain: "syntax"},
+		{name: "socket path too long", rt: withRT(func(rt *Runtime) { rt.SocketsDir = "/run/" + strings.Repeat("s", 100) }), spec: good, wantErrContain: "longer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rt := tt.rt
+			if rt.NginxDir == "" {
+				rt = SystemRuntime()
+			}
+			app, instance, live := tt.app, tt.instance, tt.live
+			if app == "" {
+				app = "shop"
+			}
+			if instance == "" {
+				instance = "main"
+			}
+			if live == 0 {
+				live = 1
+			} else if live < 0 {
+				live = 0
+			}
+			conf, err := renderNginx(rt, app, instance, live, tt.prev, tt.spec, false)
+			if err == nil {
+				t.Fatalf("rendered:\n%s", conf)
+			}
+			if !strings.Contains(err.Error(), tt.wantErrContain) {
+				t.Errorf("error %q, want it to say %q", err, tt.wantErrContain)
+			}
+		})
+	}
+}
+
+func TestServerNames(t *testing.T) {
+	conf := `# server_name commented.test;
+server {
+    server_name a.test
+                B.test "c.test"; # and d.test
+    location / { return 404; }
+}
+server { server_name e.test;}
+server_names_hash_bucket_size 128;
+`
+	if got, want := serverNames(conf), []string{"a.test", "b.test", "c.test", "e.test"}; !slices.Equal(got, want) {
+		t.Errorf("serverNames = %q, want %q", got, want)
+	}
+}
+
+// fakeNginx stands in for nginx and systemctl: a script that logs its
+// arguments to the returned file, fails -t while a *.conf in nginxDir holds
+// BROKEN (quoting it like nginx), and fails a reload while nginxDir/../no-reload exists.
+func fakeNginx(t *testing.T, nginxDir string) (log string) {
+	t.Helper()
+	dir := t.TempDir()
+	log = filepath.Join(dir, "calls")
+	script := `#!/bin/sh
+echo "$(basename "$0") $*" >> ` + log + `
+if [ "$1" = -t ]; then
+	for f in ` + nginxDir + `/*.conf; do
+		if grep -q BROKEN "$f" 2>/dev/null; then
+			echo "nginx: [emerg] unknown directive \"BROKEN\" in $f:1" >&2
+			exit 1
+		fi
+	done
+fi
+if [ "$1" = -s ] || [ "$1" = reload ]; then
+	if [ -e ` + filepath.Dir(nginxDir) + `/no-reload ]; then
+		echo 'nginx: [error] invalid PID number "" in "/run/nginx.pid"' >&2
+		exit 1
+	fi
+fi
+exit 0
+`
+	for _, name := range []string{"nginx", "systemctl"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	saved := []string{nginxCommand, systemctlCommand, systemdRunDir, nginxPidFile}
+	nginxCommand, systemctlCommand = filepath.Join(dir, "nginx"), filepath.Join(dir, "systemctl")
+	systemdRunDir = filepath.Join(dir, "no-systemd")
+	nginxPidFile = filepath.Join(dir, "no-nginx.pid") // no master to watch
+	t.Cleanup(func() {
+		nginxCommand, systemctlCommand, systemdRunDir, nginxPidFile = saved[0], saved[1], saved[2], saved[3]
+	})
+	return log
+}
+
+func calls(t *testing.T, log string) string {
+	t.Helper()
+	data, err := os.ReadFile(log)
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	return string(data)
+}
+
+func resetCalls(t *testing.T, log string) {
+	t.Helper()
+	if err := os.Remove(log); err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+}
+
+// dirNames lists dir's entries.
+func dirNames(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
+}
+
+func TestRouteWritesTestsAndReloads(t *testing.T) {
+	rt := testRuntime(t)
+	log := fakeNginx(t, rt.NginxDir)
+	ctx := context.Background()
+	spec := routeSpec(Location{Host: "shop.test"})
+
+	if err := Route(ctx, rt, "shop", "main", 1, 0, spec, false); err != nil {
+		t.Fatal(err)
+	}
+	path := rt.NginxPath("shop", "main")
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _ := renderNginx(rt, "shop", "main", 1, 0, spec, false)
+	if string(got) != want {
+		t.Errorf("file:\n%s\nwant:\n%s", got, want)
+	}
+	if info, err := os.Stat(path); err != nil || info.Mode().Perm() != 0o644 {
+		t.Errorf("file mode: %v %v, want 0644", info.Mode(), err)
+	}
+	if c := calls(t, log); c != "nginx -t -q\nnginx -s reload\n" {
+		t.Errorf("nginx calls %q, want a test, then a reload", c)
+	}
+	if info, err := os.Stat(rt.InstanceNginxLogsDir("shop", "main")); err != nil || !info.IsDir() {
+		t.Errorf("the instance's logs directory was not made: %v", err)
+	}
+	// No temporary file is left, and nothing else matches *.conf.
+	if names := dirNames(t, rt.NginxDir); !slices.Equal(names, []string{lockName, "shop.main.conf"}) {
+		t.Errorf("%s holds %q", rt.NginxDir, names)
+	}
+
+	// Under systemd, the reload goes through systemctl.
+	resetCalls(t, log)
+	if err := os.Mkdir(systemdRunDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := Route(ctx, rt, "shop", "main", 2, 1, spec, false); err != nil {
+		t.Fatal(err)
+	}
+	if c := calls(t, log); c != "nginx -t -q\nsystemctl reload nginx\n" {
+		t.Errorf("nginx calls under systemd %q", c)
+	}
+	if err := os.Remove(systemdRunDir); err != nil {
+		t.Fatal(err)
+	}
+
+	// A failed reload is an error; the tested file stays.
+	if err := os.WriteFile(filepath.Join(filepath.Dir(rt.NginxDir), "no-reload"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = Route(ctx, rt, "shop", "main", 3, 2, spec, false)
+	if err == nil || !strings.Contains(err.Error(), "nginx -s reload failed") || !strings.Contains(err.Error(), "invalid PID") {
+		t.Errorf("Route with a failing reload: %v", err)
+	}
+	if got, _ := os.ReadFile(path); !strings.Contains(string(got), "shop.main.v3.sock") {
+		t.Errorf("the tested file was not kept after a failed reload:\n%s", got)
+	}
+}
+
+func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
+	rt := testRuntime(t)
+	log := fakeNginx(t, rt.NginxDir)
+	ctx := context.Background()
+	spec := routeSpec(Location{Host: "shop.test"})
+	if err := Route(ctx, rt, "shop", "main", 1, 0, spec, false); err != nil {
+		t.Fatal(err)
+	}
+	path := rt.NginxPath("shop", "main")
+	before, _ := os.ReadFile(path)
+
+	broken := filepath.Join(rt.NginxDir, "zz-broken.conf")
+	if err := os.WriteFile(broken, []byte("BROKEN\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resetCalls(t, log)
+	err := Route(ctx, rt, "shop", "main", 2, 1, spec, false)
+	if err == nil || !strings.Contains(err.Error(), `unknown directive "BROKEN" in `+broken) || !strings.Contains(err.Error(), "shop/main") ||
+		!strings.Contains(err.Error(), "put back") {
+		t.Fatalf("Route beside a broken file: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Errorf("the previous file was not put back:\n%s", after)
+	}
+	if c := calls(t, log); strings.Contains(c, "reload") {
+		t.Errorf("nginx was reloaded after a failed test: %q", c)
+	}
+
+	// A first routing is removed.
+	err = Route(ctx, rt, "blog", "main", 1, 0, routeSpec(Location{Host: "blog.test"}), false)
+	if err == nil || !strings.Contains(err.Error(), "removed") {
+		t.Fatalf("first Route beside a broken file: %v", err)
+	}
+	if _, err := os.Lstat(rt.NginxPath("blog", "main")); !os.IsNotExist(err) {
+		t.Errorf("blog/main's rejected file is still there: %v", err)
+	}
+
+	// Unroute puts the file back too, so a retry does the whole job.
+	err = Unroute(ctx, rt, "shop", "main")
+	if err == nil || !strings.Contains(err.Error(), "BROKEN") {
+		t.Fatalf("Unroute beside a broken file: %v", err)
+	}
+	if after, _ := os.ReadFile(path); string(after) != string(before) {
+		t.Errorf("Unroute did not put the file back:\n%s", after)
+	}
+
+	if err := os.Remove(broken); err != nil {
+		t.Fatal(err)
+	}
+	if err := Route(ctx, rt, "shop", "main", 2, 1, spec, false); err != nil {
+		t.Fatalf("Route once the broken file is gone: %v", err)
+	}
+	resetCalls(t, log)
+	if err := Unroute(ctx, rt, "shop", "main"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(path); !os.IsNotExist(err) {
+		t.Errorf("Unroute left %s: %v", path, err)
+	}
+	if c := calls(t, log); c != "nginx -t -q\nnginx -s reload\n" {
+		t.Errorf("Unroute's nginx calls %q", c)
+	}
+	// Again: nothing to do, no error, nginx left alone.
+	resetCalls(t, log)
+	if err := Unroute(ctx, rt, "shop", "main"); err != nil {
+		t.Errorf("Unroute without a file: %v", err)
+	}
+	if c := calls(t, log); c != "" {
+		t.Errorf("Unroute without a file called nginx: %q", c)
+	}
+}
+
+func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
+	rt := testRuntime(t)
+	log := fakeNginx(t, rt.NginxDir)
+	ctx := context.Background()
+	if err := Route(ctx, rt, "shop", "main", 2, 1, routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}), false); err != nil {
+		t.Fatal(err)
+	}
+	if err := Route(ctx, rt, "news", "main", 1, 0, routeSpec(Location{Host: "prev.news.test"}), false); err != nil {
+		t.Fatal(err)
+	}
+	// A hand-written file, in nginx's syntax but not ours.
+	if err := os.WriteFile(filepath.Join(rt.NginxDir, "local.conf"), []byte("server {\n  listen 80;\n  server_name\n    legacy.test\n    old.test;\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	resetCalls(t, log)
+	names := dirNames(t, rt.NginxDir)
+
+	tests := []struct {
+		name  string
+		locs  []Location
+		other string
+	}{
+		{"same host", []Location{{Host: "shop.test"}}, "instance shop/main"},
+		{"same host, other path", []Location{{Host: "blog.test"}, {Host: "www.shop.test", Path: "/blog"}}, "instance shop/main"},
+		{"its previous release's host", []Location{{Host: "prev.shop.test"}}, "instance shop/main"},
+		// news/main serves prev.news.test, where blog/main's previous release would answer.
+		{"a host whose prev is served", []Location{{Host: "news.test"}}, "instance news/main"},
+		{"a hand-written file", []Location{{Host: "old.test"}}, "the file local.conf"},
+		{"prev of a hand-written host", []Location{{Host: "prev.legacy.test"}}, "the file local.conf"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := Route(ctx, rt, "blog", "main", 1, 0, routeSpec(tt.locs...), false)
+			if err == nil || !strings.Contains(err.Error(), "blog/main") || !strings.Contains(err.Error(), tt.other) {
+				t.Fatalf("Route blog/main to %v: %v, want a refusal naming blog/main and %s", tt.locs, err, tt.other)
+			}
+			if got := dirNames(t, rt.NginxDir); !slices.Equal(got, names) {
+				t.Errorf("%s holds %q after a refusal, want %q", rt.NginxDir, got, names)
+			}
+			if c := calls(t, log); c != "" {
+				t.Errorf("nginx was called for a refused routing: %q", c)
+			}
+		})
+	}
+
+	// The instance's own file is no conflict, nor is a new host.
+	if err := Route(ctx, rt, "shop", "main", 3, 2, routeSpec(Location{Host: "shop.test"}, Location{Host: "shop2.test"}), false); err != nil {
+		t.Errorf("rerouting shop/main: %v", err)
+	}
+	if err := Route(ctx, rt, "blog", "main", 1, 0, routeSpec(Location{Host: "blog.test"}), false); err != nil {
+		t.Errorf("routing blog/main to a free host: %v", err)
+	}
+	// A released host is free again.
+	if err := Unroute(ctx, rt, "shop", "main"); err != nil {
+		t.Fatal(err)
+	}
+	if err := Route(ctx, rt, "blog", "main", 1, 0, routeSpec(Location{Host: "blog.test"}, Location{Host: "shop.test"}), false); err != nil {
+		t.Errorf("routing blog/main to shop/main's former host: %v", err)
+	}
+}
+
+func TestRouteWaitsForTheLock(t *testing.T) {
+	rt := testRuntime(t)
+	fakeNginx(t, rt.NginxDir)
+	unlock, err := lockNginxDir(context.Background(), rt.NginxDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	err = Route(ctx, rt, "shop", "main", 1, 0, routeSpec(Location{Host: "shop.test"}), false)
+	if err == nil || !strings.Contains(err.Error(), "another routing change") {
+		t.Fatalf("Route while another holds the lock: %v", err)
+	}
+	if _, err := os.Lstat(rt.NginxPath("shop", "main")); !os.IsNotExist(err) {
+		t.Errorf("Route wrote its file without the lock")
+	}
+}
+
+// An example for the report and for readers: root + prefix + previous.
+func TestRenderNginxExample(t *testing.T) {
+	conf, err := renderNginx(SystemRuntime(), "shop", "main", 2, 1,
+		routeSpec(Location{Host: "shop.test"}, Location{Host: "shop.test", Path: "/p"}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`(?m)^    server_name prev\.shop\.test;$`).MatchString(conf) {
+		t.Errorf("no prev server:\n%s", conf)
+	}
+	if testing.Verbose() {
+		t.Logf("\n%s", conf)
+	}
+}
+
+func TestQuoteOutput(t *testing.T) {
+	out := "2026/11/25 07:52:18 [emerg] 193#193: unknown directive \"this\" in /etc/gitreceive/nginx/zz-broken.conf:1\nnginx: configuration file /etc/nginx/nginx.conf test failed\n"
+	want := `nginx: [emerg] unknown directive "this" in /etc/gitreceive/nginx/zz-broken.conf:1; nginx: configuration file /etc/nginx/nginx.conf test failed (exit status 1)`
+	if got := quoteOutput([]byte(out), errors.New("exit status 1")); got != want {
+		t.Errorf("quoteOutput = %q, want %q", got, want)
+	}
+	if got := quoteOutput(nil, errors.New("exit status 1")); got != "exit status 1" {
+		t.Errorf("quoteOutput without output = %q", got)
+	}
+}
+
+func TestParentPID(t *testing.T) {
+	if got := parentPID(os.Getpid()); got != os.Getppid() {
+		t.Errorf("parentPID(self) = %d, want %d", got, os.Getppid())
+	}
+	if got := parentPID(1 << 30); got != -1 {
+		t.Errorf("parentPID of no process = %d, want -1", got)
+	}
+}
+
+// TestReloadWaitsForNewWorkers plays nginx with bash: a "master" whose
+// child is titled like a worker, and which replaces that child on SIGHUP
+// (as nginx does on reload) unless told to ignore reloads.
+func TestReloadWaitsForNewWorkers(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("needs bash")
+	}
+	for _, tt := range []struct {
+		name    string
+		reloads bool
+	}{{"reloaded", true}, {"reload not carried out", false}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fakeNginx(t, filepath.Join(dir, "nginx"))
+			nginxPidFile = filepath.Join(dir, "nginx.pid")
+			savedWait := reloadWait
+			reloadWait = 500 * time.Millisecond
+			t.Cleanup(func() { reloadWait = savedWait })
+			// The fake nginx (see fakeNginx) signals nobody; this one does.
+			script := "#!/bin/sh\n[ \"$1\" = -s ] && kill -HUP \"$(cat " + nginxPidFile + ")\"\nexit 0\n"
+			if err := os.WriteFile(nginxCommand, []byte(script), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			onHUP := `kill $w; worker; echo reloaded >> ` + filepath.Join(dir, "log")
+			if !tt.reloads {
+				onHUP = ":"
+			}
+			master := exec.Command("bash", "-c", `worker() { (exec -a "nginx: worker process" sleep 60) & w=$!; }
+trap '`+onHUP+`' HUP
+worker
+echo $$ > `+nginxPidFile+`.tmp && mv `+nginxPidFile+`.tmp `+nginxPidFile+`
+while :; do wait; done`)
+			master.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			if err := master.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				syscall.Kill(-master.Process.Pid, syscall.SIGKILL)
+				master.Wait()
+			})
+			var old []int
+			for attempt := 0; attempt < 100 && len(old) == 0; attempt++ {
+				time.Sleep(20 * time.Millisecond)
+				_, old = nginxWorkers()
+			}
+			if len(old) != 1 {
+				t.Fatalf("the fake master's worker was not found: %v", old)
+			}
+
+			err := nginxReload(context.Background())
+			_, now := nginxWorkers()
+			if tt.reloads {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(now) != 1 || now[0] == old[0] {
+					t.Errorf("workers %v after the reload, was %v: nginxReload returned before the new one ran", now, old)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), "did not load the new configuration") {
+				t.Errorf("a reload that nginx ignored: %v", err)
+			}
+		})
+	}
+}

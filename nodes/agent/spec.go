@@ -1,0 +1,284 @@
+package agent
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Spec is how a release runs, sent by the receiver to `start` (one JSON
+// document on stdin) and kept beside the release as vN.spec.json, so that
+// `activate` can route to it later without the receiver resending it.
+// Everything in it comes over the wire: Validate checks it as untrusted.
+type Spec struct {
+	Platform string `json:"platform"`           // "python" or "php"
+	Runner   string `json:"runner"`             // release-relative file: the WSGI script, or PHP's front controller
+	Callable string `json:"callable,omitempty"` // python: the WSGI object's name (default "application")
+	PHPRoot  string `json:"php_root,omitempty"` // php: release-relative directory served ("" = the release root)
+
+	// Locations route to the instance: the first is its canonical one.
+	// The previous release answers at "prev." + Host with the same path.
+	Locations []Location `json:"locations"`
+
+	HealthCheck        string      `json:"health_check"`                   // URL path, "/..."; any status < 500 = healthy
+	HealthCheckTimeout int         `json:"health_check_timeout,omitempty"` // seconds (default 30)
+	UpdateFetch        []FetchStep `json:"update_fetch,omitempty"`         // run against the new release before the switch
+
+	Workers     int `json:"workers,omitempty"`       // worker processes (default 2)
+	Harakiri    int `json:"harakiri,omitempty"`      // seconds before a stuck request's worker is killed (default 60)
+	MaxRequests int `json:"max_requests,omitempty"`  // requests before a worker is recycled (default 5000)
+	ReloadOnRSS int `json:"reload_on_rss,omitempty"` // MB of resident memory before a worker is recycled (default 512)
+
+	// Env is what the receiver hands the app: SILVER_*, CONFIG_* (app.ini
+	// config.* and, later, services). The agent adds TEMP, SILVER_LOGS and
+	// SILVER_SECRET_FILE itself, since those are paths on the node.
+	Env map[string]string `json:"env"`
+
+	// KeepReleases is how many releases (live included) stay on the node
+	// after a successful switch; older ones are removed (default 5).
+	KeepReleases int `json:"keep_releases,omitempty"`
+}
+
+// Location is HOST[/PATH] (Silver Lining's term).
+type Location struct {
+	Host string `json:"host"`           // lowercase DNS name
+	Path string `json:"path,omitempty"` // "" or "/prefix" without a trailing slash
+}
+
+func (l Location) String() string { return l.Host + l.Path }
+
+// FetchStep is one update_fetch entry: a URL path requested through the new
+// release's socket, or a script run in the release as the app user.
+type FetchStep struct {
+	URLPath string   `json:"url_path,omitempty"`
+	Script  string   `json:"script,omitempty"` // release-relative
+	Args    []string `json:"args,omitempty"`
+}
+
+// Spec defaults and bounds.
+const (
+	DefaultCallable           = "application"
+	DefaultHealthCheckTimeout = 30
+	DefaultWorkers            = 2
+	DefaultHarakiri           = 60
+	DefaultMaxRequests        = 5000
+	DefaultReloadOnRSS        = 512
+	DefaultKeepReleases       = 5
+)
+
+var (
+	hostName    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+	urlPathPart = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$`)
+	envName     = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
+	identifier  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
+
+// WithDefaults returns s with zero values replaced by the defaults.
+func (s Spec) WithDefaults() Spec {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&s.HealthCheckTimeout, DefaultHealthCheckTimeout)
+	def(&s.Workers, DefaultWorkers)
+	def(&s.Harakiri, DefaultHarakiri)
+	def(&s.MaxRequests, DefaultMaxRequests)
+	def(&s.ReloadOnRSS, DefaultReloadOnRSS)
+	def(&s.KeepReleases, DefaultKeepReleases)
+	if s.Platform == "python" && s.Callable == "" {
+		s.Callable = DefaultCallable
+	}
+	if s.HealthCheck == "" {
+		s.HealthCheck = "/"
+	}
+	return s
+}
+
+// Validate checks a spec from the wire. Its values end up in uWSGI and
+// nginx configuration files, so everything is held to allow-lists: no
+// quote, newline, brace, semicolon or '%' can reach those files except
+// through Env values, which are written to the env file only.
+func (s Spec) Validate() error {
+	switch s.Platform {
+	case "python":
+		if !identifier.MatchString(s.Callable) {
+			return fmt.Errorf("callable %q is not a Python identifier", s.Callable)
+		}
+		if !strings.HasSuffix(s.Runner, ".py") {
+			return fmt.Errorf("runner %q is not a .py file", s.Runner)
+		}
+	case "php":
+		if !strings.HasSuffix(s.Runner, ".php") {
+			return fmt.Errorf("runner %q is not a .php file", s.Runner)
+		}
+		if s.PHPRoot != "" {
+			if err := checkSafeRelPath(s.PHPRoot); err != nil {
+				return fmt.Errorf("php_root: %w", err)
+			}
+		}
+	default:
+		return fmt.Errorf("unknown platform %q", s.Platform)
+	}
+	if err := checkSafeRelPath(s.Runner); err != nil {
+		return fmt.Errorf("runner: %w", err)
+	}
+	if len(s.Locations) == 0 || len(s.Locations) > 64 {
+		return fmt.Errorf("a release needs 1 to 64 locations, got %d", len(s.Locations))
+	}
+	for _, l := range s.Locations {
+		if len(l.Host) > 253 || !hostName.MatchString(l.Host) {
+			return fmt.Errorf("location host %q is not a lowercase DNS name", l.Host)
+		}
+		if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.HasSuffix(l.Path, "/") || !urlPathPart.MatchString(l.Path) || path.Clean(l.Path) != l.Path || strings.Contains(l.Path, "%")) {
+			return fmt.Errorf("location path %q must be /prefix without a trailing slash, dots or escapes", l.Path)
+		}
+	}
+	if !strings.HasPrefix(s.HealthCheck, "/") || !urlPathPart.MatchString(s.HealthCheck) || len(s.HealthCheck) > 1024 {
+		return fmt.Errorf("health_check %q is not a URL path", s.HealthCheck)
+	}
+	for _, f := range s.UpdateFetch {
+		switch {
+		case f.URLPath != "" && f.Script == "":
+			if !strings.HasPrefix(f.URLPath, "/") || !urlPathPart.MatchString(f.URLPath) || len(f.URLPath) > 1024 {
+				return fmt.Errorf("update_fetch %q is not a URL path", f.URLPath)
+			}
+		case f.Script != "" && f.URLPath == "":
+			if err := checkSafeRelPath(f.Script); err != nil {
+				return fmt.Errorf("update_fetch script: %w", err)
+			}
+			for _, a := range f.Args {
+				if strings.ContainsRune(a, 0) {
+					return fmt.Errorf("update_fetch script %s: an argument holds NUL", f.Script)
+				}
+			}
+		default:
+			return fmt.Errorf("update_fetch entry needs exactly one of url_path and script")
+		}
+	}
+	for name, v := range map[string]int{"health_check_timeout": s.HealthCheckTimeout, "workers": s.Workers, "harakiri": s.Harakiri,
+		"max_requests": s.MaxRequests, "reload_on_rss": s.ReloadOnRSS, "keep_releases": s.KeepReleases} {
+		if v < 0 || v > 1_000_000 {
+			return fmt.Errorf("%s = %d is out of range", name, v)
+		}
+	}
+	for k, v := range s.Env {
+		if !envName.MatchString(k) || strings.ContainsAny(v, "\x00\n\r") {
+			return fmt.Errorf("env %q: names are A-Z, 0-9 and _, values one line", k)
+		}
+	}
+	return nil
+}
+
+// checkSafeRelPath is checkRelPath plus a character allow-list, for paths
+// that are written into uWSGI and nginx configuration.
+func checkSafeRelPath(p string) error {
+	if err := checkRelPath(p); err != nil {
+		return err
+	}
+	if !regexp.MustCompile(`^[A-Za-z0-9._/+@-]+$`).MatchString(p) {
+		return fmt.Errorf("%q has characters other than letters, digits and ._/+@-", p)
+	}
+	return nil
+}
+
+// HealthTimeout is the health check's time limit.
+func (s Spec) HealthTimeout() time.Duration {
+	return time.Duration(s.WithDefaults().HealthCheckTimeout) * time.Second
+}
+
+// InstanceID is a name for APP/INSTANCE that is safe in file names and in
+// uWSGI and nginx configuration (no '%', which uWSGI expands): the instance
+// itself when it is plain, else a short hash of it.
+func InstanceID(app, instance string) string {
+	if regexp.MustCompile(`^[a-z0-9][a-z0-9-]*$`).MatchString(instance) {
+		return app + "." + instance
+	}
+	h := sha256.Sum256([]byte(instance))
+	return app + ".i" + hex.EncodeToString(h[:6])
+}
+
+// Runtime is where a node's serving stack lives. SystemRuntime is the real
+// one (server-files' setup script makes its directories); tests of the
+// pieces may point the paths into a temporary directory.
+type Runtime struct {
+	AppsDir      string // releases: AppsDir/APP/INSTANCE/releases/vN (the agent's root)
+	VassalsDir   string // one uWSGI vassal file per running release: ID.vN.ini
+	NginxDir     string // one server-block file per instance: ID.conf
+	SocketsDir   string // vassal sockets: ID.vN.sock (app user writes, www-data connects)
+	LogsDir      string // LogsDir/APP/INSTANCE/: SILVER_LOGS, the app user's (app.log)
+	NginxLogsDir string // NginxLogsDir/APP/INSTANCE/{access,error}.log: root's, nginx opens them as root
+	EmperorStats string // connecting wakes the emperor: it scans VassalsDir at once
+	PagesDir     string // 404.html, 503.html
+	AppUser      string // apps run as this user, never root
+	NginxGroup   string // nginx's workers' group (www-data): must reach sockets and static files
+}
+
+// SystemRuntime is the runtime nodes set up by server-files have.
+func SystemRuntime() Runtime {
+	return Runtime{
+		AppsDir:      DefaultRoot,
+		VassalsDir:   "/etc/gitreceive/vassals",
+		NginxDir:     "/etc/gitreceive/nginx",
+		SocketsDir:   "/run/gitreceive/sockets",
+		LogsDir:      "/var/log/gitreceive/apps",
+		NginxLogsDir: "/var/log/gitreceive/nginx",
+		EmperorStats: "/run/gitreceive/emperor-stats.sock",
+		PagesDir:     "/usr/share/gitreceive/pages",
+		AppUser:      "gitreceive-app",
+		NginxGroup:   "www-data",
+	}
+}
+
+// InstanceDir is APP/INSTANCE's directory under AppsDir.
+func (rt Runtime) InstanceDir(app, instance string) string {
+	return filepath.Join(rt.AppsDir, app, instance)
+}
+
+// ReleaseDir is release n of APP/INSTANCE.
+func (rt Runtime) ReleaseDir(app, instance string, n int) string {
+	return releaseDir(rt.InstanceDir(app, instance), n)
+}
+
+// VassalPath is release n's uWSGI vassal file.
+func (rt Runtime) VassalPath(app, instance string, n int) string {
+	return filepath.Join(rt.VassalsDir, InstanceID(app, instance)+".v"+strconv.Itoa(n)+".ini")
+}
+
+// SocketPath is where release n's vassal listens (uwsgi protocol).
+func (rt Runtime) SocketPath(app, instance string, n int) string {
+	return filepath.Join(rt.SocketsDir, InstanceID(app, instance)+".v"+strconv.Itoa(n)+".sock")
+}
+
+// NginxPath is the instance's nginx server-block file.
+func (rt Runtime) NginxPath(app, instance string) string {
+	return filepath.Join(rt.NginxDir, InstanceID(app, instance)+".conf")
+}
+
+// InstanceNginxLogsDir holds the instance's access and error logs. It is
+// not the app's SILVER_LOGS: nginx opens its logs as root, and a symlink
+// the app put in its own directory would make root write anywhere.
+func (rt Runtime) InstanceNginxLogsDir(app, instance string) string {
+	return filepath.Join(rt.NginxLogsDir, app, instance)
+}
+
+// InstanceLogsDir is SILVER_LOGS, owned by the app user: app.log and what
+// the app writes itself.
+func (rt Runtime) InstanceLogsDir(app, instance string) string {
+	return filepath.Join(rt.LogsDir, app, instance)
+}
+
+func specPath(dir string, n int) string { return releaseDir(dir, n) + ".spec.json" }
+
+// Releases is the answer to `releases APP INSTANCE`: what a node holds.
+type Releases struct {
+	Current  int   `json:"current"`  // live release (0: none)
+	Previous int   `json:"previous"` // the one at prev.HOST (0: none)
+	Present  []int `json:"present"`  // every release on the node, oldest first
+}

@@ -1,0 +1,108 @@
+package nodes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gitreceive/gitreceive/nodes/agent"
+)
+
+// Activate makes release n of app's instance live again without uploading
+// it (a rollback): phase 1 starts it on every node from the spec the node
+// kept and health-checks it, phase 2 is Switch. Undoing never removes the
+// release: it was there before.
+func (f *Fleet) Activate(ctx context.Context, nodes []Node, app, instance string, n int, say func(Node, string), ready func(Report)) error {
+	r := Release{App: app, Instance: instance, Number: n}
+	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes)), existing: true}
+	reports := make([]Report, len(nodes))
+	forEachNode(nodes, func(i int, node Node) {
+		began := time.Now()
+		c, err := f.connect(ctx, node)
+		if err == nil {
+			p.deploys[i].conn = c
+			var cur InstanceReleases
+			if cur, err = releasesOn(ctx, c, app, instance); err == nil {
+				p.deploys[i].prev = cur.Current
+				err = start(ctx, c, r, true, func(line string) { say(node, line) })
+			}
+		}
+		reports[i] = Report{Node: node, Err: err, Duration: time.Since(began)}
+		ready(reports[i])
+	})
+	var failed []string
+	for _, rep := range reports {
+		if rep.Err != nil {
+			failed = append(failed, rep.Err.Error())
+		}
+	}
+	if len(failed) > 0 || ctx.Err() != nil {
+		p.Undo(ctx)
+		if len(failed) == 0 {
+			return ctx.Err()
+		}
+		return errors.New(strings.Join(failed, "; "))
+	}
+	return f.Switch(ctx, p)
+}
+
+// InstanceReleases is what one node holds of an instance.
+type InstanceReleases struct {
+	Node Node
+	Err  error
+	agent.Releases
+}
+
+// Releases asks every node (in parallel, bounded) which releases of the
+// instance it holds; a node that cannot answer has Err set.
+func (f *Fleet) Releases(ctx context.Context, nodes []Node, app, instance string) []InstanceReleases {
+	out := make([]InstanceReleases, len(nodes))
+	forEachNode(nodes, func(i int, n Node) {
+		c, err := f.connect(ctx, n)
+		if err == nil {
+			out[i], err = releasesOn(ctx, c, app, instance)
+		}
+		out[i].Node, out[i].Err = n, err
+	})
+	return out
+}
+
+func releasesOn(ctx context.Context, c *conn, app, instance string) (InstanceReleases, error) {
+	var out bytes.Buffer
+	var ir InstanceReleases
+	if err := c.agent(ctx, nil, &out, "releases", app, instance); err != nil {
+		return ir, fmt.Errorf("node %s: %w", c.node.Name, err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &ir.Releases); err != nil {
+		return ir, fmt.Errorf("node %s: reading its releases: %w", c.node.Name, err)
+	}
+	return ir, nil
+}
+
+// Logs streams the last lines of the instance's logs from every node (in
+// parallel), and with follow keeps streaming until ctx ends. Each line goes
+// to say with its node.
+func (f *Fleet) Logs(ctx context.Context, nodes []Node, app, instance string, lines int, follow bool, say func(Node, string)) error {
+	args := []string{"logs", app, instance, strconv.Itoa(lines)}
+	if follow {
+		args = append(args, "-f")
+	}
+	errs := make([]error, len(nodes))
+	forEachNodeUnbounded(nodes, func(i int, n Node) {
+		c, err := f.connect(ctx, n)
+		if err == nil {
+			w := &lineWriter{line: func(line string) { say(n, line) }}
+			err = c.agent(ctx, nil, w, args...)
+			w.Flush()
+		}
+		if err != nil && ctx.Err() == nil {
+			errs[i] = fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	})
+	return errors.Join(errs...)
+}

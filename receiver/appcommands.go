@@ -1,0 +1,304 @@
+package receiver
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/receiver/keystore"
+)
+
+const (
+	releasesUsage = "releases APP[@BRANCH] [--json]"
+	activateUsage = "activate APP[@BRANCH] vN|prev"
+	logsUsage     = "logs APP[@BRANCH] [-n LINES] [-f] [--node NAME]"
+)
+
+// target is the APP[@BRANCH] argument of the app commands.
+type target struct {
+	app, branch, instance string
+}
+
+func (t target) String() string { return t.app + "@" + t.branch }
+
+var branchName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
+
+// parseTarget validates APP[@BRANCH] (the branch defaults to main) before
+// anything uses it.
+func parseTarget(arg string) (target, error) {
+	app, branch, hasBranch := strings.Cut(arg, "@")
+	if !hasBranch {
+		branch = "main"
+	}
+	if err := keystore.ValidAppName(app); err != nil {
+		return target{}, fmt.Errorf("invalid app name %q: use lowercase letters, digits and dashes, starting with a letter", app)
+	}
+	if !branchName.MatchString(branch) || strings.Contains(branch, "..") || strings.HasSuffix(branch, "/") || strings.HasSuffix(branch, ".lock") {
+		return target{}, fmt.Errorf("invalid branch %q in %q", branch, arg)
+	}
+	return target{app: app, branch: branch, instance: builder.InstanceName(branch)}, nil
+}
+
+// appTarget parses and authorizes the target of an app command.
+func (s *Server) appTarget(c *call, arg string) (target, bool) {
+	t, err := parseTarget(arg)
+	if err != nil {
+		c.fail("%v", err)
+		return t, false
+	}
+	if !c.key.CanAccessApp(t.app) {
+		c.fail("key %q may not manage app %q; ask an admin to grant it", c.key.Name, t.app)
+		return t, false
+	}
+	return t, true
+}
+
+func (s *Server) releasesCommand(c *call) int {
+	args := c.args[1:]
+	asJSON := slices.Contains(args, "--json")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--json" })
+	if len(args) != 1 {
+		return c.fail("usage: %s", releasesUsage)
+	}
+	t, ok := s.appTarget(c, args[0])
+	if !ok {
+		return 1
+	}
+	recs, err := s.history.List(t.app, t.instance)
+	if err != nil {
+		c.log.Error().Err(err).Msg("reading release history")
+		return c.fail("cannot read the release history of %s; tell the operator", t)
+	}
+	if len(recs) == 0 {
+		return c.fail("%s has no releases; push the branch first", t)
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	onNodes := s.fleet.Releases(c.sess.Context(), targets, t.app, t.instance)
+
+	type row struct {
+		Number int       `json:"number"`
+		Commit string    `json:"commit"`
+		Pusher string    `json:"pusher"`
+		Time   time.Time `json:"time"`
+		Status string    `json:"status"`
+		Live   bool      `json:"live"`
+	}
+	rows := make([]row, 0, len(recs))
+	for i := len(recs) - 1; i >= 0; i-- {
+		r := recs[i]
+		status, live := releaseStatus(r.Number, onNodes)
+		rows = append(rows, row{Number: r.Number, Commit: r.Commit, Pusher: r.Pusher, Time: r.Time, Status: status, Live: live})
+	}
+	if asJSON {
+		enc := json.NewEncoder(c.stdout())
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rows); err != nil {
+			return 1
+		}
+	} else {
+		tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "RELEASE\tCOMMIT\tPUSHER\tTIME\tSTATUS")
+		for _, r := range rows {
+			fmt.Fprintf(tw, "v%d\t%.7s\t%s\t%s\t%s\n", r.Number, r.Commit, r.Pusher, r.Time.Format("2006-01-02 15:04"), r.Status)
+		}
+		tw.Flush()
+	}
+	for _, n := range onNodes {
+		if n.Err != nil {
+			fmt.Fprintf(c.stderr(), "gitreceive: %v\n", n.Err)
+		}
+	}
+	return 0
+}
+
+// releaseStatus says where release n stands across the nodes: live,
+// previous (at prev.HOST), on nodes (can be activated), or gone.
+func releaseStatus(n int, onNodes []nodes.InstanceReleases) (string, bool) {
+	var live, prev, present, reached int
+	for _, r := range onNodes {
+		if r.Err != nil {
+			continue
+		}
+		reached++
+		switch {
+		case r.Current == n:
+			live++
+		case r.Previous == n:
+			prev++
+		}
+		if slices.Contains(r.Present, n) {
+			present++
+		}
+	}
+	switch {
+	case reached == 0:
+		return "unknown (no node answered)", false
+	case live == reached:
+		return "live", true
+	case live > 0:
+		return fmt.Sprintf("live on %d of %d nodes", live, reached), false
+	case prev == reached:
+		return "previous (prev.HOST)", false
+	case present == reached:
+		return "on nodes", false
+	case present > 0:
+		return fmt.Sprintf("on %d of %d nodes", present, reached), false
+	}
+	return "removed from nodes", false
+}
+
+func (s *Server) activateCommand(c *call) int {
+	if len(c.args) != 3 {
+		return c.fail("usage: %s", activateUsage)
+	}
+	t, ok := s.appTarget(c, c.args[1])
+	if !ok {
+		return 1
+	}
+	ctx := c.sess.Context()
+	out := hooks.NewProgress(c.stderr())
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	holder := &lockHolder{user: c.key.Name, branch: t.branch, commit: "activate " + c.args[2]}
+	release, err := s.locks.acquire(ctx, t.app, holder, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
+		out.Step("waiting for %s to finish", h)
+	})
+	if err != nil {
+		return c.fail("%s is busy: %v", t.app, err)
+	}
+	defer release()
+
+	n, err := s.activationTarget(c, t, targets, c.args[2])
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	start := time.Now()
+	out.Step("%s: activating v%d on %d node%s", t, n, len(targets), plural(len(targets)))
+	say := func(node nodes.Node, line string) { out.Detail("%-8s %s", node.Name, line) }
+	err = s.fleet.Activate(ctx, targets, t.app, t.instance, n, say, func(rep nodes.Report) {
+		if rep.Err != nil {
+			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+			return
+		}
+		out.Detail("%-8s ready  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+	})
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Int("release", n).Err(err).Msg("activate")
+	if err != nil {
+		out.Error("v%d was not activated: %v", n, err)
+		out.Error("Nothing was changed: every node keeps its release.")
+		return 1
+	}
+	out.Done("%s v%d is live on %d node%s (%.1fs)", t, n, len(targets), plural(len(targets)), time.Since(start).Seconds())
+	return 0
+}
+
+// activationTarget turns vN or prev into a release number that exists.
+func (s *Server) activationTarget(c *call, t target, targets []nodes.Node, which string) (int, error) {
+	if which == "prev" {
+		prev := 0
+		for _, r := range s.fleet.Releases(c.sess.Context(), targets, t.app, t.instance) {
+			switch {
+			case r.Err != nil:
+				return 0, r.Err
+			case r.Previous == 0:
+				return 0, fmt.Errorf("%s has no previous release on node %s", t, r.Node.Name)
+			case prev != 0 && r.Previous != prev:
+				return 0, fmt.Errorf("the nodes disagree on the previous release of %s (v%d, v%d); activate one by number", t, prev, r.Previous)
+			}
+			prev = r.Previous
+		}
+		return prev, nil
+	}
+	n, err := strconv.Atoi(strings.TrimPrefix(which, "v"))
+	if err != nil || n < 1 || !strings.HasPrefix(which, "v") {
+		return 0, fmt.Errorf("%q is not a release; give vN (see `releases %s`) or prev", which, t)
+	}
+	recs, err := s.history.List(t.app, t.instance)
+	if err != nil {
+		return 0, fmt.Errorf("cannot read the release history of %s; tell the operator", t)
+	}
+	if !slices.ContainsFunc(recs, func(r builder.Record) bool { return r.Number == n }) {
+		return 0, fmt.Errorf("%s has no release v%d; see `releases %s`", t, n, t)
+	}
+	return n, nil
+}
+
+func (s *Server) logsCommand(c *call) int {
+	lines, follow, node := 100, false, ""
+	var positional []string
+	args := c.args[1:]
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "-f":
+			follow = true
+		case (a == "-n" || a == "--node") && i+1 < len(args):
+			i++
+			if a == "--node" {
+				node = args[i]
+				continue
+			}
+			n, err := strconv.Atoi(args[i])
+			if err != nil || n < 0 || n > 100000 {
+				return c.fail("-n takes a number of lines from 0 to 100000")
+			}
+			lines = n
+		case strings.HasPrefix(a, "-"):
+			return c.fail("unknown option %q; usage: %s", a, logsUsage)
+		default:
+			positional = append(positional, a)
+		}
+	}
+	if len(positional) != 1 {
+		return c.fail("usage: %s", logsUsage)
+	}
+	t, ok := s.appTarget(c, positional[0])
+	if !ok {
+		return 1
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	if node != "" {
+		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })
+		if i < 0 {
+			return c.fail("there is no node %q; see `nodes list`", node)
+		}
+		targets = targets[i : i+1]
+	}
+	out := &lockedWriter{w: c.stdout()}
+	err = s.fleet.Logs(c.sess.Context(), targets, t.app, t.instance, lines, follow, func(n nodes.Node, line string) {
+		out.printf("%-8s %s\n", n.Name, line)
+	})
+	if err != nil {
+		return c.fail("%v", err)
+	}
+	return 0
+}
+
+// lockedWriter lets nodes streaming in parallel write whole lines.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) printf(format string, a ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(l.w, format, a...)
+}

@@ -1,0 +1,80 @@
+package receiver
+
+import (
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/nodes/agent"
+)
+
+// runSpec is how release r runs on the nodes: its app.ini turned into what
+// the node agent needs (DESIGN.md decision 7), plus the environment the app
+// is handed (the Silver Lining names).
+func (s *Server) runSpec(r *builder.Release) agent.Spec {
+	cfg := r.Config
+	loc := agent.Location{Host: r.App + "." + s.cfg.Domain}
+	if cfg.DefaultLocation != nil {
+		loc = agent.Location{Host: cfg.DefaultLocation.Host, Path: cfg.DefaultLocation.Path}
+	}
+	if r.Instance != builder.InstanceName("main") {
+		// A staging instance answers at its own host in front of the
+		// production one (issue 8 refines the names).
+		loc = agent.Location{Host: branchLabel(r.Branch) + "." + loc.Host, Path: loc.Path}
+	}
+	env := map[string]string{
+		"SILVER_VERSION":            "gitreceive/" + s.cfg.Version,
+		"SILVER_APP_NAME":           r.App,
+		"SILVER_INSTANCE_NAME":      r.App + "@" + r.Branch,
+		"SILVER_CANONICAL_HOSTNAME": loc.Host,
+		"SILVER_RELEASE":            strconv.Itoa(r.Number),
+		"SILVER_COMMIT":             r.Commit,
+	}
+	for k, v := range cfg.Config {
+		env["CONFIG_"+envKey(k)] = v
+	}
+	spec := agent.Spec{
+		Platform:           string(cfg.Platform),
+		Runner:             cfg.Runner.Path,
+		Callable:           cfg.Runner.Object,
+		PHPRoot:            cfg.PHPRoot,
+		Locations:          []agent.Location{loc},
+		HealthCheck:        cfg.HealthCheck,
+		HealthCheckTimeout: cfg.HealthCheckTimeout,
+		Workers:            cfg.Workers,
+		Harakiri:           cfg.Harakiri,
+		MaxRequests:        cfg.MaxRequests,
+		ReloadOnRSS:        cfg.ReloadOnRSS,
+		Env:                env,
+		KeepReleases:       s.cfg.KeepReleases,
+	}
+	for _, f := range cfg.UpdateFetch {
+		spec.UpdateFetch = append(spec.UpdateFetch, agent.FetchStep{URLPath: f.URLPath, Script: f.Script, Args: f.Args})
+	}
+	return spec.WithDefaults()
+}
+
+var (
+	notEnvChar   = regexp.MustCompile(`[^A-Z0-9_]`)
+	notLabelChar = regexp.MustCompile(`[^a-z0-9-]+`)
+)
+
+// envKey turns config.NAME's NAME into an environment variable name:
+// config.Mail.From-Address is CONFIG_MAIL_FROM_ADDRESS.
+func envKey(name string) string {
+	return notEnvChar.ReplaceAllString(strings.ToUpper(name), "_")
+}
+
+// branchLabel turns a branch name into one DNS label: lowercase, runs of
+// other characters as '-', at most 63 characters.
+func branchLabel(branch string) string {
+	l := strings.Trim(notLabelChar.ReplaceAllString(strings.ToLower(branch), "-"), "-")
+	if len(l) > 63 {
+		l = strings.Trim(l[:63], "-")
+	}
+	if l == "" {
+		l = "branch"
+	}
+	return l
+}
