@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzFix$$' -fuzztime=$(FUZZTIME) ./builder/pthfix
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./builder/appconfig
 	$(GO) test -run=NONE -fuzz='^FuzzAssembleContents$$' -fuzztime=$(FUZZTIME) ./nodes/agent
+	$(GO) test -run=NONE -fuzz='^FuzzSpec$$' -fuzztime=$(FUZZTIME) ./nodes/agent
 
 bench: deps-test
 	@./.ci/apt-ensure rsync

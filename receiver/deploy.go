@@ -75,7 +75,8 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 				return fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
 			}
 			p.log.Info().Str("instance", r.Instance).Int("release", r.Number).Str("manifest", r.ManifestHash).Msg("release live")
-			out.Done("%s v%d (%s) is live on %d node%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), plural(len(targets)), time.Since(start).Seconds())
+			out.Done("%s v%d (%s) is live on %d node%s at http://%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), plural(len(targets)),
+				s.runSpec(r).Locations[0], time.Since(start).Seconds())
 		}
 	}
 	return nil

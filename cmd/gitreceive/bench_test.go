@@ -262,3 +262,77 @@ func rsyncAll(t *testing.T, c *receivertest.Client, targets []*testbed.Node, wor
 		}
 	}
 }
+
+// TestBenchPushToLive: from `git push` starting to the new version
+// answering on every node, for a small app, first deploy and a one-file
+// change, on 1 and 4 set-up test-bed nodes; the one-file changes run under
+// load (4 clients, a fresh connection per request) and every failed request
+// is counted.
+func TestBenchPushToLive(t *testing.T) {
+	f, bed := fanOutBed(t, "bl", "10.77.231.0/24", 4)
+	const runs = 5
+	fmt.Printf("\npush-to-live (git push start -> new version answering on every node), median of %d\n", runs)
+	fmt.Printf("%-6s %14s %16s %22s %8s\n", "nodes", "first deploy", "one-file change", "requests in switches", "failed")
+	for _, k := range []int{1, 4} {
+		for _, n := range bed.Nodes {
+			exec.Command(bin, "nodes", "--data", f.data, "remove", n.Name).Run()
+		}
+		for _, n := range bed.Nodes[:k] {
+			if out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
+				t.Fatalf("nodes add: %v\n%s", err, out)
+			}
+		}
+		var first, one []time.Duration
+		var requests int64
+		var failed []string
+		for i := 0; i < runs; i++ {
+			app := fmt.Sprintf("live%d-%d", k, i)
+			host := app + ".localhost"
+			page := func(marker string) map[string]string {
+				return map[string]string{"app.py": "def application(environ, start_response):\n" +
+					"    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'" + marker + "']\n"}
+			}
+			work := f.alice.WorkTree(t, receivertest.App(app, page("first")))
+			first = append(first, pushToLive(t, f, work, app, bed.Nodes[:k], host, "first"))
+
+			f.alice.Commit(t, work, "one file", page("second"))
+			stop := make(chan struct{})
+			done := make(chan struct{})
+			var n int64
+			var fails []string
+			go func() {
+				defer close(done)
+				n, fails = load(bed.Nodes[:k], host, 4, 0, stop)
+			}()
+			one = append(one, pushToLive(t, f, work, app, bed.Nodes[:k], host, "second"))
+			close(stop)
+			<-done
+			requests += n
+			failed = append(failed, fails...)
+		}
+		fmt.Printf("%-6d %14s %16s %22d %8d\n", k, median(first).Round(time.Millisecond), median(one).Round(time.Millisecond), requests, len(failed))
+		if len(failed) > 0 {
+			t.Errorf("%d requests failed during switches, e.g. %v", len(failed), failed[:min(3, len(failed))])
+		}
+	}
+	fmt.Println("target: 0 failed requests")
+}
+
+// pushToLive pushes work and returns the time until every node answers
+// host with marker.
+func pushToLive(t *testing.T, f *fixture, work, app string, targets []*testbed.Node, host, marker string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	f.alice.MustGit(t, work, "push", "-q", f.alice.URL(app), "main")
+	for _, n := range targets {
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+			if code, body := get(n, host, "/"); code == 200 && body == marker {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never answered %q for %s", n.Name, marker, host)
+			}
+		}
+	}
+	return time.Since(start)
+}

@@ -5,6 +5,7 @@ package main_test
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
+	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
 // requireStack skips (fails with CI=true) when the host lacks the node
@@ -110,4 +112,59 @@ func TestNodesSetup(t *testing.T) {
 	if code := httpStatus(t, "http://"+box.IP+"/"); code != http.StatusNotFound {
 		t.Fatalf("nginx on the local node answered %d, want 404", code)
 	}
+}
+
+// The single box `make run` gives: the receiver and its local node on one
+// machine, no SSH between them, nginx and uWSGI serving what is pushed. A
+// test node plays the machine; the push comes from outside it.
+func TestSingleBox(t *testing.T) {
+	testbed.Require(t)
+	requireStack(t)
+	bed := testbed.New(t, testbed.Options{Prefix: "box", Subnet: "10.77.225.0/24", Count: 1})
+	box := bed.Nodes[0]
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	inNode := func(args ...string) string {
+		t.Helper()
+		out, err := bed.Exec(ctx, box, args...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	if err := os.MkdirAll(filepath.Join(box.Dir, "srv", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", bin, filepath.Join(box.Dir, "srv", "bin", "gitreceive")).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	alice := receivertest.NewKey(t, t.TempDir(), "alice")
+	if err := os.WriteFile(filepath.Join(box.Dir, "srv", "alice.pub"), []byte(alice.PubLine+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	const gr = "/srv/bin/gitreceive"
+	inNode(gr, "keys", "--data", "/srv/receiver", "add", "alice", "--admin", "/srv/alice.pub")
+	mustContain(t, inNode(gr, "nodes", "--data", "/srv/receiver", "setup", "local"), "local    setup done")
+	addr := net.JoinHostPort(box.IP, "2222")
+	inNode("sh", "-c", "setsid -f "+gr+" serve --listen "+addr+" --data /srv/receiver >/srv/serve.log 2>&1")
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(filepath.Join(box.Dir, "srv", "serve.log"))
+			t.Fatalf("the receiver in %s never listened on %s:\n%s", box.Name, addr, log)
+		}
+	}
+	client := receivertest.NewClient(t, receivertest.Server{Addr: addr, DataDir: filepath.Join(box.Dir, "srv", "receiver")}, alice)
+	work := exampleWorkTree(t, client, "djangoapp")
+	r := client.MustGit(t, work, "push", client.URL("sampleapp"), "main")
+	mustContain(t, r.Stderr, "remote:        local    ready")
+	mustContain(t, r.Stderr, "sampleapp v1 (main) is live on 1 node")
+	t.Logf("push output:\n%s", r.Stderr)
+	mustGet(t, box, "sampleapp.example.com", "/", "hello from sampleapp (sampleapp 1.0, tinylib 1.0, release 1)")
+	php := exampleWorkTree(t, client, "phpapp")
+	client.MustGit(t, php, "push", client.URL("phpapp"), "main")
+	mustGet(t, box, "phpapp.localhost", "/anything", "path: /anything")
 }

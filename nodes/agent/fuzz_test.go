@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"testing"
@@ -36,6 +37,33 @@ func FuzzAssembleContents(f *testing.F) {
 		}
 		if err := Verify(dst, m); err != nil {
 			t.Fatalf("Assemble succeeded but Verify fails: %v", err)
+		}
+	})
+}
+
+// FuzzSpec feeds arbitrary JSON as the spec `start` reads from the wire:
+// parsing and validation must never panic, and every spec that validates
+// must render to an nginx configuration (Validate is the only gate before
+// the config files are written).
+func FuzzSpec(f *testing.F) {
+	good, _ := json.Marshal(Spec{Platform: "python", Runner: "src/app/wsgi.py", Callable: "application",
+		Locations: []Location{{Host: "app.example.com"}, {Host: "example.com", Path: "/blog"}}, HealthCheck: "/health",
+		UpdateFetch: []FetchStep{{URLPath: "/setup"}, {Script: "bin/migrate", Args: []string{"a b"}}}, Env: map[string]string{"CONFIG_X": "100% $(HOME)"}})
+	f.Add(good)
+	f.Add([]byte(`{"platform":"php","runner":"index.php","locations":[{"host":"a.b"}],"health_check":"/"}`))
+	f.Add([]byte(`{"platform":"python","runner":"a.py","callable":"x","locations":[{"host":"a;b"}]}`))
+	rt := SystemRuntime()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var spec Spec
+		if json.Unmarshal(data, &spec) != nil {
+			return
+		}
+		spec = spec.WithDefaults()
+		if spec.Validate() != nil {
+			return
+		}
+		if _, err := renderNginx(rt, "app", "production", 2, 1, spec, false); err != nil {
+			t.Fatalf("a valid spec does not render: %v\n%s", err, data)
 		}
 	})
 }

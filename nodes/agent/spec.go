@@ -132,8 +132,20 @@ func (s Spec) Validate() error {
 	if len(s.Locations) == 0 || len(s.Locations) > 64 {
 		return fmt.Errorf("a release needs 1 to 64 locations, got %d", len(s.Locations))
 	}
+	hosts := map[string]bool{}
 	for _, l := range s.Locations {
-		if len(l.Host) > 253 || !hostName.MatchString(l.Host) {
+		hosts[l.Host] = true
+	}
+	seen := map[Location]bool{}
+	for _, l := range s.Locations {
+		if seen[l] {
+			return fmt.Errorf("location %s is listed twice", l)
+		}
+		seen[l] = true
+		if hosts["prev."+l.Host] {
+			return fmt.Errorf("location host prev.%s is where the previous release of %s answers", l.Host, l.Host)
+		}
+		if len(l.Host) > 248 || !hostName.MatchString(l.Host) {
 			return fmt.Errorf("location host %q is not a lowercase DNS name", l.Host)
 		}
 		if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.HasSuffix(l.Path, "/") || !urlPathPart.MatchString(l.Path) || path.Clean(l.Path) != l.Path || strings.Contains(l.Path, "%")) {

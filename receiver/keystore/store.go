@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -119,6 +120,10 @@ func (s *Store) read() (*storeFile, error) {
 // concurrent read-modify-write cycles from the CLI and the daemon cannot
 // lose each other's edits, then replaces the file atomically.
 func (s *Store) update(change func(*storeFile) error) error {
+	// The first key may be added before the daemon ever made the data dir.
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o700); err != nil {
+		return fmt.Errorf("creating the key store's directory: %w", err)
+	}
 	unlock, err := lockFile(s.path + ".lock")
 	if err != nil {
 		return err

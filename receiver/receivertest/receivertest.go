@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -104,8 +105,14 @@ type Server struct {
 
 // Port is the server's TCP port.
 func (s Server) Port() string {
-	_, port, _ := strings.Cut(s.Addr, ":")
+	_, port, _ := net.SplitHostPort(s.Addr)
 	return port
+}
+
+// Host is the server's address without the port.
+func (s Server) Host() string {
+	host, _, _ := net.SplitHostPort(s.Addr)
+	return host
 }
 
 // HostKey reads the server's public host key from its data dir.
@@ -135,7 +142,7 @@ func NewClient(t testing.TB, srv Server, key Key) *Client {
 	t.Helper()
 	home := t.TempDir()
 	kh := filepath.Join(home, "known_hosts")
-	line := fmt.Sprintf("[127.0.0.1]:%s %s", srv.Port(), gossh.MarshalAuthorizedKey(srv.HostKey(t)))
+	line := fmt.Sprintf("[%s]:%s %s", srv.Host(), srv.Port(), gossh.MarshalAuthorizedKey(srv.HostKey(t)))
 	if err := os.WriteFile(kh, []byte(line), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -184,19 +191,19 @@ func (r Result) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.Code, r.Stdout, r.Stderr)
 }
 
-// SSH runs `ssh git@127.0.0.1 REMOTE...` with stdin.
+// SSH runs `ssh git@HOST REMOTE...` with stdin.
 func (c *Client) SSH(t testing.TB, stdin string, sshOpts []string, remote ...string) Result {
 	t.Helper()
 	args := append(c.sshArgs(), "-p", c.Server.Port())
 	args = append(args, sshOpts...)
-	args = append(args, "git@127.0.0.1")
+	args = append(args, "git@"+c.Server.Host())
 	args = append(args, remote...)
 	return c.run(t, "", stdin, args...)
 }
 
 // URL is the remote URL of app.
 func (c *Client) URL(app string) string {
-	return fmt.Sprintf("ssh://git@127.0.0.1:%s/%s", c.Server.Port(), app)
+	return fmt.Sprintf("ssh://git@%s/%s", c.Server.Addr, app)
 }
 
 // GitCmd prepares git ARGS in dir with this client's identity.
