@@ -4,14 +4,18 @@ package main_test
 // `nodes setup`, serving with nginx and the uWSGI emperor.
 
 import (
+	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -210,6 +214,46 @@ func TestServeOnTwoNodes(t *testing.T) {
 	}
 	for _, n := range bed.Nodes {
 		mustContain(t, r.Stdout, n.Name+" ")
+	}
+
+	// logs -f streams until the client goes; then nothing is left
+	// following the files on any node.
+	follow := exec.Command("sh", "-c", f.alice.SSHCommand()+" -p "+f.srv.Port()+" git@127.0.0.1 logs sampleapp -f -n 1")
+	follow.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	mustGet(t, bed.Nodes[1], host, "/", "hello")
+	firstLine := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		firstLine <- line
+	}()
+	select {
+	case line := <-firstLine:
+		if !strings.HasPrefix(line, bed.Nodes[0].Name) && !strings.HasPrefix(line, bed.Nodes[1].Name) {
+			t.Fatalf("logs -f printed %q, want a node-prefixed line", line)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("logs -f printed nothing within 20s")
+	}
+	syscall.Kill(-follow.Process.Pid, syscall.SIGINT)
+	syscall.Kill(-follow.Process.Pid, syscall.SIGKILL)
+	follow.Wait()
+	for _, n := range bed.Nodes {
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			out, _ := bed.Exec(context.Background(), n, "sh", "-c", "pgrep -x tail || true")
+			if strings.TrimSpace(string(out)) == "" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still runs tail (%s) after the logs -f client left", n.Name, out)
+			}
+		}
 	}
 
 	// The PHP example: the front controller answers paths that are not files.
