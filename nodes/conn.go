@@ -107,43 +107,16 @@ func (c *conn) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 	return err
 }
 
-// runSSH runs argv in a session of the pooled connection. A pooled
-// connection that died since its last use is dialed again, once.
+// runSSH runs argv in a session of the pooled connection.
 func (c *conn) runSSH(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
-	sess, err := c.client.NewSession()
-	// sshd caps sessions per connection (MaxSessions, 10 by default):
-	// when deploys of other apps hold them all, wait for one to end.
-	var refused *gossh.OpenChannelError
-	for tries := 0; errors.As(err, &refused) && tries < sessionRetries; tries++ {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(sessionRetryDelay):
-		}
-		sess, err = c.client.NewSession()
-	}
-	if errors.As(err, &refused) {
-		return fmt.Errorf("node %s: no free SSH session: %w", c.node.Name, err)
-	}
+	sess, err := c.session(ctx)
 	if err != nil {
-		c.fleet.pool.drop(c.node, c.client)
-		if c.client, err = c.fleet.pool.get(ctx, c.node, c.fleet.Dial); err != nil {
-			return err
-		}
-		if sess, err = c.client.NewSession(); err != nil {
-			return fmt.Errorf("node %s: opening a session: %w", c.node.Name, err)
-		}
+		return err
 	}
 	defer sess.Close()
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
-	// SSH carries a command line that the node's shell parses, so every
-	// word is single-quoted.
-	quoted := make([]string, len(argv))
-	for i, a := range argv {
-		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
 	done := make(chan error, 1)
-	go func() { done <- sess.Run(strings.Join(quoted, " ")) }()
+	go func() { done <- sess.Run(shellWords(argv)) }()
 	select {
 	case err = <-done:
 	case <-ctx.Done():
@@ -156,6 +129,46 @@ func (c *conn) runSSH(ctx context.Context, stdin io.Reader, stdout, stderr io.Wr
 		return &exitError{code: ee.ExitStatus()}
 	}
 	return err
+}
+
+// shellWords is argv as a command line for the node's shell, which SSH
+// hands it to: every word single-quoted.
+func shellWords(argv []string) string {
+	quoted := make([]string, len(argv))
+	for i, a := range argv {
+		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(quoted, " ")
+}
+
+// session opens a session on the pooled connection. A pooled connection
+// that died since its last use is dialed again, once.
+func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
+	sess, err := c.client.NewSession()
+	// sshd caps sessions per connection (MaxSessions, 10 by default):
+	// when deploys of other apps hold them all, wait for one to end.
+	var refused *gossh.OpenChannelError
+	for tries := 0; errors.As(err, &refused) && tries < sessionRetries; tries++ {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(sessionRetryDelay):
+		}
+		sess, err = c.client.NewSession()
+	}
+	if errors.As(err, &refused) {
+		return nil, fmt.Errorf("node %s: no free SSH session: %w", c.node.Name, err)
+	}
+	if err != nil {
+		c.fleet.pool.drop(c.node, c.client)
+		if c.client, err = c.fleet.pool.get(ctx, c.node, c.fleet.Dial); err != nil {
+			return nil, err
+		}
+		if sess, err = c.client.NewSession(); err != nil {
+			return nil, fmt.Errorf("node %s: opening a session: %w", c.node.Name, err)
+		}
+	}
+	return sess, nil
 }
 
 // runLocal runs argv as a child process in its own process group, killed

@@ -106,3 +106,34 @@ func (f *Fleet) Logs(ctx context.Context, nodes []Node, app, instance string, li
 	})
 	return errors.Join(errs...)
 }
+
+// Destroy removes the instance from every node: route, vassals, releases,
+// env, secret and logs. Every node is tried; the error names those that
+// failed.
+func (f *Fleet) Destroy(ctx context.Context, nodes []Node, app, instance string) error {
+	return f.onEveryNode(ctx, nodes, "destroy", app, instance)
+}
+
+// SetDisabled makes the instance answer 503 on every node (or serve again).
+func (f *Fleet) SetDisabled(ctx context.Context, nodes []Node, app, instance string, disabled bool) error {
+	verb := "enable"
+	if disabled {
+		verb = "disable"
+	}
+	return f.onEveryNode(ctx, nodes, verb, app, instance)
+}
+
+// onEveryNode runs the agent's VERB APP INSTANCE on every node in parallel.
+func (f *Fleet) onEveryNode(ctx context.Context, nodes []Node, verb, app, instance string) error {
+	errs := make([]error, len(nodes))
+	forEachNode(nodes, func(i int, n Node) {
+		c, err := f.connect(ctx, n)
+		if err == nil {
+			err = c.agent(ctx, nil, nil, verb, app, instance)
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -26,6 +26,7 @@ const (
 	DefaultReleaseSizeLimit = 1 << 30
 	DefaultDomain           = "localhost"
 	DefaultKeepReleases     = 5
+	DefaultRunTimeout       = time.Hour
 	ConfigFileName          = "gitreceive.ini"
 )
 
@@ -43,7 +44,9 @@ type Config struct {
 	Domain string
 	// KeepReleases is how many releases of an instance stay on its nodes.
 	KeepReleases int
-	Version      string
+	// RunTimeout stops a `run` without a terminal (0: never).
+	RunTimeout time.Duration
+	Version    string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -61,7 +64,7 @@ func ResolveDataDir(flagValue string) string {
 // environment and the flag value for listen (empty when not given).
 func LoadConfig(dataDir, listenFlag string) (Config, error) {
 	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
-		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases}
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout}
 	path := filepath.Join(dataDir, ConfigFileName)
 	f, err := ini.Load(path)
 	switch {
@@ -93,6 +96,13 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 				return c, fmt.Errorf("%s: domain = %q is not a DNS name such as apps.example.com", path, k.String())
 			}
 			c.Domain = d
+		}
+		if k := sec.Key("run_timeout"); k.String() != "" {
+			d, err := time.ParseDuration(k.String())
+			if err != nil || d < 0 {
+				return c, fmt.Errorf("%s: run_timeout = %q is not a duration such as 1h (0 for none)", path, k.String())
+			}
+			c.RunTimeout = d
 		}
 		if k := sec.Key("keep_releases"); k.String() != "" {
 			n, err := k.Int()

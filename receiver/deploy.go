@@ -2,13 +2,19 @@ package receiver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
 // deploy is the pre-receive pipeline: every branch update is built into a
@@ -52,34 +58,90 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 		if len(targets) < len(all) {
 			out.Step("Skipping %d of %d nodes (push option skip-node)", len(all)-len(targets), len(all))
 		}
-		// Phase 1 for every branch of the push, then one switch for all:
-		// a push either goes live whole or not at all.
-		var prepared []*nodes.Prepared
-		for _, r := range built {
-			pr, err := s.prepare(ctx, p, r, targets, out)
-			if err != nil {
-				undo(ctx, prepared)
-				return err
-			}
-			prepared = append(prepared, pr)
-		}
-		out.Step("Switching %d node%s to %s", len(targets), plural(len(targets)), releaseNames(built))
-		if err := s.fleet.Switch(ctx, prepared...); err != nil {
-			p.log.Warn().Err(err).Msg("switching nodes failed")
-			return fmt.Errorf("%w; every node is back on its previous release", err)
-		}
-		for _, r := range built {
-			if err := s.history.Append(r.App, r.Instance, r.Record(), r.Manifest); err != nil {
-				p.log.Error().Err(err).Msg("recording release")
-				undo(ctx, prepared)
-				return fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
-			}
-			p.log.Info().Str("instance", r.Instance).Int("release", r.Number).Str("manifest", r.ManifestHash).Msg("release live")
-			out.Done("%s v%d (%s) is live on %d node%s at http://%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), plural(len(targets)),
-				s.runSpec(r).Locations[0], time.Since(start).Seconds())
+		if err := s.goLive(ctx, p.log, built, targets, out, start); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// goLive prepares every built release on the targets (phase 1), then
+// switches them all at once (phase 2), records them, and says where they
+// are live: a push (or a config change) goes live whole or not at all.
+func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time) error {
+	var prepared []*nodes.Prepared
+	specs := make([]agent.Spec, len(built))
+	for i, r := range built {
+		spec, err := s.runSpec(r)
+		if err != nil {
+			log.Error().Err(err).Msg("reading the operator's config")
+			undo(ctx, prepared)
+			return fmt.Errorf("cannot read the config of %s; tell the operator", r.App)
+		}
+		specs[i] = spec
+		pr, err := s.prepare(ctx, log, r, spec, targets, out)
+		if err != nil {
+			undo(ctx, prepared)
+			return err
+		}
+		prepared = append(prepared, pr)
+	}
+	out.Step("Switching %d node%s to %s", len(targets), plural(len(targets)), releaseNames(built))
+	if err := s.fleet.Switch(ctx, prepared...); err != nil {
+		log.Warn().Err(err).Msg("switching nodes failed")
+		return fmt.Errorf("%w; every node is back on its previous release", err)
+	}
+	for i, r := range built {
+		if err := s.record(r, specs[i]); err != nil {
+			log.Error().Err(err).Msg("recording release")
+			undo(ctx, prepared)
+			return fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
+		}
+		log.Info().Str("instance", r.Instance).Int("release", r.Number).Str("manifest", r.ManifestHash).Msg("release live")
+		out.Done("%s v%d (%s) is live on %d node%s at http://%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), plural(len(targets)),
+			specs[i].Locations[0], time.Since(start).Seconds())
+	}
+	return nil
+}
+
+// record appends r to its instance's history, with the spec it runs
+// with beside it (0600: it holds the app's config values), which `apps`
+// and `config` read.
+func (s *Server) record(r *builder.Release, spec agent.Spec) error {
+	data, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	path := s.specPath(r.App, r.Instance, r.Number)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(path+".tmp", path); err != nil {
+		return err
+	}
+	return s.history.Append(r.App, r.Instance, r.Record(), r.Manifest)
+}
+
+// specPath is where record keeps release n's spec.
+func (s *Server) specPath(app, instance string, n int) string {
+	return filepath.Join(s.cfg.releasesDir(), app, instance, fmt.Sprintf("v%d.spec.json", n))
+}
+
+// lastSpec is the spec of the instance's newest release.
+func (s *Server) lastSpec(app, instance string) (agent.Spec, bool, error) {
+	var spec agent.Spec
+	last, _, ok, err := s.history.Last(app, instance)
+	if err != nil || !ok {
+		return spec, false, err
+	}
+	data, err := os.ReadFile(s.specPath(app, instance, last.Number))
+	if err != nil {
+		return spec, false, err
+	}
+	return spec, true, json.Unmarshal(data, &spec)
 }
 
 // undo takes back what a failed push prepared or switched.

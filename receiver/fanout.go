@@ -7,6 +7,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
@@ -15,12 +17,12 @@ import (
 
 // prepare sends a built release to every node (phase 1); Switch makes it
 // live.
-func (s *Server) prepare(ctx context.Context, p *Push, r *builder.Release, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
+func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Release, spec agent.Spec, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
 	m := make(agent.Manifest, len(r.Manifest))
 	for i, e := range r.Manifest {
 		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
 	}
-	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: s.runSpec(r),
+	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec,
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
 			return writeContents(ctx, r, hashes, w)
 		}}
@@ -33,13 +35,13 @@ func (s *Server) prepare(ctx context.Context, p *Push, r *builder.Release, targe
 		}
 		if rep.Full {
 			out.Detail("%-8s its live release did not match its manifest: sent the whole release", rep.Node.Name)
-			p.log.Warn().Str("node", rep.Node.Name).Msg("live release did not match its manifest; full upload")
+			log.Warn().Str("node", rep.Node.Name).Msg("live release did not match its manifest; full upload")
 		}
 		out.Detail("%-8s ready  %.2fs  (%d files, %s)", rep.Node.Name, rep.Duration.Seconds(), rep.Files, hooks.Size(rep.Bytes))
-		p.log.Info().Str("node", rep.Node.Name).Int("files", rep.Files).Int64("bytes", rep.Bytes).Dur("duration", rep.Duration).Msg("node ready")
+		log.Info().Str("node", rep.Node.Name).Int("files", rep.Files).Int64("bytes", rep.Bytes).Dur("duration", rep.Duration).Msg("node ready")
 	})
 	if err != nil {
-		p.log.Warn().Err(err).Msg("deploy to nodes failed")
+		log.Warn().Err(err).Msg("deploy to nodes failed")
 		return nil, fmt.Errorf("v%d was not deployed: %w; every node keeps its previous release", r.Number, err)
 	}
 	return pr, nil

@@ -11,8 +11,13 @@ import (
 
 // runSpec is how release r runs on the nodes: its app.ini turned into what
 // the node agent needs (DESIGN.md decision 7), plus the environment the app
-// is handed (the Silver Lining names).
-func (s *Server) runSpec(r *builder.Release) agent.Spec {
+// is handed (the Silver Lining names; values set with config:set win over
+// app.ini's config.*).
+func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
+	operator, err := s.config.get(r.App, r.Instance)
+	if err != nil {
+		return agent.Spec{}, err
+	}
 	cfg := r.Config
 	loc := agent.Location{Host: r.App + "." + s.cfg.Domain}
 	if cfg.DefaultLocation != nil {
@@ -31,8 +36,10 @@ func (s *Server) runSpec(r *builder.Release) agent.Spec {
 		"SILVER_RELEASE":            strconv.Itoa(r.Number),
 		"SILVER_COMMIT":             r.Commit,
 	}
-	for k, v := range cfg.Config {
-		env["CONFIG_"+envKey(k)] = v
+	for _, values := range []map[string]string{cfg.Config, operator} {
+		for k, v := range values {
+			env["CONFIG_"+envKey(k)] = v
+		}
 	}
 	spec := agent.Spec{
 		Platform:           string(cfg.Platform),
@@ -52,7 +59,10 @@ func (s *Server) runSpec(r *builder.Release) agent.Spec {
 	for _, f := range cfg.UpdateFetch {
 		spec.UpdateFetch = append(spec.UpdateFetch, agent.FetchStep{URLPath: f.URLPath, Script: f.Script, Args: f.Args})
 	}
-	return spec.WithDefaults()
+	for _, svc := range cfg.Services {
+		spec.Services = append(spec.Services, svc.Name)
+	}
+	return spec.WithDefaults(), nil
 }
 
 var (

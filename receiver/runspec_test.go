@@ -8,12 +8,15 @@ import (
 )
 
 func TestRunSpec(t *testing.T) {
-	s := &Server{cfg: Config{Domain: "apps.test", KeepReleases: 4, Version: "1.2"}}
+	s := &Server{cfg: Config{Domain: "apps.test", KeepReleases: 4, Version: "1.2"}, config: &configStore{dir: t.TempDir()}}
 	cfg := &appconfig.Config{AppName: "blog", Platform: appconfig.PlatformPython, Runner: appconfig.Runner{Path: "wsgi.py", Object: "app"},
 		HealthCheck: "/health", Config: map[string]string{"Mail.From-Address": "me@example.com"},
 		UpdateFetch: []appconfig.FetchItem{{URLPath: "/setup"}, {Script: "bin/migrate", Args: []string{"a b"}}}}
 	prod := &builder.Release{App: "blog", Instance: builder.InstanceName("main"), Branch: "main", Number: 3, Commit: "abc", Config: cfg}
-	spec := s.runSpec(prod)
+	spec, err := s.runSpec(prod)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +35,9 @@ func TestRunSpec(t *testing.T) {
 
 	cfg.DefaultLocation = &appconfig.Location{Host: "example.com", Path: "/blog"}
 	staging := &builder.Release{App: "blog", Instance: builder.InstanceName("Feature/Login_2"), Branch: "Feature/Login_2", Number: 1, Config: cfg}
-	spec = s.runSpec(staging)
+	if spec, err = s.runSpec(staging); err != nil {
+		t.Fatal(err)
+	}
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}

@@ -45,6 +45,7 @@ type Server struct {
 
 	history   builder.History
 	fleet     *nodes.Fleet
+	config    *configStore // config:set values
 	receiving sessionCounts
 
 	// hookBin is the gitreceive binary the repositories' hooks exec.
@@ -92,6 +93,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		limits:  newConnLimits(maxUnauthenticated, maxSessions, log),
 		history: builder.History{Dir: cfg.releasesDir()},
 		fleet:   nodes.OpenFleet(cfg.DataDir),
+		config:  &configStore{dir: filepath.Join(cfg.DataDir, "config")},
 	}
 	s.preReceiveFunc = s.deploy
 	for _, o := range opts {

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 
+	"golang.org/x/sys/unix"
+
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
@@ -82,6 +84,10 @@ const usage = `usage: gitreceive node VERB ...
   abort      APP INSTANCE N
   releases   APP INSTANCE
   logs       APP INSTANCE LINES [-f]
+  disable    APP INSTANCE
+  enable     APP INSTANCE
+  destroy    APP INSTANCE
+  run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
   status
   setup      [PACKAGE...]`
 
@@ -98,9 +104,23 @@ const usage = `usage: gitreceive node VERB ...
 //	abort      APP INSTANCE N       stop and remove vN unless it is current
 //	releases   APP INSTANCE         current, previous and present releases
 //	logs       APP INSTANCE LINES   the tail of the app, access and error logs (-f: follow)
+//	disable    APP INSTANCE         answer 503 (kept through later deploys) / enable: serve again
+//	destroy    APP INSTANCE         remove every trace of the instance from this node
+//	run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
+//	                                run a script in the live release as the app would; exits with its code
 //	status                          agent version, free disk, live release of every instance
 //	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "run" {
+		// The script's exit code is the answer; 127 (as shells say
+		// "command not found") when it could not be run at all.
+		code, err := runVerb(ctx, root, args[1:], stdin, stdout, stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
+			return 127
+		}
+		return code
+	}
 	err := run(ctx, root, version, args, stdin, stdout, stderr)
 	if err == nil {
 		return 0
@@ -188,6 +208,27 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 			return fmt.Errorf("invalid line count %q", args[3])
 		}
 		return in.logs(ctx, lines, follow, stdout)
+	case "destroy":
+		if len(args) != 3 {
+			return errors.New(usage)
+		}
+		in, err := openInstance(root, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		if in.rt == nil {
+			return os.RemoveAll(in.dir)
+		}
+		return DestroyInstance(ctx, *in.rt, in.app, in.name)
+	case "disable", "enable":
+		if len(args) != 3 {
+			return errors.New(usage)
+		}
+		in, err := openInstance(root, args[1], args[2])
+		if err != nil {
+			return err
+		}
+		return in.setDisabled(ctx, verb == "disable")
 	case "activate", "deactivate", "abort":
 		if len(args) != 4 {
 			return errors.New(usage)
@@ -413,4 +454,63 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
 	return n, err
+}
+
+// runVerb is `run APP INSTANCE [--tty] -- SCRIPT [ARG...]`: the script in
+// the live release, as the app runs.
+func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	if len(args) < 4 {
+		return 0, errors.New(usage)
+	}
+	in, err := openInstance(root, args[0], args[1])
+	if err != nil {
+		return 0, err
+	}
+	rest, tty := args[2:], false
+	if rest[0] == "--tty" {
+		rest, tty = rest[1:], true
+	}
+	if len(rest) < 2 || rest[0] != "--" {
+		return 0, errors.New(usage)
+	}
+	if in.rt == nil {
+		return 0, fmt.Errorf("nothing runs here: %s moves the releases away from the app's runtime", RootEnv)
+	}
+	// A client that went away must stop the script. sshd refuses SSH
+	// signal requests for root logins, but closes our output when the
+	// session ends: that is the hang-up to watch for.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if f, ok := stdout.(*os.File); ok && !tty {
+		go watchHangUp(f, cancel)
+	}
+	live, _, err := current(in.dir)
+	if err != nil {
+		return 0, err
+	}
+	if live == 0 {
+		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
+	}
+	return RunScript(ctx, *in.rt, in.app, in.name, live, rest[1], rest[2:], stdin, stdout, stderr, tty)
+}
+
+// watchHangUp calls hangUp once nobody reads f any more: the other end of
+// the pipe or socket closed (POLLHUP/POLLERR; a mere end of our input,
+// which shuts one direction of sshd's socket, is not that).
+func watchHangUp(f *os.File, hangUp func()) {
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) == 0 {
+		return
+	}
+	fds := []unix.PollFd{{Fd: int32(f.Fd())}}
+	for {
+		n, err := unix.Poll(fds, -1)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || (n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0) {
+			hangUp()
+			return
+		}
+	}
 }

@@ -122,7 +122,7 @@ func (in instance) activate(ctx context.Context, n int) error {
 	if in.rt != nil {
 		spec, err := in.spec(n)
 		if err == nil {
-			err = Route(ctx, *in.rt, in.app, in.name, n, prev, spec, false)
+			err = Route(ctx, *in.rt, in.app, in.name, n, prev, spec, in.disabled())
 		}
 		if err != nil {
 			// Back to what served before: the switch did not happen.
@@ -250,7 +250,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 	if in.rt != nil && cur > 0 {
 		spec, err := in.spec(cur)
 		if err == nil {
-			err = Route(ctx, *in.rt, in.app, in.name, cur, prev, spec, false)
+			err = Route(ctx, *in.rt, in.app, in.name, cur, prev, spec, in.disabled())
 		}
 		if err != nil {
 			return err
@@ -333,4 +333,36 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 		return nil // Ctrl-C or a closed session ends -f; that is not an error
 	}
 	return err
+}
+
+// disabled reports whether the operator disabled the instance: it then
+// answers 503, through every later deploy, until enabled.
+func (in instance) disabled() bool {
+	_, err := os.Stat(filepath.Join(in.dir, "disabled"))
+	return err == nil
+}
+
+// setDisabled disables the instance (503 page) or enables it again, and
+// routes its live release accordingly.
+func (in instance) setDisabled(ctx context.Context, disabled bool) error {
+	if _, err := os.Stat(in.dir); err != nil {
+		return fmt.Errorf("%s@%s is not on this node", in.app, in.name)
+	}
+	marker := filepath.Join(in.dir, "disabled")
+	if disabled {
+		if err := os.WriteFile(marker, nil, 0o644); err != nil {
+			return err
+		}
+	} else if err := os.Remove(marker); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	cur, _, err := current(in.dir)
+	if err != nil || cur == 0 || in.rt == nil {
+		return err
+	}
+	spec, err := in.spec(cur)
+	if err != nil {
+		return err
+	}
+	return Route(ctx, *in.rt, in.app, in.name, cur, readLink(in.dir, "previous"), spec, disabled)
 }

@@ -24,6 +24,8 @@ func TestMain(m *testing.M) {
 		os.Exit(routeHelper(helper, os.Getenv(testHelperArgsEnv)))
 	case "start", "stop", "demote":
 		os.Exit(runtimeHelper(helper, os.Getenv(testHelperArgsEnv)))
+	case "run", "destroy":
+		os.Exit(runScriptHelper(helper, os.Getenv(testHelperArgsEnv)))
 	default:
 		fmt.Fprintf(os.Stderr, "%s=%q: no such test helper\n", testHelperEnv, helper)
 		os.Exit(2)

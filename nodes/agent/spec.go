@@ -40,6 +40,10 @@ type Spec struct {
 	// SILVER_SECRET_FILE itself, since those are paths on the node.
 	Env map[string]string `json:"env"`
 
+	// Services are the app.ini service.NAME names, shown by `apps`; the
+	// services themselves reach the app through Env.
+	Services []string `json:"services,omitempty"`
+
 	// KeepReleases is how many releases (live included) stay on the node
 	// after a successful switch; older ones are removed (default 5).
 	KeepReleases int `json:"keep_releases,omitempty"`

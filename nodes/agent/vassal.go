@@ -1137,8 +1137,8 @@ func phpBootstrap(c vassalConfig, envFile string) ([]byte, error) {
 
 // --- update_fetch ---------------------------------------------------------------
 
-// pyScriptRunner runs a .py update_fetch script with the release's site
-// directories, like the app: argv is [RELEASE, SCRIPT, ARGS...].
+// pyScriptRunner runs a .py script (update_fetch, RunScript) with the
+// release's site directories, like the app: argv is [RELEASE, SCRIPT, ARGS...].
 const pyScriptRunner = "import os, runpy, sys\n" + pySite + `
 _gitreceive_site(sys.argv[1])
 sys.argv = sys.argv[2:]
@@ -1193,18 +1193,26 @@ func fetchCommand(release string, step FetchStep) ([]string, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("update_fetch script %s is not a file", step.Script)
 	}
+	return scriptArgv("update_fetch script "+step.Script, step.Script, release, real, fi.Mode(), step.Args)
+}
+
+// scriptArgv is the argv that runs the regular file real, found as name
+// (whose suffix decides) for release: .py with python3 and the release's
+// site directories, .php with php, anything else directly, which needs its
+// executable bit. what names the script in errors.
+func scriptArgv(what, name, release, real string, mode fs.FileMode, args []string) ([]string, error) {
 	switch {
-	case strings.HasSuffix(step.Script, ".py"):
-		return append([]string{python3Path, "-c", pyScriptRunner, release, real}, step.Args...), nil
-	case strings.HasSuffix(step.Script, ".php"):
+	case strings.HasSuffix(name, ".py"):
+		return append([]string{python3Path, "-c", pyScriptRunner, release, real}, args...), nil
+	case strings.HasSuffix(name, ".php"):
 		if _, err := os.Stat(phpPath); err != nil {
-			return nil, fmt.Errorf("update_fetch script %s needs %s: add php-cli to app.ini's packages", step.Script, phpPath)
+			return nil, fmt.Errorf("%s needs %s: add php-cli to app.ini's packages", what, phpPath)
 		}
-		return append([]string{phpPath, real}, step.Args...), nil
-	case fi.Mode()&0o111 != 0:
-		return append([]string{real}, step.Args...), nil
+		return append([]string{phpPath, real}, args...), nil
+	case mode&0o111 != 0:
+		return append([]string{real}, args...), nil
 	}
-	return nil, fmt.Errorf("update_fetch script %s is not executable: chmod +x it in the repository, or name it .py or .php", step.Script)
+	return nil, fmt.Errorf("%s is not executable: chmod +x it in the repository, or name it .py or .php", what)
 }
 
 // runFetchScript runs a script as the app user in the release with exactly

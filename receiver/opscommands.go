@@ -1,0 +1,515 @@
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
+)
+
+const (
+	runUsage         = "run APP[@BRANCH] [--node NAME | --all-nodes] SCRIPT [ARG...]"
+	appsUsage        = "apps [--json]"
+	destroyUsage     = "destroy APP[@BRANCH] --confirm APP [--with-data]"
+	configUsage      = "config APP[@BRANCH]"
+	configSetUsage   = "config:set APP[@BRANCH] KEY=VALUE..."
+	configUnsetUsage = "config:unset APP[@BRANCH] KEY..."
+	disableUsage     = "disable APP[@BRANCH]"
+	enableUsage      = "enable APP[@BRANCH]"
+)
+
+// runCommand is Silver Lining's `silver run`: a script of the live release
+// on one node (the services node unless told otherwise), as the app runs.
+func (s *Server) runCommand(c *call) int {
+	args := c.args[1:]
+	if len(args) == 0 {
+		return c.fail("usage: %s", runUsage)
+	}
+	t, ok := s.appTarget(c, args[0])
+	if !ok {
+		return 1
+	}
+	args = args[1:]
+	node, all := "", false
+	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+		switch {
+		case args[0] == "--all-nodes":
+			all, args = true, args[1:]
+		case args[0] == "--node" && len(args) > 1:
+			node, args = args[1], args[2:]
+		default:
+			return c.fail("unknown option %q; usage: %s", args[0], runUsage)
+		}
+	}
+	if len(args) == 0 || (all && node != "") {
+		return c.fail("usage: %s", runUsage)
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	switch {
+	case node != "":
+		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })
+		if i < 0 {
+			return c.fail("there is no node %q; see `nodes list`", node)
+		}
+		targets = targets[i : i+1]
+	case !all:
+		// The services node: where the app's databases are closest.
+		i := max(slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Services }), 0)
+		targets = targets[i : i+1]
+	}
+
+	var ctx context.Context = c.sess.Context()
+	var term *nodes.Terminal
+	if ptyReq, winCh, isPty := c.sess.Pty(); isPty {
+		resize := make(chan [2]int)
+		go func() {
+			defer close(resize)
+			for w := range winCh {
+				select {
+				case resize <- [2]int{w.Width, w.Height}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+		term = &nodes.Terminal{Term: ptyReq.Term, Width: ptyReq.Window.Width, Height: ptyReq.Window.Height, Resize: resize}
+	} else if s.cfg.RunTimeout > 0 {
+		// A script nobody watches must end; an interactive one is the
+		// person's to stop.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, s.cfg.RunTimeout)
+		defer cancel()
+	}
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("script", args[0]).Int("args", len(args)-1).Msg("run")
+	code := 0
+	for _, n := range targets {
+		stdout, stderr := c.stdout(), c.stderr()
+		var w *prefixedLines
+		if all {
+			w = &prefixedLines{prefix: fmt.Sprintf("%-8s ", n.Name), out: &lockedWriter{w: c.stdout()}}
+			stdout, stderr = w, w
+		}
+		got, err := s.fleet.RunScript(ctx, n, t.app, t.instance, args[0], args[1:], c.sess, stdout, stderr, term)
+		if w != nil {
+			w.flush()
+		}
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return c.fail("%s ran longer than run_timeout (%s) and was stopped", args[0], s.cfg.RunTimeout)
+		case ctx.Err() != nil:
+			return 130
+		case err != nil:
+			return c.fail("%v", err)
+		}
+		if code == 0 {
+			code = got
+		}
+	}
+	return code
+}
+
+// prefixedLines labels each line written to it with a node's name.
+type prefixedLines struct {
+	prefix string
+	out    *lockedWriter
+	buf    []byte
+}
+
+func (p *prefixedLines) Write(b []byte) (int, error) {
+	p.buf = append(p.buf, b...)
+	for {
+		i := slices.Index(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		p.out.printf("%s%s\n", p.prefix, p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+}
+
+func (p *prefixedLines) flush() {
+	if len(p.buf) > 0 {
+		p.out.printf("%s%s\n", p.prefix, p.buf)
+		p.buf = nil
+	}
+}
+
+// appInstances lists the instances of app that have releases.
+func (s *Server) appInstances(app string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(s.cfg.releasesDir(), app))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, e.Name())
+		}
+	}
+	return out, nil
+}
+
+func (s *Server) appsCommand(c *call) int {
+	asJSON := false
+	switch {
+	case len(c.args) == 2 && c.args[1] == "--json":
+		asJSON = true
+	case len(c.args) != 1:
+		return c.fail("usage: %s", appsUsage)
+	}
+	entries, err := os.ReadDir(s.cfg.reposDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return c.fail("cannot list the apps; tell the operator")
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	type instanceRow struct {
+		App      string   `json:"app"`
+		Instance string   `json:"instance"`
+		Location string   `json:"location"`
+		Live     string   `json:"live"`
+		Nodes    int      `json:"nodes"`
+		Services []string `json:"services"`
+		Files    string   `json:"files,omitempty"`
+	}
+	var rows []instanceRow
+	for _, e := range entries {
+		app, isRepo := strings.CutSuffix(e.Name(), ".git")
+		if !isRepo || !c.key.CanAccessApp(app) {
+			continue
+		}
+		instances, err := s.appInstances(app)
+		if err != nil {
+			return c.fail("cannot read the releases of %s; tell the operator", app)
+		}
+		if len(instances) == 0 {
+			rows = append(rows, instanceRow{App: app, Live: "never deployed", Services: []string{}})
+		}
+		for _, inst := range instances {
+			row := instanceRow{App: app, Instance: inst, Services: []string{}}
+			if spec, ok, err := s.lastSpec(app, inst); err == nil && ok {
+				row.Location = "http://" + spec.Locations[0].String()
+				row.Services = append(row.Services, spec.Services...)
+			}
+			live := map[int]int{}
+			for _, r := range s.fleet.Releases(c.sess.Context(), targets, app, inst) {
+				if r.Err == nil && r.Current > 0 {
+					live[r.Current]++
+					row.Nodes++
+				}
+			}
+			var parts []string
+			for n, count := range live {
+				parts = append(parts, fmt.Sprintf("v%d on %d", n, count))
+			}
+			sort.Strings(parts)
+			row.Live = strings.Join(parts, ", ")
+			if row.Live == "" {
+				row.Live = "none"
+			}
+			if slices.Contains(row.Services, "files") && len(targets) > 1 {
+				row.Files = "per node: each node has its own files directory"
+			}
+			rows = append(rows, row)
+		}
+	}
+	if asJSON {
+		if rows == nil {
+			rows = []instanceRow{}
+		}
+		enc := json.NewEncoder(c.stdout())
+		enc.SetIndent("", "  ")
+		return boolCode(enc.Encode(rows) != nil)
+	}
+	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "APP\tINSTANCE\tLOCATION\tLIVE\tNODES\tSERVICES")
+	for _, r := range rows {
+		services := strings.Join(r.Services, ",")
+		if r.Files != "" {
+			services += " (files: per node)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.App, r.Instance, r.Location, r.Live, r.Nodes, services)
+	}
+	tw.Flush()
+	return 0
+}
+
+func boolCode(failed bool) int {
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+// destroyCommand removes an instance (APP@BRANCH) or a whole app (APP:
+// every instance, its repository, its history and config) from every node
+// and the receiver.
+func (s *Server) destroyCommand(c *call) int {
+	args := c.args[1:]
+	withData := slices.Contains(args, "--with-data")
+	args = slices.DeleteFunc(args, func(a string) bool { return a == "--with-data" })
+	if len(args) != 3 || args[1] != "--confirm" {
+		return c.fail("usage: %s", destroyUsage)
+	}
+	t, ok := s.appTarget(c, args[0])
+	if !ok {
+		return 1
+	}
+	if args[2] != t.app {
+		return c.fail("--confirm %s does not name the app; nothing was destroyed", args[2])
+	}
+	whole := !strings.Contains(args[0], "@")
+	ctx := c.sess.Context()
+	out := hooks.NewProgress(c.stderr())
+	release, err := s.locks.acquire(ctx, t.app, &lockHolder{user: c.key.Name, branch: t.branch, commit: "destroy"}, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
+		out.Step("waiting for %s to finish", h)
+	})
+	if err != nil {
+		return c.fail("%s is busy: %v", t.app, err)
+	}
+	defer release()
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	instances := []string{t.instance}
+	if whole {
+		if instances, err = s.appInstances(t.app); err != nil {
+			return c.fail("cannot read the releases of %s; tell the operator", t.app)
+		}
+	}
+	for _, inst := range instances {
+		out.Step("Destroying %s/%s on %d node%s", t.app, inst, len(targets), plural(len(targets)))
+		if err := s.fleet.Destroy(ctx, targets, t.app, inst); err != nil {
+			out.Error("%v", err)
+			return c.fail("%s/%s was not destroyed everywhere; fix the node and run destroy again", t.app, inst)
+		}
+		if err := os.RemoveAll(filepath.Join(s.cfg.releasesDir(), t.app, inst)); err != nil {
+			return c.fail("cannot remove the history of %s/%s; tell the operator", t.app, inst)
+		}
+		if err := s.config.remove(t.app, inst); err != nil {
+			return c.fail("cannot remove the config of %s/%s; tell the operator", t.app, inst)
+		}
+	}
+	if withData {
+		out.Detail("no service data to remove: services are not provisioned yet")
+	}
+	if whole {
+		for _, p := range []string{filepath.Join(s.cfg.releasesDir(), t.app), s.repos.path(t.app)} {
+			if err := os.RemoveAll(p); err != nil {
+				return c.fail("cannot remove %s; tell the operator", p)
+			}
+		}
+		s.config.remove(t.app, "")
+		out.Done("%s is destroyed: its instances, repository, history and config are gone", t.app)
+	} else {
+		out.Done("%s is destroyed on every node; the repository keeps branch %s", t, t.branch)
+	}
+	c.log.Info().Str("app", t.app).Strs("instances", instances).Bool("whole", whole).Msg("destroyed")
+	return 0
+}
+
+func (s *Server) configCommand(c *call) int {
+	if len(c.args) != 2 {
+		return c.fail("usage: %s", configUsage)
+	}
+	t, ok := s.appTarget(c, c.args[1])
+	if !ok {
+		return 1
+	}
+	operator, err := s.config.get(t.app, t.instance)
+	if err != nil {
+		return c.fail("cannot read the config of %s; tell the operator", t)
+	}
+	spec, _, err := s.lastSpec(t.app, t.instance)
+	if err != nil {
+		return c.fail("cannot read the newest release of %s; tell the operator", t)
+	}
+	// Names and where they come from; values are never shown.
+	fromOperator := map[string]bool{}
+	for k := range operator {
+		fromOperator["CONFIG_"+envKey(k)] = true
+	}
+	var names []string
+	for k := range spec.Env {
+		if strings.HasPrefix(k, "CONFIG_") {
+			names = append(names, k)
+		}
+	}
+	for k := range fromOperator {
+		if _, ok := spec.Env[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	sort.Strings(names)
+	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tSET BY")
+	for _, k := range names {
+		by := "app.ini"
+		if fromOperator[k] {
+			by = "config:set"
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", k, by)
+	}
+	tw.Flush()
+	return 0
+}
+
+func (s *Server) configSetCommand(c *call) int {
+	if len(c.args) < 3 {
+		return c.fail("usage: %s", configSetUsage)
+	}
+	values, err := parseAssignments(c.args[2:])
+	if err != nil {
+		return c.fail("%v; usage: %s", err, configSetUsage)
+	}
+	return s.changeConfig(c, c.args[1], func(m map[string]string) []string {
+		var keys []string
+		for k, v := range values {
+			m[k] = v
+			keys = append(keys, k)
+		}
+		return keys
+	})
+}
+
+func (s *Server) configUnsetCommand(c *call) int {
+	if len(c.args) < 3 {
+		return c.fail("usage: %s", configUnsetUsage)
+	}
+	for _, k := range c.args[2:] {
+		if !configKey.MatchString(k) {
+			return c.fail("%q is not a config key; usage: %s", k, configUnsetUsage)
+		}
+	}
+	return s.changeConfig(c, c.args[1], func(m map[string]string) []string {
+		for _, k := range c.args[2:] {
+			delete(m, k)
+		}
+		return c.args[2:]
+	})
+}
+
+// changeConfig applies change to the instance's operator config and
+// restarts the instance with it: a new release of the same commit, through
+// the normal health-checked two-phase switch. If that fails, the change is
+// taken back.
+func (s *Server) changeConfig(c *call, arg string, change func(map[string]string) []string) int {
+	t, ok := s.appTarget(c, arg)
+	if !ok {
+		return 1
+	}
+	ctx := c.sess.Context()
+	out := hooks.NewProgress(c.stderr())
+	release, err := s.locks.acquire(ctx, t.app, &lockHolder{user: c.key.Name, branch: t.branch, commit: "config"}, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
+		out.Step("waiting for %s to finish", h)
+	})
+	if err != nil {
+		return c.fail("%s is busy: %v", t.app, err)
+	}
+	defer release()
+	last, previous, ok, err := s.history.Last(t.app, t.instance)
+	if err != nil || !ok {
+		return c.fail("%s has no release to restart; push it first", t)
+	}
+	before, err := s.config.get(t.app, t.instance)
+	if err != nil {
+		return c.fail("cannot read the config of %s; tell the operator", t)
+	}
+	var keys []string
+	if err := s.config.update(t.app, t.instance, func(m map[string]string) { keys = change(m) }); err != nil {
+		return c.fail("cannot save the config of %s; tell the operator", t)
+	}
+	sort.Strings(keys)
+	// Names only: the values are secrets as often as not.
+	out.Step("%s: config %s changed by %s; restarting as v%d", t, strings.Join(keys, ", "), c.key.Name, last.Number+1)
+	start := time.Now()
+	err = s.restart(ctx, c, t, last, previous, out, start)
+	if err != nil {
+		_ = s.config.update(t.app, t.instance, func(m map[string]string) {
+			clear(m)
+			for k, v := range before {
+				m[k] = v
+			}
+		})
+		out.Error("%v", err)
+		out.Error("The config change was taken back; every node keeps its release.")
+		return 1
+	}
+	return 0
+}
+
+// restart deploys the commit of the instance's newest release again as a
+// new release: the same files (nothing is uploaded), a new spec.
+func (s *Server) restart(ctx context.Context, c *call, t target, last builder.Record, previous builder.Manifest, out *hooks.Progress, start time.Time) error {
+	r, err := builder.Build(ctx, builder.Input{
+		Git:       builder.Git{Dir: s.repos.path(t.app)},
+		App:       t.app,
+		Instance:  t.instance,
+		Branch:    last.Branch,
+		Commit:    last.Commit,
+		Pusher:    c.key.Name,
+		Number:    last.Number + 1,
+		Previous:  previous,
+		SizeLimit: s.cfg.ReleaseSizeLimit,
+	}, out)
+	if err != nil {
+		return err
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return fmt.Errorf("cannot read the node inventory; tell the operator")
+	}
+	return s.goLive(ctx, c.log, []*builder.Release{r}, targets, out, start)
+}
+
+func (s *Server) disableCommand(c *call) int { return s.setDisabled(c, true) }
+func (s *Server) enableCommand(c *call) int  { return s.setDisabled(c, false) }
+
+func (s *Server) setDisabled(c *call, disabled bool) int {
+	usage := enableUsage
+	if disabled {
+		usage = disableUsage
+	}
+	if len(c.args) != 2 {
+		return c.fail("usage: %s", usage)
+	}
+	t, ok := s.appTarget(c, c.args[1])
+	if !ok {
+		return 1
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return c.fail("cannot read the node inventory; tell the operator")
+	}
+	if err := s.fleet.SetDisabled(c.sess.Context(), targets, t.app, t.instance, disabled); err != nil {
+		return c.fail("%v", err)
+	}
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Bool("disabled", disabled).Msg("disable")
+	if disabled {
+		fmt.Fprintf(c.stdout(), "%s is disabled: it answers 503 on %d node%s until `enable %s`\n", t, len(targets), plural(len(targets)), t)
+	} else {
+		fmt.Fprintf(c.stdout(), "%s is enabled again on %d node%s\n", t, len(targets), plural(len(targets)))
+	}
+	return 0
+}
