@@ -321,42 +321,11 @@ func parseProbe(t *testing.T, body []byte) probeAnswer {
 }
 
 func TestReleaseRuntimeOnTestNode(t *testing.T) {
-	testbed.Require(t)
-	requireRuntimeStack(t)
-	bed := testbed.New(t, testbed.Options{Prefix: "rt", Subnet: "10.77.241.0/24", Count: 1})
-	n := &rtNode{t: t, bed: bed, node: bed.Nodes[0], rt: SystemRuntime()}
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		n.t = t
-		out, _ := n.exec("sh", "-c", "tail -n 40 /var/log/gitreceive/emperor.log; tail -n 30 /var/log/gitreceive/apps/*/*/app.log; ls -la /etc/gitreceive/vassals /run/gitreceive/sockets; ps -eo user,pid,ppid,args | grep '[u]wsgi'")
-		t.Logf("node state:\n%s", out)
-	})
-
-	start := time.Now()
-	if err := serverfiles.Extract(filepath.Join(n.node.Dir, "srv", strings.TrimPrefix(rtSetupDir, "/srv/"))); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := n.exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(n.node.Dir, "srv", strings.TrimPrefix(rtHelperPath, "/srv/")), bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	n := setupRuntimeNode(t, "rt", "10.77.241.0/24")
 	appUID, err := strconv.Atoi(n.mustExec("id", "-u", n.rt.AppUser))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("node set up in %s", time.Since(start).Round(time.Millisecond))
 
 	// The sockets' directory as setup leaves it: the app user creates
 	// sockets, nginx's group reaches them, nobody else.

@@ -620,8 +620,20 @@ func DemoteRelease(ctx context.Context, rt Runtime, app, instance string, n int)
 	if strings.Contains(text, demoteMarker) {
 		return nil
 	}
+	before, err := os.Stat(vassal)
+	if err != nil {
+		return err
+	}
 	if err := writeFileAtomic(vassal, []byte(text+demoteBlock), 0o644, -1, -1); err != nil {
 		return fmt.Errorf("writing the vassal file %s: %w", vassal, err)
+	}
+	// The emperor notices a changed vassal by its mtime in whole seconds:
+	// a demote within the second the vassal was written would go unseen.
+	if now := time.Now(); now.Unix() <= before.ModTime().Unix() {
+		later := before.ModTime().Truncate(time.Second).Add(time.Second)
+		if err := os.Chtimes(vassal, later, later); err != nil {
+			return fmt.Errorf("touching the vassal file %s: %w", vassal, err)
+		}
 	}
 	ringEmperor(ctx, rt.EmperorStats)
 	return nil
