@@ -8,11 +8,13 @@ LDFLAGS   := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 60s
 
-# What the receiver needs at run time, and what the tests need on top
-# (the test bed's nodes run sshd in network namespaces: iproute2, util-linux).
+# What the receiver needs at run time, and what the tests need on top (the
+# test bed's nodes run sshd in network namespaces: iproute2, util-linux; they
+# see the host's packages beneath their overlays, so the node stack and the
+# interpreters `run` uses are installed here too).
 RUN_PKGS  := git
-TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash \
-             nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php
+TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash procps \
+             nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3 php-cli
 TESTBED_PREFIX ?= gr
 TESTBED_ARGS   ?= --subnet 10.77.0.0/24 --count 3
 

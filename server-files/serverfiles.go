@@ -34,8 +34,9 @@ const (
 )
 
 // Stack is the node's Debian packages, the ones update-server-script.sh
-// always installs (a test keeps the two lists equal). Do not modify.
-var Stack = []string{"nginx", "uwsgi-core", "uwsgi-emperor", "uwsgi-plugin-python3", "uwsgi-plugin-php"}
+// always installs (a test keeps the two lists equal). python3 itself, not
+// only uWSGI's libpython: `run` and update_fetch run .py scripts with it.
+var Stack = []string{"nginx", "uwsgi-core", "uwsgi-emperor", "uwsgi-plugin-python3", "uwsgi-plugin-php", "python3"}
 
 // all: so that a file starting with "." or "_" in serverroot/ is never
 // silently left out.

@@ -16,7 +16,7 @@ export LC_ALL=C
 PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 # Keep in sync with serverfiles.Stack (a test compares them).
-STACK=(nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php)
+STACK=(nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3)
 
 APP_USER=gitreceive-app
 APP_HOME=/srv/gitreceive
