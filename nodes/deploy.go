@@ -73,16 +73,31 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(N
 		return nil, err
 	}
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes))}
-	reports := make([]Report, len(nodes))
-	forEachNode(nodes, func(i int, n Node) {
+	err = f.phase1(ctx, p, ready, func(c *conn) (int, Report, error) {
+		prev, rep, err := upload(ctx, c, r, version)
+		if err == nil {
+			err = start(ctx, c, r, false, func(line string) { say(c.node, line) })
+		}
+		return prev, rep, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// phase1 runs prepareNode on every node of p (in parallel, bounded),
+// recording each node's connection and previous release, and reports each
+// outcome to ready. If any node failed, or ctx ended, it undoes p and
+// returns an error naming every node that failed.
+func (f *Fleet) phase1(ctx context.Context, p *Prepared, ready func(Report), prepareNode func(c *conn) (prev int, rep Report, err error)) error {
+	reports := make([]Report, len(p.nodes))
+	forEachNode(p.nodes, func(i int, n Node) {
 		began := time.Now()
 		c, err := f.connect(ctx, n)
 		if err == nil {
 			p.deploys[i].conn = c
-			p.deploys[i].prev, reports[i], err = upload(ctx, c, r, version)
-		}
-		if err == nil {
-			err = start(ctx, c, r, false, func(line string) { say(n, line) })
+			p.deploys[i].prev, reports[i], err = prepareNode(c)
 		}
 		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(began)
 		ready(reports[i])
@@ -96,11 +111,11 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(N
 	if len(failed) > 0 || ctx.Err() != nil {
 		p.Undo(ctx)
 		if len(failed) == 0 {
-			return nil, ctx.Err()
+			return ctx.Err()
 		}
-		return nil, errors.New(strings.Join(failed, "; "))
+		return errors.New(strings.Join(failed, "; "))
 	}
-	return p, nil
+	return nil
 }
 
 // Switch is phase 2: it points every node of every prepared release at

@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
-	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
@@ -20,33 +18,15 @@ import (
 func (f *Fleet) Activate(ctx context.Context, nodes []Node, app, instance string, n int, say func(Node, string), ready func(Report)) error {
 	r := Release{App: app, Instance: instance, Number: n}
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes)), existing: true}
-	reports := make([]Report, len(nodes))
-	forEachNode(nodes, func(i int, node Node) {
-		began := time.Now()
-		c, err := f.connect(ctx, node)
-		if err == nil {
-			p.deploys[i].conn = c
-			var cur InstanceReleases
-			if cur, err = releasesOn(ctx, c, app, instance); err == nil {
-				p.deploys[i].prev = cur.Current
-				err = start(ctx, c, r, true, func(line string) { say(node, line) })
-			}
+	err := f.phase1(ctx, p, ready, func(c *conn) (int, Report, error) {
+		cur, err := releasesOn(ctx, c, app, instance)
+		if err != nil {
+			return 0, Report{}, err
 		}
-		reports[i] = Report{Node: node, Err: err, Duration: time.Since(began)}
-		ready(reports[i])
+		return cur.Current, Report{}, start(ctx, c, r, true, func(line string) { say(c.node, line) })
 	})
-	var failed []string
-	for _, rep := range reports {
-		if rep.Err != nil {
-			failed = append(failed, rep.Err.Error())
-		}
-	}
-	if len(failed) > 0 || ctx.Err() != nil {
-		p.Undo(ctx)
-		if len(failed) == 0 {
-			return ctx.Err()
-		}
-		return errors.New(strings.Join(failed, "; "))
+	if err != nil {
+		return err
 	}
 	return f.Switch(ctx, p)
 }

@@ -56,8 +56,7 @@ func routeHelper(helper, args string) int {
 
 // Where the test puts things inside the node (its /srv is NODE.Dir/srv).
 const (
-	e2eSetupDir = "/srv/gitreceive-setup"
-	e2eHelper   = "/srv/gitreceive-agent.test"
+	e2eHelper = "/srv/gitreceive-agent.test"
 )
 
 // requireNginxStack skips (fails with CI=true) without the node stack on
@@ -325,23 +324,7 @@ func TestRouteOnTestNode(t *testing.T) {
 
 	// The node as `nodes setup` leaves it: nginx running with the catch-all.
 	start := time.Now()
-	if err := serverfiles.Extract(filepath.Join(n.node.Dir, "srv", strings.TrimPrefix(e2eSetupDir, "/srv/"))); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := n.exec("env", "SERVERROOT="+e2eSetupDir+"/"+serverfiles.RootName, "bash", e2eSetupDir+"/"+serverfiles.ScriptName); err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(n.node.Dir, "srv", strings.TrimPrefix(e2eHelper, "/srv/")), bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	setUpTestNode(t, n.node, n.exec, e2eHelper)
 	n.expect(http.MethodGet, "shop.test", "/", catchAll)
 	for _, v := range []int{1, 2} {
 		n.release("shop", "main", v)

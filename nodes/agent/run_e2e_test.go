@@ -21,7 +21,6 @@ import (
 	"unsafe"
 
 	"github.com/gitreceive/gitreceive/nodes/testbed"
-	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
 // runArgs are RunScript's (DestroyInstance's) arguments for the helper
@@ -195,23 +194,7 @@ func setupRuntimeNode(t *testing.T, prefix, subnet string) *rtNode {
 		t.Logf("node state:\n%s", out)
 	})
 	start := time.Now()
-	if err := serverfiles.Extract(filepath.Join(n.node.Dir, "srv", strings.TrimPrefix(rtSetupDir, "/srv/"))); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := n.exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(n.node.Dir, "srv", strings.TrimPrefix(rtHelperPath, "/srv/")), bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	setUpTestNode(t, n.node, n.exec, rtHelperPath)
 	t.Logf("node set up in %s", time.Since(start).Round(time.Millisecond))
 	return n
 }

@@ -79,6 +79,31 @@ const (
 )
 
 // rtNode is the set-up test node the runtime tests start releases on.
+// setUpTestNode leaves node as `nodes setup` would (server-files' script
+// run inside it: nginx and the emperor up) and copies this test binary to
+// helperPath inside it, where exec (running a command in the node) can
+// start it: the binary lives in the host's /tmp, which nodes do not see.
+func setUpTestNode(t *testing.T, node *testbed.Node, exec func(args ...string) (string, error), helperPath string) {
+	t.Helper()
+	if err := serverfiles.Extract(filepath.Join(node.Dir, "srv", strings.TrimPrefix(rtSetupDir, "/srv/"))); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(node.Dir, "srv", strings.TrimPrefix(helperPath, "/srv/")), bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 type rtNode struct {
 	t    *testing.T
 	bed  *testbed.Bed
