@@ -11,10 +11,13 @@ FUZZTIME  ?= 60s
 # What the receiver needs at run time, and what the tests need on top (the
 # test bed's nodes run sshd in network namespaces: iproute2, util-linux; they
 # see the host's packages beneath their overlays, so the node stack and the
-# interpreters `run` uses are installed here too).
+# interpreters `run` uses are installed here too, and so are the services' servers and the
+# client libraries of examples/servicesapp: each test node starts its own servers).
 RUN_PKGS  := git
 TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash procps \
-             nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3 php-cli
+             nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3 php-cli \
+             postgresql postgresql-15-postgis-3 mariadb-server mariadb-client redis-server redis-tools \
+             python3-psycopg2 python3-pymysql python3-redis
 TESTBED_PREFIX ?= gr
 TESTBED_ARGS   ?= --subnet 10.77.0.0/24 --count 3
 
@@ -58,6 +61,10 @@ fuzz:
 	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./builder/appconfig
 	$(GO) test -run=NONE -fuzz='^FuzzAssembleContents$$' -fuzztime=$(FUZZTIME) ./nodes/agent
 	$(GO) test -run=NONE -fuzz='^FuzzSpec$$' -fuzztime=$(FUZZTIME) ./nodes/agent
+	$(GO) test -run=NONE -fuzz='^FuzzCheckBranchName$$' -fuzztime=$(FUZZTIME) ./receiver
+	$(GO) test -run=NONE -fuzz='^FuzzRedisBackup$$' -fuzztime=$(FUZZTIME) ./services
+	$(GO) test -run=NONE -fuzz='^FuzzRESPReply$$' -fuzztime=$(FUZZTIME) ./services
+	$(GO) test -run=NONE -fuzz='^FuzzFilesBackup$$' -fuzztime=$(FUZZTIME) ./services
 
 bench: deps-test
 	@./.ci/apt-ensure rsync

@@ -44,18 +44,34 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 		return err
 	}
 	if !n.Local {
-		var got bytes.Buffer
-		_ = c.run(ctx, nil, &got, nil, AgentPath, "version")
-		if have := strings.TrimSpace(got.String()); have == version {
-			fmt.Fprintf(w, "agent: %s, current\n", version)
-		} else {
-			if err := installAgent(ctx, c); err != nil {
-				return fmt.Errorf("installing the agent: %w", err)
-			}
+		installed, err := ensureAgent(ctx, c, version)
+		if err != nil {
+			return err
+		}
+		if installed {
 			fmt.Fprintf(w, "agent: installed %s at %s\n", version, AgentPath)
+		} else {
+			fmt.Fprintf(w, "agent: %s, current\n", version)
 		}
 	}
 	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node", "setup"}, packages...)...)
+}
+
+// ensureAgent installs this binary as c's agent unless the node has this
+// version already; it says whether it installed.
+func ensureAgent(ctx context.Context, c *conn, version string) (bool, error) {
+	if c.node.Local {
+		return false, nil
+	}
+	var got bytes.Buffer
+	_ = c.run(ctx, nil, &got, nil, AgentPath, "version")
+	if strings.TrimSpace(got.String()) == version {
+		return false, nil
+	}
+	if err := installAgent(ctx, c); err != nil {
+		return false, fmt.Errorf("installing the agent: %w", err)
+	}
+	return true, nil
 }
 
 // lineWriter calls line with each whole line written to it (without the

@@ -38,6 +38,9 @@ func init() {
 		"config:unset":     {usage: configUnsetUsage, summary: "remove config values and restart the instance without them", pty: true, run: (*Server).configUnsetCommand},
 		"disable":          {usage: disableUsage, summary: "answer 503 for an instance (kept through deploys) until enabled", pty: true, run: (*Server).disableCommand},
 		"enable":           {usage: enableUsage, summary: "serve a disabled instance again", pty: true, run: (*Server).enableCommand},
+		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", run: (*Server).backupCommand},
+		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", run: (*Server).restoreCommand},
+		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, run: (*Server).clearCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}

@@ -46,7 +46,11 @@ type Config struct {
 	KeepReleases int
 	// RunTimeout stops a `run` without a terminal (0: never).
 	RunTimeout time.Duration
-	Version    string
+	// StagingBranches are globs of the branches (other than main and
+	// master) deployed as staging instances; nil deploys every branch,
+	// empty none. An app's [staging] branches can only narrow it.
+	StagingBranches []string
+	Version         string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -63,6 +67,12 @@ func ResolveDataDir(flagValue string) string {
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the
 // environment and the flag value for listen (empty when not given).
 func LoadConfig(dataDir, listenFlag string) (Config, error) {
+	// The hook socket's path and git's HOME are handed to processes that
+	// run in a repository's directory: a relative data dir would not
+	// resolve there, and every push would fail to reach the daemon.
+	if abs, err := filepath.Abs(dataDir); err == nil {
+		dataDir = abs
+	}
 	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
 		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout}
 	path := filepath.Join(dataDir, ConfigFileName)
@@ -103,6 +113,13 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 				return c, fmt.Errorf("%s: run_timeout = %q is not a duration such as 1h (0 for none)", path, k.String())
 			}
 			c.RunTimeout = d
+		}
+		if k := sec.Key("staging_branches"); k.String() != "" {
+			globs, err := parseBranchGlobs(k.String())
+			if err != nil {
+				return c, fmt.Errorf("%s: staging_branches: %w", path, err)
+			}
+			c.StagingBranches = globs
 		}
 		if k := sec.Key("keep_releases"); k.String() != "" {
 			n, err := k.Int()

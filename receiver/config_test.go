@@ -90,3 +90,16 @@ func TestAppFromRepoArg(t *testing.T) {
 		}
 	}
 }
+
+// A relative data dir is made absolute: the hook socket's path and git's
+// HOME are used by processes running in a repository's directory.
+func TestLoadConfigMakesDataDirAbsolute(t *testing.T) {
+	t.Chdir(t.TempDir())
+	c, err := LoadConfig("data", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !filepath.IsAbs(c.DataDir) || filepath.Base(c.DataDir) != "data" || !filepath.IsAbs(c.hookSocket()) {
+		t.Fatalf("DataDir = %q, hook socket %q", c.DataDir, c.hookSocket())
+	}
+}

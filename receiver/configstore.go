@@ -12,24 +12,33 @@ import (
 	"sync"
 )
 
-// configStore keeps the values operators set with config:set, per
-// instance, in DATA/config/APP/INSTANCE.json (0600). They are merged over
-// app.ini's config.* into the app's CONFIG_* variables and never shown.
-type configStore struct {
+// instanceStore keeps one JSON object of V per instance, in
+// DIR/APP/INSTANCE.json (0600), for what must survive restarts and never be
+// shown: the values operators set with config:set (merged over app.ini's
+// config.* into the app's CONFIG_* variables), and the credentials of the
+// instance's services.
+type instanceStore[V any] struct {
 	dir string
 	mu  sync.Mutex // read-modify-write from concurrent commands
 }
 
+// configStore holds config:set values.
+type configStore = instanceStore[string]
+
 var configKey = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.-]{0,63}$`)
 
-func (cs *configStore) path(app, instance string) string {
-	return filepath.Join(cs.dir, app, instance+".json")
+func (st *instanceStore[V]) path(app, instance string) string {
+	return filepath.Join(st.dir, app, instance+".json")
 }
 
 // get returns the instance's values (none: an empty map).
-func (cs *configStore) get(app, instance string) (map[string]string, error) {
-	values := map[string]string{}
-	data, err := os.ReadFile(cs.path(app, instance))
+func (st *instanceStore[V]) get(app, instance string) (map[string]V, error) {
+	return readValues[V](st.path(app, instance))
+}
+
+func readValues[V any](path string) (map[string]V, error) {
+	values := map[string]V{}
+	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return values, nil
 	}
@@ -37,21 +46,24 @@ func (cs *configStore) get(app, instance string) (map[string]string, error) {
 		return nil, err
 	}
 	if err := json.Unmarshal(data, &values); err != nil {
-		return nil, fmt.Errorf("%s: %w", cs.path(app, instance), err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return values, nil
 }
 
-// update changes the instance's values and writes them atomically.
-func (cs *configStore) update(app, instance string, change func(map[string]string)) error {
-	cs.mu.Lock()
-	defer cs.mu.Unlock()
-	values, err := cs.get(app, instance)
+// update changes the instance's values and writes them atomically; an
+// error from change leaves them as they were.
+func (st *instanceStore[V]) update(app, instance string, change func(map[string]V) error) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	values, err := st.get(app, instance)
 	if err != nil {
 		return err
 	}
-	change(values)
-	path := cs.path(app, instance)
+	if err := change(values); err != nil {
+		return err
+	}
+	path := st.path(app, instance)
 	if len(values) == 0 {
 		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
@@ -71,12 +83,30 @@ func (cs *configStore) update(app, instance string, change func(map[string]strin
 	return os.Rename(path+".tmp", path)
 }
 
-// remove forgets an instance's values, or an app's with instance "".
-func (cs *configStore) remove(app, instance string) error {
-	if instance == "" {
-		return os.RemoveAll(filepath.Join(cs.dir, app))
+// all returns every instance's values (of every app), for choices that
+// must differ between instances. The caller holds mu.
+func (st *instanceStore[V]) all() ([]map[string]V, error) {
+	files, err := filepath.Glob(filepath.Join(st.dir, "*", "*.json"))
+	if err != nil {
+		return nil, err
 	}
-	err := os.Remove(cs.path(app, instance))
+	var out []map[string]V
+	for _, f := range files {
+		values, err := readValues[V](f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, values)
+	}
+	return out, nil
+}
+
+// remove forgets an instance's values, or an app's with instance "".
+func (st *instanceStore[V]) remove(app, instance string) error {
+	if instance == "" {
+		return os.RemoveAll(filepath.Join(st.dir, app))
+	}
+	err := os.Remove(st.path(app, instance))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

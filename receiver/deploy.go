@@ -1,11 +1,13 @@
 package receiver
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,6 +29,11 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 	if err != nil {
 		return err
 	}
+	if opts.seedFrom != "" && !slices.ContainsFunc(p.Updates, func(u hooks.RefUpdate) bool {
+		return u.Branch() != "" && !isProductionBranch(u.Branch()) && !u.IsDelete()
+	}) {
+		return fmt.Errorf("push option seed-from=%s seeds a new staging instance, and this push deploys none; production is never seeded", opts.seedFrom)
+	}
 	var built []*builder.Release
 	for _, u := range p.Updates {
 		branch := u.Branch()
@@ -36,11 +43,19 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 		case branch == "":
 			out.Step("%s: %s accepted; only branches deploy", p.App, u.Ref)
 		case u.IsDelete():
-			out.Step("%s: branch %s deleted; nothing deployed from it", p.App, branch)
+			if err := s.removeBranch(ctx, p, branch, out); err != nil {
+				return err
+			}
+		case s.stagingRefusal(branch, nil) != "":
+			out.Step("%s: branch %s accepted, not deployed: %s", p.App, branch, s.stagingRefusal(branch, nil))
 		default:
 			r, err := s.build(ctx, p, branch, u.New, out)
 			if err != nil {
 				return err
+			}
+			if why := s.stagingRefusal(branch, r.Config.Staging.Branches); why != "" {
+				out.Step("%s: branch %s accepted, not deployed: %s", p.App, branch, why)
+				continue
 			}
 			built = append(built, r)
 		}
@@ -58,7 +73,7 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 		if len(targets) < len(all) {
 			out.Step("Skipping %d of %d nodes (push option skip-node)", len(all)-len(targets), len(all))
 		}
-		if err := s.goLive(ctx, p.log, built, targets, out, start); err != nil {
+		if err := s.goLive(ctx, p.log, built, targets, out, start, opts.seedFrom); err != nil {
 			return err
 		}
 	}
@@ -67,19 +82,46 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 
 // goLive prepares every built release on the targets (phase 1), then
 // switches them all at once (phase 2), records them, and says where they
-// are live: a push (or a config change) goes live whole or not at all.
-func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time) error {
-	var prepared []*nodes.Prepared
+// are live: a push (or a config change) goes live whole or not at all. A
+// new staging instance starts with a copy of seedFrom's service data
+// (seedFrom "": app.ini's [staging] seed_from, else empty).
+func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time, seedFrom string) error {
 	specs := make([]agent.Spec, len(built))
 	for i, r := range built {
 		spec, err := s.runSpec(r)
 		if err != nil {
 			log.Error().Err(err).Msg("reading the operator's config")
-			undo(ctx, prepared)
 			return fmt.Errorf("cannot read the config of %s; tell the operator", r.App)
 		}
 		specs[i] = spec
-		pr, err := s.prepare(ctx, log, r, spec, targets, out)
+	}
+	if err := s.checkLocations(built[0].App, built, specs); err != nil {
+		return err
+	}
+	var prepared []*nodes.Prepared
+	for i, r := range built {
+		_, _, exists, err := s.history.Last(r.App, r.Instance)
+		if err != nil {
+			log.Error().Err(err).Msg("reading release history")
+			return fmt.Errorf("cannot read the release history of %s; tell the operator", r.App)
+		}
+		if err := s.provision(ctx, log, r, &specs[i], targets, out); err != nil {
+			undo(ctx, prepared)
+			return err
+		}
+		if from := cmp.Or(seedFrom, r.Config.Staging.SeedFrom); from != "" && !isProductionBranch(r.Branch) {
+			if exists && seedFrom != "" {
+				out.Detail("%s already exists: not seeded from %s (only a new instance is)", instanceTarget(r.App, r.Branch), from)
+			} else if !exists {
+				err = s.seed(ctx, r, from, out)
+			}
+			if err != nil {
+				log.Warn().Err(err).Msg("seeding failed")
+				undo(ctx, prepared)
+				return err
+			}
+		}
+		pr, err := s.prepare(ctx, log, r, specs[i], targets, out)
 		if err != nil {
 			undo(ctx, prepared)
 			return err

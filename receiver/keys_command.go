@@ -18,8 +18,9 @@ const localKeysUsage = `gitreceive keys [--data DIR] list
        gitreceive keys [--data DIR] add NAME [--admin] [--apps APP,APP...] [FILE|-]
        gitreceive keys [--data DIR] remove NAME|SHA256:FINGERPRINT`
 
-// maxKeyInput bounds what is read as a public key.
-const maxKeyInput = 64 << 10
+// maxKeyInput bounds what is read as a public key: one byte more than
+// keystore accepts, so a larger input is reported as too large, not cut.
+const maxKeyInput = keystore.MaxPublicKeyInput + 1
 
 // KeysCommand runs `keys list|add|remove` for the local CLI (fromFile: a key
 // may come from a FILE argument) and over SSH (stdin only).
@@ -132,6 +133,9 @@ func addKey(store *keystore.Store, args []string, stdin io.Reader, stdout io.Wri
 	data, err := io.ReadAll(io.LimitReader(in, maxKeyInput))
 	if err != nil {
 		return fail("reading the public key: %v", err)
+	}
+	if len(data) > keystore.MaxPublicKeyInput {
+		return fail("the input is more than %d bytes, more than a public key can be; give the .pub file", keystore.MaxPublicKeyInput)
 	}
 	pub, err := keystore.ParsePublicKey(data)
 	if err != nil {

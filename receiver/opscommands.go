@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/rs/zerolog"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -17,6 +19,7 @@ import (
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/services"
 )
 
 const (
@@ -69,8 +72,11 @@ func (s *Server) runCommand(c *call) int {
 		targets = targets[i : i+1]
 	case !all:
 		// The services node: where the app's databases are closest.
-		i := max(slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Services }), 0)
-		targets = targets[i : i+1]
+		n, err := s.fleet.Inventory.ServicesNode()
+		if err != nil {
+			return c.fail("cannot read the node inventory; tell the operator")
+		}
+		targets = []nodes.Node{n}
 	}
 
 	var ctx context.Context = c.sess.Context()
@@ -191,6 +197,9 @@ func (s *Server) appsCommand(c *call) int {
 		Nodes    int      `json:"nodes"`
 		Services []string `json:"services"`
 		Files    string   `json:"files,omitempty"`
+		Branch   string   `json:"branch,omitempty"`
+		Deployed string   `json:"last_deploy,omitempty"` // RFC 3339, UTC
+		Pusher   string   `json:"pusher,omitempty"`
 	}
 	var rows []instanceRow
 	for _, e := range entries {
@@ -210,6 +219,9 @@ func (s *Server) appsCommand(c *call) int {
 			if spec, ok, err := s.lastSpec(app, inst); err == nil && ok {
 				row.Location = "http://" + spec.Locations[0].String()
 				row.Services = append(row.Services, spec.Services...)
+			}
+			if last, _, ok, err := s.history.Last(app, inst); err == nil && ok {
+				row.Branch, row.Deployed, row.Pusher = last.Branch, last.Time.UTC().Format(time.RFC3339), last.Pusher
 			}
 			live := map[int]int{}
 			for _, r := range s.fleet.Releases(c.sess.Context(), targets, app, inst) {
@@ -242,13 +254,17 @@ func (s *Server) appsCommand(c *call) int {
 		return boolCode(enc.Encode(rows) != nil)
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tINSTANCE\tLOCATION\tLIVE\tNODES\tSERVICES")
+	fmt.Fprintln(tw, "APP\tBRANCH\tLOCATION\tLIVE\tNODES\tLAST DEPLOY\tSERVICES")
 	for _, r := range rows {
 		services := strings.Join(r.Services, ",")
 		if r.Files != "" {
 			services += " (files: per node)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", r.App, r.Instance, r.Location, r.Live, r.Nodes, services)
+		deployed := r.Deployed
+		if deployed != "" {
+			deployed += " by " + r.Pusher
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.App, r.Branch, r.Location, r.Live, r.Nodes, deployed, services)
 	}
 	tw.Flush()
 	return 0
@@ -281,11 +297,9 @@ func (s *Server) destroyCommand(c *call) int {
 	whole := !strings.Contains(args[0], "@")
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
-	release, err := s.locks.acquire(ctx, t.app, &lockHolder{user: c.key.Name, branch: t.branch, commit: "destroy"}, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
-		out.Step("waiting for %s to finish", h)
-	})
-	if err != nil {
-		return c.fail("%s is busy: %v", t.app, err)
+	release, ok := s.lockForCommand(ctx, c, t, "destroy", out)
+	if !ok {
+		return 1
 	}
 	defer release()
 	targets, err := s.fleet.Inventory.Targets()
@@ -299,20 +313,9 @@ func (s *Server) destroyCommand(c *call) int {
 		}
 	}
 	for _, inst := range instances {
-		out.Step("Destroying %s/%s on %d node%s", t.app, inst, len(targets), plural(len(targets)))
-		if err := s.fleet.Destroy(ctx, targets, t.app, inst); err != nil {
-			out.Error("%v", err)
-			return c.fail("%s/%s was not destroyed everywhere; fix the node and run destroy again", t.app, inst)
+		if err := s.destroyInstance(ctx, c.log, out, targets, t.app, inst, withData); err != nil {
+			return c.fail("%v", err)
 		}
-		if err := os.RemoveAll(filepath.Join(s.cfg.releasesDir(), t.app, inst)); err != nil {
-			return c.fail("cannot remove the history of %s/%s; tell the operator", t.app, inst)
-		}
-		if err := s.config.remove(t.app, inst); err != nil {
-			return c.fail("cannot remove the config of %s/%s; tell the operator", t.app, inst)
-		}
-	}
-	if withData {
-		out.Detail("no service data to remove: services are not provisioned yet")
 	}
 	if whole {
 		for _, p := range []string{filepath.Join(s.cfg.releasesDir(), t.app), s.repos.path(t.app)} {
@@ -321,12 +324,54 @@ func (s *Server) destroyCommand(c *call) int {
 			}
 		}
 		s.config.remove(t.app, "")
+		if withData {
+			s.creds.remove(t.app, "")
+		}
 		out.Done("%s is destroyed: its instances, repository, history and config are gone", t.app)
 	} else {
 		out.Done("%s is destroyed on every node; the repository keeps branch %s", t, t.branch)
 	}
 	c.log.Info().Str("app", t.app).Strs("instances", instances).Bool("whole", whole).Msg("destroyed")
 	return 0
+}
+
+// destroyInstance removes an instance from every node, with its history
+// and config, and with withData its services' data; without, it says what
+// data is kept (a push of the same branch gets it back).
+func (s *Server) destroyInstance(ctx context.Context, log zerolog.Logger, out *hooks.Progress, targets []nodes.Node, app, instance string, withData bool) error {
+	out.Step("Destroying %s/%s on %d node%s", app, instance, len(targets), plural(len(targets)))
+	if err := s.fleet.Destroy(ctx, targets, app, instance); err != nil {
+		out.Error("%v", err)
+		return fmt.Errorf("%s/%s was not destroyed everywhere; fix the node and run destroy again", app, instance)
+	}
+	if err := os.RemoveAll(filepath.Join(s.cfg.releasesDir(), app, instance)); err != nil {
+		return fmt.Errorf("cannot remove the history of %s/%s; tell the operator", app, instance)
+	}
+	if err := s.config.remove(app, instance); err != nil {
+		return fmt.Errorf("cannot remove the config of %s/%s; tell the operator", app, instance)
+	}
+	creds, err := s.creds.get(app, instance)
+	if err != nil {
+		return fmt.Errorf("cannot read the services of %s/%s; tell the operator", app, instance)
+	}
+	names := slices.Sorted(maps.Keys(creds))
+	if len(names) > 0 && !withData {
+		out.Detail("kept the data of %s (destroy --with-data removes it)", strings.Join(names, ", "))
+		return nil
+	}
+	for _, name := range names {
+		svc, ok := services.Lookup(name)
+		if !ok {
+			continue
+		}
+		if err := s.removeServiceData(ctx, app, instance, svc, creds[name], true); err != nil {
+			log.Warn().Err(err).Str("service", name).Msg("removing service data")
+			out.Error("%v", err)
+			return fmt.Errorf("the %s data of %s/%s was not removed; fix the node and run destroy again", name, app, instance)
+		}
+		out.Detail("%-13s data and user removed", name)
+	}
+	return nil
 }
 
 func (s *Server) configCommand(c *call) int {
@@ -437,7 +482,7 @@ func (s *Server) changeConfig(c *call, arg string, change func(map[string]string
 		return c.fail("cannot read the config of %s; tell the operator", t)
 	}
 	var keys []string
-	if err := s.config.update(t.app, t.instance, func(m map[string]string) { keys = change(m) }); err != nil {
+	if err := s.config.update(t.app, t.instance, func(m map[string]string) error { keys = change(m); return nil }); err != nil {
 		return c.fail("cannot save the config of %s; tell the operator", t)
 	}
 	sort.Strings(keys)
@@ -446,11 +491,10 @@ func (s *Server) changeConfig(c *call, arg string, change func(map[string]string
 	start := time.Now()
 	err = s.restart(ctx, c, t, last, previous, out, start)
 	if err != nil {
-		_ = s.config.update(t.app, t.instance, func(m map[string]string) {
+		_ = s.config.update(t.app, t.instance, func(m map[string]string) error {
 			clear(m)
-			for k, v := range before {
-				m[k] = v
-			}
+			maps.Copy(m, before)
+			return nil
 		})
 		out.Error("%v", err)
 		out.Error("The config change was taken back; every node keeps its release.")
@@ -480,7 +524,7 @@ func (s *Server) restart(ctx context.Context, c *call, t target, last builder.Re
 	if err != nil {
 		return fmt.Errorf("cannot read the node inventory; tell the operator")
 	}
-	return s.goLive(ctx, c.log, []*builder.Release{r}, targets, out, start)
+	return s.goLive(ctx, c.log, []*builder.Release{r}, targets, out, start, "")
 }
 
 func (s *Server) disableCommand(c *call) int { return s.setDisabled(c, true) }

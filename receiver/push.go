@@ -93,6 +93,11 @@ func (s *Server) preReceive(p *Push, req hooks.Request, w io.Writer) int {
 }
 
 func (s *Server) decide(p *Push, out *hooks.Progress) error {
+	// A name that cannot be deployed is refused before the push waits for
+	// the lock. Deleting such a branch stays possible.
+	if err := checkRefUpdates(p.Updates, nil); err != nil {
+		return err
+	}
 	first := p.Updates[0]
 	holder := &lockHolder{user: p.User.Name, branch: shortRef(first.Ref), commit: first.ShortNew()}
 	release, err := s.locks.acquire(p.ctx, p.App, holder, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
@@ -109,9 +114,16 @@ func (s *Server) decide(p *Push, out *hooks.Progress) error {
 	if err := checkRefsUnmoved(p); err != nil {
 		return err
 	}
+	refs, err := listRefs(p.RepoDir)
+	if err != nil {
+		return fmt.Errorf("reading the refs of %s: %w", p.App, err)
+	}
+	if err := checkRefUpdates(p.Updates, refs); err != nil {
+		return err
+	}
 	for _, u := range p.Updates {
 		if u.IsDelete() && isProductionBranch(u.Branch()) {
-			return fmt.Errorf("deleting %s would take %s's production instance down; it is refused", u.Branch(), p.App)
+			return fmt.Errorf("deleting %s would take %s's production instance down; it is refused (to remove the app: ssh <receiver> destroy %s --confirm %s)", u.Branch(), p.App, p.App, p.App)
 		}
 	}
 	return s.preReceiveFunc(p.ctx, p, out)
@@ -140,6 +152,26 @@ func checkRefsUnmoved(p *Push) error {
 		}
 	}
 	return nil
+}
+
+// listRefs names every ref of the repository at dir (HEAD aside).
+func listRefs(dir string) ([]string, error) {
+	repo, err := git.PlainOpen(dir)
+	if err != nil {
+		return nil, err
+	}
+	iter, err := repo.References()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		if ref.Name() != plumbing.HEAD {
+			names = append(names, ref.Name().String())
+		}
+		return nil
+	})
+	return names, err
 }
 
 func isProductionBranch(b string) bool { return b == "main" || b == "master" }

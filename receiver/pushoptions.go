@@ -9,11 +9,12 @@ import (
 )
 
 // pushOptionsHelp lists what `git push -o` may say.
-const pushOptionsHelp = "skip-node=NODE (deploy to every node but NODE; repeatable)"
+const pushOptionsHelp = "skip-node=NODE (deploy to every node but NODE; repeatable), seed-from=BRANCH (a new staging instance starts with a copy of BRANCH's service data)"
 
 // pushOptions are the `git push -o OPTION` values of a push.
 type pushOptions struct {
 	skipNodes map[string]bool
+	seedFrom  string
 }
 
 // Options returns the push options (`git push -o`) in the order given.
@@ -38,6 +39,11 @@ func parsePushOptions(opts []string) (pushOptions, error) {
 				return po, fmt.Errorf("push option %q: %w", o, err)
 			}
 			po.skipNodes[value] = true
+		case "seed-from":
+			if !branchName.MatchString(value) || strings.Contains(value, "..") {
+				return po, fmt.Errorf("push option %q: %q is not a branch name", o, value)
+			}
+			po.seedFrom = value
 		default:
 			return po, fmt.Errorf("unknown push option %q; gitreceive knows: %s", o, pushOptionsHelp)
 		}

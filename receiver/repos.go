@@ -28,7 +28,7 @@ func appFromRepoArg(arg string) (string, error) {
 	}
 	name = strings.TrimSuffix(name, ".git")
 	if err := keystore.ValidAppName(name); err != nil {
-		return "", fmt.Errorf("invalid app name %q: use lowercase letters, digits and dashes, starting with a letter (at most 63)", arg)
+		return "", fmt.Errorf("invalid app name %s: use lowercase letters, digits and dashes, starting with a letter (at most 63)", showName(arg))
 	}
 	return name, nil
 }

@@ -19,15 +19,7 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 		return agent.Spec{}, err
 	}
 	cfg := r.Config
-	loc := agent.Location{Host: r.App + "." + s.cfg.Domain}
-	if cfg.DefaultLocation != nil {
-		loc = agent.Location{Host: cfg.DefaultLocation.Host, Path: cfg.DefaultLocation.Path}
-	}
-	if r.Instance != builder.InstanceName("main") {
-		// A staging instance answers at its own host in front of the
-		// production one (issue 8 refines the names).
-		loc = agent.Location{Host: branchLabel(r.Branch) + "." + loc.Host, Path: loc.Path}
-	}
+	loc := s.location(r)
 	env := map[string]string{
 		"SILVER_VERSION":            "gitreceive/" + s.cfg.Version,
 		"SILVER_APP_NAME":           r.App,
@@ -65,26 +57,10 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 	return spec.WithDefaults(), nil
 }
 
-var (
-	notEnvChar   = regexp.MustCompile(`[^A-Z0-9_]`)
-	notLabelChar = regexp.MustCompile(`[^a-z0-9-]+`)
-)
+var notEnvChar = regexp.MustCompile(`[^A-Z0-9_]`)
 
 // envKey turns config.NAME's NAME into an environment variable name:
 // config.Mail.From-Address is CONFIG_MAIL_FROM_ADDRESS.
 func envKey(name string) string {
 	return notEnvChar.ReplaceAllString(strings.ToUpper(name), "_")
-}
-
-// branchLabel turns a branch name into one DNS label: lowercase, runs of
-// other characters as '-', at most 63 characters.
-func branchLabel(branch string) string {
-	l := strings.Trim(notLabelChar.ReplaceAllString(strings.ToLower(branch), "-"), "-")
-	if len(l) > 63 {
-		l = strings.Trim(l[:63], "-")
-	}
-	if l == "" {
-		l = "branch"
-	}
-	return l
 }

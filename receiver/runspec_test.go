@@ -41,7 +41,9 @@ func TestRunSpec(t *testing.T) {
 	if err := spec.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if got := spec.Locations[0].String(); got != "feature-login-2.example.com/blog" {
+	// A staging branch answers at BRANCH.APP.DOMAIN, not under production's
+	// default_location (staging_test.go has the other rules).
+	if got := spec.Locations[0].String(); got != "feature-login-2.blog.apps.test" {
 		t.Errorf("staging location %q", got)
 	}
 }

@@ -46,6 +46,7 @@ type Server struct {
 	history   builder.History
 	fleet     *nodes.Fleet
 	config    *configStore // config:set values
+	creds     *credentialStore
 	receiving sessionCounts
 
 	// hookBin is the gitreceive binary the repositories' hooks exec.
@@ -94,6 +95,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		history: builder.History{Dir: cfg.releasesDir()},
 		fleet:   nodes.OpenFleet(cfg.DataDir),
 		config:  &configStore{dir: filepath.Join(cfg.DataDir, "config")},
+		creds:   &credentialStore{dir: filepath.Join(cfg.DataDir, "services")},
 	}
 	s.preReceiveFunc = s.deploy
 	for _, o := range opts {

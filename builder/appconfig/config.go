@@ -49,6 +49,11 @@ type Config struct {
 	Config          map[string]string // config.NAME keys by NAME, values verbatim; never nil
 	HealthCheck     string            // URL path on the app, default "/"
 
+	// Staging and BranchLocations are [staging] and the [branch:NAME]
+	// sections: where and whether other branches are deployed.
+	Staging         Staging
+	BranchLocations map[string]Location // by branch name; nil when there are none
+
 	// HealthCheckTimeout is how many seconds a new release has to answer
 	// its health check with a status below 500; 0 means the default.
 	HealthCheckTimeout int

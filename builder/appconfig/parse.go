@@ -62,7 +62,9 @@ func Parse(fileName string, data []byte, appName string, tree Tree) (*Config, []
 		return c.result(nil)
 	}
 	c.settings = settingsOf(section, &c.lines)
-	return c.result(c.check())
+	cfg := c.check()
+	c.checkStaging(file, cfg)
+	return c.result(cfg)
 }
 
 // load runs the ini parser. It turns a panic in the parser into an error:

@@ -47,7 +47,12 @@ max_requests = 1000
 reload_on_rss = 256
 
 [staging]
-app_name = whatever
+location = {branch}.staging.example.com
+branches = staging, feature-*
+seed_from = main
+
+[branch:beta]
+location = Beta.example.com
 `
 	want := &Config{
 		AppName:  "myapp",
@@ -71,6 +76,8 @@ app_name = whatever
 		Harakiri:           60,
 		MaxRequests:        1000,
 		ReloadOnRSS:        256,
+		Staging:            Staging{Location: "{branch}.staging.example.com", Branches: []string{"staging", "feature-*"}, SeedFrom: "main"},
+		BranchLocations:    map[string]Location{"beta": {Host: "beta.example.com"}},
 	}
 	got, warnings, err := Parse("app.ini", []byte(data), "myapp", sampleTree)
 	if err != nil {

@@ -42,7 +42,7 @@ func TestExampleAppIsBuilt(t *testing.T) {
 	for _, want := range []string{
 		"remote: -----> sampleapp: deploying main (" + head + ") by alice",
 		"remote: -----> Validating app.ini",
-		"remote:        runner = src/sampleapp/wsgi.py, services: postgis",
+		"remote:        runner = src/sampleapp/wsgi.py, services: files",
 		"remote: -----> Fixing .pth paths",
 		"remote:        lib/python/sampleapp.pth: /home/alice/sampleapp/src -> ../../src",
 		"remote:        lib/python/easy-install.pth: /home/alice/sampleapp/vendor/tinylib -> ../../vendor/tinylib",
@@ -118,7 +118,7 @@ func TestBrokenAppsAreRejected(t *testing.T) {
 			"blog"},
 		{"missing runner", func(dir string) { f.alice.MustGit(t, dir, "rm", "-q", "src/sampleapp/wsgi.py") },
 			"src/sampleapp/wsgi.py"},
-		{"unknown service", func(dir string) { replaceIn(t, dir, ini, "service.postgis =", "service.mongodb =") },
+		{"unknown service", func(dir string) { replaceIn(t, dir, ini, "service.files =", "service.mongodb =") },
 			"mongodb"},
 		{"escaping symlink", func(dir string) { symlink(t, dir, "../../../etc/passwd", "static/passwd") },
 			"symlink static/passwd -> ../../../etc/passwd: static/passwd leads outside the app"},

@@ -149,7 +149,7 @@ func TestOperatorCommands(t *testing.T) {
 		Services                []string
 	}
 	if err := json.Unmarshal([]byte(out), &apps); err != nil || len(apps) != 1 || apps[0].Instance != "production" || apps[0].Nodes != 2 ||
-		apps[0].Location != "http://"+host || strings.Join(apps[0].Services, ",") != "postgis" {
+		apps[0].Location != "http://"+host || strings.Join(apps[0].Services, ",") != "files" {
 		t.Fatalf("apps --json: %v\n%s", err, out)
 	}
 	out, errOut, code = ssh("", nil, "config:set sampleapp 'GREETING=hi from config:set' EXTRA=secret-value-123")

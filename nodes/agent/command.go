@@ -88,6 +88,8 @@ const usage = `usage: gitreceive node VERB ...
   enable     APP INSTANCE
   destroy    APP INSTANCE
   run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
+  service    install|client SERVICE
+  service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
   status
   setup      [PACKAGE...]`
 
@@ -108,6 +110,10 @@ const usage = `usage: gitreceive node VERB ...
 //	destroy    APP INSTANCE         remove every trace of the instance from this node
 //	run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
 //	                                run a script in the live release as the app would; exits with its code
+//	service    OP SERVICE [APP INSTANCE]
+//	                                install (server) / client (app-node packages) of a service;
+//	                                provision, backup, restore, clear, destroy one instance's data:
+//	                                stdin: the credentials (one JSON line), then restore's backup
 //	status                          agent version, free disk, live release of every instance
 //	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -137,6 +143,8 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		return errors.New(usage)
 	}
 	switch verb := args[0]; verb {
+	case "service":
+		return serviceVerb(ctx, root, args[1:], stdin, stdout)
 	case "status":
 		if len(args) != 1 {
 			return errors.New(usage)

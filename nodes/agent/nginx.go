@@ -15,6 +15,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gitreceive/gitreceive/services"
 )
 
 // Routing: one nginx file per instance in Runtime.NginxDir, included by
@@ -68,13 +70,15 @@ const (
 // instance), checks the whole nginx configuration, and reloads nginx.
 //
 // Every location of spec goes to release live (its vassal's socket, its
-// static/ files first); with prev > 0, "prev." + each location's host goes
-// to release prev the same way. disabled answers every location with the
-// 503 page without contacting the app. A location host that another
-// instance's file serves is refused before anything is written. When
-// nginx -t rejects the configuration, the previous file is put back (or the
-// new one removed) and the error quotes nginx. Route returns once the
-// reload has been signalled; nginx's workers switch a moment later.
+// static/ files first, then the instance's writable root when spec.Services
+// lists writable_root); with prev > 0, "prev." + each location's host goes
+// to release prev the same way (with the same writable root). disabled
+// answers every location with the 503 page without contacting the app. A
+// location host that another instance's file serves is refused before
+// anything is written. When nginx -t rejects the configuration, the
+// previous file is put back (or the new one removed) and the error quotes
+// nginx. Route returns once the reload has been signalled; nginx's workers
+// switch a moment later.
 func Route(ctx context.Context, rt Runtime, app, instance string, live, prev int, spec Spec, disabled bool) error {
 	if err := checkInstanceNames(app, instance); err != nil {
 		return err
@@ -300,11 +304,18 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 	if err != nil {
 		return "", err
 	}
+	wr, err := writableRoot(rt, app, instance, spec)
+	if err != nil {
+		return "", err
+	}
 
-	w := &confWriter{rt: rt, logs: logs, disabled: disabled, timeout: spec.Harakiri + readTimeoutMargin}
+	w := &confWriter{rt: rt, logs: logs, disabled: disabled, timeout: spec.Harakiri + readTimeoutMargin, writableRoot: wr}
 	state := fmt.Sprintf("release v%d", live)
 	if prev > 0 {
 		state += fmt.Sprintf(", previous release v%d at prev.HOST", prev)
+	}
+	if wr != "" {
+		state += ", writable root " + wr
 	}
 	if disabled {
 		state += ", disabled (503)"
@@ -327,12 +338,30 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 	return w.b.String(), nil
 }
 
+// writableRoot is the directory of the instance's writable_root service
+// when its spec has one, else "". The directory is per instance, not per
+// release: the previous release at prev.HOST is served the same one.
+func writableRoot(rt Runtime, app, instance string, spec Spec) (string, error) {
+	if !slices.Contains(spec.Services, "writable_root") {
+		return "", nil
+	}
+	if rt.DataDir == "" {
+		return "", fmt.Errorf("the instance has the writable_root service, but the runtime names no data directory to serve it from")
+	}
+	dir := services.Dir(services.Host{DataDir: rt.DataDir}, "writable_root", services.Instance{App: app, Name: instance})
+	if err := checkNginxPath("writable root directory", dir); err != nil {
+		return "", err
+	}
+	return dir, nil
+}
+
 type confWriter struct {
-	b        strings.Builder
-	rt       Runtime
-	logs     string
-	disabled bool
-	timeout  int // uwsgi_read_timeout and uwsgi_send_timeout, seconds
+	b            strings.Builder
+	rt           Runtime
+	logs         string
+	disabled     bool
+	timeout      int    // uwsgi_read_timeout and uwsgi_send_timeout, seconds
+	writableRoot string // the writable_root service's directory, "" = none
 }
 
 func (w *confWriter) line(indent int, format string, args ...any) {
@@ -353,7 +382,11 @@ func (w *confWriter) server(host string, paths []string, r release) {
 	w.line(1, "error_log %s;", filepath.Join(w.logs, "error.log"))
 	w.line(1, "client_max_body_size %s;", maxBodySize)
 	if !w.disabled {
-		w.line(1, "# static/ of v%d answers first; what is not a file there goes to the app.", r.n)
+		if w.writableRoot != "" {
+			w.line(1, "# static/ of v%d answers first, then the writable root; what is a file in neither goes to the app.", r.n)
+		} else {
+			w.line(1, "# static/ of v%d answers first; what is not a file there goes to the app.", r.n)
+		}
 		w.line(1, "root %s;", r.static)
 		w.line(1, "uwsgi_connect_timeout %ds;", connectTimeout)
 		w.line(1, "uwsgi_send_timeout %ds;", w.timeout)
@@ -389,6 +422,12 @@ func (w *confWriter) server(host string, paths []string, r release) {
 // uwsgi_params' PATH_INFO ($document_uri) is the rest. That avoids alias,
 // whose try_files handling is buggy (nginx trac #97). REQUEST_URI stays
 // the request's. /PATH itself goes to the app with an empty PATH_INFO.
+//
+// With a writable root, what is not a file in static/ is looked up there
+// (by the same, stripped $uri: a jump to a named location keeps it) before
+// it goes to the app. The app writes that directory, so no symlink in it
+// is followed (disable_symlinks): a link to anywhere is not served, it
+// goes to the app like a missing file.
 func (w *confWriter) location(i int, p string, r release) {
 	named := "@app" + strconv.Itoa(i)
 	if w.disabled {
@@ -406,17 +445,28 @@ func (w *confWriter) location(i int, p string, r release) {
 		w.line(1, "}")
 		return
 	}
+	afterStatic := named
+	if w.writableRoot != "" {
+		afterStatic = "@wr" + strconv.Itoa(i)
+	}
 	if p == "" {
 		w.line(1, "location / {")
-		w.line(2, "try_files $uri %s;", named)
+		w.line(2, "try_files $uri %s;", afterStatic)
 		w.line(1, "}")
 	} else {
 		w.line(1, "location ^~ %s/ {", p)
 		w.line(2, "rewrite (?s)^%s(/.*)$ $1 break;", regexpQuote(p))
-		w.line(2, "try_files $uri %s;", named)
+		w.line(2, "try_files $uri %s;", afterStatic)
 		w.line(1, "}")
 		w.line(1, "location = %s {", p)
 		w.uwsgi(2, p, true, r)
+		w.line(1, "}")
+	}
+	if w.writableRoot != "" {
+		w.line(1, "location %s {", afterStatic)
+		w.line(2, "root %s;", w.writableRoot)
+		w.line(2, "disable_symlinks on from=%s;", w.writableRoot)
+		w.line(2, "try_files $uri %s;", named)
 		w.line(1, "}")
 	}
 	w.line(1, "location %s {", named)

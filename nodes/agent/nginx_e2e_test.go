@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
+	"github.com/gitreceive/gitreceive/services"
 )
 
 // routeArgs are Route's (or Unroute's) arguments, passed to the helper
@@ -119,6 +121,13 @@ func (n *routeNode) mustRoute(app, instance string, live, prev int, locs []Locat
 	}
 }
 
+// routeWith runs Route inside the node for a spec with these services
+// (app.ini's service.NAME).
+func (n *routeNode) routeWith(app, instance string, live, prev int, locs []Location, services ...string) error {
+	spec := Spec{Platform: "python", Runner: "app.py", Locations: locs, Services: services}
+	return n.helper("route", routeArgs{Runtime: n.rt, App: app, Instance: instance, Live: live, Prev: prev, Spec: spec})
+}
+
 func (n *routeNode) unroute(app, instance string) error {
 	return n.helper("unroute", routeArgs{Runtime: n.rt, App: app, Instance: instance})
 }
@@ -212,6 +221,27 @@ func (n *routeNode) do(method, host, path string) (response, error) {
 	}
 	req.Host = host
 	resp, err := n.client.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	return response{resp.StatusCode, resp.Header.Get("Content-Type"), string(body)}, err
+}
+
+// doRaw sends rawPath as the request target byte for byte (net/http would
+// not send every dot segment and escape as given) and reads the answer.
+func (n *routeNode) doRaw(host, rawPath string) (response, error) {
+	conn, err := net.DialTimeout("tcp", net.JoinHostPort(n.node.IP, "80"), 5*time.Second)
+	if err != nil {
+		return response{}, err
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", rawPath, host); err != nil {
+		return response{}, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
 		return response{}, err
 	}
@@ -330,6 +360,9 @@ func TestRouteOnTestNode(t *testing.T) {
 		n.release("shop", "main", v)
 	}
 	n.release("blog", "main", 1)
+	for _, v := range []int{1, 2} {
+		n.release("wiki", "main", v)
+	}
 	t.Logf("node set up in %s", time.Since(start).Round(time.Millisecond))
 
 	shop := []Location{{Host: "shop.test"}, {Host: "www.shop.test", Path: "/p"}}
@@ -369,6 +402,147 @@ func TestRouteOnTestNode(t *testing.T) {
 		n.expectNow(http.MethodGet, "www.shop.test", "/", notHere)
 		n.expectNow(http.MethodGet, "www.shop.test", "/px", notHere)
 		n.expectNow(http.MethodGet, "www.shop.test", "/style.css", notHere)
+	})
+
+	t.Run("writable root", func(t *testing.T) {
+		n.t = t
+		const w1, w2 = "wiki/main v1", "wiki/main v2"
+		wiki := []Location{{Host: "wiki.test"}, {Host: "www.wiki.test", Path: "/p"}}
+		// The directory as the writable_root service provisions it: the
+		// app user's, group www-data, setgid; its files readable by the
+		// group only, so nginx reads them as www-data.
+		wr := services.Dir(services.Host{DataDir: n.rt.DataDir}, "writable_root", services.Instance{App: "wiki", Name: "main"})
+		if wr == "" || !strings.HasPrefix(wr, "/var/lib/gitreceive/writable-root/wiki/") {
+			t.Fatalf("writable root of wiki/main: %q", wr)
+		}
+		appDir := filepath.Dir(wr)
+		n.mustExec("install", "-d", "-m", "755", filepath.Dir(appDir), appDir)
+		n.mustExec("install", "-d", "-o", n.rt.AppUser, "-g", n.rt.NginxGroup, "-m", "2750", wr)
+		const secret = "SECRET, not to be served\n"
+		files := map[string]string{
+			wr + "/only-wr.css":               "/* only in the writable root */\n",
+			wr + "/style.css":                 "/* the writable root's style.css: static/ has one too */\n",
+			wr + "/sub/deep.css":              "/* deep in the writable root */\n",
+			appDir + "/outside.css":           secret, // beside the writable root, readable by nginx
+			n.rt.DataDir + "/secret.css":      secret,
+			n.rt.AppsDir + "/wiki/secret.css": secret,
+		}
+		for p, content := range files {
+			if err := os.MkdirAll(n.fs(filepath.Dir(p)), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(n.fs(p), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Symlinks the app could make: out of its directory, and inside it.
+		for name, target := range map[string]string{"abs-link.css": appDir + "/outside.css", "rel-link.css": "../outside.css", "in-link.css": "only-wr.css"} {
+			if err := os.Symlink(target, n.fs(filepath.Join(wr, name))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		n.mustExec("sh", "-c", `chown -hR "$1:$2" "$3" && find "$3" -mindepth 1 -type f -exec chmod 640 {} + && find "$3" -mindepth 1 -type d -exec chmod 2750 {} +`,
+			"sh", n.rt.AppUser, n.rt.NginxGroup, wr)
+
+		n.mustRoute("wiki", "main", 1, 0, wiki, false) // without the service first
+		n.expectNow(http.MethodGet, "wiki.test", "/only-wr.css", fromApp(w1, "wiki.test", "", "/only-wr.css"))
+		if err := n.routeWith("wiki", "main", 2, 1, wiki, "postgis", "writable_root"); err != nil {
+			t.Fatal(err)
+		}
+		before1, before2 := n.hits("wiki", "main", 1), n.hits("wiki", "main", 2)
+		wrCSS := fromStatic(files[wr+"/only-wr.css"])
+		for _, c := range []struct {
+			host, path string
+			check      func(response) error
+		}{
+			// A file only in the writable root is served from it, on
+			// every location and at prev.HOST (the directory is the
+			// instance's, not the release's).
+			{"wiki.test", "/only-wr.css", wrCSS},
+			{"wiki.test", "/sub/deep.css", fromStatic(files[wr+"/sub/deep.css"])},
+			{"www.wiki.test", "/p/only-wr.css", wrCSS},
+			{"prev.wiki.test", "/only-wr.css", wrCSS},
+			{"prev.www.wiki.test", "/p/sub/deep.css", fromStatic(files[wr+"/sub/deep.css"])},
+			// A file in both: static/ wins.
+			{"wiki.test", "/style.css", fromStatic(css(w2))},
+			{"www.wiki.test", "/p/style.css", fromStatic(css(w2))},
+			{"prev.wiki.test", "/style.css", fromStatic(css(w1))},
+			{"wiki.test", "/css/extra.css", fromStatic("/* extra " + w2 + " */\n")},
+			// Neither: the app, with the usual SCRIPT_NAME and PATH_INFO.
+			{"wiki.test", "/missing.css", fromApp(w2, "wiki.test", "", "/missing.css")},
+			{"wiki.test", "/", fromApp(w2, "wiki.test", "", "/")},
+			{"wiki.test", "/sub", fromApp(w2, "wiki.test", "", "/sub")}, // a directory is no file
+			{"www.wiki.test", "/p/missing", fromApp(w2, "www.wiki.test", "/p", "/missing")},
+			{"www.wiki.test", "/p", fromApp(w2, "www.wiki.test", "/p", "")},
+			{"prev.wiki.test", "/missing", fromApp(w1, "prev.wiki.test", "", "/missing")},
+			// No symlink in the writable root is followed: the app gets
+			// the request as for a missing file.
+			{"wiki.test", "/abs-link.css", fromApp(w2, "wiki.test", "", "/abs-link.css")},
+			{"wiki.test", "/rel-link.css", fromApp(w2, "wiki.test", "", "/rel-link.css")},
+			{"wiki.test", "/in-link.css", fromApp(w2, "wiki.test", "", "/in-link.css")},
+		} {
+			n.expectNow(http.MethodGet, c.host, c.path, c.check)
+		}
+		asked := strings.TrimPrefix(n.hits("wiki", "main", 1), before1) + strings.TrimPrefix(n.hits("wiki", "main", 2), before2)
+		for _, f := range []string{"only-wr.css", "deep.css", "style.css", "extra.css"} {
+			if strings.Contains(asked, f) {
+				t.Errorf("the app was asked for %s, a file of static/ or the writable root; its requests:\n%s", f, asked)
+			}
+		}
+
+		// Dot segments, encoded or not, never reach beyond the writable
+		// root (nginx normalizes $uri and refuses to climb above /).
+		for _, c := range []struct{ host, path string }{
+			{"wiki.test", "/../outside.css"},
+			{"wiki.test", "/%2e%2e/outside.css"},
+			{"wiki.test", "/%2E%2E/outside.css"},
+			{"wiki.test", "/..%2foutside.css"},
+			{"wiki.test", "/%2e%2e%2foutside.css"},
+			{"wiki.test", "/sub/..%2f..%2foutside.css"},
+			{"wiki.test", "/sub/%2e%2e/%2e%2e/outside.css"},
+			{"wiki.test", "/./../outside.css"},
+			{"wiki.test", "//../outside.css"},
+			{"wiki.test", "/sub/../../../secret.css"},
+			{"wiki.test", "/%2e%2e/%2e%2e/%2e%2e/secret.css"},
+			{"wiki.test", "/..%5coutside.css"},
+			{"wiki.test", "/..%00/outside.css"},
+			{"wiki.test", "/sub/..;/../outside.css"},
+			{"wiki.test", "http://wiki.test/../outside.css"},
+			{"www.wiki.test", "/p/../outside.css"},
+			{"www.wiki.test", "/p/..%2foutside.css"},
+			{"www.wiki.test", "/p/%2e%2e/%2e%2e/outside.css"},
+			{"www.wiki.test", "/p/sub/..%2f..%2f..%2foutside.css"},
+			{"prev.wiki.test", "/%2e%2e/outside.css"},
+		} {
+			r, err := n.doRaw(c.host, c.path)
+			if err != nil {
+				t.Errorf("GET %s (Host %s): %v", c.path, c.host, err)
+				continue
+			}
+			if strings.Contains(r.body, "SECRET") {
+				t.Errorf("GET %s (Host %s) served a file outside the writable root: %v", c.path, c.host, r)
+			} else {
+				t.Logf("GET %s (Host %s): %d", c.path, c.host, r.status)
+			}
+		}
+		// What normalizes to a path inside is served from inside.
+		for _, p := range []string{"/sub/../only-wr.css", "/sub/%2e%2e/only-wr.css", "/%6fnly-wr.css", "/sub/./deep.css"} {
+			r, err := n.doRaw("wiki.test", p)
+			if err == nil {
+				err = wrCSS(r)
+				if p == "/sub/./deep.css" {
+					err = fromStatic(files[wr+"/sub/deep.css"])(r)
+				}
+			}
+			if err != nil {
+				t.Errorf("GET %s: %v", p, err)
+			}
+		}
+
+		// Without the service, the writable root is not served.
+		n.mustRoute("wiki", "main", 2, 1, wiki, false)
+		n.expectNow(http.MethodGet, "wiki.test", "/only-wr.css", fromApp(w2, "wiki.test", "", "/only-wr.css"))
+		n.expectNow(http.MethodGet, "wiki.test", "/style.css", fromStatic(css(w2)))
 	})
 
 	t.Run("switch to v2 with the previous release at prev.HOST", func(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gitreceive/gitreceive/services"
 )
 
 // testRuntime is a Runtime with every directory in a fresh temporary one.
@@ -37,6 +39,11 @@ func routeSpec(locs ...Location) Spec {
 	return Spec{Platform: "python", Runner: "app.py", Locations: locs}
 }
 
+func withServices(s Spec, names ...string) Spec {
+	s.Services = names
+	return s
+}
+
 // serverBlock returns the server block of host in conf ("" when none).
 func serverBlock(conf, host string) string {
 	for _, block := range strings.Split(conf, "\nserver {\n")[1:] {
@@ -55,6 +62,11 @@ func TestRenderNginx(t *testing.T) {
 		static1 = "root /srv/gitreceive/apps/shop/main/releases/v1/static;"
 		static2 = "root /srv/gitreceive/apps/shop/main/releases/v2/static;"
 	)
+	// The writable_root service's directory of shop/main, as the service names it.
+	wrDir := "/var/lib/gitreceive/writable-root/shop/" + services.Instance{App: "shop", Name: "main"}.Resource()
+	if wrDir != services.Dir(services.Host{DataDir: rt.DataDir}, "writable_root", services.Instance{App: "shop", Name: "main"}) {
+		t.Fatalf("the writable root of shop/main is not %s", wrDir)
+	}
 	type server struct {
 		host   string
 		want   []string // substrings of the host's server block
@@ -79,7 +91,7 @@ func TestRenderNginx(t *testing.T) {
 				static2,
 				"location / {\n        try_files $uri @app0;\n    }",
 				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + sock2 + "\n    }",
-			}, absent: []string{"return 404", "rewrite", "/current", "PATH_INFO"}}},
+			}, absent: []string{"return 404", "rewrite", "/current", "PATH_INFO", "@wr", "disable_symlinks", "writable"}}},
 			noServer: []string{"prev.shop.test"},
 		},
 		{
@@ -129,6 +141,47 @@ func TestRenderNginx(t *testing.T) {
 				{host: "prev.shop.test", want: []string{static1, sock1, "access_log /var/log/gitreceive/nginx/shop/main/access.log;"}, absent: []string{sock2}},
 				{host: "prev.www.shop.test", want: []string{static1, sock1, "location ^~ /p/ {", "uwsgi_param SCRIPT_NAME /p;"}, absent: []string{sock2}},
 			},
+		},
+		{
+			// static/, then the writable root, then the app; on every host
+			// and path, the previous release's included.
+			name: "writable root", live: 2, prev: 1,
+			spec: withServices(routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}, Location{Host: "shop.test", Path: "/api"}), "postgis", "writable_root"),
+			servers: []server{
+				{host: "shop.test", want: []string{
+					"# static/ of v2 answers first, then the writable root;",
+					static2,
+					"location / {\n        try_files $uri @wr0;\n    }",
+					"location @wr0 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app0;\n    }",
+					"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + sock2 + "\n    }",
+					"location ^~ /api/ {\n        rewrite (?s)^/api(/.*)$ $1 break;\n        try_files $uri @wr1;\n    }",
+					"location @wr1 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app1;\n    }",
+				}, absent: []string{sock1, "location / {\n        try_files $uri @app0;"}},
+				{host: "www.shop.test", want: []string{
+					"location ^~ /p/ {\n        rewrite (?s)^/p(/.*)$ $1 break;\n        try_files $uri @wr0;\n    }",
+					// /p itself is the app's root, never a file.
+					"location = /p {\n        include uwsgi_params;",
+					"location @wr0 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app0;\n    }",
+					"uwsgi_param SCRIPT_NAME /p;\n        uwsgi_pass " + sock2,
+				}},
+				{host: "prev.shop.test", want: []string{
+					static1,
+					"location / {\n        try_files $uri @wr0;\n    }",
+					"location @wr0 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app0;\n    }",
+					"uwsgi_pass " + sock1,
+				}, absent: []string{sock2}},
+				{host: "prev.www.shop.test", want: []string{"try_files $uri @wr0;", "root " + wrDir + ";", "uwsgi_pass " + sock1}},
+			},
+		},
+		{
+			name: "writable root, disabled", live: 2, disabled: true,
+			spec:    withServices(routeSpec(Location{Host: "shop.test"}), "writable_root"),
+			servers: []server{{host: "shop.test", want: []string{"return 503;"}, absent: []string{"@wr", wrDir, "try_files", "uwsgi"}}},
+		},
+		{
+			name: "other services only", live: 1,
+			spec:    withServices(routeSpec(Location{Host: "shop.test"}), "files", "postgis"),
+			servers: []server{{host: "shop.test", want: []string{"try_files $uri @app0;"}, absent: []string{"@wr", "disable_symlinks", "/files/"}}},
 		},
 		{
 			name: "disabled", live: 2, prev: 1, disabled: true,
@@ -240,6 +293,11 @@ func TestRenderNginxRefuses(t *testing.T) {
 		{name: "relative pages dir", rt: withRT(func(rt *Runtime) { rt.PagesDir = "pages" }), spec: good, wantErrContain: "absolute"},
 		{name: "brace in the sockets dir", rt: withRT(func(rt *Runtime) { rt.SocketsDir = "/run/{x}" }), spec: good, wantErrContain: "syntax"},
 		{name: "socket path too long", rt: withRT(func(rt *Runtime) { rt.SocketsDir = "/run/" + strings.Repeat("s", 100) }), spec: good, wantErrContain: "longer"},
+		// The writable root's directory comes from the runtime.
+		{name: "writable root without a data dir", rt: withRT(func(rt *Runtime) { rt.DataDir = "" }), spec: withServices(good, "writable_root"), wantErrContain: "data directory"},
+		{name: "space in the data dir", rt: withRT(func(rt *Runtime) { rt.DataDir = "/var/lib/my data" }), spec: withServices(good, "writable_root"), wantErrContain: "syntax"},
+		{name: "semicolon in the data dir", rt: withRT(func(rt *Runtime) { rt.DataDir = "/var/lib/a;b" }), spec: withServices(good, "writable_root"), wantErrContain: "syntax"},
+		{name: "relative data dir", rt: withRT(func(rt *Runtime) { rt.DataDir = "var/lib/gitreceive" }), spec: withServices(good, "writable_root"), wantErrContain: "absolute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -234,6 +234,7 @@ type Runtime struct {
 	PagesDir     string // 404.html, 503.html
 	AppUser      string // apps run as this user, never root
 	NginxGroup   string // nginx's workers' group (www-data): must reach sockets and static files
+	DataDir      string // services' data kept across releases (files, writable_root)
 }
 
 // SystemRuntime is the runtime nodes set up by server-files have.
@@ -249,6 +250,7 @@ func SystemRuntime() Runtime {
 		PagesDir:     "/usr/share/gitreceive/pages",
 		AppUser:      "gitreceive-app",
 		NginxGroup:   "www-data",
+		DataDir:      "/var/lib/gitreceive",
 	}
 }
 

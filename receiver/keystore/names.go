@@ -14,7 +14,7 @@ func ValidName(name string) error {
 		return errorf(ErrInvalidName, "the key has no name; give a name such as alice or alice@laptop")
 	}
 	if !keyNamePattern.MatchString(name) {
-		return errorf(ErrInvalidName, "key name %q is not valid; use 1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", name)
+		return errorf(ErrInvalidName, "key name %+q is not valid; use 1 to 64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit", name)
 	}
 	return nil
 }
@@ -23,7 +23,7 @@ func ValidName(name string) error {
 // apps= option and for --apps values.
 func ValidAppName(app string) error {
 	if !appNamePattern.MatchString(app) {
-		return errorf(ErrInvalidApp, "app name %q is not valid; use 1 to 63 lowercase letters, digits or '-', starting with a letter", app)
+		return errorf(ErrInvalidApp, "app name %+q is not valid; use 1 to 63 lowercase letters, digits or '-', starting with a letter", app)
 	}
 	return nil
 }

@@ -60,7 +60,7 @@ func ParsePublicKey(data []byte) (ssh.PublicKey, error) {
 		if isBlankOrComment(line) {
 			continue
 		}
-		pub, _, options, _, err := ssh.ParseAuthorizedKey([]byte(line))
+		pub, comment, options, _, err := ssh.ParseAuthorizedKey([]byte(line))
 		if err != nil && isDSALine(line) {
 			// x/crypto no longer parses DSA keys at all; say why instead
 			// of reporting an unknown algorithm.
@@ -71,6 +71,11 @@ func ParsePublicKey(data []byte) (ssh.PublicKey, error) {
 		}
 		if len(options) > 0 {
 			return nil, errorf(ErrRejectedKey, "key options such as `command=` are not accepted; give the bare public key")
+		}
+		if _, _, _, _, err := ssh.ParseAuthorizedKey([]byte(comment)); err == nil {
+			// Two keys pasted without a newline between them: the second
+			// would silently become the first one's comment.
+			return nil, errorf(ErrRejectedKey, "line %d holds more than one key; add one key at a time", i+1)
 		}
 		keys = append(keys, pub)
 	}

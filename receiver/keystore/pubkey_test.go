@@ -24,6 +24,7 @@ func TestParsePublicKeyAccepts(t *testing.T) {
 			"comments and blank lines":   "# my key\n\n  \n" + line + "\n# end\n",
 			"comment with spaces in it":  authorizedLine(pub, "Alice Smith's laptop"),
 			"leading and trailing space": "  " + line + "  \n",
+			"comment naming a key type":  authorizedLine(pub, "ssh-ed25519 key of alice"),
 		}
 		for name, in := range inputs {
 			t.Run(kind+"/"+name, func(t *testing.T) {
@@ -53,6 +54,8 @@ func TestParsePublicKeyRejects(t *testing.T) {
 		{name: "comments only", in: "# nothing here\n", want: "no public key found"},
 		{name: "two keys", in: ed + "\n" + other + "\n", want: "found 2 keys; add one key at a time"},
 		{name: "three keys", in: ed + "\n" + other + "\n" + ed, want: "found 3 keys"},
+		{name: "two keys on one line", in: ed + " " + other, want: "line 1 holds more than one key"},
+		{name: "two keys on one line after a comment", in: "# k\n" + ed + "\t" + other + "\n", want: "line 2 holds more than one key"},
 		{name: "command option", in: `command="/bin/sh" ` + ed, want: "key options such as `command=` are not accepted"},
 		{name: "restrict option", in: "restrict " + ed, want: "key options"},
 		{name: "our own role option", in: `role="admin" ` + ed, want: "key options"},

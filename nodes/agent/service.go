@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/gitreceive/gitreceive/services"
+)
+
+// serviceOps are the verbs of `service`, with whether they act on one
+// instance (APP INSTANCE follow, and stdin starts with its credentials).
+var serviceOps = map[string]bool{
+	"install": false, "client": false,
+	"provision": true, "backup": true, "restore": true, "clear": true, "destroy": true,
+}
+
+// serviceVerb is `service OP SERVICE [APP INSTANCE]`. The credentials
+// come as stdin's first line (JSON), never in the arguments, which other
+// users of the node can see; restore's backup follows them.
+func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) < 2 {
+		return errors.New(usage)
+	}
+	op, name := args[0], args[1]
+	perInstance, ok := serviceOps[op]
+	if !ok || (perInstance && len(args) != 4) || (!perInstance && len(args) != 2) {
+		return errors.New(usage)
+	}
+	svc, ok := services.Lookup(name)
+	if !ok {
+		return fmt.Errorf("no service %q here; this agent knows %v", name, services.Names())
+	}
+	if root != DefaultRoot {
+		// A node whose root is moved (tests, trying gitreceive out) does
+		// not serve apps, so it sets up no servers either.
+		if op == "provision" || op == "install" || op == "client" {
+			fmt.Fprintf(stdout, "not set up: this node's root is moved (%s)\n", RootEnv)
+			return nil
+		}
+		return fmt.Errorf("%s has no data on a node whose root is moved (%s)", name, RootEnv)
+	}
+	rt := SystemRuntime()
+	h := services.Host{DataDir: rt.DataDir, AppUser: rt.AppUser, NginxGroup: rt.NginxGroup, Output: stdout}
+	switch op {
+	case "install":
+		return svc.Install(ctx, h)
+	case "client":
+		return services.EnsurePackages(ctx, stdout, svc.ClientPackages())
+	}
+	if !appName.MatchString(args[2]) || !instanceName.MatchString(args[3]) {
+		return fmt.Errorf("invalid app or instance name %q %q", args[2], args[3])
+	}
+	inst := services.Instance{App: args[2], Name: args[3]}
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		return errors.New("stdin: expected the service's credentials as one JSON line")
+	}
+	var c services.Credentials
+	if err := json.Unmarshal(line, &c); err != nil {
+		return fmt.Errorf("stdin: reading the credentials: %w", err)
+	}
+	if err := c.Check(); err != nil {
+		return err
+	}
+	switch op {
+	case "provision":
+		// Install first: it is quick when nothing is missing, and makes a
+		// node that was rebuilt or rebooted serve the service again.
+		if err := svc.Install(ctx, h); err != nil {
+			return err
+		}
+		ready, err := svc.Provision(ctx, h, inst, c)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, ready)
+		return nil
+	case "backup":
+		return svc.Backup(ctx, h, inst, c, stdout)
+	case "restore":
+		return svc.Restore(ctx, h, inst, c, in)
+	case "clear":
+		return svc.Clear(ctx, h, inst, c)
+	default:
+		return svc.Destroy(ctx, h, inst, c)
+	}
+}

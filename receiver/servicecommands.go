@@ -1,0 +1,360 @@
+package receiver
+
+import (
+	"archive/tar"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/services"
+)
+
+const (
+	backupUsage  = "backup APP[@BRANCH] > APP.tar"
+	restoreUsage = "restore APP[@BRANCH] < APP.tar"
+	clearUsage   = "clear APP[@BRANCH] SERVICE --confirm APP"
+)
+
+// A backup is a tar stream: backupManifestName first, then one
+// SERVICE.dump per service, each in that service's own format (pg_dump's
+// custom format, mysqldump's SQL, ...).
+const (
+	backupManifestName = "gitreceive-backup.json"
+	backupFormat       = 1
+	dumpSuffix         = ".dump"
+)
+
+type backupManifest struct {
+	Format   int       `json:"format"`
+	App      string    `json:"app"`
+	Instance string    `json:"instance"`
+	Created  time.Time `json:"created"`
+	Services []string  `json:"services"`
+}
+
+// serviceNodes are the nodes svc keeps the instance's data on.
+func (s *Server) serviceNodes(svc services.Service) ([]nodes.Node, error) {
+	if svc.Where() == services.OnAppNodes {
+		return s.fleet.Inventory.Targets()
+	}
+	n, err := s.fleet.Inventory.ServicesNode()
+	return []nodes.Node{n}, err
+}
+
+// instanceServices are the services the instance has data in: those it
+// has credentials for, in name order.
+func (s *Server) instanceServices(c *call, t target) (map[string]services.Credentials, []string, bool) {
+	creds, err := s.creds.get(t.app, t.instance)
+	if err != nil {
+		c.log.Error().Err(err).Msg("reading service credentials")
+		c.fail("cannot read the services of %s; tell the operator", t)
+		return nil, nil, false
+	}
+	return creds, slices.Sorted(maps.Keys(creds)), true
+}
+
+func (s *Server) backupCommand(c *call) int {
+	if len(c.args) != 2 {
+		return c.fail("usage: %s", backupUsage)
+	}
+	t, ok := s.appTarget(c, c.args[1])
+	if !ok {
+		return 1
+	}
+	creds, names, ok := s.instanceServices(c, t)
+	if !ok {
+		return 1
+	}
+	if len(names) == 0 {
+		return c.fail("%s has no services to back up", t)
+	}
+	ctx := c.sess.Context()
+	out := hooks.NewProgress(c.stderr())
+	tmp, err := os.MkdirTemp(s.cfg.runDir(), "backup-")
+	if err != nil {
+		return c.fail("cannot make room for the backup; tell the operator")
+	}
+	defer os.RemoveAll(tmp)
+	// Each dump goes to a file first: tar needs its size before its bytes.
+	dumps := make([]string, len(names))
+	for i, name := range names {
+		svc, ok := services.Lookup(name)
+		if !ok {
+			return c.fail("service %s is not one this receiver provides", name)
+		}
+		where, err := s.serviceNodes(svc)
+		if err != nil {
+			return c.fail("cannot read the node inventory; tell the operator")
+		}
+		dumps[i] = filepath.Join(tmp, name+dumpSuffix)
+		f, err := os.OpenFile(dumps[i], os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return c.fail("cannot make room for the backup; tell the operator")
+		}
+		err = s.fleet.ServiceCall(ctx, where[0], "backup", name, t.app, t.instance, creds[name], nil, f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			c.log.Warn().Err(err).Str("service", name).Msg("backup failed")
+			return c.fail("backup of %s failed: %v", name, err)
+		}
+		st, _ := os.Stat(dumps[i])
+		from := ""
+		if svc.Where() == services.OnAppNodes {
+			from = " (from node " + where[0].Name + "; each node keeps its own)"
+		}
+		out.Detail("%-13s %s%s", name, hooks.Size(st.Size()), from)
+	}
+	tw := tar.NewWriter(c.stdout())
+	m, _ := json.Marshal(backupManifest{Format: backupFormat, App: t.app, Instance: t.instance, Created: time.Now().UTC(), Services: names})
+	if err := writeTarFile(tw, backupManifestName, strings.NewReader(string(m)), int64(len(m))); err != nil {
+		return c.fail("writing the backup: %v", err)
+	}
+	for i, name := range names {
+		if err := writeDump(tw, name, dumps[i]); err != nil {
+			return c.fail("writing the backup: %v", err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return c.fail("writing the backup: %v", err)
+	}
+	out.Done("backup of %s: %s", t, strings.Join(names, ", "))
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Strs("services", names).Msg("backup")
+	return 0
+}
+
+func writeDump(tw *tar.Writer, name, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	return writeTarFile(tw, name+dumpSuffix, f, st.Size())
+}
+
+func writeTarFile(tw *tar.Writer, name string, r io.Reader, size int64) error {
+	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, Typeflag: tar.TypeReg, ModTime: time.Now()}); err != nil {
+		return err
+	}
+	_, err := io.Copy(tw, r)
+	return err
+}
+
+// readBackup reads a backup from r into dir, checking all of it: the
+// manifest, that every dump is of a service the instance has, and each
+// dump by its service. It returns the services in it.
+func readBackup(r io.Reader, dir string, creds map[string]services.Credentials) (backupManifest, []string, error) {
+	var m backupManifest
+	tr := tar.NewReader(r)
+	var names []string
+	for i := 0; ; i++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return m, nil, fmt.Errorf("not a backup made by gitreceive backup (a tar stream): %w", err)
+		}
+		if i == 0 {
+			if h.Name != backupManifestName {
+				return m, nil, fmt.Errorf("not a backup made by gitreceive backup: it starts with %q, not %s", h.Name, backupManifestName)
+			}
+			data, err := io.ReadAll(io.LimitReader(tr, 1<<16))
+			if err != nil || json.Unmarshal(data, &m) != nil || m.Format != backupFormat {
+				return m, nil, fmt.Errorf("%s is not a backup manifest of format %d", backupManifestName, backupFormat)
+			}
+			continue
+		}
+		name, isDump := strings.CutSuffix(h.Name, dumpSuffix)
+		svc, known := services.Lookup(name)
+		if h.Typeflag != tar.TypeReg || !isDump || !known {
+			return m, nil, fmt.Errorf("backup entry %q is not SERVICE%s of a known service", h.Name, dumpSuffix)
+		}
+		if _, ok := creds[name]; !ok {
+			return m, nil, fmt.Errorf("the backup holds %s, which this instance does not have; add service.%s to app.ini and push first", name, name)
+		}
+		if slices.Contains(names, name) {
+			return m, nil, fmt.Errorf("backup entry %q is there twice", h.Name)
+		}
+		if !slices.Contains(m.Services, name) {
+			return m, nil, fmt.Errorf("backup entry %q is not listed in its manifest", h.Name)
+		}
+		path := filepath.Join(dir, name+dumpSuffix)
+		if err := services.CopyToFile(path, tr); err != nil {
+			return m, nil, err
+		}
+		if err := checkDump(svc, path); err != nil {
+			return m, nil, fmt.Errorf("backup entry %s: %w", h.Name, err)
+		}
+		names = append(names, name)
+	}
+	if len(names) == 0 || len(names) != len(m.Services) {
+		return m, nil, fmt.Errorf("the backup is incomplete: its manifest lists %s, it holds %s", strings.Join(m.Services, ", "), strings.Join(names, ", "))
+	}
+	return m, names, nil
+}
+
+
+func checkDump(svc services.Service, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return svc.CheckBackup(f)
+}
+
+func (s *Server) restoreCommand(c *call) int {
+	if len(c.args) != 2 {
+		return c.fail("usage: %s", restoreUsage)
+	}
+	t, ok := s.appTarget(c, c.args[1])
+	if !ok {
+		return 1
+	}
+	ctx := c.sess.Context()
+	out := hooks.NewProgress(c.stderr())
+	release, ok := s.lockForCommand(ctx, c, t, "restore", out)
+	if !ok {
+		return 1
+	}
+	defer release()
+	creds, _, ok := s.instanceServices(c, t)
+	if !ok {
+		return 1
+	}
+	tmp, err := os.MkdirTemp(s.cfg.runDir(), "restore-")
+	if err != nil {
+		return c.fail("cannot make room for the backup; tell the operator")
+	}
+	defer os.RemoveAll(tmp)
+	m, names, err := readBackup(c.sess, tmp, creds)
+	if err != nil {
+		return c.fail("%v; nothing was restored", err)
+	}
+	out.Step("Restoring %s from the backup of %s/%s made %s", t, m.App, m.Instance, m.Created.Format(time.RFC3339))
+	for i, name := range names {
+		svc, _ := services.Lookup(name)
+		where, err := s.serviceNodes(svc)
+		if err != nil {
+			return c.fail("cannot read the node inventory; tell the operator")
+		}
+		for _, n := range where {
+			f, err := os.Open(filepath.Join(tmp, name+dumpSuffix))
+			if err != nil {
+				return c.fail("cannot read the backup back; tell the operator")
+			}
+			err = s.fleet.ServiceCall(ctx, n, "restore", name, t.app, t.instance, creds[name], f, nil)
+			f.Close()
+			if err != nil {
+				c.log.Warn().Err(err).Str("service", name).Msg("restore failed")
+				return c.fail("restoring %s failed: %v; restored before it: %s", name, err, strings.Join(names[:i], ", "))
+			}
+		}
+		out.Detail("%-13s restored", name)
+	}
+	out.Done("%s restored: %s", t, strings.Join(names, ", "))
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Strs("services", names).Msg("restored")
+	return 0
+}
+
+func (s *Server) clearCommand(c *call) int {
+	if len(c.args) != 5 || c.args[3] != "--confirm" {
+		return c.fail("usage: %s", clearUsage)
+	}
+	t, ok := s.appTarget(c, c.args[1])
+	if !ok {
+		return 1
+	}
+	name := c.args[2]
+	if c.args[4] != t.app {
+		return c.fail("--confirm %s does not name the app; nothing was cleared", c.args[4])
+	}
+	ctx := c.sess.Context()
+	out := hooks.NewProgress(c.stderr())
+	release, ok := s.lockForCommand(ctx, c, t, "clear "+name, out)
+	if !ok {
+		return 1
+	}
+	defer release()
+	creds, _, ok := s.instanceServices(c, t)
+	if !ok {
+		return 1
+	}
+	cred, has := creds[name]
+	svc, known := services.Lookup(name)
+	if !has || !known {
+		return c.fail("%s has no service %q", t, name)
+	}
+	spec, _, err := s.lastSpec(t.app, t.instance)
+	if err != nil {
+		return c.fail("cannot read the releases of %s; tell the operator", t)
+	}
+	// A service app.ini no longer asks for goes entirely: nothing would
+	// provision it again.
+	drop := !slices.Contains(spec.Services, name)
+	if err := s.removeServiceData(ctx, t.app, t.instance, svc, cred, drop); err != nil {
+		c.log.Warn().Err(err).Str("service", name).Msg("clear failed")
+		return c.fail("clearing %s failed: %v", name, err)
+	}
+	if drop {
+		out.Done("%s of %s is removed (its data and user): app.ini no longer asks for it", name, t)
+	} else {
+		out.Done("%s of %s is empty", name, t)
+	}
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("service", name).Bool("dropped", drop).Msg("service cleared")
+	return 0
+}
+
+// removeServiceData clears the instance's data of svc everywhere it is
+// kept, or with drop destroys it and forgets its credentials.
+func (s *Server) removeServiceData(ctx context.Context, app, instance string, svc services.Service, cred services.Credentials, drop bool) error {
+	where, err := s.serviceNodes(svc)
+	if err != nil {
+		return err
+	}
+	op := "clear"
+	if drop {
+		op = "destroy"
+	}
+	for _, n := range where {
+		if err := s.fleet.ServiceCall(ctx, n, op, svc.Name(), app, instance, cred, nil, nil); err != nil {
+			return err
+		}
+	}
+	if !drop {
+		return nil
+	}
+	return s.creds.update(app, instance, func(m map[string]services.Credentials) error {
+		delete(m, svc.Name())
+		return nil
+	})
+}
+
+// lockForCommand takes the app's lock for a command, saying whom it waits
+// for; a false return has already told the client.
+func (s *Server) lockForCommand(ctx context.Context, c *call, t target, what string, out *hooks.Progress) (func(), bool) {
+	release, err := s.locks.acquire(ctx, t.app, &lockHolder{user: c.key.Name, branch: t.branch, commit: what}, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
+		out.Step("waiting for %s to finish", h)
+	})
+	if err != nil {
+		c.fail("%s is busy: %v", t.app, err)
+		return nil, false
+	}
+	return release, true
+}

@@ -1,0 +1,100 @@
+package receiver
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/gitreceive/gitreceive/services"
+)
+
+type tarEntry struct {
+	name, body string
+	typ        byte
+}
+
+func tarOf(t *testing.T, entries ...tarEntry) *bytes.Buffer {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, e := range entries {
+		typ := e.typ
+		if typ == 0 {
+			typ = tar.TypeReg
+		}
+		h := &tar.Header{Name: e.name, Mode: 0o600, Size: int64(len(e.body)), Typeflag: typ}
+		if typ != tar.TypeReg {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(e.body))
+	}
+	tw.Close()
+	return &b
+}
+
+func manifestOf(svcs ...string) tarEntry {
+	m, _ := json.Marshal(backupManifest{Format: backupFormat, App: "myapp", Instance: "production", Services: svcs})
+	return tarEntry{name: backupManifestName, body: string(m)}
+}
+
+func TestReadBackup(t *testing.T) {
+	pg := tarEntry{name: "postgis.dump", body: "PGDMP\x01\x0e\x00" + strings.Repeat("x", 64)}
+	creds := map[string]services.Credentials{"postgis": {}, "mysql": {}}
+	for _, tc := range []struct {
+		name    string
+		archive *bytes.Buffer
+		want    string // "" = accepted
+	}{
+		{"good", tarOf(t, manifestOf("postgis"), pg), ""},
+		{"not a tar", bytes.NewBufferString(strings.Repeat("not a tar ", 100)), "a tar stream"},
+		{"empty", &bytes.Buffer{}, "incomplete"},
+		{"no manifest first", tarOf(t, pg, manifestOf("postgis")), `starts with "postgis.dump"`},
+		{"manifest not JSON", tarOf(t, tarEntry{name: backupManifestName, body: "{"}, pg), "not a backup manifest"},
+		{"unknown service", tarOf(t, manifestOf("postgis", "mongodb"), pg, tarEntry{name: "mongodb.dump", body: "x"}), `"mongodb.dump" is not SERVICE.dump`},
+		{"not a dump", tarOf(t, manifestOf("postgis"), tarEntry{name: "postgis.sql", body: "x"}), `"postgis.sql" is not SERVICE.dump`},
+		{"path trick", tarOf(t, manifestOf("postgis"), tarEntry{name: "../postgis.dump", body: "x"}), "is not SERVICE.dump"},
+		{"symlink entry", tarOf(t, manifestOf("postgis"), tarEntry{name: "postgis.dump", typ: tar.TypeSymlink}), "is not SERVICE.dump"},
+		{"service the instance lacks", tarOf(t, manifestOf("redis"), tarEntry{name: "redis.dump", body: "x"}), "does not have"},
+		{"twice", tarOf(t, manifestOf("postgis"), pg, pg), "there twice"},
+		{"not in manifest", tarOf(t, manifestOf("mysql"), pg), "not listed in its manifest"},
+		{"missing a listed dump", tarOf(t, manifestOf("postgis", "mysql"), pg), "incomplete"},
+		{"corrupt dump", tarOf(t, manifestOf("postgis"), tarEntry{name: "postgis.dump", body: "GARBAGE"}), "not a pg_dump custom-format archive"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, names, err := readBackup(tc.archive, t.TempDir(), creds)
+			if tc.want == "" {
+				if err != nil || len(names) != 1 {
+					t.Fatalf("readBackup = %v, %v", names, err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("readBackup error %v, want one with %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestCredentialsAreKeptAndRedisDatabasesDiffer(t *testing.T) {
+	s := &Server{creds: &credentialStore{dir: t.TempDir()}}
+	a, err := s.credentials("app", "production", []string{"redis", "postgis"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := s.credentials("app", "production", []string{"redis", "postgis", "mysql"})
+	if err != nil || again["redis"] != a["redis"] || again["postgis"] != a["postgis"] || again["mysql"].Password == "" {
+		t.Fatalf("credentials changed or missing: %v %v (%v)", a, again, err)
+	}
+	b, err := s.credentials("app", "branch-x", []string{"redis"})
+	if err != nil || b["redis"].Database == a["redis"].Database || a["redis"].Database != 1 || b["redis"].Database != 2 {
+		t.Fatalf("redis databases: %d and %d (%v)", a["redis"].Database, b["redis"].Database, err)
+	}
+	if b["redis"].User == a["redis"].User || b["redis"].Password == a["redis"].Password {
+		t.Fatal("two instances share a user or password")
+	}
+}

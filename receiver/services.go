@@ -1,0 +1,150 @@
+package receiver
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/services"
+)
+
+// credentialStore keeps each instance's service credentials (0600),
+// generated once: DATA/services/APP/INSTANCE.json.
+type credentialStore = instanceStore[services.Credentials]
+
+// nodeHost is how the receiver names paths on the nodes (CONFIG_FILES).
+var nodeHost = services.Host{DataDir: agent.SystemRuntime().DataDir}
+
+// credentials returns the instance's credentials for each of names,
+// making those it does not have yet (a redis database number no other
+// instance has).
+func (s *Server) credentials(app, instance string, names []string) (map[string]services.Credentials, error) {
+	var out map[string]services.Credentials
+	err := s.creds.update(app, instance, func(m map[string]services.Credentials) error {
+		for _, name := range names {
+			if _, ok := m[name]; ok {
+				continue
+			}
+			c, err := services.NewCredentials(services.Instance{App: app, Name: instance})
+			if err != nil {
+				return err
+			}
+			if name == "redis" {
+				if c.Database, err = s.freeRedisDatabase(m); err != nil {
+					return err
+				}
+			}
+			m[name] = c
+		}
+		out = maps.Clone(m)
+		return nil
+	})
+	return out, err
+}
+
+// freeRedisDatabase is the lowest redis database number (from 1: 0 is
+// where a client lands before it selects) no instance has; mine are the
+// credentials being updated, not yet on disk.
+func (s *Server) freeRedisDatabase(mine map[string]services.Credentials) (int, error) {
+	all, err := s.creds.all()
+	if err != nil {
+		return 0, err
+	}
+	used := map[int]bool{}
+	for _, m := range append(all, mine) {
+		if c, ok := m["redis"]; ok {
+			used[c.Database] = true
+		}
+	}
+	for n := 1; n <= services.MaxRedisDatabase; n++ {
+		if !used[n] {
+			return n, nil
+		}
+	}
+	return 0, fmt.Errorf("every redis database (1..%d) is taken", services.MaxRedisDatabase)
+}
+
+// provision gives r's instance every service its app.ini asks for before
+// any node starts the release: credentials made once and kept, the server
+// installed and the instance's database made on the services node (its
+// directory on every app node), client packages on the app nodes, and the
+// connection details added to spec.Env. Every step is idempotent, so it
+// runs on every deploy and mends what a rebuilt node lacks.
+func (s *Server) provision(ctx context.Context, log zerolog.Logger, r *builder.Release, spec *agent.Spec, targets []nodes.Node, out *hooks.Progress) error {
+	stored, err := s.creds.get(r.App, r.Instance)
+	if err != nil {
+		log.Error().Err(err).Msg("reading service credentials")
+		return fmt.Errorf("cannot read the services of %s; tell the operator", r.App)
+	}
+	for _, name := range slices.Sorted(maps.Keys(stored)) {
+		if !slices.Contains(spec.Services, name) {
+			out.Detail("warning: %s is no longer in app.ini; its data is kept. To remove it: ssh <receiver> clear %s %s --confirm %s",
+				name, instanceTarget(r.App, r.Branch), name, r.App)
+		}
+	}
+	if len(spec.Services) == 0 {
+		return nil
+	}
+	creds, err := s.credentials(r.App, r.Instance, spec.Services)
+	if err != nil {
+		log.Error().Err(err).Msg("making service credentials")
+		return fmt.Errorf("cannot make the service credentials of %s; tell the operator", r.App)
+	}
+	servicesNode, err := s.fleet.Inventory.ServicesNode()
+	if err != nil {
+		log.Error().Err(err).Msg("reading the node inventory")
+		return fmt.Errorf("cannot read the node inventory; tell the operator")
+	}
+	out.Step("Services")
+	inst := services.Instance{App: r.App, Name: r.Instance}
+	for _, name := range spec.Services {
+		svc, ok := services.Lookup(name)
+		if !ok {
+			return fmt.Errorf("service %s is not one this receiver provides", name)
+		}
+		where := []nodes.Node{servicesNode}
+		if svc.Where() == services.OnAppNodes {
+			where = targets
+		}
+		// Lines name the node when the service is on several.
+		say := func(on []nodes.Node) func(nodes.Node, string) {
+			return func(n nodes.Node, line string) {
+				line = strings.TrimPrefix(line, name+": ")
+				if len(on) > 1 {
+					line = n.Name + "  " + line
+				}
+				out.Detail("%-13s %s", name, line)
+			}
+		}
+		if svc.Where() == services.OnServicesNode && len(svc.ClientPackages()) > 0 {
+			if err := s.fleet.ServiceSetup(ctx, targets, "client", name, say(targets)); err != nil {
+				log.Warn().Err(err).Str("service", name).Msg("client packages")
+				return fmt.Errorf("%s: installing its client packages failed: %w", name, err)
+			}
+		}
+		if err := s.fleet.ServiceProvision(ctx, where, name, r.App, r.Instance, creds[name], say(where)); err != nil {
+			log.Warn().Err(err).Str("service", name).Msg("provisioning failed")
+			return fmt.Errorf("%s could not be provisioned: %w; nothing was deployed", name, err)
+		}
+		maps.Copy(spec.Env, svc.Env(inst, creds[name], servicesNode.ServiceAddress(), nodeHost))
+	}
+	log.Info().Strs("services", spec.Services).Str("services_node", servicesNode.Name).Msg("services provisioned")
+	return nil
+}
+
+// instanceTarget is how commands name a branch's instance: APP for
+// production, APP@BRANCH otherwise.
+func instanceTarget(app, branch string) string {
+	if isProductionBranch(branch) {
+		return app
+	}
+	return app + "@" + branch
+}

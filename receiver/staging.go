@@ -1,0 +1,253 @@
+package receiver
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/services"
+)
+
+// Every branch other than main/master is a staging instance of its own:
+// its own host, releases and services (DESIGN.md: Silver Lining shared one
+// database across locations, so staging writes hit production data).
+
+var (
+	notLabelChar = regexp.MustCompile(`[^a-z0-9]+`)
+	branchGlob   = regexp.MustCompile(`^[A-Za-z0-9*?][A-Za-z0-9._/*?-]{0,199}$`)
+)
+
+// parseBranchGlobs reads "staging, feature-*" (or "none", or "*").
+func parseBranchGlobs(value string) ([]string, error) {
+	globs := []string{}
+	if strings.TrimSpace(value) == "none" {
+		return globs, nil
+	}
+	for _, g := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if !branchGlob.MatchString(g) {
+			return nil, fmt.Errorf("%q is not a branch name or glob (letters, digits, ._/- and * ?); write e.g. staging, feature-*, or none", g)
+		}
+		globs = append(globs, g)
+	}
+	return globs, nil
+}
+
+// matchesAny is whether branch matches one of globs (nil: every branch).
+// As in git's branch patterns, * matches '/' too: feature* matches
+// feature/login.
+func matchesAny(globs []string, branch string) bool {
+	if globs == nil {
+		return true
+	}
+	return slices.ContainsFunc(globs, func(g string) bool {
+		re := "^" + strings.NewReplacer(`\*`, ".*", `\?`, ".").Replace(regexp.QuoteMeta(g)) + "$"
+		ok, _ := regexp.MatchString(re, branch)
+		return ok
+	})
+}
+
+// stagingRefusal says why a staging branch is not deployed ("" when it is):
+// the receiver's staging_branches, then the app's [staging] branches,
+// which can only narrow it.
+func (s *Server) stagingRefusal(branch string, appGlobs []string) string {
+	switch {
+	case isProductionBranch(branch):
+		return ""
+	case !matchesAny(s.cfg.StagingBranches, branch):
+		return fmt.Sprintf("the receiver's staging_branches (%s) does not include it", globList(s.cfg.StagingBranches))
+	case !matchesAny(appGlobs, branch):
+		return fmt.Sprintf("app.ini's [staging] branches (%s) does not include it", globList(appGlobs))
+	}
+	return ""
+}
+
+func globList(globs []string) string {
+	if len(globs) == 0 {
+		return "none"
+	}
+	return strings.Join(globs, ", ")
+}
+
+// branchLabel turns a branch name into one DNS label: lowercase, every run
+// of other characters (/ and _ among them) as one '-'. A label over 63
+// characters is cut and ends with a hash of the whole name, so two long
+// branches stay apart.
+func branchLabel(branch string) string {
+	l := strings.Trim(notLabelChar.ReplaceAllString(strings.ToLower(branch), "-"), "-")
+	if len(l) > 63 {
+		h := sha256.Sum256([]byte(branch))
+		l = strings.Trim(l[:54], "-") + "-" + hex.EncodeToString(h[:4])
+	}
+	if l == "" {
+		l = "branch"
+	}
+	return l
+}
+
+// location is where r's instance answers: production at app.ini's
+// default_location or APP.DOMAIN; a staging branch at its [branch:NAME]
+// location, else [staging]'s pattern, else BRANCH.APP.DOMAIN.
+func (s *Server) location(r *builder.Release) agent.Location {
+	cfg := r.Config
+	if isProductionBranch(r.Branch) {
+		if cfg.DefaultLocation != nil {
+			return agent.Location{Host: cfg.DefaultLocation.Host, Path: cfg.DefaultLocation.Path}
+		}
+		return agent.Location{Host: r.App + "." + s.cfg.Domain}
+	}
+	if loc, ok := cfg.BranchLocations[r.Branch]; ok {
+		return agent.Location{Host: loc.Host, Path: loc.Path}
+	}
+	if cfg.Staging.Location != "" {
+		// The pattern was checked with sample names; a label and an app
+		// name keep it a host name.
+		v := strings.NewReplacer("{branch}", branchLabel(r.Branch), "{app}", r.App).Replace(cfg.Staging.Location)
+		host, p, _ := strings.Cut(strings.ToLower(v), "/")
+		if p = strings.TrimRight(p, "/"); p != "" {
+			p = "/" + p
+		}
+		return agent.Location{Host: host, Path: p}
+	}
+	return agent.Location{Host: branchLabel(r.Branch) + "." + r.App + "." + s.cfg.Domain}
+}
+
+// checkLocations refuses a push in which two branches of the app would
+// answer at one location: among the built releases, and against every
+// other instance's live spec. The message names both branches.
+func (s *Server) checkLocations(app string, built []*builder.Release, specs []agent.Spec) error {
+	owner := map[string]string{} // location -> branch
+	instances, err := s.appInstances(app)
+	if err != nil {
+		return fmt.Errorf("cannot read the releases of %s; tell the operator", app)
+	}
+	for _, inst := range instances {
+		if slices.ContainsFunc(built, func(r *builder.Release) bool { return r.Instance == inst }) {
+			continue
+		}
+		spec, ok, err := s.lastSpec(app, inst)
+		last, _, _, _ := s.history.Last(app, inst)
+		if err != nil || !ok {
+			continue
+		}
+		for _, l := range spec.Locations {
+			owner[l.String()] = last.Branch
+		}
+	}
+	for i, r := range built {
+		for _, l := range specs[i].Locations {
+			if other, taken := owner[l.String()]; taken && other != r.Branch {
+				return fmt.Errorf("branches %s and %s would both answer at http://%s; rename one, or give one its own location in app.ini ([branch:%s] location = ...)",
+					other, r.Branch, l, r.Branch)
+			}
+			owner[l.String()] = r.Branch
+		}
+	}
+	return nil
+}
+
+// seed copies the service data of instance from into r's new instance,
+// through the backup path (each service's dump, then its restore): a new
+// staging instance starts with a copy of production's data, never the
+// reverse.
+func (s *Server) seed(ctx context.Context, r *builder.Release, fromBranch string, out *hooks.Progress) error {
+	from := builder.InstanceName(fromBranch)
+	if from == r.Instance {
+		return fmt.Errorf("seed-from=%s names the branch being pushed", fromBranch)
+	}
+	fromCreds, err := s.creds.get(r.App, from)
+	if err != nil {
+		return err
+	}
+	toCreds, err := s.creds.get(r.App, r.Instance)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp(s.cfg.runDir(), "seed-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	for _, name := range slices.Sorted(maps.Keys(toCreds)) {
+		fc, ok := fromCreds[name]
+		svc, known := services.Lookup(name)
+		if !ok || !known {
+			out.Detail("%-13s not seeded: %s has no %s", name, fromBranch, name)
+			continue
+		}
+		where, err := s.serviceNodes(svc)
+		if err != nil {
+			return err
+		}
+		dump := filepath.Join(tmp, name+dumpSuffix)
+		f, err := os.OpenFile(dump, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
+		if err != nil {
+			return err
+		}
+		err = s.fleet.ServiceCall(ctx, where[0], "backup", name, r.App, from, fc, nil, f)
+		for _, n := range where {
+			if err != nil {
+				break
+			}
+			if _, err = f.Seek(0, io.SeekStart); err == nil {
+				err = s.fleet.ServiceCall(ctx, n, "restore", name, r.App, r.Instance, toCreds[name], f, nil)
+			}
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("seeding %s from %s: %w", name, fromBranch, err)
+		}
+		out.Detail("%-13s seeded from %s", name, fromBranch)
+	}
+	return nil
+}
+
+// removeBranch is `git push silver :BRANCH`: the branch's staging instance
+// is removed from every node with its services' data, after the pusher is
+// told what goes. (Push.check refuses deleting the production branch.)
+func (s *Server) removeBranch(ctx context.Context, p *Push, branch string, out *hooks.Progress) error {
+	instance := builder.InstanceName(branch)
+	last, _, ok, err := s.history.Last(p.App, instance)
+	if err != nil {
+		p.log.Error().Err(err).Str("instance", instance).Msg("reading release history")
+		return fmt.Errorf("cannot read the release history of %s; tell the operator", p.App)
+	}
+	if !ok {
+		out.Step("%s: branch %s deleted; it had no instance", p.App, branch)
+		return nil
+	}
+	spec, _, err := s.lastSpec(p.App, instance)
+	if err != nil {
+		return fmt.Errorf("cannot read the releases of %s; tell the operator", p.App)
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return fmt.Errorf("cannot read the node inventory; tell the operator")
+	}
+	where := make([]string, len(spec.Locations))
+	for i, l := range spec.Locations {
+		where[i] = "http://" + l.String()
+	}
+	svcs := "none"
+	if len(spec.Services) > 0 {
+		svcs = strings.Join(spec.Services, ", ")
+	}
+	out.Step("%s: branch %s deleted: removing instance %s (v%d at %s; services: %s) from %d node%s",
+		p.App, branch, instanceTarget(p.App, branch), last.Number, strings.Join(where, " "), svcs, len(targets), plural(len(targets)))
+	if err := s.destroyInstance(ctx, p.log, out, targets, p.App, instance, true); err != nil {
+		return err
+	}
+	p.log.Info().Str("instance", instance).Msg("staging instance removed with its branch")
+	out.Done("%s is gone: its routes, releases and data", instanceTarget(p.App, branch))
+	return nil
+}

@@ -1,0 +1,349 @@
+package services
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// PostgresPort is where app nodes reach PostgreSQL; Install pins the
+// cluster to it.
+const PostgresPort = 5432
+
+// postgres is service.postgresql, and service.postgis: the same with the
+// PostGIS extension in every database.
+type postgres struct{ postgis bool }
+
+func init() {
+	register(postgres{})
+	register(postgres{postgis: true})
+}
+
+func (p postgres) Name() string {
+	if p.postgis {
+		return "postgis"
+	}
+	return "postgresql"
+}
+
+func (postgres) Where() Where { return OnServicesNode }
+
+// Packages is the server; for postgis, Install adds the PostGIS package
+// of the PostgreSQL version it finds (postgresql-15-postgis-3 on Debian 12).
+func (postgres) Packages() []string { return []string{"postgresql"} }
+
+func (postgres) ClientPackages() []string { return []string{"python3-psycopg2"} }
+
+// pgCluster is one line of pg_lsclusters.
+type pgCluster struct {
+	version, name string
+	online        bool
+}
+
+// cluster is the node's first PostgreSQL cluster (Debian's package makes
+// VERSION/main).
+func cluster(ctx context.Context) (pgCluster, error) {
+	out, err := runArgv(ctx, "pg_lsclusters", "--no-header")
+	if err != nil {
+		return pgCluster{}, err
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 4 {
+			return pgCluster{version: f[0], name: f[1], online: strings.HasPrefix(f[3], "online")}, nil
+		}
+	}
+	return pgCluster{}, errors.New("no PostgreSQL cluster on this node; create one with pg_createcluster")
+}
+
+// pgConf makes the cluster listen where app nodes reach it; pgHBA lets
+// each instance's user reach only the database of its own name, and only
+// with its password (never trust across the network).
+const (
+	pgConf = "# Written by gitreceive: app nodes connect over the network.\n" +
+		"listen_addresses = '*'\nport = 5432\npassword_encryption = scram-sha-256\n"
+	pgHBAMarker = "# gitreceive: each app instance reaches its own database, with its password"
+	pgHBA       = pgHBAMarker + "\nhost sameuser all 0.0.0.0/0 scram-sha-256\nhost sameuser all ::/0 scram-sha-256\n"
+)
+
+func (p postgres) Install(ctx context.Context, h Host) error {
+	if err := EnsurePackages(ctx, h.Output, p.Packages()); err != nil {
+		return err
+	}
+	c, err := cluster(ctx)
+	if err != nil {
+		return err
+	}
+	if p.postgis {
+		if err := EnsurePackages(ctx, h.Output, []string{"postgresql-" + c.version + "-postgis-3"}); err != nil {
+			return err
+		}
+	}
+	etc := filepath.Join("/etc/postgresql", c.version, c.name)
+	changed, err := writeIfChanged(filepath.Join(etc, "conf.d", "gitreceive.conf"), []byte(pgConf), 0o644)
+	if err != nil {
+		return err
+	}
+	hbaPath := filepath.Join(etc, "pg_hba.conf")
+	hba, err := os.ReadFile(hbaPath)
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(hba, []byte(pgHBAMarker)) {
+		if len(hba) > 0 && hba[len(hba)-1] != '\n' {
+			hba = append(hba, '\n')
+		}
+		if _, err := writeIfChanged(hbaPath, append(hba, pgHBA...), 0o640); err != nil {
+			return err
+		}
+		changed = true
+	}
+	if err := ensureRunDir("/run/postgresql", "postgres", 0o2775); err != nil {
+		return err
+	}
+	switch {
+	case !c.online:
+		_, err = runArgv(ctx, "pg_ctlcluster", c.version, c.name, "start")
+	case changed:
+		_, err = runArgv(ctx, "pg_ctlcluster", c.version, c.name, "restart")
+	}
+	if err != nil {
+		return fmt.Errorf("starting PostgreSQL %s/%s: %w", c.version, c.name, err)
+	}
+	return waitFor(ctx, "PostgreSQL", func() error {
+		_, err := psql(ctx, "postgres", "SELECT 1")
+		return err
+	})
+}
+
+// psql runs sql as the postgres superuser in database db; the SQL goes on
+// stdin, so no password is ever in a command line.
+func psql(ctx context.Context, db, sql string) ([]byte, error) {
+	return command{
+		argv:  []string{"runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db},
+		stdin: strings.NewReader(sql),
+	}.run(ctx)
+}
+
+// createDatabase makes the instance's database, owned by its user, which
+// no other role may connect to.
+func (p postgres) createDatabase(ctx context.Context, c Credentials) error {
+	if _, err := psql(ctx, "postgres", fmt.Sprintf(
+		`SELECT 'CREATE DATABASE "%[1]s" OWNER "%[1]s"' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '%[1]s')\gexec
+REVOKE ALL ON DATABASE "%[1]s" FROM PUBLIC;
+`, c.User)); err != nil {
+		return err
+	}
+	if p.postgis {
+		if _, err := psql(ctx, c.User, "CREATE EXTENSION IF NOT EXISTS postgis;\n"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p postgres) Provision(ctx context.Context, h Host, inst Instance, c Credentials) (string, error) {
+	if err := c.Check(); err != nil {
+		return "", err
+	}
+	if _, err := psql(ctx, "postgres", fmt.Sprintf(`DO $$ BEGIN
+  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '%[1]s') THEN CREATE ROLE "%[1]s"; END IF;
+END $$;
+ALTER ROLE "%[1]s" WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD '%[2]s';
+`, c.User, c.Password)); err != nil {
+		// psql echoes a failing statement, password and all.
+		return "", redact(err, c.Password)
+	}
+	if err := p.createDatabase(ctx, c); err != nil {
+		return "", err
+	}
+	return "database " + c.User + " ready", nil
+}
+
+func (p postgres) Env(inst Instance, c Credentials, host string, h Host) map[string]string {
+	port := strconv.Itoa(PostgresPort)
+	url := fmt.Sprintf("postgresql://%s:%s@%s/%s", c.User, c.Password, hostPort(host, port), c.User)
+	return map[string]string{
+		"CONFIG_PG_DBNAME":     c.User,
+		"CONFIG_PG_USER":       c.User,
+		"CONFIG_PG_PASSWORD":   c.Password,
+		"CONFIG_PG_HOST":       host,
+		"CONFIG_PG_PORT":       port,
+		"CONFIG_PG_SQLALCHEMY": url,
+		"DATABASE_URL":         url,
+	}
+}
+
+// Backup is pg_dump's custom format, which pg_restore reads.
+func (postgres) Backup(ctx context.Context, h Host, inst Instance, c Credentials, w io.Writer) error {
+	if err := c.Check(); err != nil {
+		return err
+	}
+	_, err := command{argv: []string{"runuser", "-u", "postgres", "--", "pg_dump", "-Fc", "-d", c.User}, stdout: w}.run(ctx)
+	return err
+}
+
+// pgDumpMagic starts every pg_dump custom-format archive.
+var pgDumpMagic = []byte("PGDMP")
+
+func (postgres) CheckBackup(r io.Reader) error {
+	br := bufio.NewReader(r)
+	head, err := br.Peek(len(pgDumpMagic) + 3)
+	if err != nil || !bytes.HasPrefix(head, pgDumpMagic) {
+		return errors.New("not a pg_dump custom-format archive (made by pg_dump -Fc)")
+	}
+	// The version bytes: major, minor, revision of the archive format.
+	if head[5] != 1 || head[6] < 12 {
+		return fmt.Errorf("pg_dump archive format %d.%d is not one this PostgreSQL reads", head[5], head[6])
+	}
+	_, err = io.Copy(io.Discard, br)
+	return err
+}
+
+// Restore replaces the database with the archive's contents, created as
+// the instance's user (so the app owns its tables again). Rows of tables
+// that belong to extensions (PostGIS's spatial_ref_sys) are left as the
+// extension made them: the instance's user may not write there.
+func (p postgres) Restore(ctx context.Context, h Host, inst Instance, c Credentials, r io.Reader) error {
+	tmp, err := os.MkdirTemp("", "gitreceive-restore-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	dump := filepath.Join(tmp, "dump")
+	if err := CopyToFile(dump, r); err != nil {
+		return err
+	}
+	if err := p.Clear(ctx, h, inst, c); err != nil {
+		return err
+	}
+	out, err := psql(ctx, c.User, `SELECT n.nspname || ' ' || c.relname FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e';`)
+	if err != nil {
+		return err
+	}
+	skip := map[string]bool{}
+	for _, t := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		skip["TABLE DATA "+t+" "] = true
+	}
+	list, err := pgRestore(ctx, dump, "-l")
+	if err != nil {
+		return err
+	}
+	var keep bytes.Buffer
+	for _, line := range strings.SplitAfter(string(list), "\n") {
+		if !skipListLine(line, skip) {
+			keep.WriteString(line)
+		}
+	}
+	// pg_restore runs as postgres: the list must be readable by it (it
+	// names tables, nothing secret); the dump reaches it on stdin.
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	listPath := filepath.Join(tmp, "list")
+	if err := os.WriteFile(listPath, keep.Bytes(), 0o644); err != nil {
+		return err
+	}
+	_, err = pgRestore(ctx, dump, "--no-owner", "--no-comments", "--role="+c.User, "--exit-on-error", "-L", listPath, "-d", c.User)
+	return err
+}
+
+// skipListLine is whether a line of pg_restore -l restores the data of a
+// table in skip ("TABLE DATA SCHEMA NAME ").
+func skipListLine(line string, skip map[string]bool) bool {
+	i := strings.Index(line, "TABLE DATA ")
+	if i < 0 || strings.HasPrefix(line, ";") {
+		return false
+	}
+	for prefix := range skip {
+		if strings.HasPrefix(line[i:], prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// pgRestore runs pg_restore ARGS as postgres with the dump on stdin.
+func pgRestore(ctx context.Context, dump string, args ...string) ([]byte, error) {
+	f, err := os.Open(dump)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return command{argv: append([]string{"runuser", "-u", "postgres", "--", "pg_restore"}, args...), stdin: f}.run(ctx)
+}
+
+
+func (p postgres) Clear(ctx context.Context, h Host, inst Instance, c Credentials) error {
+	if err := c.Check(); err != nil {
+		return err
+	}
+	if _, err := psql(ctx, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS "%s" WITH (FORCE);`+"\n", c.User)); err != nil {
+		return err
+	}
+	return p.createDatabase(ctx, c)
+}
+
+func (postgres) Destroy(ctx context.Context, h Host, inst Instance, c Credentials) error {
+	if err := c.Check(); err != nil {
+		return err
+	}
+	_, err := psql(ctx, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS \"%[1]s\" WITH (FORCE);\nDROP ROLE IF EXISTS \"%[1]s\";\n", c.User))
+	return err
+}
+
+// hostPort is host:port, with an IPv6 host in brackets.
+func hostPort(host, port string) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + port
+	}
+	return host + ":" + port
+}
+
+// ensureRunDir makes a server's /run directory, which a node without
+// systemd's tmpfiles does not have after a boot.
+func ensureRunDir(dir, owner string, mode os.FileMode) error {
+	u, err := user.Lookup(owner)
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if err := os.Chown(dir, uid, gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// waitFor polls ready until it succeeds, at most 30 s.
+func waitFor(ctx context.Context, what string, ready func() error) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := ready()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s is not answering: %w", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
