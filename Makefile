@@ -7,6 +7,7 @@ VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 60s
+FUZZTIME_TEST ?= 3s
 
 # What the receiver needs at run time, and what the tests need on top (the
 # test bed's nodes run sshd in network namespaces: iproute2, util-linux; they
@@ -42,6 +43,7 @@ install: build
 # Everything CI runs: missing packages installed, checks, every test.
 test: deps-test lint
 	$(GO) test -race -count=1 -timeout 15m ./...
+	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)
 
 unit:
 	$(GO) test -count=1 ./...
@@ -53,18 +55,19 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 # Each fuzz target for FUZZTIME (go test -fuzz takes one target at a time).
+# Every fuzz target of a parser of untrusted input, as TARGET:PACKAGE (go test -fuzz takes one
+# target at a time). `make test` runs each for FUZZTIME_TEST, `make fuzz` for FUZZTIME.
+FUZZ_TARGETS := FuzzSplit:./receiver/cmdline FuzzParsePublicKey:./receiver/keystore \
+                FuzzParseStoreFile:./receiver/keystore FuzzCheckBranchName:./receiver \
+                FuzzReadBackup:./receiver FuzzFix:./builder/pthfix FuzzParse:./builder/appconfig \
+                FuzzAssembleContents:./nodes/agent FuzzSpec:./nodes/agent \
+                FuzzRedisBackup:./services FuzzRESPReply:./services FuzzFilesBackup:./services
+
 fuzz:
-	$(GO) test -run=NONE -fuzz='^FuzzSplit$$' -fuzztime=$(FUZZTIME) ./receiver/cmdline
-	$(GO) test -run=NONE -fuzz='^FuzzParsePublicKey$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
-	$(GO) test -run=NONE -fuzz='^FuzzParseStoreFile$$' -fuzztime=$(FUZZTIME) ./receiver/keystore
-	$(GO) test -run=NONE -fuzz='^FuzzFix$$' -fuzztime=$(FUZZTIME) ./builder/pthfix
-	$(GO) test -run=NONE -fuzz='^FuzzParse$$' -fuzztime=$(FUZZTIME) ./builder/appconfig
-	$(GO) test -run=NONE -fuzz='^FuzzAssembleContents$$' -fuzztime=$(FUZZTIME) ./nodes/agent
-	$(GO) test -run=NONE -fuzz='^FuzzSpec$$' -fuzztime=$(FUZZTIME) ./nodes/agent
-	$(GO) test -run=NONE -fuzz='^FuzzCheckBranchName$$' -fuzztime=$(FUZZTIME) ./receiver
-	$(GO) test -run=NONE -fuzz='^FuzzRedisBackup$$' -fuzztime=$(FUZZTIME) ./services
-	$(GO) test -run=NONE -fuzz='^FuzzRESPReply$$' -fuzztime=$(FUZZTIME) ./services
-	$(GO) test -run=NONE -fuzz='^FuzzFilesBackup$$' -fuzztime=$(FUZZTIME) ./services
+	@for t in $(FUZZ_TARGETS); do \
+	  echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
+	  $(GO) test -run=NONE -fuzz="^$${t%%:*}\$$" -fuzztime=$(FUZZTIME) -parallel=1 $${t#*:} || exit 1; \
+	done
 
 bench: deps-test
 	@./.ci/apt-ensure rsync

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/services"
@@ -31,6 +33,7 @@ const (
 const (
 	backupManifestName = "gitreceive-backup.json"
 	backupFormat       = 1
+	maxManifestSize    = 1 << 16
 	dumpSuffix         = ".dump"
 )
 
@@ -174,7 +177,13 @@ func readBackup(r io.Reader, dir string, creds map[string]services.Credentials) 
 			if h.Name != backupManifestName {
 				return m, nil, fmt.Errorf("not a backup made by gitreceive backup: it starts with %q, not %s", h.Name, backupManifestName)
 			}
-			data, err := io.ReadAll(io.LimitReader(tr, 1<<16))
+			// Read whole or refused: tar would discard the rest of a
+			// longer entry by reading it, and a sparse one can promise
+			// terabytes of zeros.
+			if h.Size > maxManifestSize {
+				return m, nil, fmt.Errorf("%s is %d bytes, more than a manifest is", backupManifestName, h.Size)
+			}
+			data, err := io.ReadAll(tr)
 			if err != nil || json.Unmarshal(data, &m) != nil || m.Format != backupFormat {
 				return m, nil, fmt.Errorf("%s is not a backup manifest of format %d", backupManifestName, backupFormat)
 			}
@@ -194,8 +203,11 @@ func readBackup(r io.Reader, dir string, creds map[string]services.Credentials) 
 		if !slices.Contains(m.Services, name) {
 			return m, nil, fmt.Errorf("backup entry %q is not listed in its manifest", h.Name)
 		}
+		if err := checkRoom(dir, h.Size); err != nil {
+			return m, nil, fmt.Errorf("backup entry %s: %w", h.Name, err)
+		}
 		path := filepath.Join(dir, name+dumpSuffix)
-		if err := services.CopyToFile(path, tr); err != nil {
+		if err := services.CopyToFile(path, io.LimitReader(tr, h.Size)); err != nil {
 			return m, nil, err
 		}
 		if err := checkDump(svc, path); err != nil {
@@ -209,6 +221,24 @@ func readBackup(r io.Reader, dir string, creds map[string]services.Credentials) 
 	return m, names, nil
 }
 
+// maxDumpSize caps one dump of a backup (tests lower it).
+var maxDumpSize int64 = 1 << 40
+
+// checkRoom refuses a dump of size bytes that would not fit in dir with
+// 1 GiB to spare (a tar header may promise terabytes of sparse zeros).
+func checkRoom(dir string, size int64) error {
+	if size > maxDumpSize {
+		return fmt.Errorf("is %s, over the %s a dump may be", hooks.Size(size), hooks.Size(maxDumpSize))
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err
+	}
+	if free := int64(st.Bavail) * st.Bsize; size > free-(1<<30) {
+		return fmt.Errorf("is %s and the receiver has %s free for it; free some room and restore again", hooks.Size(size), hooks.Size(free))
+	}
+	return nil
+}
 
 func checkDump(svc services.Service, path string) error {
 	f, err := os.Open(path)

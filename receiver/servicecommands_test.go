@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 
@@ -64,6 +65,7 @@ func TestReadBackup(t *testing.T) {
 		{"not in manifest", tarOf(t, manifestOf("mysql"), pg), "not listed in its manifest"},
 		{"missing a listed dump", tarOf(t, manifestOf("postgis", "mysql"), pg), "incomplete"},
 		{"corrupt dump", tarOf(t, manifestOf("postgis"), tarEntry{name: "postgis.dump", body: "GARBAGE"}), "not a pg_dump custom-format archive"},
+		{"huge manifest", tarOf(t, tarEntry{name: backupManifestName, body: strings.Repeat(" ", 1<<17)}), "more than a manifest is"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, names, err := readBackup(tc.archive, t.TempDir(), creds)
@@ -97,4 +99,33 @@ func TestCredentialsAreKeptAndRedisDatabasesDiffer(t *testing.T) {
 	if b["redis"].User == a["redis"].User || b["redis"].Password == a["redis"].Password {
 		t.Fatal("two instances share a user or password")
 	}
+}
+
+// FuzzReadBackup: restore reads a tar stream from whoever may manage the
+// app; it must refuse or accept it without panicking, and write only
+// SERVICE.dump files into its directory.
+func FuzzReadBackup(f *testing.F) {
+	var t testing.T
+	f.Add(tarOf(&t, manifestOf("postgis"), tarEntry{name: "postgis.dump", body: "PGDMP\x01\x0e\x00xx"}).Bytes())
+	f.Add(tarOf(&t, tarEntry{name: "../x", body: "x"}).Bytes())
+	f.Add([]byte("not a tar"))
+	creds := map[string]services.Credentials{"postgis": {}, "files": {}}
+	maxDumpSize = 1 << 20 // sparse headers promise more than a fuzzer can write
+	f.Fuzz(func(t *testing.T, data []byte) {
+		dir, tmpErr := os.MkdirTemp("", "fuzz-backup-")
+		if tmpErr != nil {
+			t.Fatal(tmpErr)
+		}
+		defer os.RemoveAll(dir)
+		_, names, err := readBackup(bytes.NewReader(data), dir, creds)
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			if !strings.HasSuffix(e.Name(), dumpSuffix) || e.IsDir() {
+				t.Fatalf("readBackup wrote %s", e.Name())
+			}
+		}
+		if err == nil && len(names) == 0 {
+			t.Fatal("accepted a backup with nothing in it")
+		}
+	})
 }
