@@ -50,7 +50,14 @@ type Config struct {
 	// master) deployed as staging instances; nil deploys every branch,
 	// empty none. An app's [staging] branches can only narrow it.
 	StagingBranches []string
-	Version         string
+	// StagingIdle stops the workers of a staging instance after this long
+	// without a request; they start again on the next one (0: never).
+	StagingIdle time.Duration
+	// DeployOff (`deploy = false`) makes the receiver a plain git mirror:
+	// pushes are authorized, checked and accepted, and nothing is built
+	// or deployed. The zero value deploys, so a Config built in code does.
+	DeployOff bool
+	Version   string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -121,12 +128,26 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 			}
 			c.StagingBranches = globs
 		}
+		if k := sec.Key("staging_idle"); k.String() != "" {
+			d, err := time.ParseDuration(k.String())
+			if err != nil || d < 0 || (d > 0 && d < time.Second) || d > 7*24*time.Hour {
+				return c, fmt.Errorf("%s: staging_idle = %q is not a duration from 1s to 168h, such as 30m (0 for never)", path, k.String())
+			}
+			c.StagingIdle = d
+		}
 		if k := sec.Key("keep_releases"); k.String() != "" {
 			n, err := k.Int()
 			if err != nil || n < 2 || n > 100 {
 				return c, fmt.Errorf("%s: keep_releases = %q must be a number from 2 to 100 (the live release and the previous one at least)", path, k.String())
 			}
 			c.KeepReleases = n
+		}
+		if k := sec.Key("deploy"); k.String() != "" {
+			on, ok := parseOnOff(k.String())
+			if !ok {
+				return c, fmt.Errorf("%s: deploy = %q must be true or false (false: accept pushes without building or deploying them)", path, k.String())
+			}
+			c.DeployOff = !on
 		}
 	}
 	if v := os.Getenv("GITRECEIVE_LISTEN"); v != "" {
@@ -136,6 +157,18 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 		c.Listen = listenFlag
 	}
 	return c, nil
+}
+
+// parseOnOff reads a boolean setting: true/false, yes/no, on/off, 1/0, in
+// any case.
+func parseOnOff(v string) (on, ok bool) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "true", "yes", "on", "1":
+		return true, true
+	case "false", "no", "off", "0":
+		return false, true
+	}
+	return false, false
 }
 
 var domainName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)

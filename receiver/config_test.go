@@ -3,6 +3,7 @@ package receiver
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -65,6 +66,37 @@ func TestLoadConfigDomainAndKeep(t *testing.T) {
 	}
 }
 
+func TestLoadConfigStaging(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		ini      string
+		branches []string
+		idle     time.Duration
+		err      string
+	}{
+		{"", nil, 0, ""},
+		{"staging_branches = staging, feature-*\nstaging_idle = 30m\n", []string{"staging", "feature-*"}, 30 * time.Minute, ""},
+		{"staging_branches = none\nstaging_idle = 0\n", []string{}, 0, ""},
+		{"staging_branches = $(x)\n", nil, 0, "staging_branches"},
+		{"staging_idle = 1ms\n", nil, 0, "staging_idle"},
+		{"staging_idle = soon\n", nil, 0, "staging_idle"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, ConfigFileName), []byte(tc.ini), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(dir, "")
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: error %v, want one about %s", tc.ini, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(c.StagingBranches, tc.branches) || (c.StagingBranches == nil) != (tc.branches == nil) || c.StagingIdle != tc.idle {
+			t.Errorf("%q: %v %v, %v", tc.ini, c.StagingBranches, c.StagingIdle, err)
+		}
+	}
+}
+
 func TestResolveDataDir(t *testing.T) {
 	t.Setenv("GITRECEIVE_DATA", "")
 	if got := ResolveDataDir(""); got != DefaultDataDir {
@@ -101,5 +133,47 @@ func TestLoadConfigMakesDataDirAbsolute(t *testing.T) {
 	}
 	if !filepath.IsAbs(c.DataDir) || filepath.Base(c.DataDir) != "data" || !filepath.IsAbs(c.hookSocket()) {
 		t.Fatalf("DataDir = %q, hook socket %q", c.DataDir, c.hookSocket())
+	}
+}
+
+func TestLoadConfigDeploy(t *testing.T) {
+	dir := t.TempDir()
+	if c, err := LoadConfig(dir, ""); err != nil || c.DeployOff {
+		t.Fatalf("default: %+v, %v (deploy must default to on)", c, err)
+	}
+	if c := (Config{}); c.DeployOff {
+		t.Fatal("a Config built in code must deploy")
+	}
+	for _, tc := range []struct {
+		ini     string
+		off     bool
+		wantErr bool
+	}{
+		{"deploy = false\n", true, false},
+		{"deploy = FALSE\n", true, false},
+		{"deploy = no\n", true, false},
+		{"deploy = off\n", true, false},
+		{"deploy = 0\n", true, false},
+		{"deploy = true\n", false, false},
+		{"deploy = Yes\n", false, false},
+		{"deploy = on\n", false, false},
+		{"deploy = 1\n", false, false},
+		{"deploy =\n", false, false}, // empty: the default
+		{"deploy = nope\n", false, true},
+		{"deploy = f\n", false, true},
+		{"deploy = false # a git mirror\n", true, false}, // ini comments are stripped
+		{"deploy = 2\n", false, true},
+	} {
+		path := filepath.Join(dir, ConfigFileName)
+		if err := os.WriteFile(path, []byte(tc.ini), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(dir, "")
+		switch {
+		case tc.wantErr && (err == nil || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "deploy =")):
+			t.Errorf("%q: error %v, want one naming %s and deploy", tc.ini, err, path)
+		case !tc.wantErr && (err != nil || c.DeployOff != tc.off):
+			t.Errorf("%q: DeployOff = %v, %v; want %v", tc.ini, c.DeployOff, err, tc.off)
+		}
 	}
 }

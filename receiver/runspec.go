@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/nodes/agent"
@@ -47,6 +48,9 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 		ReloadOnRSS:        cfg.ReloadOnRSS,
 		Env:                env,
 		KeepReleases:       s.cfg.KeepReleases,
+	}
+	if !isProductionBranch(r.Branch) {
+		spec.IdleStop = int(s.cfg.StagingIdle / time.Second)
 	}
 	for _, f := range cfg.UpdateFetch {
 		spec.UpdateFetch = append(spec.UpdateFetch, agent.FetchStep{URLPath: f.URLPath, Script: f.Script, Args: f.Args})

@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"testing"
+	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
@@ -45,5 +46,13 @@ func TestRunSpec(t *testing.T) {
 	// default_location (staging_test.go has the other rules).
 	if got := spec.Locations[0].String(); got != "feature-login-2.blog.apps.test" {
 		t.Errorf("staging location %q", got)
+	}
+	// Idle staging workers stop when the receiver says so; production's never.
+	s.cfg.StagingIdle = 90 * time.Minute
+	if spec, _ = s.runSpec(staging); spec.IdleStop != 5400 {
+		t.Errorf("staging idle_stop %d", spec.IdleStop)
+	}
+	if spec, _ = s.runSpec(prod); spec.IdleStop != 0 {
+		t.Errorf("production idle_stop %d", spec.IdleStop)
 	}
 }

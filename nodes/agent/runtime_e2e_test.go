@@ -457,6 +457,31 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 		}
 		n.expectStopped("probe", "slow", 1)
 	})
+	t.Run("idle stop", func(t *testing.T) {
+		n.t = t
+		n.writeRelease("probe", "idle", 1, probeRelease(probeRunner))
+		spec := probeSpec("idle.probe.test", "")
+		spec.IdleStop, spec.Workers = 1, 2
+		n.mustStart("probe", "idle", 1, spec)
+		n.mustGet("probe", "idle", 1, "idle.probe.test", "", "/")
+		// Idle: the workers go, the master (and its socket) stays.
+		deadline := time.Now().Add(15 * time.Second)
+		for n.vassalProcesses("probe", "idle", 1) != 1 {
+			if time.Now().After(deadline) {
+				t.Fatalf("the workers are still running after 15 s idle (%d processes)", n.vassalProcesses("probe", "idle", 1))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		// The next request starts them again and is answered.
+		n.mustGet("probe", "idle", 1, "idle.probe.test", "", "/")
+		if c := n.vassalProcesses("probe", "idle", 1); c < 2 {
+			t.Errorf("%d processes after a request, want the master and workers", c)
+		}
+		if res := n.helper("stop", "probe", "idle", 1, Spec{}); res.Error != "" {
+			t.Errorf("stop: %s", res.Error)
+		}
+		n.expectStopped("probe", "idle", 1)
+	})
 	t.Run("update_fetch answering 404", func(t *testing.T) {
 		n.t = t
 		n.writeRelease("probe", "f404", 1, probeRelease(probeRunner))

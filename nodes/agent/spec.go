@@ -34,6 +34,10 @@ type Spec struct {
 	Harakiri    int `json:"harakiri,omitempty"`      // seconds before a stuck request's worker is killed (default 60)
 	MaxRequests int `json:"max_requests,omitempty"`  // requests before a worker is recycled (default 5000)
 	ReloadOnRSS int `json:"reload_on_rss,omitempty"` // MB of resident memory before a worker is recycled (default 512)
+	// IdleStop, when set, stops the workers after that many seconds
+	// without a request; the master keeps the socket and starts them on
+	// the next one (staging instances nobody is looking at).
+	IdleStop int `json:"idle_stop,omitempty"`
 
 	// Env is what the receiver hands the app: SILVER_*, CONFIG_* (app.ini
 	// config.* and, later, services). The agent adds TEMP, SILVER_LOGS and
@@ -179,7 +183,7 @@ func (s Spec) Validate() error {
 		}
 	}
 	for name, v := range map[string]int{"health_check_timeout": s.HealthCheckTimeout, "workers": s.Workers, "harakiri": s.Harakiri,
-		"max_requests": s.MaxRequests, "reload_on_rss": s.ReloadOnRSS, "keep_releases": s.KeepReleases} {
+		"max_requests": s.MaxRequests, "reload_on_rss": s.ReloadOnRSS, "keep_releases": s.KeepReleases, "idle_stop": s.IdleStop} {
 		if v < 0 || v > 1_000_000 {
 			return fmt.Errorf("%s = %d is out of range", name, v)
 		}

@@ -1001,6 +1001,11 @@ func vassalINI(c vassalConfig) (string, error) {
 	line("harakiri = %d", s.Harakiri)
 	line("max-requests = %d", s.MaxRequests)
 	line("reload-on-rss = %d", s.ReloadOnRSS)
+	if s.IdleStop > 0 {
+		line("; Idle: the workers stop after this many seconds without a request")
+		line("; (cheap mode); the master keeps the socket and starts them on the next.")
+		line("idle = %d", s.IdleStop)
+	}
 	line("; The sockets directory is setgid www-data: nginx's workers connect as the")
 	line("; group, nobody else can.")
 	line("socket = %s", q["socket"])

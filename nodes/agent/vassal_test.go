@@ -124,6 +124,18 @@ func iniOptions(t *testing.T, ini string) map[string][]string {
 	return opts
 }
 
+func TestVassalINIIdle(t *testing.T) {
+	c := testVassalConfig("python", "branch-x")
+	c.Spec.IdleStop = 1800
+	ini, err := vassalINI(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := iniOptions(t, ini)["idle"]; len(got) != 1 || got[0] != "1800" {
+		t.Fatalf("idle = %q, want 1800", got)
+	}
+}
+
 func TestVassalINI(t *testing.T) {
 	for _, c := range []struct {
 		name     string
@@ -139,7 +151,7 @@ func TestVassalINI(t *testing.T) {
 			"need-app": "true", "env": "LANG=C.UTF-8", "socket": "/run/gitreceive/sockets/shop.main.v3.sock", "chmod-socket": "660",
 			"logto2": "/var/log/gitreceive/apps/shop/main/app.log", "log-backupname": "/var/log/gitreceive/apps/shop/main/app.log.old",
 			"log-maxsize": "20971520", "wsgi-file": "/srv/gitreceive/apps/shop/main/run/v3.wsgi.py", "callable": "application",
-		}, []string{"chown-socket", "logto", "for-readline", "php-docroot"}},
+		}, []string{"chown-socket", "logto", "for-readline", "php-docroot", "idle"}},
 		{"python, '%' in the instance", "python", "feat%41.x", map[string]string{
 			"chdir":  "/srv/gitreceive/apps/shop/feat%41.x/releases/v3",
 			"logto2": "/var/log/gitreceive/apps/shop/feat%41.x/app.log",
