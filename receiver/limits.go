@@ -16,22 +16,27 @@ import (
 // on connections still authenticating, caps on sessions, and keepalives that
 // find dead clients without cutting a long, silent deploy step short.
 type connLimits struct {
-	maxUnauth   int64
-	maxSessions int64
-	log         zerolog.Logger
+	maxUnauth, maxUnauthPerHost int64
+	maxSessions                 int64
+	log                         zerolog.Logger
 
 	unauth   atomic.Int64
 	sessions atomic.Int64
+
+	mu           sync.Mutex
+	unauthByHost map[string]int64 // connections authenticating, per remote address
 }
 
-func newConnLimits(maxUnauth, maxSessions int64, log zerolog.Logger) *connLimits {
-	return &connLimits{maxUnauth: maxUnauth, maxSessions: maxSessions, log: log}
+func newConnLimits(maxUnauth, maxUnauthPerHost, maxSessions int64, log zerolog.Logger) *connLimits {
+	return &connLimits{maxUnauth: maxUnauth, maxUnauthPerHost: maxUnauthPerHost, maxSessions: maxSessions, log: log,
+		unauthByHost: map[string]int64{}}
 }
 
 type connStateKey struct{}
 
 // connState is per connection; it lives in the gliderlabs context.
 type connState struct {
+	host          string // remote address, without the port
 	authOnce      sync.Once
 	authenticated atomic.Bool
 	sessions      atomic.Int64
@@ -45,12 +50,27 @@ func stateOf(ctx ssh.Context) *connState {
 
 // accept runs for every TCP connection before the SSH handshake.
 func (l *connLimits) accept(ctx ssh.Context, conn net.Conn) net.Conn {
+	host, _, err := net.SplitHostPort(conn.RemoteAddr().String())
+	if err != nil {
+		host = conn.RemoteAddr().String()
+	}
+	l.mu.Lock()
+	full := l.unauthByHost[host] >= l.maxUnauthPerHost
+	if !full {
+		l.unauthByHost[host]++
+	}
+	l.mu.Unlock()
+	if full {
+		l.log.Warn().Str("remote", conn.RemoteAddr().String()).Msg("too many connections authenticating from this address; connection dropped")
+		return nil
+	}
+	st := &connState{host: host}
 	if l.unauth.Add(1) > l.maxUnauth {
 		l.unauth.Add(-1)
+		l.leaveHost(host)
 		l.log.Warn().Str("remote", conn.RemoteAddr().String()).Msg("too many connections authenticating; connection dropped")
 		return nil
 	}
-	st := &connState{}
 	ctx.SetValue(connStateKey{}, st)
 	timer := time.AfterFunc(authTimeout, func() {
 		if !st.authenticated.Load() {
@@ -66,7 +86,18 @@ func (l *connLimits) accept(ctx ssh.Context, conn net.Conn) net.Conn {
 }
 
 func (l *connLimits) leaveHandshake(st *connState) {
-	st.authOnce.Do(func() { l.unauth.Add(-1) })
+	st.authOnce.Do(func() {
+		l.unauth.Add(-1)
+		l.leaveHost(st.host)
+	})
+}
+
+func (l *connLimits) leaveHost(host string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.unauthByHost[host]--; l.unauthByHost[host] <= 0 {
+		delete(l.unauthByHost, host)
+	}
 }
 
 // serverConfig is the per-connection x/crypto config gliderlabs builds on.

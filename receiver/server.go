@@ -24,6 +24,7 @@ const (
 	authTimeout           = 30 * time.Second // from TCP accept to a successful auth
 	maxAuthTries          = 6
 	maxUnauthenticated    = 64 // connections still in the handshake, server-wide
+	maxUnauthPerHost      = 48 // of those, from one address: one client cannot lock everyone out
 	maxSessions           = 256
 	maxSessionsPerConn    = 10
 	idleTimeout           = 5 * time.Minute // no traffic at all, keepalives included
@@ -91,7 +92,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		keys:    keystore.Open(cfg.keyStorePath()),
 		repos:   repos{dir: cfg.reposDir()},
 		locks:   newAppLocks(),
-		limits:  newConnLimits(maxUnauthenticated, maxSessions, log),
+		limits:  newConnLimits(maxUnauthenticated, maxUnauthPerHost, maxSessions, log),
 		history: builder.History{Dir: cfg.releasesDir()},
 		fleet:   nodes.OpenFleet(cfg.DataDir),
 		config:  &configStore{dir: filepath.Join(cfg.DataDir, "config")},
