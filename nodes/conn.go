@@ -65,6 +65,19 @@ func (e *exitError) Error() string {
 	return fmt.Sprintf("exit status %d", e.code)
 }
 
+// notStartedError is a command that never started: the node could not be
+// reached, or would not open a session.
+type notStartedError struct{ err error }
+
+func (e *notStartedError) Error() string { return e.err.Error() }
+func (e *notStartedError) Unwrap() error { return e.err }
+
+// notStarted reports whether err is (or wraps) a command that never started.
+func notStarted(err error) bool {
+	var ns *notStartedError
+	return errors.As(err, &ns)
+}
+
 // exitCode is err's exit code, or -1 when the command did not run to an end.
 func exitCode(err error) int {
 	var ee *exitError
@@ -111,7 +124,7 @@ func (c *conn) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 func (c *conn) runSSH(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
 	sess, err := c.session(ctx)
 	if err != nil {
-		return err
+		return &notStartedError{err}
 	}
 	defer sess.Close()
 	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
@@ -127,6 +140,10 @@ func (c *conn) runSSH(ctx context.Context, stdin io.Reader, stdout, stderr io.Wr
 	var ee *gossh.ExitError
 	if errors.As(err, &ee) {
 		return &exitError{code: ee.ExitStatus()}
+	}
+	var missing *gossh.ExitMissingError
+	if errors.As(err, &missing) {
+		return errors.New("the connection to the node dropped before its answer arrived")
 	}
 	return err
 }
@@ -161,9 +178,14 @@ func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
 	}
 	if err != nil {
 		c.fleet.pool.drop(c.node, c.client)
-		if c.client, err = c.fleet.pool.get(ctx, c.node, c.fleet.Dial); err != nil {
+		// c.client keeps the dead connection when the node cannot be
+		// dialed: the next command on this conn (undoing the deploy) must
+		// fail the same way, not on a nil client.
+		client, err := c.fleet.pool.get(ctx, c.node, c.fleet.Dial)
+		if err != nil {
 			return nil, err
 		}
+		c.client = client
 		if sess, err = c.client.NewSession(); err != nil {
 			return nil, fmt.Errorf("node %s: opening a session: %w", c.node.Name, err)
 		}

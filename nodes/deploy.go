@@ -40,13 +40,20 @@ type Report struct {
 	Bytes    int64 // bytes of content the node received
 	Full     bool  // the node's current release did not match its manifest: everything was sent
 	Duration time.Duration
+
+	// TookBack: the node was live on this deploy's release number, which
+	// no deploy recorded (a switch whose end the receiver never heard), and
+	// was switched back to release Back (0: none) before the upload.
+	TookBack bool
+	Back     int
 }
 
 // nodeDeploy is one node's part of a deploy.
 type nodeDeploy struct {
 	conn     *conn
 	prev     int  // the release live before this deploy (0: none)
-	switched bool // phase 2 pointed it at the new release
+	switched bool // phase 2 pointed it at the new release, or may have
+	lost     bool // it could not be reached: undoing does not try again
 }
 
 // Prepared is a release that every node has built and verified (phase 1
@@ -98,6 +105,7 @@ func (f *Fleet) phase1(ctx context.Context, p *Prepared, ready func(Report), pre
 		if err == nil {
 			p.deploys[i].conn = c
 			p.deploys[i].prev, reports[i], err = prepareNode(c)
+			p.deploys[i].lost = notStarted(err)
 		}
 		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(began)
 		ready(reports[i])
@@ -132,7 +140,11 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 		pErrs := make([]error, len(p.nodes))
 		forEachNode(p.nodes, func(i int, n Node) {
 			err := p.deploys[i].conn.agent(switchCtx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(r.Number))
-			p.deploys[i].switched = err == nil
+			// An activate that started and never answered (the connection
+			// died) may have switched the node: undoing treats it as
+			// switched.
+			p.deploys[i].switched = err == nil || exitCode(err) == -1 && !notStarted(err)
+			p.deploys[i].lost = notStarted(err)
 			if err != nil {
 				pErrs[i] = fmt.Errorf("node %s: switching %s to v%d: %w", n.Name, r.Instance, r.Number, err)
 			}
@@ -151,10 +163,13 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 	return err
 }
 
-// Undo points every switched node back at its previous release (or at
-// none) and removes vN wherever it was received. It is best effort: a node
-// that cannot be reached keeps a vN that is not live, and the next receive
-// of that number replaces it.
+// Undo points every switched node (and every node whose activate never
+// answered) back at its previous release (or at none) and removes vN
+// wherever it was received. It is best effort, and does not ask again a
+// node that could not be reached: such a node keeps a vN that is not live,
+// which the next receive of that number replaces, or, if it switched
+// before it was lost, serves vN until the next deploy switches it back
+// (upload's takeBack).
 func (p *Prepared) Undo(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -163,7 +178,7 @@ func (p *Prepared) Undo(ctx context.Context) {
 	var reached []*nodeDeploy
 	var nodes []Node
 	for i := range p.deploys {
-		if d := &p.deploys[i]; d.conn != nil {
+		if d := &p.deploys[i]; d.conn != nil && !d.lost {
 			reached = append(reached, d)
 			nodes = append(nodes, d.conn.node)
 		}
@@ -171,12 +186,18 @@ func (p *Prepared) Undo(ctx context.Context) {
 	forEachNode(nodes, func(i int, _ Node) {
 		d := reached[i]
 		if d.switched {
+			var err error
 			if d.prev > 0 {
-				_ = d.conn.agent(ctx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(d.prev))
+				err = d.conn.agent(ctx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(d.prev))
 			} else {
-				_ = d.conn.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n)
+				err = d.conn.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n)
 			}
 			d.switched = false
+			if err != nil && exitCode(err) == -1 {
+				// Unreachable: asking again only waits for another dial
+				// timeout. If it switched, the next deploy takes vN back.
+				return
+			}
 		}
 		if !p.existing {
 			_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
@@ -191,7 +212,9 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	// The manifest answer also says which agent answered: one round trip
 	// when the agent is current, an upload and a second try when it is not.
 	cur, err := readManifest(ctx, c, r)
-	if !c.node.Local && (err != nil || cur.Agent != version) {
+	// No agent, or another version: (re)install it. A node that could not
+	// be reached is not dialed again for that.
+	if !c.node.Local && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
 		if err := installAgent(ctx, c); err != nil {
 			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", name, err)
 		}
@@ -199,6 +222,19 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	}
 	if err != nil {
 		return 0, rep, fmt.Errorf("node %s: %w", name, err)
+	}
+	if cur.Release == r.Number {
+		// Live on the very release this deploy makes, which no deploy
+		// recorded: the receiver was killed, or lost the node, while an
+		// earlier attempt switched it. Back to where the fleet is first.
+		back, err := takeBack(ctx, c, r)
+		if err != nil {
+			return 0, rep, fmt.Errorf("node %s: it serves v%d, left live by an interrupted deploy, and switching it back failed: %w", name, r.Number, err)
+		}
+		rep.TookBack, rep.Back = true, back
+		if cur, err = readManifest(ctx, c, r); err != nil {
+			return 0, rep, fmt.Errorf("node %s: %w", name, err)
+		}
 	}
 	need := agent.Needed(cur.Manifest, r.Manifest)
 	st, err := receive(ctx, c, r, need, false)
@@ -214,6 +250,38 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	}
 	rep.Files, rep.Bytes = len(need), st.Received
 	return cur.Release, rep, nil
+}
+
+// takeBack switches a node that is live on release r.Number, which no
+// deploy recorded, back to the release before it (started again from its
+// kept spec, health-checked, then routed), or to none when there is none,
+// and removes r.Number so that it can be built afresh. It returns the
+// release the node serves now.
+func takeBack(ctx context.Context, c *conn, r Release) (int, error) {
+	var out bytes.Buffer
+	if err := c.agent(ctx, nil, &out, "releases", r.App, r.Instance); err != nil {
+		return 0, err
+	}
+	var rel agent.Releases
+	if err := json.Unmarshal(out.Bytes(), &rel); err != nil {
+		return 0, fmt.Errorf("reading its releases: %w", err)
+	}
+	n := strconv.Itoa(r.Number)
+	back := rel.Previous
+	if back > 0 && back < r.Number {
+		if err := c.agent(ctx, nil, nil, "start", r.App, r.Instance, strconv.Itoa(back), "--stored"); err != nil {
+			return 0, err
+		}
+		if err := c.agent(ctx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(back)); err != nil {
+			return 0, err
+		}
+	} else {
+		back = 0
+		if err := c.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n); err != nil {
+			return 0, err
+		}
+	}
+	return back, c.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
 }
 
 // start has the node start release r and health-check it, sending the

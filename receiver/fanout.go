@@ -33,6 +33,14 @@ func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Rel
 			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
 			return
 		}
+		if rep.TookBack {
+			back := "no release"
+			if rep.Back > 0 {
+				back = fmt.Sprintf("v%d", rep.Back)
+			}
+			out.Detail("%-8s was live on v%d, which an interrupted deploy left there: switched back to %s first", rep.Node.Name, r.Number, back)
+			log.Warn().Str("node", rep.Node.Name).Int("release", r.Number).Int("back", rep.Back).Msg("took back a release an interrupted deploy left live")
+		}
 		if rep.Full {
 			out.Detail("%-8s its live release did not match its manifest: sent the whole release", rep.Node.Name)
 			log.Warn().Str("node", rep.Node.Name).Msg("live release did not match its manifest; full upload")

@@ -6,12 +6,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/hooks"
 )
@@ -68,6 +72,9 @@ func (s *Server) receivePack(c *call, app string, env []string) int {
 	if err != nil {
 		c.log.Error().Err(err).Msg("preparing repository")
 		return c.fail("cannot prepare the repository for %s; tell the operator", app)
+	}
+	if s.receiving.onlyOne(app) {
+		removeStaleQuarantines(c.log, repoDir)
 	}
 
 	ctx, cancel := context.WithCancel(c.sess.Context())
@@ -148,6 +155,22 @@ func (s *Server) execGit(c *call, service, repoDir string, env []string) int {
 	default:
 		c.log.Error().Err(err).Msg("git failed")
 		return 1
+	}
+}
+
+// removeStaleQuarantines deletes the quarantine directories (pushed
+// objects git had not yet accepted) left in repoDir by a receive-pack that
+// died with a previous receiver process: git does not remove its
+// quarantine when a write to the vanished daemon kills it with SIGPIPE.
+// It runs only while no other push of the app is under way here.
+func removeStaleQuarantines(log zerolog.Logger, repoDir string) {
+	stale, _ := filepath.Glob(filepath.Join(repoDir, "objects", "tmp_objdir-incoming-*"))
+	for _, dir := range stale {
+		if err := os.RemoveAll(dir); err != nil {
+			log.Warn().Err(err).Str("dir", dir).Msg("removing a stale quarantine")
+			continue
+		}
+		log.Info().Str("dir", dir).Msg("removed the quarantine of a push that died with an earlier receiver")
 	}
 }
 

@@ -188,6 +188,13 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		if err != nil {
 			return err
 		}
+		// A receiver that hung up will not switch to n: stop its vassal
+		// rather than leave it running.
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if f, ok := stdout.(*os.File); ok {
+			go watchHangUp(f, cancel)
+		}
 		return in.start(ctx, n, stored, stdin, stdout)
 	case "releases":
 		if len(args) != 3 {
@@ -247,7 +254,14 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		}
 		switch verb {
 		case "activate":
-			return in.activate(ctx, n)
+			// A receiver that hangs up before it heard the answer must not
+			// leave this node switched: the rest of the fleet goes back.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			if f, ok := stdout.(*os.File); ok {
+				go watchHangUp(f, cancel)
+			}
+			return in.activate(ctx, n, stderr)
 		case "deactivate":
 			return in.deactivate(ctx, n)
 		}

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // instance is one APP/INSTANCE on this node. rt is nil when the agent's
@@ -101,7 +102,13 @@ func (in instance) spec(n int) (Spec, error) {
 // instance's locations to it and prev.HOST to the release live before it,
 // whose vassal is demoted to a cheap one; every other vassal of the
 // instance stops, and releases beyond the spec's KeepReleases are removed.
-func (in instance) activate(ctx context.Context, n int) error {
+//
+// Its exit code says whether nginx routes to n: on failure, and when ctx
+// ends before routing is done (the receiver hung up, so it cannot learn
+// that this node switched), routing and current go back to what they were.
+// Once n is routed, the tidying that follows cannot undo the switch: its
+// failures are warnings on warn.
+func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 	if _, err := os.Stat(manifestPath(in.dir, n)); err != nil {
 		return fmt.Errorf("v%d was not received here: %w", n, err)
 	}
@@ -109,7 +116,8 @@ func (in instance) activate(ctx context.Context, n int) error {
 	if err != nil {
 		return err
 	}
-	prev := readLink(in.dir, "previous")
+	oldPrev := readLink(in.dir, "previous")
+	prev := oldPrev
 	if old != n && old > 0 {
 		prev = old
 	}
@@ -120,25 +128,61 @@ func (in instance) activate(ctx context.Context, n int) error {
 		return err
 	}
 	if in.rt != nil {
-		spec, err := in.spec(n)
-		if err == nil {
+		var spec Spec
+		if spec, err = in.spec(n); err == nil {
 			err = Route(ctx, *in.rt, in.app, in.name, n, prev, spec, in.disabled())
 		}
-		if err != nil {
-			// Back to what served before: the switch did not happen.
-			if old > 0 {
-				_ = setLink(in.dir, "current", old)
-			} else {
-				_ = os.Remove(filepath.Join(in.dir, "current"))
-			}
-			return err
-		}
 	}
-	if err := setLink(in.dir, "previous", prev); err != nil {
+	if err != nil && ctx.Err() == nil {
+		// Back to what served before: the switch did not happen (Route
+		// leaves nginx as it was when it fails).
+		_ = in.setCurrent(old)
 		return err
 	}
-	return in.tidy(ctx, n, prev)
+	if ctx.Err() != nil {
+		// The receiver went away, so it cannot learn whether this node
+		// switched, and will switch the others back: nginx may route to n
+		// already, and goes back too.
+		if err == nil {
+			err = fmt.Errorf("the receiver went away while v%d was being switched to: %w", n, ctx.Err())
+		}
+		if undoErr := in.switchBack(ctx, old, oldPrev); undoErr != nil {
+			return fmt.Errorf("%w; and switching back to v%d failed: %v", err, old, undoErr)
+		}
+		return err
+	}
+	if err := setLink(in.dir, "previous", prev); err != nil {
+		fmt.Fprintf(warn, "warning: v%d is live, but recording v%d as the previous release failed: %v\n", n, prev, err)
+	}
+	if err := in.tidy(ctx, n, prev); err != nil {
+		fmt.Fprintf(warn, "warning: v%d is live, but tidying older releases failed: %v\n", n, err)
+	}
+	return nil
 }
+
+// switchBack points current and nginx at release old again (0: no
+// release, no route), with prev at prev.HOST, whatever ctx says.
+func (in instance) switchBack(ctx context.Context, old, prev int) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchBackTimeout)
+	defer cancel()
+	if err := in.setCurrent(old); err != nil || in.rt == nil {
+		return err
+	}
+	if old == 0 {
+		return Unroute(ctx, *in.rt, in.app, in.name)
+	}
+	spec, err := in.spec(old)
+	if err != nil {
+		return err
+	}
+	return Route(ctx, *in.rt, in.app, in.name, old, prev, spec, in.disabled())
+}
+
+// setCurrent points current at release n (0: removes it).
+func (in instance) setCurrent(n int) error { return setLink(in.dir, "current", n) }
+
+// switchBackTimeout bounds switchBack, which runs after ctx may have ended.
+const switchBackTimeout = 30 * time.Second
 
 // tidy keeps the vassals of live and prev only (prev demoted to a cheap
 // one) and the newest KeepReleases releases, live and prev always among
