@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 // switched, together, and the releases recorded and the push accepted.
 func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error {
 	start := time.Now()
+	if s.cfg.DeployOff {
+		acceptWithoutDeploy(p, out)
+		return nil
+	}
 	opts, err := parsePushOptions(p.Options())
 	if err != nil {
 		return err
@@ -78,6 +83,33 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 		}
 	}
 	return nil
+}
+
+// acceptWithoutDeploy is the whole pipeline of a receiver with `deploy =
+// false`: the updates passed Server.decide's checks and are accepted as
+// they are; nothing is built, deployed or removed from nodes.
+func acceptWithoutDeploy(p *Push, out *hooks.Progress) {
+	var accepted, deleted []string
+	for _, u := range p.Updates {
+		name := shortRef(u.Ref)
+		if q := strconv.QuoteToASCII(name); q != `"`+name+`"` {
+			name = showName(name) // look-alikes and control characters stand out
+		}
+		if u.IsDelete() {
+			deleted = append(deleted, name)
+		} else {
+			accepted = append(accepted, name)
+		}
+	}
+	var what []string
+	if len(accepted) > 0 {
+		what = append(what, strings.Join(accepted, ", ")+" accepted")
+	}
+	if len(deleted) > 0 {
+		what = append(what, strings.Join(deleted, ", ")+" deleted")
+	}
+	out.Step("%s: deploy is off on this receiver; %s, nothing deployed", p.App, strings.Join(what, "; "))
+	p.log.Info().Msg("deploy is off: push accepted without a deploy")
 }
 
 // goLive prepares every built release on the targets (phase 1), then

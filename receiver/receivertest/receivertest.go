@@ -311,6 +311,9 @@ type Process struct {
 	logs bytes.Buffer
 }
 
+// PID is the server process's id (for /proc/PID/status in benchmarks).
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
 // Logs returns what the server logged so far.
 func (p *Process) Logs() string {
 	p.mu.Lock()
