@@ -284,7 +284,6 @@ func pgRestore(ctx context.Context, dump string, args ...string) ([]byte, error)
 	return command{argv: append([]string{"runuser", "-u", "postgres", "--", "pg_restore"}, args...), stdin: f}.run(ctx)
 }
 
-
 func (p postgres) Clear(ctx context.Context, h Host, inst Instance, c Credentials) error {
 	if err := c.Check(); err != nil {
 		return err
