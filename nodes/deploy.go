@@ -368,3 +368,34 @@ func installAgent(ctx context.Context, c *conn) error {
 	return c.run(ctx, f, nil, nil, "sh", "-c",
 		`mkdir -p "$(dirname "$0")" && cat > "$0.new" && chmod 0755 "$0.new" && mv -f "$0.new" "$0"`, AgentPath)
 }
+
+// TakeBackUnrecorded switches back every node live on a release newer
+// than recorded, the instance's last release the receiver recorded: a
+// deploy interrupted mid-switch (the receiver killed, a node lost) left it
+// there. Each such node goes back to the release before it, started again
+// from its kept spec, or to none. It returns the nodes it switched back
+// and what failed, by node.
+func (f *Fleet) TakeBackUnrecorded(ctx context.Context, nodes []Node, app, instance string, recorded int) ([]Node, error) {
+	took := make([]bool, len(nodes))
+	errs := make([]error, len(nodes))
+	forEachNode(nodes, func(i int, n Node) {
+		c, err := f.connect(ctx, n)
+		if err == nil {
+			var cur InstanceReleases
+			if cur, err = releasesOn(ctx, c, app, instance); err == nil && cur.Current > recorded {
+				_, err = takeBack(ctx, c, Release{App: app, Instance: instance, Number: cur.Current})
+				took[i] = err == nil
+			}
+		}
+		if err != nil {
+			errs[i] = fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	})
+	var back []Node
+	for i, n := range nodes {
+		if took[i] {
+			back = append(back, n)
+		}
+	}
+	return back, errors.Join(errs...)
+}

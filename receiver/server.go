@@ -50,6 +50,10 @@ type Server struct {
 	creds     *credentialStore
 	receiving sessionCounts
 
+	// life ends at Shutdown: work the daemon starts on its own (repair).
+	life    context.Context
+	endLife context.CancelFunc
+
 	// hookBin is the gitreceive binary the repositories' hooks exec.
 	hookBin        string
 	preReceiveFunc PreReceiveFunc
@@ -99,6 +103,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		creds:   &credentialStore{dir: filepath.Join(cfg.DataDir, "services")},
 	}
 	s.preReceiveFunc = s.deploy
+	s.life, s.endLife = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
@@ -143,6 +148,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	s.hooks = hs
 	go hs.serve()
 	s.log.Info().Str("addr", ln.Addr().String()).Str("data", s.cfg.DataDir).Str("version", s.cfg.Version).Msg("listening")
+	go s.repairInterrupted(s.life)
 	err = s.ssh.Serve(ln)
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil
@@ -157,6 +163,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		err = s.ssh.Close()
 	}
+	s.endLife()
 	if s.hooks != nil {
 		s.hooks.close()
 	}
