@@ -352,8 +352,12 @@ func TestAuthBypassRegression(t *testing.T) {
 	if !strings.Contains(string(out), `"keys" is for admins only`) {
 		t.Fatalf("unexpected output: %s", out)
 	}
-	if !regexp.MustCompile(`"key":"bob".*"command":"keys"`).MatchString(f.srv.Logs()) {
-		t.Fatalf("server did not log the session as bob:\n%s", f.srv.Logs())
+	// The log line may land just after the client saw the exit status.
+	logged := regexp.MustCompile(`"key":"bob".*"command":"keys"`)
+	for deadline := time.Now().Add(5 * time.Second); !logged.MatchString(f.srv.Logs()); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("server did not log the session as bob:\n%s", f.srv.Logs())
+		}
 	}
 }
 
