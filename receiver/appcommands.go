@@ -174,12 +174,9 @@ func (s *Server) activateCommand(c *call) int {
 	if err != nil {
 		return c.fail("cannot read the node inventory; tell the operator")
 	}
-	holder := &lockHolder{user: c.key.Name, branch: t.branch, commit: "activate " + c.args[2]}
-	release, err := s.locks.acquire(ctx, t.app, holder, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
-		out.Step("waiting for %s to finish", h)
-	})
-	if err != nil {
-		return c.fail("%s is busy: %v", t.app, err)
+	release, ok := s.lockForCommand(ctx, c, t, "activate "+c.args[2], out)
+	if !ok {
+		return 1
 	}
 	defer release()
 

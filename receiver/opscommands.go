@@ -466,11 +466,9 @@ func (s *Server) changeConfig(c *call, arg string, change func(map[string]string
 	}
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
-	release, err := s.locks.acquire(ctx, t.app, &lockHolder{user: c.key.Name, branch: t.branch, commit: "config"}, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
-		out.Step("waiting for %s to finish", h)
-	})
-	if err != nil {
-		return c.fail("%s is busy: %v", t.app, err)
+	release, ok := s.lockForCommand(ctx, c, t, "config", out)
+	if !ok {
+		return 1
 	}
 	defer release()
 	last, previous, ok, err := s.history.Last(t.app, t.instance)
