@@ -575,13 +575,15 @@ func holdRouting(t *testing.T, n *testbed.Node) (release func()) {
 }
 
 // stopReceiving waits until node n's agent receives release number of app,
-// with its release directory begun, and stops it (SIGSTOP): the upload is
+// with content arriving in its release directory, and stops it (SIGSTOP): the upload is
 // under way and goes no further until the returned func resumes it.
 func stopReceiving(t *testing.T, n *testbed.Node, app string, number int) (resume func()) {
 	t.Helper()
 	incoming := filepath.Join(releaseDir(n, app, number), ".incoming")
+	// The directory exists a moment before the first content lands in it:
+	// wait for content, so that the stop falls mid-stream.
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(time.Millisecond) {
-		if _, err := os.Stat(incoming); err == nil {
+		if entries, err := os.ReadDir(incoming); err == nil && len(entries) > 0 {
 			break
 		}
 		if time.Now().After(deadline) {
