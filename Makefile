@@ -66,7 +66,13 @@ FUZZ_TARGETS := FuzzSplit:./receiver/cmdline FuzzParsePublicKey:./receiver/keyst
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
 	  echo "fuzz $${t%%:*} ($(FUZZTIME))"; \
-	  $(GO) test -run=NONE -fuzz="^$${t%%:*}\$$" -fuzztime=$(FUZZTIME) -parallel=1 $${t#*:} || exit 1; \
+	  out=$$($(GO) test -run=NONE -fuzz="^$${t%%:*}\$$" -fuzztime=$(FUZZTIME) -parallel=1 $${t#*:} 2>&1); rc=$$?; \
+	  echo "$$out"; \
+	  if [ $$rc != 0 ]; then \
+	    if echo "$$out" | grep -q "context deadline exceeded" && ! echo "$$out" | grep -q "Failing input written"; then \
+	      echo "fuzz $${t%%:*}: go test's fuzzing ran out its time while a worker was busy; no failing input, not a finding"; \
+	    else exit 1; fi; \
+	  fi; \
 	done
 
 bench: deps-test
