@@ -516,7 +516,7 @@ func walkFilesArchive(r io.Reader, write func(filesArchiveEntry) error) (map[str
 		case tar.TypeSymlink:
 			links[name] = hdr.Linkname
 		}
-		if write != nil && hdr.Typeflag != tar.TypeSymlink {
+		if write != nil {
 			if err := write(e); err != nil {
 				return nil, err
 			}
@@ -776,6 +776,7 @@ func extractFilesArchive(ctx context.Context, top string, r io.Reader, o dirOwne
 	}
 	var all []made
 	dirs := map[string]int{} // index in all
+	linkTimes := map[string]time.Time{}
 	mkdirs := func(name string) error {
 		// Parents first: they may be implied.
 		parts := strings.Split(name, "/")
@@ -824,6 +825,9 @@ func extractFilesArchive(ctx context.Context, top string, r io.Reader, o dirOwne
 				return fmt.Errorf("entry %q: %w", e.hdr.Name, err)
 			}
 			all = append(all, made{name: e.name, mode: os.FileMode(e.hdr.Mode) & 0o777, mtime: e.hdr.ModTime})
+		case tar.TypeSymlink:
+			// Made last, once every target is checked.
+			linkTimes[e.name] = e.hdr.ModTime
 		}
 		return nil
 	}
@@ -842,6 +846,9 @@ func extractFilesArchive(ctx context.Context, top string, r io.Reader, o dirOwne
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
 		if err := root.Lchown(name, o.uid, o.gid); err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+		if err := lchtimes(root, name, linkTimes[name]); err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
 	}
@@ -869,6 +876,21 @@ func extractFilesArchive(ctx context.Context, top string, r io.Reader, o dirOwne
 		}
 	}
 	return nil
+}
+
+// lchtimes sets the times of the symlink name itself (os.Root has no
+// Lchtimes): a restored tree then backs up to the same archive.
+func lchtimes(root *os.Root, name string, t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	dir, err := root.Open(path.Dir(name))
+	if err != nil {
+		return err
+	}
+	defer dir.Close()
+	ts := unix.NsecToTimespec(t.UnixNano())
+	return unix.UtimesNanoAt(int(dir.Fd()), path.Base(name), []unix.Timespec{ts, ts}, unix.AT_SYMLINK_NOFOLLOW)
 }
 
 // Clear empties the directory and keeps it (with its owner and mode).
