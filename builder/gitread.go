@@ -11,6 +11,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+
+	"github.com/gitreceive/gitreceive/hooks"
 )
 
 // Git reads a repository with C git plumbing. During pre-receive the pushed
@@ -137,7 +139,7 @@ func (b *blobReader) read(oid string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if size > limit {
-		return nil, fmt.Errorf("object %s is %d bytes, more than %d", oid, size, limit)
+		return nil, fmt.Errorf("it is %s, more than the %s such a file may be", hooks.Size(size), hooks.Size(limit))
 	}
 	return io.ReadAll(r)
 }

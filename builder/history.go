@@ -2,6 +2,7 @@ package builder
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -118,4 +119,38 @@ func (h History) Append(app, instance string, rec Record, m Manifest) error {
 		return err
 	}
 	return f.Close()
+}
+
+// DropLast removes release number, which must be the instance's newest: a
+// release that went live and was taken back because git did not move its
+// branch. The line is cut off in place (nothing to write on a full disk),
+// then the manifest is removed; an instance left without releases loses
+// its history file.
+func (h History) DropLast(app, instance string, number int) error {
+	path := filepath.Join(h.dir(app, instance), "history.jsonl")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	kept := bytes.TrimRight(data, "\n")
+	cut := bytes.LastIndexByte(kept, '\n') + 1
+	var rec Record
+	if err := json.Unmarshal(kept[cut:], &rec); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if rec.Number != number {
+		return fmt.Errorf("%s: the newest release is v%d, not v%d", path, rec.Number, number)
+	}
+	if cut == 0 {
+		err = os.Remove(path)
+	} else {
+		err = os.Truncate(path, int64(cut))
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(h.manifestPath(app, instance, number)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
 }

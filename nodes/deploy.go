@@ -54,6 +54,8 @@ type nodeDeploy struct {
 	prev     int  // the release live before this deploy (0: none)
 	switched bool // phase 2 pointed it at the new release, or may have
 	lost     bool // it could not be reached: undoing does not try again
+	// unsure: it may have switched, and undoing could not reach it.
+	unsure bool
 }
 
 // Prepared is a release that every node has built and verified (phase 1
@@ -168,8 +170,9 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 // wherever it was received. It is best effort, and does not ask again a
 // node that could not be reached: such a node keeps a vN that is not live,
 // which the next receive of that number replaces, or, if it switched
-// before it was lost, serves vN until the next deploy switches it back
-// (upload's takeBack).
+// before it was lost, serves vN until it is switched back: by the caller
+// once it answers again (Unsure, TakeBackUnrecorded), else by the next
+// deploy (upload's takeBack).
 func (p *Prepared) Undo(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
@@ -194,8 +197,10 @@ func (p *Prepared) Undo(ctx context.Context) {
 			}
 			d.switched = false
 			if err != nil && exitCode(err) == -1 {
-				// Unreachable: asking again only waits for another dial
-				// timeout. If it switched, the next deploy takes vN back.
+				// Unreachable: asking again now only waits for another
+				// dial timeout. If it switched, the caller takes vN back
+				// once the node answers again (Unsure).
+				d.unsure = true
 				return
 			}
 		}
@@ -203,6 +208,18 @@ func (p *Prepared) Undo(ctx context.Context) {
 			_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
 		}
 	})
+}
+
+// Unsure lists the nodes that may be live on the release after Undo: they
+// may have switched, and could not be reached to switch back.
+func (p *Prepared) Unsure() []Node {
+	var nodes []Node
+	for _, d := range p.deploys {
+		if d.unsure {
+			nodes = append(nodes, d.conn.node)
+		}
+	}
+	return nodes
 }
 
 // upload runs phase 1 on one node and returns its previous release.

@@ -78,9 +78,11 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 		if len(targets) < len(all) {
 			out.Step("Skipping %d of %d nodes (push option skip-node)", len(all)-len(targets), len(all))
 		}
-		if err := s.goLive(ctx, p.log, built, targets, out, start, opts.seedFrom); err != nil {
+		switched, err := s.goLive(ctx, p.log, built, targets, out, start, opts.seedFrom)
+		if err != nil {
 			return err
 		}
+		p.wentLive(built, switched)
 	}
 	return nil
 }
@@ -116,30 +118,31 @@ func acceptWithoutDeploy(p *Push, out *hooks.Progress) {
 // switches them all at once (phase 2), records them, and says where they
 // are live: a push (or a config change) goes live whole or not at all. A
 // new staging instance starts with a copy of seedFrom's service data
-// (seedFrom "": app.ini's [staging] seed_from, else empty).
-func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time, seedFrom string) error {
+// (seedFrom "": app.ini's [staging] seed_from, else empty). It returns
+// each release's switch, in built's order, which can still be undone.
+func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time, seedFrom string) ([]*nodes.Prepared, error) {
 	specs := make([]agent.Spec, len(built))
 	for i, r := range built {
 		spec, err := s.runSpec(r)
 		if err != nil {
 			log.Error().Err(err).Msg("reading the operator's config")
-			return fmt.Errorf("cannot read the config of %s; tell the operator", r.App)
+			return nil, fmt.Errorf("cannot read the config of %s; tell the operator", r.App)
 		}
 		specs[i] = spec
 	}
 	if err := s.checkLocations(built[0].App, built, specs); err != nil {
-		return err
+		return nil, err
 	}
 	var prepared []*nodes.Prepared
 	for i, r := range built {
 		_, _, exists, err := s.history.Last(r.App, r.Instance)
 		if err != nil {
 			log.Error().Err(err).Msg("reading release history")
-			return fmt.Errorf("cannot read the release history of %s; tell the operator", r.App)
+			return nil, fmt.Errorf("cannot read the release history of %s; tell the operator", r.App)
 		}
 		if err := s.provision(ctx, log, r, &specs[i], targets, out); err != nil {
-			undo(ctx, prepared)
-			return err
+			s.undo(ctx, log, built, prepared)
+			return nil, err
 		}
 		if from := cmp.Or(seedFrom, r.Config.Staging.SeedFrom); from != "" && !isProductionBranch(r.Branch) {
 			if exists && seedFrom != "" {
@@ -149,33 +152,34 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 			}
 			if err != nil {
 				log.Warn().Err(err).Msg("seeding failed")
-				undo(ctx, prepared)
-				return err
+				s.undo(ctx, log, built, prepared)
+				return nil, err
 			}
 		}
 		pr, err := s.prepare(ctx, log, r, specs[i], targets, out)
 		if err != nil {
-			undo(ctx, prepared)
-			return err
+			s.undo(ctx, log, built, prepared)
+			return nil, err
 		}
 		prepared = append(prepared, pr)
 	}
 	out.Step("Switching %d node%s to %s", len(targets), plural(len(targets)), releaseNames(built))
 	if err := s.fleet.Switch(ctx, prepared...); err != nil {
 		log.Warn().Err(err).Msg("switching nodes failed")
-		return fmt.Errorf("%w; every node is back on its previous release", err)
+		s.takeBackUnsure(log, built, prepared) // Switch has undone the rest
+		return nil, fmt.Errorf("%w; every node is back on its previous release", err)
 	}
 	for i, r := range built {
 		if err := s.record(r, specs[i]); err != nil {
 			log.Error().Err(err).Msg("recording release")
-			undo(ctx, prepared)
-			return fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
+			s.undo(ctx, log, built, prepared)
+			return nil, fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
 		}
 		log.Info().Str("instance", r.Instance).Int("release", r.Number).Str("manifest", r.ManifestHash).Msg("release live")
 		out.Done("%s v%d (%s) is live on %d node%s at http://%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), plural(len(targets)),
 			specs[i].Locations[0], time.Since(start).Seconds())
 	}
-	return nil
+	return prepared, nil
 }
 
 // record appends r to its instance's history, with the spec it runs
@@ -218,10 +222,20 @@ func (s *Server) lastSpec(app, instance string) (agent.Spec, bool, error) {
 	return spec, true, json.Unmarshal(data, &spec)
 }
 
-// undo takes back what a failed push prepared or switched.
-func undo(ctx context.Context, prepared []*nodes.Prepared) {
+// undo takes back what a failed push prepared or switched (prepared[i]
+// is built[i]'s).
+func (s *Server) undo(ctx context.Context, log zerolog.Logger, built []*builder.Release, prepared []*nodes.Prepared) {
 	for _, pr := range prepared {
 		pr.Undo(ctx)
+	}
+	s.takeBackUnsure(log, built, prepared)
+}
+
+// takeBackUnsure hands the nodes an undo could not reach, which may still
+// be live on the new release, to takeBackLater.
+func (s *Server) takeBackUnsure(log zerolog.Logger, built []*builder.Release, prepared []*nodes.Prepared) {
+	for i, pr := range prepared {
+		s.takeBackLater(log, built[i].App, built[i].Instance, pr.Unsure())
 	}
 }
 

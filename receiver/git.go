@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -102,6 +103,9 @@ func (s *Server) receivePack(c *call, app string, env []string) int {
 	cancel()
 	s.hooks.unregister(token)
 	p.active.Wait()
+	if s.confirmBranches(p, hooks.NewProgress(c.sess.Stderr())) {
+		code = cmp.Or(code, 1)
+	}
 
 	// receive-pack exits 0 even when it refused every ref, so look at the refs.
 	if created && s.receiving.onlyOne(app) {

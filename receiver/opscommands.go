@@ -522,7 +522,8 @@ func (s *Server) restart(ctx context.Context, c *call, t target, last builder.Re
 	if err != nil {
 		return fmt.Errorf("cannot read the node inventory; tell the operator")
 	}
-	return s.goLive(ctx, c.log, []*builder.Release{r}, targets, out, start, "")
+	_, err = s.goLive(ctx, c.log, []*builder.Release{r}, targets, out, start, "")
+	return err
 }
 
 func (s *Server) disableCommand(c *call) int { return s.setDisabled(c, true) }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os/exec"
 	"strings"
 	"sync"
 	"time"
@@ -13,7 +14,9 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/rs/zerolog"
 
+	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -34,6 +37,23 @@ type Push struct {
 
 	mu      sync.Mutex
 	release func()
+	// live is what this push switched nodes to in pre-receive, kept
+	// until git has moved the branches (confirmBranches).
+	live []liveRelease
+}
+
+// liveRelease is a release a push made live, with what takes it back.
+type liveRelease struct {
+	release  *builder.Release
+	switched *nodes.Prepared
+}
+
+func (p *Push) wentLive(built []*builder.Release, switched []*nodes.Prepared) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, r := range built {
+		p.live = append(p.live, liveRelease{r, switched[i]})
+	}
 }
 
 // GitEnv returns the environment for git plumbing that must see the pushed
@@ -114,7 +134,7 @@ func (s *Server) decide(p *Push, out *hooks.Progress) error {
 	if err := checkRefsUnmoved(p); err != nil {
 		return err
 	}
-	refs, err := listRefs(p.RepoDir)
+	refs, err := listRefs(p.ctx, p.RepoDir)
 	if err != nil {
 		return fmt.Errorf("reading the refs of %s: %w", p.App, err)
 	}
@@ -154,24 +174,20 @@ func checkRefsUnmoved(p *Push) error {
 	return nil
 }
 
-// listRefs names every ref of the repository at dir (HEAD aside).
-func listRefs(dir string) ([]string, error) {
-	repo, err := git.PlainOpen(dir)
+// listRefs names every ref of the repository at dir (HEAD aside), as git
+// sees them: C git, not go-git, whose walk of refs/ fails on a lock file
+// another writer holds (or a crashed one left empty), which git skips.
+func listRefs(ctx context.Context, dir string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, "git", "for-each-ref", "--format=%(refname)")
+	cmd.Dir = dir
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GIT_CONFIG_NOSYSTEM=1"}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("git for-each-ref: %w: %s", err, strings.TrimSpace(stderr.String()))
 	}
-	iter, err := repo.References()
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	err = iter.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Name() != plumbing.HEAD {
-			names = append(names, ref.Name().String())
-		}
-		return nil
-	})
-	return names, err
+	return strings.Fields(string(out)), nil
 }
 
 func isProductionBranch(b string) bool { return b == "main" || b == "master" }

@@ -4,6 +4,10 @@ import (
 	"context"
 	"os"
 	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/gitreceive/gitreceive/nodes"
 )
 
 // repairInterrupted runs once when the daemon starts: a receiver that was
@@ -50,4 +54,92 @@ func (s *Server) repairInterrupted(ctx context.Context) {
 		}
 		release()
 	}
+}
+
+// How long and how often takeBackLater tries.
+const (
+	takeBackFirst   = 5 * time.Second
+	takeBackMax     = time.Minute
+	takeBackFor     = time.Hour
+	takeBackProbe   = 15 * time.Second
+	takeBackTimeout = 2 * time.Minute
+)
+
+// takeBackLater follows an undo that could not reach every node it had
+// switched (a link cut mid-switch): such a node may serve a release no
+// deploy recorded. In the background, each is switched back to the
+// instance's recorded release as soon as it answers again, rather than at
+// the next deploy or receiver start. Attempts back off from takeBackFirst
+// to takeBackMax, and end after takeBackFor or at Shutdown.
+func (s *Server) takeBackLater(log zerolog.Logger, app, instance string, pending []nodes.Node) {
+	if len(pending) == 0 {
+		return
+	}
+	log = log.With().Str("app", app).Str("instance", instance).Logger()
+	log.Warn().Strs("nodes", nodeNames(pending)).Msg("nodes that may be live on an unrecorded release could not be reached; switching them back once they answer")
+	go func() {
+		end := time.Now().Add(takeBackFor)
+		for wait := takeBackFirst; len(pending) > 0; wait = min(2*wait, takeBackMax) {
+			if time.Now().Add(wait).After(end) {
+				log.Error().Strs("nodes", nodeNames(pending)).Msg("gave up switching back nodes that do not answer; the next deploy of the instance or the next receiver start will")
+				return
+			}
+			select {
+			case <-s.life.Done():
+				return
+			case <-time.After(wait):
+			}
+			pending = s.takeBack(s.life, log, app, instance, pending)
+		}
+	}()
+}
+
+// takeBack is one attempt of takeBackLater: the nodes of pending that
+// answer are switched back, under the app's lock, to the instance's
+// recorded release. It returns the nodes still to do.
+func (s *Server) takeBack(ctx context.Context, log zerolog.Logger, app, instance string, pending []nodes.Node) []nodes.Node {
+	// Probed without the lock: a push must not wait for a dial timeout.
+	probeCtx, cancel := context.WithTimeout(ctx, takeBackProbe)
+	statuses := s.fleet.Check(probeCtx, pending)
+	cancel()
+	var answering, silent []nodes.Node
+	for _, st := range statuses {
+		if st.Err == nil {
+			answering = append(answering, st.Node)
+		} else {
+			silent = append(silent, st.Node)
+		}
+	}
+	if len(answering) == 0 {
+		return pending
+	}
+	release, err := s.locks.acquire(ctx, app, &lockHolder{user: "gitreceive", branch: "-", commit: "switching back a node an interrupted deploy left live"}, s.cfg.LockTimeout, lockWaitInterval, func(*lockHolder) {})
+	if err != nil {
+		return pending
+	}
+	defer release()
+	last, _, _, err := s.history.Last(app, instance)
+	if err != nil {
+		log.Error().Err(err).Msg("take-back: reading release history")
+		return pending
+	}
+	opCtx, cancel := context.WithTimeout(ctx, takeBackTimeout)
+	defer cancel()
+	back, err := s.fleet.TakeBackUnrecorded(opCtx, answering, app, instance, last.Number)
+	for _, n := range back {
+		log.Warn().Str("node", n.Name).Int("release", last.Number).Msg("switched back a node an interrupted deploy left on an unrecorded release")
+	}
+	if err != nil {
+		log.Warn().Err(err).Msg("take-back: not every node could be checked or switched back; trying again")
+		return pending
+	}
+	return silent
+}
+
+func nodeNames(ns []nodes.Node) []string {
+	names := make([]string, len(ns))
+	for i, n := range ns {
+		names[i] = n.Name
+	}
+	return names
 }

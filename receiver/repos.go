@@ -2,6 +2,7 @@ package receiver
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -63,23 +64,9 @@ func (r repos) ensure(app string) (dir string, created bool, err error) {
 // removeIfEmpty deletes app's repository when it holds no refs: a rejected
 // first push must not leave an app behind.
 func (r repos) removeIfEmpty(app string) error {
-	repo, err := git.PlainOpen(r.path(app))
-	if err != nil {
+	refs, err := listRefs(context.Background(), r.path(app))
+	if err != nil || len(refs) > 0 {
 		return err
-	}
-	refs, err := repo.References()
-	if err != nil {
-		return err
-	}
-	empty := true
-	_ = refs.ForEach(func(ref *plumbing.Reference) error {
-		if ref.Name() != plumbing.HEAD {
-			empty = false
-		}
-		return nil
-	})
-	if !empty {
-		return nil
 	}
 	return os.RemoveAll(r.path(app))
 }

@@ -1,5 +1,10 @@
 package appconfig
 
+import (
+	"strconv"
+	"strings"
+)
+
 // checkAppName makes sure app.ini belongs to the app that was pushed to:
 // pushing one app's repository to another's remote would replace it.
 func (c *checker) checkAppName() string {
@@ -8,8 +13,14 @@ func (c *checker) checkAppName() string {
 		return ""
 	}
 	if value != c.appName {
+		shown := value
+		if q := strconv.QuoteToASCII(value); q != `"`+value+`"` || strings.ContainsAny(value, " \t") {
+			// A look-alike of the app's name, or control characters: quoted,
+			// so that the difference shows.
+			shown = q
+		}
 		c.errorf(line, keyAppName, "app_name = %s but you pushed to %s; set app_name = %s or push to the %s remote",
-			value, c.appName, c.appName, value)
+			shown, c.appName, c.appName, shown)
 		return ""
 	}
 	return value

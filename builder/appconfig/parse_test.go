@@ -227,6 +227,8 @@ var errorCases = []errorCase{
 		[]string{"is empty", "runner = src/app/wsgi.py"}},
 	{"app_name of another app", "[production]\napp_name = blog\nrunner = src/app/wsgi.py\n", 2, "app_name",
 		[]string{"app_name = blog but you pushed to myapp", "set app_name = myapp or push to the blog remote"}},
+	{"app_name a look-alike of the app's", "[production]\napp_name = my\u0430pp\nrunner = src/app/wsgi.py\n", 2, "app_name",
+		[]string{`app_name = "my\u0430pp" but you pushed to myapp`}},
 	{"indented key continues the value above", "[production]\napp_name = myapp\n  runner = src/app/wsgi.py\n", 2, "app_name",
 		[]string{"line 3", "runner = src/app/wsgi.py", "indented"}},
 

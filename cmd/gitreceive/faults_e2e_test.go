@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -749,24 +750,23 @@ func runNodeFaults(t *testing.T, fb *faultBed, faults ...nodeFault) {
 						checkServing(t, bed.Nodes, cur)
 					}
 					checkGone(t, others, "fltapp", next.number)
+					logged := fb.srv.count(tookBackLine)
 					fault.fix(t, bed, x)
 					if fault.cutOff && step == midPhase2 {
-						// x finished its switch while cut off: it could not
-						// be told to go back, and the receiver could not
-						// know. It serves vN, which no deploy recorded,
-						// until the next push takes it back.
-						checkServing(t, others, cur)
-						checkServing(t, []*testbed.Node{x}, next)
-					} else {
-						checkServing(t, bed.Nodes, cur)
+						// x finished its switch while cut off, where nobody
+						// could tell it to go back: the receiver switches it
+						// back once it answers again.
+						until(t, "the receiver switched "+x.Name+" back", func() bool {
+							code, body := get(x, cur.host(), "/")
+							return code == 200 && body == cur.body() && currentRelease(x, "fltapp", "production") == cur.number
+						})
+						until(t, "the receiver logged it", func() bool { return fb.srv.count(tookBackLine) > logged })
 					}
+					checkServing(t, bed.Nodes, cur)
 				}
 
 				r := fb.alice.MustGit(t, work, "push", "silver", "main")
 				mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
-				if fault.cutOff && step == midPhase2 {
-					mustContain(t, r.Stderr, fmt.Sprintf("%-8s was live on v%d, which an interrupted deploy left there: switched back to v%d first", x.Name, next.number, cur.number))
-				}
 				prev := cur.number
 				cur = next
 				checkServing(t, bed.Nodes, cur)
@@ -781,6 +781,10 @@ func runNodeFaults(t *testing.T, fb *faultBed, faults ...nodeFault) {
 		}
 	}
 }
+
+// tookBackLine is what the receiver logs for each node it switches back
+// from a release no deploy recorded.
+const tookBackLine = "switched back a node an interrupted deploy left on an unrecorded release"
 
 // kill drops the pusher: git and its ssh, killed together.
 func (p *pushRun) kill() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
@@ -822,7 +826,8 @@ func processesOf(dir string) []string {
 }
 
 // TestFaultReceiverKilled SIGKILLs the receiver in the middle of a deploy
-// and starts it again on the same data dir and port.
+// and starts it again on the same data dir and port; then git fails to
+// move the branch of a release that went live (faultBranchNotMoved).
 func TestFaultReceiverKilled(t *testing.T) {
 	t.Parallel()
 	fb := newFaultBed(t, "fkr", "10.77.234.0/24", 3)
@@ -904,7 +909,7 @@ func TestFaultReceiverKilled(t *testing.T) {
 				})
 				checkServing(t, bed.Nodes, cur)
 				until(t, "the receiver logged the repair", func() bool {
-					return strings.Contains(fb.srv.Logs(), "switched back a node an interrupted deploy left on an unrecorded release")
+					return strings.Contains(fb.srv.Logs(), tookBackLine)
 				})
 			}
 			for _, n := range bed.Nodes {
@@ -930,6 +935,64 @@ func TestFaultReceiverKilled(t *testing.T) {
 		if !ok {
 			return
 		}
+	}
+	t.Run("branch-not-moved", func(t *testing.T) { faultBranchNotMoved(t, fb, work, cur) })
+}
+
+// faultBranchNotMoved: a release goes live in pre-receive, before git moves
+// the branch, and git can still fail to (here another writer holds the
+// ref's lock). The receiver sees the branch unmoved once receive-pack
+// ends and takes the release back: every node serves the old release, the
+// history does not hold the new one, and the next push makes the same
+// number live.
+func faultBranchNotMoved(t *testing.T, fb *faultBed, work string, cur live) {
+	bed := fb.bed
+	next := live{"fltapp", "branch-not-moved", cur.number + 1}
+	fb.alice.Commit(t, work, next.version, faultApp("fltapp", next.version))
+	before := branchAt(t, fb.alice, "fltapp", "main")
+	lock := filepath.Join(fb.srv.data, "repos", "fltapp.git", "refs", "heads", "main.lock")
+	if err := os.WriteFile(lock, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := fb.alice.Git(t, work, "push", "silver", "main")
+	t.Logf("the pusher saw:\n%s", r.Stderr)
+	if r.Code == 0 {
+		t.Fatalf("push accepted although git could not move main:\n%s", r.Stderr)
+	}
+	mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
+	mustContain(t, r.Stderr, fmt.Sprintf("git did not move main to %.7s after v%d of fltapp went live (git says why): v%d was taken back, and the nodes are on v%d again. Push again.",
+		head(t, fb.alice, work), next.number, next.number, cur.number))
+	mustContain(t, r.Stderr, "Push rejected: nothing was changed.")
+	if got := branchAt(t, fb.alice, "fltapp", "main"); got != before {
+		t.Fatalf("main moved to %s, want %s", got, before)
+	}
+	checkServing(t, bed.Nodes, cur)
+	for _, n := range bed.Nodes {
+		if got := currentRelease(n, "fltapp", "production"); got != cur.number {
+			t.Fatalf("%s: current is v%d, want v%d", n.Name, got, cur.number)
+		}
+	}
+	checkGone(t, bed.Nodes, "fltapp", next.number)
+	hist := string(mustRead(t, filepath.Join(fb.srv.data, "releases", "fltapp", "production", "history.jsonl")))
+	if lines := strings.Split(strings.TrimSpace(hist), "\n"); !strings.Contains(lines[len(lines)-1], fmt.Sprintf(`"number":%d,`, cur.number)) {
+		t.Fatalf("the history's newest release is not v%d:\n%s", cur.number, hist)
+	}
+	for _, f := range []string{"v%d.spec.json", "v%d.manifest.json"} {
+		if _, err := os.Stat(filepath.Join(fb.srv.data, "releases", "fltapp", "production", fmt.Sprintf(f, next.number))); !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("%s of the release taken back: %v", fmt.Sprintf(f, next.number), err)
+		}
+	}
+	until(t, "the receiver logged the take-back", func() bool {
+		return strings.Contains(fb.srv.Logs(), "git did not move the branch of a release that went live; taking it back")
+	})
+
+	// The lock gone, the same push goes live as the same release number.
+	os.Remove(lock)
+	r = fb.alice.MustGit(t, work, "push", "silver", "main")
+	mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
+	checkServing(t, bed.Nodes, next)
+	for _, n := range bed.Nodes {
+		checkTidy(t, n, "fltapp", cur.number, next.number)
 	}
 }
 
