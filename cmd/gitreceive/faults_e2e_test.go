@@ -8,14 +8,12 @@ package main_test
 // next push after the fault is fixed goes live on every node.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -35,115 +33,12 @@ import (
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
-// receiverProc is `gitreceive serve` that a test can SIGKILL and start
-// again on the same data dir and address.
-type receiverProc struct {
-	t    *testing.T
-	data string
-	addr string
-
-	mu   sync.Mutex
-	cmd  *exec.Cmd
-	done chan struct{}
-	logs bytes.Buffer
-}
-
-func startReceiver(t *testing.T, data string) *receiverProc {
-	t.Helper()
-	p := &receiverProc{t: t, data: data, addr: "127.0.0.1:0"}
-	p.start()
-	t.Cleanup(func() {
-		p.stop()
-		if t.Failed() {
-			t.Logf("receiver log:\n%s", p.Logs())
-		}
-	})
-	return p
-}
-
-// start runs the server and waits until it listens; the first start
-// picks a port, later ones reuse it so clients keep their remote URLs.
-func (p *receiverProc) start() {
-	t := p.t
-	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", p.addr, "--data", p.data)
-	cmd.Env = os.Environ()
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	addr := make(chan string, 1)
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 1<<16), 1<<20)
-		for sc.Scan() {
-			line := sc.Text()
-			p.mu.Lock()
-			p.logs.WriteString(line + "\n")
-			p.mu.Unlock()
-			var entry struct{ Message, Addr string }
-			if json.Unmarshal([]byte(line), &entry) == nil && entry.Message == "listening" {
-				addr <- entry.Addr
-			}
-		}
-		_, _ = io.Copy(io.Discard, stderr)
-		_ = cmd.Wait()
-	}()
-	p.mu.Lock()
-	p.cmd, p.done = cmd, done
-	p.mu.Unlock()
-	select {
-	case a := <-addr:
-		p.addr = a
-	case <-time.After(30 * time.Second):
-		t.Fatalf("receiver did not start listening; log:\n%s", p.Logs())
-	}
-}
-
-// kill SIGKILLs the server (and nothing it started: git runs in its own
-// process group, as it would when the daemon is killed for real).
-func (p *receiverProc) kill() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	_ = cmd.Process.Kill()
-	<-done
-}
-
-func (p *receiverProc) stop() {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.mu.Unlock()
-	_ = cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-	}
-}
-
-func (p *receiverProc) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
-}
-
-func (p *receiverProc) server() receivertest.Server {
-	return receivertest.Server{Addr: p.addr, DataDir: p.data}
-}
-
 // faultBed is a receiver and count set-up test-bed nodes whose /srv (where
 // releases live) is a tmpfs of its own, so that filling it is quick and
 // touches nothing else.
 type faultBed struct {
 	bed   *testbed.Bed
-	srv   *receiverProc
+	srv   *receivertest.Process
 	alice *receivertest.Client
 }
 
@@ -184,8 +79,8 @@ func newFaultBed(t *testing.T, prefix, subnet string, count int) *faultBed {
 		t.Fatalf("nodes setup: %v\n%s", err, out)
 	}
 	fb := &faultBed{bed: bed}
-	fb.srv = startReceiver(t, data)
-	fb.alice = receivertest.NewClient(t, fb.srv.server(), alice)
+	fb.srv = receivertest.StartProcess(t, bin, data)
+	fb.alice = receivertest.NewClient(t, fb.srv.Server, alice)
 	return fb
 }
 
@@ -750,7 +645,7 @@ func runNodeFaults(t *testing.T, fb *faultBed, faults ...nodeFault) {
 						checkServing(t, bed.Nodes, cur)
 					}
 					checkGone(t, others, "fltapp", next.number)
-					logged := fb.srv.count(tookBackLine)
+					logged := logCount(fb.srv, tookBackLine)
 					fault.fix(t, bed, x)
 					if fault.cutOff && step == midPhase2 {
 						// x finished its switch while cut off, where nobody
@@ -760,7 +655,7 @@ func runNodeFaults(t *testing.T, fb *faultBed, faults ...nodeFault) {
 							code, body := get(x, cur.host(), "/")
 							return code == 200 && body == cur.body() && currentRelease(x, "fltapp", "production") == cur.number
 						})
-						until(t, "the receiver logged it", func() bool { return fb.srv.count(tookBackLine) > logged })
+						until(t, "the receiver logged it", func() bool { return logCount(fb.srv, tookBackLine) > logged })
 					}
 					checkServing(t, bed.Nodes, cur)
 				}
@@ -789,8 +684,8 @@ const tookBackLine = "switched back a node an interrupted deploy left on an unre
 // kill drops the pusher: git and its ssh, killed together.
 func (p *pushRun) kill() { syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL) }
 
-// count is how many lines of the receiver's log hold s.
-func (p *receiverProc) count(s string) int { return strings.Count(p.Logs(), s) }
+// logCount is how many lines of the receiver's log hold s.
+func logCount(p *receivertest.Process, s string) int { return strings.Count(p.Logs(), s) }
 
 // leftovers says which releases above number of app are on node n: their
 // directories and vassals.
@@ -856,7 +751,7 @@ func TestFaultReceiverKilled(t *testing.T) {
 			switch step {
 			case midUpload:
 				resume := stopReceiving(t, x, "fltapp", next.number)
-				fb.srv.kill()
+				fb.srv.Kill()
 				resume()
 			case midPhase2:
 				// The other nodes have switched and said so; x is in the
@@ -868,7 +763,7 @@ func TestFaultReceiverKilled(t *testing.T) {
 							nodeProcess(n, "node", "activate", "fltapp", "production") == 0
 					})
 				}
-				fb.srv.kill()
+				fb.srv.Kill()
 				release()
 			}
 			if err := p.wait(t); err == nil {
@@ -877,16 +772,16 @@ func TestFaultReceiverKilled(t *testing.T) {
 			t.Logf("the pusher saw:\n%s", p.output())
 			// Nothing the killed receiver started lives on (git and its
 			// hook end when they lose it), and no quarantine is left.
-			until(t, "the killed receiver's git and hook have exited", func() bool { return len(processesOf(fb.srv.data)) == 0 })
+			until(t, "the killed receiver's git and hook have exited", func() bool { return len(processesOf(fb.srv.DataDir)) == 0 })
 			quarantines := func() []string {
-				q, _ := filepath.Glob(filepath.Join(fb.srv.data, "repos", "fltapp.git", "objects", "tmp_objdir-incoming-*"))
+				q, _ := filepath.Glob(filepath.Join(fb.srv.DataDir, "repos", "fltapp.git", "objects", "tmp_objdir-incoming-*"))
 				return q
 			}
 			// git 2.39 leaves the push's quarantine when the daemon's
 			// going kills it with SIGPIPE; the next push removes it.
 			t.Logf("quarantines after the kill: %v", quarantines())
 
-			fb.srv.start()
+			fb.srv.Restart(t)
 			if got := branchAt(t, fb.alice, "fltapp", "main"); got != before {
 				t.Fatalf("main moved to %s, want %s", got, before)
 			}
@@ -950,7 +845,7 @@ func faultBranchNotMoved(t *testing.T, fb *faultBed, work string, cur live) {
 	next := live{"fltapp", "branch-not-moved", cur.number + 1}
 	fb.alice.Commit(t, work, next.version, faultApp("fltapp", next.version))
 	before := branchAt(t, fb.alice, "fltapp", "main")
-	lock := filepath.Join(fb.srv.data, "repos", "fltapp.git", "refs", "heads", "main.lock")
+	lock := filepath.Join(fb.srv.DataDir, "repos", "fltapp.git", "refs", "heads", "main.lock")
 	if err := os.WriteFile(lock, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -973,12 +868,12 @@ func faultBranchNotMoved(t *testing.T, fb *faultBed, work string, cur live) {
 		}
 	}
 	checkGone(t, bed.Nodes, "fltapp", next.number)
-	hist := string(mustRead(t, filepath.Join(fb.srv.data, "releases", "fltapp", "production", "history.jsonl")))
+	hist := string(mustRead(t, filepath.Join(fb.srv.DataDir, "releases", "fltapp", "production", "history.jsonl")))
 	if lines := strings.Split(strings.TrimSpace(hist), "\n"); !strings.Contains(lines[len(lines)-1], fmt.Sprintf(`"number":%d,`, cur.number)) {
 		t.Fatalf("the history's newest release is not v%d:\n%s", cur.number, hist)
 	}
 	for _, f := range []string{"v%d.spec.json", "v%d.manifest.json"} {
-		if _, err := os.Stat(filepath.Join(fb.srv.data, "releases", "fltapp", "production", fmt.Sprintf(f, next.number))); !errors.Is(err, fs.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(fb.srv.DataDir, "releases", "fltapp", "production", fmt.Sprintf(f, next.number))); !errors.Is(err, fs.ErrNotExist) {
 			t.Fatalf("%s of the release taken back: %v", fmt.Sprintf(f, next.number), err)
 		}
 	}
@@ -1048,7 +943,7 @@ func TestFaultPusherDropped(t *testing.T) {
 				fb.alice.Commit(t, work, next.version, faultApp("fltapp", next.version))
 			} else {
 				before := branchAt(t, fb.alice, "fltapp", "main")
-				ended := fb.srv.count(`"message":"session ended"`)
+				ended := logCount(fb.srv, `"message":"session ended"`)
 				var release func()
 				switch step {
 				case afterPhase1:
@@ -1076,7 +971,7 @@ func TestFaultPusherDropped(t *testing.T) {
 				if err := p.wait(t); err == nil {
 					t.Fatal("the killed push succeeded")
 				}
-				until(t, "the receiver has finished with the dropped push", func() bool { return fb.srv.count(`"message":"session ended"`) > ended })
+				until(t, "the receiver has finished with the dropped push", func() bool { return logCount(fb.srv, `"message":"session ended"`) > ended })
 				if got := branchAt(t, fb.alice, "fltapp", "main"); got != before {
 					t.Fatalf("main moved to %s, want %s", got, before)
 				}

@@ -306,15 +306,23 @@ func App(name string, extra map[string]string) map[string]string {
 // Process is a `gitreceive serve` child process.
 type Process struct {
 	Server
-	cmd  *exec.Cmd
+	bin string
+	env []string
+
 	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
 	logs bytes.Buffer
 }
 
 // PID is the server process's id (for /proc/PID/status in benchmarks).
-func (p *Process) PID() int { return p.cmd.Process.Pid }
+func (p *Process) PID() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
 
-// Logs returns what the server logged so far.
+// Logs returns what the server logged so far (across restarts).
 func (p *Process) Logs() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -325,8 +333,23 @@ func (p *Process) Logs() string {
 // until it listens. It is stopped when the test ends.
 func StartProcess(t testing.TB, bin, dataDir string, env ...string) *Process {
 	t.Helper()
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--data", dataDir)
-	cmd.Env = append(os.Environ(), env...)
+	p := &Process{Server: Server{Addr: "127.0.0.1:0", DataDir: dataDir}, bin: bin, env: env}
+	p.start(t)
+	t.Cleanup(func() {
+		p.stop()
+		if t.Failed() {
+			t.Logf("server log:\n%s", p.Logs())
+		}
+	})
+	return p
+}
+
+// start runs the server and waits until it listens; the first start
+// picks a port, a restart reuses it so that clients keep their remotes.
+func (p *Process) start(t testing.TB) {
+	t.Helper()
+	cmd := exec.Command(p.bin, "serve", "--listen", p.Addr, "--data", p.DataDir)
+	cmd.Env = append(os.Environ(), p.env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -334,10 +357,12 @@ func StartProcess(t testing.TB, bin, dataDir string, env ...string) *Process {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p := &Process{Server: Server{DataDir: dataDir}, cmd: cmd}
+	done := make(chan struct{})
 	addr := make(chan string, 1)
 	go func() {
+		defer close(done)
 		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<16), 1<<20)
 		for sc.Scan() {
 			line := sc.Text()
 			p.mu.Lock()
@@ -349,28 +374,49 @@ func StartProcess(t testing.TB, bin, dataDir string, env ...string) *Process {
 			}
 		}
 		_, _ = io.Copy(io.Discard, stderr)
+		_ = cmd.Wait()
 	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", p.Logs())
-		}
-	})
+	p.mu.Lock()
+	p.cmd, p.done = cmd, done
+	p.mu.Unlock()
 	select {
 	case a := <-addr:
 		p.Addr = a
 	case <-time.After(30 * time.Second):
 		t.Fatalf("server did not start listening; log:\n%s", p.Logs())
 	}
-	return p
+}
+
+// Kill SIGKILLs the server, and nothing it started (git runs in its own
+// process group, as when the daemon is killed for real), and waits for it
+// to exit.
+func (p *Process) Kill() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	_ = cmd.Process.Kill()
+	<-done
+}
+
+// Restart starts the server again, after Kill, on the same data dir and
+// address.
+func (p *Process) Restart(t testing.TB) {
+	t.Helper()
+	p.start(t)
+}
+
+// stop interrupts the server and waits for it to exit (10 s, then kills it).
+func (p *Process) stop() {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
 
 // AddKey adds a key to the server's store with the local CLI.
