@@ -60,7 +60,7 @@ lint:
 FUZZ_TARGETS := FuzzSplit:./receiver/cmdline FuzzParsePublicKey:./receiver/keystore \
                 FuzzParseStoreFile:./receiver/keystore FuzzCheckBranchName:./receiver \
                 FuzzReadBackup:./receiver FuzzFix:./builder/pthfix FuzzParse:./builder/appconfig \
-                FuzzAssembleContents:./nodes/agent FuzzSpec:./nodes/agent \
+                FuzzAssembleContents:./nodes/agent FuzzManifest:./nodes/agent FuzzSpec:./nodes/agent \
                 FuzzRedisBackup:./services FuzzRESPReply:./services FuzzFilesBackup:./services
 
 fuzz:

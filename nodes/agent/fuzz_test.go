@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -65,5 +66,71 @@ func FuzzSpec(f *testing.F) {
 		if _, err := renderNginx(rt, "app", "production", 2, 1, spec, false); err != nil {
 			t.Fatalf("a valid spec does not render: %v\n%s", err, data)
 		}
+	})
+}
+
+// FuzzManifest feeds arbitrary JSON as the manifest `receive` reads from
+// the wire, its contents made to match (so that the fuzzer reaches
+// Assemble, not only the hash check): Validate never panics, and from any
+// manifest it accepts Assemble writes only inside its release directory,
+// where no symlink leads out of it.
+func FuzzManifest(f *testing.F) {
+	type entry struct{ Path, Mode, Target, Content string }
+	seed := func(es ...entry) {
+		data, _ := json.Marshal(es)
+		f.Add(data)
+	}
+	seed(entry{"a.py", ModeFile, "", "a"}, entry{"lib/b.py", ModeExec, "", "b"}, entry{"l", ModeSymlink, "lib/b.py", ""})
+	seed(entry{"x/../../etc/passwd", ModeFile, "", "x"})
+	seed(entry{"lib", ModeSymlink, "..", ""}, entry{"lib/x", ModeFile, "", "x"})
+	seed(entry{"a/l", ModeSymlink, "../../b", ""})
+	seed(entry{"d", ModeSymlink, "d/e", ""}, entry{"d/e", ModeSymlink, "../..", ""})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var es []entry
+		if json.Unmarshal(data, &es) != nil || len(es) > 64 {
+			return
+		}
+		var m Manifest
+		files := map[string]string{}
+		for _, e := range es {
+			file := File{Path: e.Path, Mode: e.Mode, Target: e.Target, Size: int64(len(e.Content)), SHA256: hashOf(e.Content)}
+			if e.Mode == ModeSymlink {
+				file.Size, file.SHA256 = int64(len(e.Target)), hashOf(e.Target)
+			} else {
+				files[e.Path] = e.Content
+			}
+			m = append(m, file)
+		}
+		if m.Validate() != nil {
+			return
+		}
+		for _, file := range m {
+			if !filepath.IsLocal(file.Path) {
+				t.Fatalf("Validate accepted the path %q", file.Path)
+			}
+		}
+		root := t.TempDir()
+		dst := filepath.Join(root, "release", "v1")
+		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		err := Assemble(dst, "", nil, m, tarOf(t, files, Needed(nil, m)))
+		if entries, _ := os.ReadDir(root); len(entries) != 1 {
+			t.Fatalf("Assemble wrote beside its release directory: %v", entries)
+		}
+		if err != nil {
+			return
+		}
+		// Every symlink, followed as the kernel would, stays in dst.
+		_ = filepath.WalkDir(dst, func(p string, d os.DirEntry, err error) error {
+			if err != nil || d.Type()&os.ModeSymlink == 0 {
+				return err
+			}
+			target, _ := os.Readlink(p)
+			if resolved := filepath.Join(filepath.Dir(p), target); resolved != dst && !strings.HasPrefix(resolved, dst+"/") {
+				t.Fatalf("symlink %s -> %s leads out of the release", p, target)
+			}
+			return nil
+		})
 	})
 }
