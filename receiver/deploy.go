@@ -164,7 +164,10 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 		prepared = append(prepared, pr)
 	}
 	out.Step("Switching %d node%s to %s", len(targets), plural(len(targets)), releaseNames(built))
-	if err := s.fleet.Switch(ctx, prepared...); err != nil {
+	switchStart := time.Now()
+	err := s.fleet.Switch(ctx, prepared...)
+	log.Info().Int("nodes", len(targets)).Dur("duration", time.Since(switchStart)).Err(err).Msg("switch")
+	if err != nil {
 		log.Warn().Err(err).Msg("switching nodes failed")
 		s.takeBackUnsure(log, built, prepared) // Switch has undone the rest
 		return nil, fmt.Errorf("%w; every node is back on its previous release", err)
