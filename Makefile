@@ -59,7 +59,7 @@ lint:
 # target at a time). `make test` runs each for FUZZTIME_TEST, `make fuzz` for FUZZTIME.
 FUZZ_TARGETS := FuzzSplit:./receiver/cmdline FuzzParsePublicKey:./receiver/keystore \
                 FuzzParseStoreFile:./receiver/keystore FuzzCheckBranchName:./receiver \
-                FuzzReadBackup:./receiver FuzzFix:./builder/pthfix FuzzParse:./builder/appconfig \
+                FuzzReadBackup:./receiver/backuparchive FuzzFix:./builder/pthfix FuzzParse:./builder/appconfig \
                 FuzzAssembleContents:./nodes/agent FuzzManifest:./nodes/agent FuzzSpec:./nodes/agent \
                 FuzzRedisBackup:./services FuzzRESPReply:./services FuzzFilesBackup:./services
 

@@ -1,23 +1,16 @@
 package receiver
 
 import (
-	"archive/tar"
 	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/receiver/backuparchive"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -26,24 +19,6 @@ const (
 	restoreUsage = "restore APP[@BRANCH] < APP.tar"
 	clearUsage   = "clear APP[@BRANCH] SERVICE --confirm APP"
 )
-
-// A backup is a tar stream: backupManifestName first, then one
-// SERVICE.dump per service, each in that service's own format (pg_dump's
-// custom format, mysqldump's SQL, ...).
-const (
-	backupManifestName = "gitreceive-backup.json"
-	backupFormat       = 1
-	maxManifestSize    = 1 << 16
-	dumpSuffix         = ".dump"
-)
-
-type backupManifest struct {
-	Format   int       `json:"format"`
-	App      string    `json:"app"`
-	Instance string    `json:"instance"`
-	Created  time.Time `json:"created"`
-	Services []string  `json:"services"`
-}
 
 // serviceNodes are the nodes svc keeps the instance's data on.
 func (s *Server) serviceNodes(svc services.Service) ([]nodes.Node, error) {
@@ -89,8 +64,7 @@ func (s *Server) backupCommand(c *call) int {
 	}
 	defer os.RemoveAll(tmp)
 	// Each dump goes to a file first: tar needs its size before its bytes.
-	dumps := make([]string, len(names))
-	for i, name := range names {
+	for _, name := range names {
 		svc, ok := services.Lookup(name)
 		if !ok {
 			return c.fail("service %s is not one this receiver provides", name)
@@ -99,8 +73,8 @@ func (s *Server) backupCommand(c *call) int {
 		if err != nil {
 			return c.fail("cannot read the node inventory; tell the operator")
 		}
-		dumps[i] = filepath.Join(tmp, name+dumpSuffix)
-		f, err := os.OpenFile(dumps[i], os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		dump := backuparchive.DumpPath(tmp, name)
+		f, err := os.OpenFile(dump, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
 			return c.fail("cannot make room for the backup; tell the operator")
 		}
@@ -112,141 +86,20 @@ func (s *Server) backupCommand(c *call) int {
 			c.log.Warn().Err(err).Str("service", name).Msg("backup failed")
 			return c.fail("backup of %s failed: %v", name, err)
 		}
-		st, _ := os.Stat(dumps[i])
+		st, _ := os.Stat(dump)
 		from := ""
 		if svc.Where() == services.OnAppNodes {
 			from = " (from node " + where[0].Name + "; each node keeps its own)"
 		}
 		out.Detail("%-13s %s%s", name, hooks.Size(st.Size()), from)
 	}
-	tw := tar.NewWriter(c.stdout())
-	m, _ := json.Marshal(backupManifest{Format: backupFormat, App: t.app, Instance: t.instance, Created: time.Now().UTC(), Services: names})
-	if err := writeTarFile(tw, backupManifestName, strings.NewReader(string(m)), int64(len(m))); err != nil {
-		return c.fail("writing the backup: %v", err)
-	}
-	for i, name := range names {
-		if err := writeDump(tw, name, dumps[i]); err != nil {
-			return c.fail("writing the backup: %v", err)
-		}
-	}
-	if err := tw.Close(); err != nil {
+	m := backuparchive.Manifest{App: t.app, Instance: t.instance, Created: time.Now().UTC(), Services: names}
+	if err := backuparchive.Write(c.stdout(), m, tmp); err != nil {
 		return c.fail("writing the backup: %v", err)
 	}
 	out.Done("backup of %s: %s", t, strings.Join(names, ", "))
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Strs("services", names).Msg("backup")
 	return 0
-}
-
-func writeDump(tw *tar.Writer, name, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	return writeTarFile(tw, name+dumpSuffix, f, st.Size())
-}
-
-func writeTarFile(tw *tar.Writer, name string, r io.Reader, size int64) error {
-	if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o600, Size: size, Typeflag: tar.TypeReg, ModTime: time.Now()}); err != nil {
-		return err
-	}
-	_, err := io.Copy(tw, r)
-	return err
-}
-
-// readBackup reads a backup from r into dir, checking all of it: the
-// manifest, that every dump is of a service the instance has, and each
-// dump by its service. It returns the services in it.
-func readBackup(r io.Reader, dir string, creds map[string]services.Credentials) (backupManifest, []string, error) {
-	var m backupManifest
-	tr := tar.NewReader(r)
-	var names []string
-	for i := 0; ; i++ {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return m, nil, fmt.Errorf("not a backup made by gitreceive backup (a tar stream): %w", err)
-		}
-		if i == 0 {
-			if h.Name != backupManifestName {
-				return m, nil, fmt.Errorf("not a backup made by gitreceive backup: it starts with %q, not %s", h.Name, backupManifestName)
-			}
-			// Read whole or refused: tar would discard the rest of a
-			// longer entry by reading it, and a sparse one can promise
-			// terabytes of zeros.
-			if h.Size > maxManifestSize {
-				return m, nil, fmt.Errorf("%s is %d bytes, more than a manifest is", backupManifestName, h.Size)
-			}
-			data, err := io.ReadAll(tr)
-			if err != nil || json.Unmarshal(data, &m) != nil || m.Format != backupFormat {
-				return m, nil, fmt.Errorf("%s is not a backup manifest of format %d", backupManifestName, backupFormat)
-			}
-			continue
-		}
-		name, isDump := strings.CutSuffix(h.Name, dumpSuffix)
-		svc, known := services.Lookup(name)
-		if h.Typeflag != tar.TypeReg || !isDump || !known {
-			return m, nil, fmt.Errorf("backup entry %q is not SERVICE%s of a known service", h.Name, dumpSuffix)
-		}
-		if _, ok := creds[name]; !ok {
-			return m, nil, fmt.Errorf("the backup holds %s, which this instance does not have; add service.%s to app.ini and push first", name, name)
-		}
-		if slices.Contains(names, name) {
-			return m, nil, fmt.Errorf("backup entry %q is there twice", h.Name)
-		}
-		if !slices.Contains(m.Services, name) {
-			return m, nil, fmt.Errorf("backup entry %q is not listed in its manifest", h.Name)
-		}
-		if err := checkRoom(dir, h.Size); err != nil {
-			return m, nil, fmt.Errorf("backup entry %s: %w", h.Name, err)
-		}
-		path := filepath.Join(dir, name+dumpSuffix)
-		if err := services.CopyToFile(path, io.LimitReader(tr, h.Size)); err != nil {
-			return m, nil, err
-		}
-		if err := checkDump(svc, path); err != nil {
-			return m, nil, fmt.Errorf("backup entry %s: %w", h.Name, err)
-		}
-		names = append(names, name)
-	}
-	if len(names) == 0 || len(names) != len(m.Services) {
-		return m, nil, fmt.Errorf("the backup is incomplete: its manifest lists %s, it holds %s", strings.Join(m.Services, ", "), strings.Join(names, ", "))
-	}
-	return m, names, nil
-}
-
-// maxDumpSize caps one dump of a backup (tests lower it).
-var maxDumpSize int64 = 1 << 40
-
-// checkRoom refuses a dump of size bytes that would not fit in dir with
-// 1 GiB to spare (a tar header may promise terabytes of sparse zeros).
-func checkRoom(dir string, size int64) error {
-	if size > maxDumpSize {
-		return fmt.Errorf("is %s, over the %s a dump may be", hooks.Size(size), hooks.Size(maxDumpSize))
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
-		return err
-	}
-	if free := int64(st.Bavail) * st.Bsize; size > free-(1<<30) {
-		return fmt.Errorf("is %s and the receiver has %s free for it; free some room and restore again", hooks.Size(size), hooks.Size(free))
-	}
-	return nil
-}
-
-func checkDump(svc services.Service, path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return svc.CheckBackup(f)
 }
 
 func (s *Server) restoreCommand(c *call) int {
@@ -273,7 +126,7 @@ func (s *Server) restoreCommand(c *call) int {
 		return c.fail("cannot make room for the backup; tell the operator")
 	}
 	defer os.RemoveAll(tmp)
-	m, names, err := readBackup(c.sess, tmp, creds)
+	m, names, err := backuparchive.Read(c.sess, tmp, func(name string) bool { _, ok := creds[name]; return ok })
 	if err != nil {
 		return c.fail("%v; nothing was restored", err)
 	}
@@ -285,7 +138,7 @@ func (s *Server) restoreCommand(c *call) int {
 			return c.fail("cannot read the node inventory; tell the operator")
 		}
 		for _, n := range where {
-			f, err := os.Open(filepath.Join(tmp, name+dumpSuffix))
+			f, err := os.Open(backuparchive.DumpPath(tmp, name))
 			if err != nil {
 				return c.fail("cannot read the backup back; tell the operator")
 			}

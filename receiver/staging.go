@@ -8,7 +8,6 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/receiver/backuparchive"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -189,7 +189,7 @@ func (s *Server) seed(ctx context.Context, r *builder.Release, fromBranch string
 		if err != nil {
 			return err
 		}
-		dump := filepath.Join(tmp, name+dumpSuffix)
+		dump := backuparchive.DumpPath(tmp, name)
 		f, err := os.OpenFile(dump, os.O_CREATE|os.O_EXCL|os.O_RDWR, 0o600)
 		if err != nil {
 			return err
