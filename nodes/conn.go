@@ -92,6 +92,21 @@ func (c *conn) agent(ctx context.Context, stdin io.Reader, stdout io.Writer, arg
 	return c.run(ctx, stdin, stdout, nil, append([]string{c.agentBin(), "node"}, args...)...)
 }
 
+// agentWarnings runs the agent like agent; what it prints on stderr is
+// the error's message when it fails, and its warnings when it succeeds.
+func (c *conn) agentWarnings(ctx context.Context, args ...string) (string, error) {
+	var stderr bytes.Buffer
+	err := c.run(ctx, nil, nil, &stderr, append([]string{c.agentBin(), "node"}, args...)...)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		ee.msg = strings.TrimSpace(stderr.String())
+	}
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(stderr.String()), nil
+}
+
 // agentBin is the agent's path on the node.
 func (c *conn) agentBin() string {
 	if c.node.Local {

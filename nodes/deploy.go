@@ -56,6 +56,9 @@ type nodeDeploy struct {
 	lost     bool // it could not be reached: undoing does not try again
 	// unsure: it may have switched, and undoing could not reach it.
 	unsure bool
+	// warnings: what its activate printed when it switched (tidying
+	// older releases failed, ...).
+	warnings string
 }
 
 // Prepared is a release that every node has built and verified (phase 1
@@ -141,7 +144,8 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 		r := p.release
 		pErrs := make([]error, len(p.nodes))
 		forEachNode(p.nodes, func(i int, n Node) {
-			err := p.deploys[i].conn.agent(switchCtx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(r.Number))
+			warnings, err := p.deploys[i].conn.agentWarnings(switchCtx, "activate", r.App, r.Instance, strconv.Itoa(r.Number))
+			p.deploys[i].warnings = warnings
 			// An activate that started and never answered (the connection
 			// died) may have switched the node: undoing treats it as
 			// switched.
@@ -208,6 +212,21 @@ func (p *Prepared) Undo(ctx context.Context) {
 			_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
 		}
 	})
+}
+
+// Warnings are the lines the nodes' switches warned of, each after its
+// node's name.
+func (p *Prepared) Warnings() []string {
+	var lines []string
+	for _, d := range p.deploys {
+		if d.warnings == "" || d.conn == nil {
+			continue
+		}
+		for _, line := range strings.Split(d.warnings, "\n") {
+			lines = append(lines, fmt.Sprintf("%-8s %s", d.conn.node.Name, line))
+		}
+	}
+	return lines
 }
 
 // Unsure lists the nodes that may be live on the release after Undo: they

@@ -14,8 +14,9 @@ import (
 // Activate makes release n of app's instance live again without uploading
 // it (a rollback): phase 1 starts it on every node from the spec the node
 // kept and health-checks it, phase 2 is Switch. Undoing never removes the
-// release: it was there before.
-func (f *Fleet) Activate(ctx context.Context, nodes []Node, app, instance string, n int, say func(Node, string), ready func(Report)) error {
+// release: it was there before. It returns the switches' warnings
+// (Prepared.Warnings).
+func (f *Fleet) Activate(ctx context.Context, nodes []Node, app, instance string, n int, say func(Node, string), ready func(Report)) ([]string, error) {
 	r := Release{App: app, Instance: instance, Number: n}
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes)), existing: true}
 	err := f.phase1(ctx, p, ready, func(c *conn) (int, Report, error) {
@@ -26,9 +27,12 @@ func (f *Fleet) Activate(ctx context.Context, nodes []Node, app, instance string
 		return cur.Current, Report{}, start(ctx, c, r, true, func(line string) { say(c.node, line) })
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return f.Switch(ctx, p)
+	if err := f.Switch(ctx, p); err != nil {
+		return nil, err
+	}
+	return p.Warnings(), nil
 }
 
 // InstanceReleases is what one node holds of an instance.

@@ -187,7 +187,7 @@ func (s *Server) activateCommand(c *call) int {
 	start := time.Now()
 	out.Step("%s: activating v%d on %d node%s", t, n, len(targets), plural(len(targets)))
 	say := func(node nodes.Node, line string) { out.Detail("%-8s %s", node.Name, line) }
-	err = s.fleet.Activate(ctx, targets, t.app, t.instance, n, say, func(rep nodes.Report) {
+	warnings, err := s.fleet.Activate(ctx, targets, t.app, t.instance, n, say, func(rep nodes.Report) {
 		if rep.Err != nil {
 			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
 			return
@@ -199,6 +199,9 @@ func (s *Server) activateCommand(c *call) int {
 		out.Error("v%d was not activated: %v", n, err)
 		out.Error("Nothing was changed: every node keeps its release.")
 		return 1
+	}
+	for _, w := range warnings {
+		out.Detail("%s", w)
 	}
 	out.Done("%s v%d is live on %d node%s (%.1fs)", t, n, len(targets), plural(len(targets)), time.Since(start).Seconds())
 	return 0

@@ -172,6 +172,11 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 		s.takeBackUnsure(log, built, prepared) // Switch has undone the rest
 		return nil, fmt.Errorf("%w; every node is back on its previous release", err)
 	}
+	for _, pr := range prepared {
+		for _, w := range pr.Warnings() {
+			out.Detail("%s", w)
+		}
+	}
 	for i, r := range built {
 		if err := s.record(r, specs[i]); err != nil {
 			log.Error().Err(err).Msg("recording release")

@@ -65,11 +65,11 @@ func TestActivateGoesBackWhenTheReceiverLeft(t *testing.T) {
 	}
 }
 
-// Once a node routes to the new release, tidying up after the switch (the
-// previous link, older vassals and releases) cannot undo it: its failure
-// is a warning, and the exit code still says "switched", so the receiver
-// never takes a switched node for one that is not.
-func TestActivateSucceedsWhenTidyingFails(t *testing.T) {
+// The previous link is written with current, before routing: one that
+// cannot be written (a full disk) fails the switch and leaves both links
+// as they were, rather than a live release whose previous link is stale
+// (take-backs go to previous).
+func TestActivateFailsWhenPreviousCannotBeRecorded(t *testing.T) {
 	root := t.TempDir()
 	for n := 1; n <= 2; n++ {
 		placed(t, root, n)
@@ -81,10 +81,10 @@ func TestActivateSucceedsWhenTidyingFails(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, errOut, code := runAgent(t, root, nil, "activate", "app", "production", "3")
-	if code != 0 || !strings.Contains(errOut, "warning: v3 is live, but recording v2 as the previous release failed") {
-		t.Fatalf("activate whose tidying failed: exit %d, %q", code, errOut)
+	if code == 0 || !strings.Contains(errOut, "recording v2 as the previous release") {
+		t.Fatalf("activate that cannot record previous: exit %d, %q", code, errOut)
 	}
-	if r := releasesOf(t, root); r.Current != 3 {
-		t.Fatalf("after the switch: %+v, want v3 live", r)
+	if r := releasesOf(t, root); r.Current != 2 || r.Previous != 1 {
+		t.Fatalf("after the failed switch: %+v, want v2 live and v1 previous as before", r)
 	}
 }

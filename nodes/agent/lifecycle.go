@@ -105,7 +105,8 @@ func (in instance) spec(n int) (Spec, error) {
 //
 // Its exit code says whether nginx routes to n: on failure, and when ctx
 // ends before routing is done (the receiver hung up, so it cannot learn
-// that this node switched), routing and current go back to what they were.
+// that this node switched), routing and the current and previous links go
+// back to what they were.
 // Once n is routed, the tidying that follows cannot undo the switch: its
 // failures are warnings on warn.
 func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
@@ -124,8 +125,15 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 	if prev == n {
 		prev = 0
 	}
+	// Both links before routing, which may wait for the routing lock: a
+	// disk that fills meanwhile cannot leave previous stale behind a
+	// switch that went through (take-backs go to previous).
 	if err := setLink(in.dir, "current", n); err != nil {
 		return err
+	}
+	if err := setLink(in.dir, "previous", prev); err != nil {
+		_ = in.setCurrent(old)
+		return fmt.Errorf("recording v%d as the previous release: %w", prev, err)
 	}
 	if in.rt != nil {
 		var spec Spec
@@ -137,6 +145,7 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 		// Back to what served before: the switch did not happen (Route
 		// leaves nginx as it was when it fails).
 		_ = in.setCurrent(old)
+		_ = setLink(in.dir, "previous", oldPrev)
 		return err
 	}
 	if ctx.Err() != nil {
@@ -151,9 +160,6 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 		}
 		return err
 	}
-	if err := setLink(in.dir, "previous", prev); err != nil {
-		fmt.Fprintf(warn, "warning: v%d is live, but recording v%d as the previous release failed: %v\n", n, prev, err)
-	}
 	if err := in.tidy(ctx, n, prev); err != nil {
 		fmt.Fprintf(warn, "warning: v%d is live, but tidying older releases failed: %v\n", n, err)
 	}
@@ -165,7 +171,10 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 func (in instance) switchBack(ctx context.Context, old, prev int) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), switchBackTimeout)
 	defer cancel()
-	if err := in.setCurrent(old); err != nil || in.rt == nil {
+	if err := in.setCurrent(old); err != nil {
+		return err
+	}
+	if err := setLink(in.dir, "previous", prev); err != nil || in.rt == nil {
 		return err
 	}
 	if old == 0 {
