@@ -176,7 +176,10 @@ func shellWords(argv []string) string {
 // session opens a session on the pooled connection. A pooled connection
 // that died since its last use is dialed again, once.
 func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
-	sess, err := c.client.NewSession()
+	sess, err := openSession(ctx, c.client)
+	if ctx.Err() != nil {
+		return nil, ctx.Err() // cancelled: the connection may be fine
+	}
 	// sshd caps sessions per connection (MaxSessions, 10 by default):
 	// when deploys of other apps hold them all, wait for one to end.
 	var refused *gossh.OpenChannelError
@@ -186,7 +189,7 @@ func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
 			return nil, ctx.Err()
 		case <-time.After(sessionRetryDelay):
 		}
-		sess, err = c.client.NewSession()
+		sess, err = openSession(ctx, c.client)
 	}
 	if errors.As(err, &refused) {
 		return nil, fmt.Errorf("node %s: no free SSH session: %w", c.node.Name, err)
@@ -201,11 +204,50 @@ func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
 			return nil, err
 		}
 		c.client = client
-		if sess, err = c.client.NewSession(); err != nil {
+		if sess, err = openSession(ctx, c.client); err != nil {
 			return nil, fmt.Errorf("node %s: opening a session: %w", c.node.Name, err)
 		}
 	}
 	return sess, nil
+}
+
+// sessionOpenTimeout bounds opening a session, which takes one round
+// trip on a live connection: a node that stopped answering since the last
+// keepalive (a cut link) fails its step now, and its connection is dialed
+// again, rather than holding the deploy until the keepalive gives up.
+const sessionOpenTimeout = 10 * time.Second
+
+var errSessionTimeout = fmt.Errorf("no answer to opening a session within %s", sessionOpenTimeout)
+
+// openSession is client.NewSession bounded by ctx and sessionOpenTimeout.
+func openSession(ctx context.Context, client *gossh.Client) (*gossh.Session, error) {
+	type opened struct {
+		sess *gossh.Session
+		err  error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		sess, err := client.NewSession()
+		done <- opened{sess, err}
+	}()
+	timer := time.NewTimer(sessionOpenTimeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case o := <-done:
+		return o.sess, o.err
+	case <-ctx.Done():
+		err = ctx.Err()
+	case <-timer.C:
+		err = errSessionTimeout
+	}
+	// Given up on: closed if it opens after all.
+	go func() {
+		if o := <-done; o.sess != nil {
+			o.sess.Close()
+		}
+	}()
+	return nil, err
 }
 
 // runLocal runs argv as a child process in its own process group, killed

@@ -14,8 +14,8 @@ import (
 // link then fails the node's deploy step instead of hanging it until TCP
 // gives up (many minutes).
 const (
-	keepaliveInterval = 10 * time.Second
-	keepaliveTimeout  = 15 * time.Second
+	keepaliveInterval = 5 * time.Second
+	keepaliveTimeout  = 10 * time.Second
 )
 
 var errPoolClosed = errors.New("the receiver is shutting down")

@@ -553,7 +553,7 @@ func TestFaultNodes(t *testing.T) {
 
 // TestFaultNodeLinks cuts one node's link at each step of a deploy. Each
 // case waits for the receiver to give the node up (its keepalive, then a
-// dial timeout: about 35 s), so it has a bed of its own and runs beside
+// dial timeout: about 20-25 s), so it has a bed of its own and runs beside
 // the other fault tests.
 func TestFaultNodeLinks(t *testing.T) {
 	t.Parallel()
