@@ -114,7 +114,7 @@ func FuzzReadBackup(f *testing.F) {
 // TestWriteRead: what Write makes, Read takes back whole.
 func TestWriteRead(t *testing.T) {
 	src, dst := t.TempDir(), t.TempDir()
-	dumps := map[string]string{"postgis": "PGDMP\x01\x0e\x00" + strings.Repeat("p", 100), "files": string(tarOf(t, tarEntry{name: "a.txt", body: "a"}).Bytes())}
+	dumps := map[string]string{"postgis": "PGDMP\x01\x0e\x00" + strings.Repeat("p", 100), "files": tarOf(t, tarEntry{name: "a.txt", body: "a"}).String()}
 	for name, body := range dumps {
 		if err := os.WriteFile(DumpPath(src, name), []byte(body), 0o600); err != nil {
 			t.Fatal(err)
