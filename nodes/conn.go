@@ -177,7 +177,7 @@ func shellWords(argv []string) string {
 // that died since its last use is dialed again, once.
 func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
 	sess, err := openSession(ctx, c.client)
-	if ctx.Err() != nil {
+	if err != nil && ctx.Err() != nil {
 		return nil, ctx.Err() // cancelled: the connection may be fine
 	}
 	// sshd caps sessions per connection (MaxSessions, 10 by default):

@@ -24,6 +24,12 @@ import (
 // gitProtocol matches the values git sends in GIT_PROTOCOL ("version=2").
 var gitProtocol = regexp.MustCompile(`^[a-z0-9=:.]{1,64}$`)
 
+// gitEnv is the whole environment of the git commands the receiver runs:
+// nothing of its own environment leaks into them.
+func gitEnv() []string {
+	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GIT_CONFIG_NOSYSTEM=1"}
+}
+
 // gitCommand serves git-receive-pack and git-upload-pack by running C git
 // on the app's bare repository (DESIGN.md decision 1).
 func (s *Server) gitCommand(c *call) int {
@@ -42,11 +48,7 @@ func (s *Server) gitCommand(c *call) int {
 		return c.fail("key %s may not access app %q; ask an admin to grant it", c.key.Name, app)
 	}
 
-	env := []string{
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=" + s.cfg.DataDir,
-		"GIT_CONFIG_NOSYSTEM=1",
-	}
+	env := append(gitEnv(), "HOME="+s.cfg.DataDir)
 	// Of the client's environment only the protocol version reaches git.
 	for _, kv := range c.sess.Environ() {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocol.MatchString(v) {
