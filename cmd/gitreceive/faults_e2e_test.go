@@ -538,6 +538,42 @@ func inSwitch(t *testing.T, p *pushRun, n *testbed.Node, app string, number int)
 	until(t, n.Name+" points current at v"+strconv.Itoa(number), func() bool { return currentRelease(n, app, "production") == number })
 }
 
+// pushBrokenAt pushes work's main as release number of fltapp and breaks
+// the push at step with breakIt: before it starts (beforeUpload; breakIt
+// gets nil), with node x's agent stopped in the middle of receiving
+// (midUpload), once x is ready while y is held in phase 1 (afterPhase1),
+// or while x is held in its switch (midPhase2). It returns the push,
+// still running.
+func pushBrokenAt(t *testing.T, fb *faultBed, work, step string, x, y *testbed.Node, number int, breakIt func(*pushRun)) *pushRun {
+	t.Helper()
+	var release func()
+	switch step {
+	case beforeUpload:
+		breakIt(nil)
+	case afterPhase1:
+		release = holdPhase1(t, y)
+	case midPhase2:
+		release = holdRouting(t, x)
+	}
+	p := startPush(t, fb.alice, work, "silver", "main")
+	switch step {
+	case midUpload:
+		resume := stopReceiving(t, x, "fltapp", number)
+		breakIt(p)
+		resume()
+	case afterPhase1:
+		// x is ready (phase 1 done there); y still works.
+		p.mustSee(t, fmt.Sprintf("%-8s ready", x.Name))
+		breakIt(p)
+		release()
+	case midPhase2:
+		inSwitch(t, p, x, "fltapp", number)
+		breakIt(p)
+		release()
+	}
+	return p
+}
+
 // randomBlob is n bytes that git cannot compress or delta.
 func randomBlob(t *testing.T, n int) string {
 	t.Helper()
@@ -600,31 +636,7 @@ func runNodeFaults(t *testing.T, fb *faultBed, faults ...nodeFault) {
 					files["blob.bin"] = randomBlob(t, blobSize)
 				}
 				fb.alice.Commit(t, work, next.version, files)
-				var release func()
-				switch step {
-				case beforeUpload:
-					fault.inject(t, bed, x)
-				case afterPhase1:
-					release = holdPhase1(t, y)
-				case midPhase2:
-					release = holdRouting(t, x)
-				}
-				p := startPush(t, fb.alice, work, "silver", "main")
-				switch step {
-				case midUpload:
-					resume := stopReceiving(t, x, "fltapp", next.number)
-					fault.inject(t, bed, x)
-					resume()
-				case afterPhase1:
-					// x is ready (phase 1 done there); y still works.
-					p.mustSee(t, fmt.Sprintf("%-8s ready", x.Name))
-					fault.inject(t, bed, x)
-					release()
-				case midPhase2:
-					inSwitch(t, p, x, "fltapp", next.number)
-					fault.inject(t, bed, x)
-					release()
-				}
+				p := pushBrokenAt(t, fb, work, step, x, y, next.number, func(*pushRun) { fault.inject(t, bed, x) })
 				err := p.wait(t)
 				out := p.output()
 				t.Logf("push ended after %s: %v\n%s", time.Since(began).Round(time.Millisecond), err, out)
@@ -758,29 +770,19 @@ func TestFaultReceiverKilled(t *testing.T) {
 			before := branchAt(t, fb.alice, "fltapp", "main")
 			x := bed.Nodes[1]
 			others := slices.DeleteFunc(slices.Clone(bed.Nodes), func(n *testbed.Node) bool { return n == x })
-			var release func()
-			if step == midPhase2 {
-				release = holdRouting(t, x)
-			}
-			p := startPush(t, fb.alice, work, "silver", "main")
-			switch step {
-			case midUpload:
-				resume := stopReceiving(t, x, "fltapp", next.number)
-				fb.srv.Kill()
-				resume()
-			case midPhase2:
-				// The other nodes have switched and said so; x is in the
-				// middle of its switch.
-				inSwitch(t, p, x, "fltapp", next.number)
-				for _, n := range others {
-					until(t, n.Name+" switched", func() bool {
-						return currentRelease(n, "fltapp", "production") == next.number &&
-							nodeProcess(n, "node", "activate", "fltapp", "production") == 0
-					})
+			p := pushBrokenAt(t, fb, work, step, x, nil, next.number, func(*pushRun) {
+				if step == midPhase2 {
+					// The other nodes have switched and said so; x is in
+					// the middle of its switch.
+					for _, n := range others {
+						until(t, n.Name+" switched", func() bool {
+							return currentRelease(n, "fltapp", "production") == next.number &&
+								nodeProcess(n, "node", "activate", "fltapp", "production") == 0
+						})
+					}
 				}
 				fb.srv.Kill()
-				release()
-			}
+			})
 			if err := p.wait(t); err == nil {
 				t.Fatalf("push accepted although its receiver was killed:\n%s", p.output())
 			}
@@ -959,30 +961,9 @@ func TestFaultPusherDropped(t *testing.T) {
 			} else {
 				before := branchAt(t, fb.alice, "fltapp", "main")
 				ended := logCount(fb.srv, `"message":"session ended"`)
-				var release func()
-				switch step {
-				case afterPhase1:
-					release = holdPhase1(t, y)
-				case midPhase2:
-					release = holdRouting(t, x)
-				}
-				p := startPush(t, fb.alice, work, "silver", "main")
-				switch step {
-				case midUpload:
-					resume := stopReceiving(t, x, "fltapp", next.number)
-					p.kill()
-					resume()
-				case afterPhase1:
-					p.mustSee(t, fmt.Sprintf("%-8s ready", x.Name))
-					p.kill()
-					release()
-				case midPhase2:
-					// The switch runs to its end on every node, then every
-					// node goes back: git will not move the branch.
-					inSwitch(t, p, x, "fltapp", next.number)
-					p.kill()
-					release()
-				}
+				// Mid phase 2 the switch runs to its end on every node,
+				// then every node goes back: git will not move the branch.
+				p := pushBrokenAt(t, fb, work, step, x, y, next.number, (*pushRun).kill)
 				if err := p.wait(t); err == nil {
 					t.Fatal("the killed push succeeded")
 				}
