@@ -185,7 +185,7 @@ func benchConnections(t *testing.T, tb *benchTable) {
 		for _, r := range rs {
 			v = append(v, float64(n)/r.wall.Seconds())
 		}
-		return medianFloat(v)
+		return median(v)
 	}
 	pick := func(rs []connRun, f func(connRun) time.Duration) []time.Duration {
 		var v []time.Duration

@@ -16,6 +16,7 @@ package main_test
 // One section while developing: go test -tags bench -run '^TestBench$/^Push$' -v ./cmd/gitreceive/
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -26,7 +27,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -253,30 +253,15 @@ func lastLogged(t *testing.T, p *receivertest.Process, message string) time.Dura
 	return d
 }
 
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
+// median is the middle value of xs (the upper of the two for an even
+// count), 0 for none.
+func median[T cmp.Ordered](xs []T) T {
+	var zero T
+	if len(xs) == 0 {
+		return zero
 	}
-	s := slices.Clone(ds)
+	s := slices.Clone(xs)
 	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianInt(ns []int64) int64 {
-	if len(ns) == 0 {
-		return 0
-	}
-	s := slices.Clone(ns)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-func medianFloat(fs []float64) float64 {
-	if len(fs) == 0 {
-		return 0
-	}
-	s := slices.Clone(fs)
-	sort.Float64s(s)
 	return s[len(s)/2]
 }
 
@@ -466,13 +451,13 @@ func benchFanOut(t *testing.T, tb *benchTable) {
 		case 8:
 			eight = gr
 		}
-		fmt.Printf("%-6d %12s %14d %14s %12s %9.2fx   (%.2fx of 1 node)\n", k, median(gr).Round(time.Millisecond), medianInt(bytes),
+		fmt.Printf("%-6d %12s %14d %14s %12s %9.2fx   (%.2fx of 1 node)\n", k, median(gr).Round(time.Millisecond), median(bytes),
 			median(slowest).Round(time.Millisecond), median(rs).Round(time.Millisecond), float64(median(gr))/float64(median(rs)), float64(median(gr))/float64(median(one)))
 		tb.addTimes(fmt.Sprintf("3. fan-out: one-file change of the 60 MB app to %d node%s", k, map[bool]string{true: "", false: "s"}[k == 1]),
 			gr, rs, "< 1x (faster than rsync)",
 			fmt.Sprintf("whole `git push` (build, upload of the change, verify, start + health check, switch) vs `rsync -a --delete --link-dest` "+
 				"of the work tree to the same nodes (a copy, nothing started); %d bytes sent per node (target <= 1.1x the change + 16 KB); "+
-				"slowest node's phase 1 %s, switch (phase 2) %s", medianInt(bytes), ms(median(slowest)), ms(median(switches))))
+				"slowest node's phase 1 %s, switch (phase 2) %s", median(bytes), ms(median(slowest)), ms(median(switches))))
 	}
 	tb.addTimes("3. fan-out: one-file change to 8 nodes vs to 1 node", eight, one, "<= 1.3x", "the `git push` times of the rows above")
 	fmt.Println("targets: bytes/node <= 1.1x the change + 16 KB; 8 nodes <= 1.3x the time of 1; faster than rsync")
@@ -502,7 +487,7 @@ func lastReady(p *receivertest.Process, k int) (int64, time.Duration) {
 		bytes = append(bytes, e.Bytes)
 		slowest = max(slowest, time.Duration(e.Duration*float64(time.Millisecond)))
 	}
-	return medianInt(bytes), slowest
+	return median(bytes), slowest
 }
 
 // lastSwitch is the duration of the newest push's phase 2 (its "switch" log line).
