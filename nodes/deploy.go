@@ -263,7 +263,11 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 		// Live on the very release this deploy makes, which no deploy
 		// recorded: the receiver was killed, or lost the node, while an
 		// earlier attempt switched it. Back to where the fleet is first.
-		back, err := takeBack(ctx, c, r)
+		rel, err := releasesOn(ctx, c, r.App, r.Instance)
+		back := 0
+		if err == nil {
+			back, err = takeBack(ctx, c, r.App, r.Instance, rel.Releases)
+		}
 		if err != nil {
 			return 0, rep, fmt.Errorf("node %s: it serves v%d, left live by an interrupted deploy, and switching it back failed: %w", name, r.Number, err)
 		}
@@ -288,36 +292,28 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	return cur.Release, rep, nil
 }
 
-// takeBack switches a node that is live on release r.Number, which no
-// deploy recorded, back to the release before it (started again from its
-// kept spec, health-checked, then routed), or to none when there is none,
-// and removes r.Number so that it can be built afresh. It returns the
+// takeBack switches a node that is live on rel.Current, which no deploy
+// recorded, back to the release before it (started again from its kept
+// spec, health-checked, then routed), or to none when there is none, and
+// removes rel.Current so that it can be built afresh. It returns the
 // release the node serves now.
-func takeBack(ctx context.Context, c *conn, r Release) (int, error) {
-	var out bytes.Buffer
-	if err := c.agent(ctx, nil, &out, "releases", r.App, r.Instance); err != nil {
-		return 0, err
-	}
-	var rel agent.Releases
-	if err := json.Unmarshal(out.Bytes(), &rel); err != nil {
-		return 0, fmt.Errorf("reading its releases: %w", err)
-	}
-	n := strconv.Itoa(r.Number)
+func takeBack(ctx context.Context, c *conn, app, instance string, rel agent.Releases) (int, error) {
+	n := strconv.Itoa(rel.Current)
 	back := rel.Previous
-	if back > 0 && back < r.Number {
-		if err := c.agent(ctx, nil, nil, "start", r.App, r.Instance, strconv.Itoa(back), "--stored"); err != nil {
+	if back > 0 && back < rel.Current {
+		if err := c.agent(ctx, nil, nil, "start", app, instance, strconv.Itoa(back), "--stored"); err != nil {
 			return 0, err
 		}
-		if err := c.agent(ctx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(back)); err != nil {
+		if err := c.agent(ctx, nil, nil, "activate", app, instance, strconv.Itoa(back)); err != nil {
 			return 0, err
 		}
 	} else {
 		back = 0
-		if err := c.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n); err != nil {
+		if err := c.agent(ctx, nil, nil, "deactivate", app, instance, n); err != nil {
 			return 0, err
 		}
 	}
-	return back, c.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
+	return back, c.agent(ctx, nil, nil, "abort", app, instance, n)
 }
 
 // start has the node start release r and health-check it, sending the
@@ -419,7 +415,7 @@ func (f *Fleet) TakeBackUnrecorded(ctx context.Context, nodes []Node, app, insta
 		if err == nil {
 			var cur InstanceReleases
 			if cur, err = releasesOn(ctx, c, app, instance); err == nil && cur.Current > recorded {
-				_, err = takeBack(ctx, c, Release{App: app, Instance: instance, Number: cur.Current})
+				_, err = takeBack(ctx, c, app, instance, cur.Releases)
 				took[i] = err == nil
 			}
 		}
