@@ -190,11 +190,8 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		}
 		// A receiver that hung up will not switch to n: stop its vassal
 		// rather than leave it running.
-		ctx, cancel := context.WithCancel(ctx)
+		ctx, cancel := untilHangUp(ctx, stdout)
 		defer cancel()
-		if f, ok := stdout.(*os.File); ok {
-			go watchHangUp(f, cancel)
-		}
 		return in.start(ctx, n, stored, stdin, stdout)
 	case "releases":
 		if len(args) != 3 {
@@ -256,11 +253,8 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		case "activate":
 			// A receiver that hangs up before it heard the answer must not
 			// leave this node switched: the rest of the fleet goes back.
-			ctx, cancel := context.WithCancel(ctx)
+			ctx, cancel := untilHangUp(ctx, stdout)
 			defer cancel()
-			if f, ok := stdout.(*os.File); ok {
-				go watchHangUp(f, cancel)
-			}
 			return in.activate(ctx, n, stderr)
 		case "deactivate":
 			return in.deactivate(ctx, n)
@@ -514,6 +508,16 @@ func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, s
 		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
 	}
 	return RunScript(ctx, *in.rt, in.app, in.name, live, rest[1], rest[2:], stdin, stdout, stderr, tty)
+}
+
+// untilHangUp is ctx, also cancelled once nobody reads stdout any more
+// (watchHangUp) when it is a pipe or socket.
+func untilHangUp(ctx context.Context, stdout io.Writer) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if f, ok := stdout.(*os.File); ok {
+		go watchHangUp(f, cancel)
+	}
+	return ctx, cancel
 }
 
 // watchHangUp calls hangUp once nobody reads f any more: the other end of
