@@ -22,6 +22,8 @@ func (c *checker) check() *Config {
 		Config:          map[string]string{},
 	}
 	c.checkWorkerSettings(cfg)
+	cfg.MemoryMB = c.checkMemory()
+	c.recordPositions(cfg)
 
 	for _, s := range c.settings {
 		switch {

@@ -63,4 +63,15 @@ type Config struct {
 	Harakiri    int // seconds before a stuck request's worker is killed
 	MaxRequests int // requests a worker serves before it is recycled
 	ReloadOnRSS int // MB of resident memory before a worker is recycled
+
+	// Resource keys: what the instance may use on each node (cgroup v2
+	// memory.max, pids.max, cpu.weight). 0 means the receiver's default;
+	// CheckLimits holds them to the receiver's caps.
+	MemoryMB     int // MB all the instance's processes may use together
+	MaxProcesses int // processes and threads the instance may run at once
+	CPUWeight    int // share of CPU time against other instances, 1-10000 (default 100)
+
+	// at is where the keys CheckLimits judges were set; nil for a Config
+	// not made by Parse.
+	at *keyPositions
 }

@@ -19,6 +19,9 @@ func FuzzParse(f *testing.F) {
 	for _, tc := range warningCases {
 		seeds = append(seeds, tc.ini)
 	}
+	// The resource keys beside the worker keys they are checked against.
+	seeds = append(seeds, minimalIni+"memory = 64M\nworkers = 64\nreload_on_rss = 16\nmax_processes = 8\ncpu_weight = 100\n",
+		minimalIni+"memory = 16384G\nmax_processes = 4194304\n")
 	for _, seed := range seeds {
 		// The few big table inputs (limits, long values) only slow the
 		// fuzzer down: it spends minutes minimizing what grows from them.
@@ -72,6 +75,7 @@ func FuzzParse(f *testing.F) {
 		if loc := cfg.DefaultLocation; loc != nil && (loc.Host == "" || strings.HasSuffix(loc.Path, "/")) {
 			t.Errorf("DefaultLocation = %+v", loc)
 		}
+		checkLimitsHold(t, cfg)
 	})
 }
 
@@ -102,6 +106,38 @@ func checkLineIndexAgrees(t *testing.T, data []byte) {
 			if ix.keyLine(section.Name(), key.Name()) == 0 {
 				t.Errorf("no line for [%s] %q", section.Name(), key.Name())
 			}
+		}
+	}
+}
+
+// checkLimitsHold checks what the receiver does with a parsed Config:
+// against the default limits and a small receiver's, CheckLimits answers
+// with errors that name app.ini, a key and nothing over one line, and
+// every Config it accepts runs within the limits.
+func checkLimitsHold(t *testing.T, cfg *Config) {
+	t.Helper()
+	if cfg.MemoryMB != 0 && (cfg.MemoryMB < MinMemoryMB || cfg.MemoryMB > MemoryCeilingMB) {
+		t.Errorf("MemoryMB = %d", cfg.MemoryMB)
+	}
+	for _, l := range []Limits{{}, {DefaultMemoryMB: 64, MaxMemoryMB: 128, DefaultMaxProcesses: 8, MaxProcesses: 16}} {
+		err := cfg.CheckLimits(l)
+		if err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("CheckLimits error %T %q is not a non-empty Errors", err, err)
+			}
+			for _, e := range errs {
+				if e.File != "app.ini" || e.Key == "" || strings.Contains(e.Message, "\n") {
+					t.Errorf("malformed CheckLimits error %+v", e)
+				}
+			}
+			continue
+		}
+		l = l.WithDefaults()
+		r := cfg.Resources(l)
+		if r.MemoryMB > l.MaxMemoryMB || r.MaxProcesses > l.MaxProcesses || r.Workers+ExtraProcesses > r.MaxProcesses ||
+			r.ReloadOnRSS < 1 || (cfg.ReloadOnRSS != 0 && r.Workers*r.ReloadOnRSS > r.MemoryMB) {
+			t.Errorf("CheckLimits(%+v) accepted %+v", l, r)
 		}
 	}
 }

@@ -18,6 +18,9 @@ const (
 	keyMaxRequests     = "max_requests"
 	keyReloadOnRSS     = "reload_on_rss"
 	keyHealthTimeout   = "health_check_timeout"
+	keyMemory          = "memory"
+	keyMaxProcesses    = "max_processes"
+	keyCPUWeight       = "cpu_weight"
 
 	servicePrefix = "service."
 	configPrefix  = "config."
@@ -26,7 +29,7 @@ const (
 var knownKeys = []string{
 	keyAppName, keyRunner, keyPlatform, keyPHPRoot, keyUpdateFetch, keyDefaultLocation,
 	keyPackages, keyHealthCheck, keyWorkers, keyHarakiri, keyMaxRequests, keyReloadOnRSS,
-	keyHealthTimeout,
+	keyHealthTimeout, keyMemory, keyMaxProcesses, keyCPUWeight,
 }
 
 // keyFamilies are the prefixes of service.NAME and config.NAME, without the dot.

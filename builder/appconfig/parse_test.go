@@ -86,6 +86,7 @@ location = Beta.example.com
 	if len(warnings) != 0 {
 		t.Errorf("warnings = %v, want none", warnings)
 	}
+	got.at = nil // key positions: limits_test.go checks what they are for
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
 	}
@@ -151,8 +152,23 @@ var validCases = []validCase{
 	{"worker settings at their limits",
 		minimalIni + "workers = 64\nharakiri = 1\nmax_requests = 1000000\nreload_on_rss = 16\n",
 		func(c *Config) { c.Workers, c.Harakiri, c.MaxRequests, c.ReloadOnRSS = 64, 1, 1000000, 16 }},
+	{"resource keys",
+		minimalIni + "memory = 1G\nmax_processes = 64\ncpu_weight = 500\n",
+		func(c *Config) { c.MemoryMB, c.MaxProcesses, c.CPUWeight = 1024, 64, 500 }},
+	{"memory in lowercase megabytes",
+		minimalIni + "memory = 256m\n",
+		func(c *Config) { c.MemoryMB = 256 }},
+	{"memory as a plain number is megabytes",
+		minimalIni + "memory = 2048\n",
+		func(c *Config) { c.MemoryMB = 2048 }},
+	{"resource keys at their lower limits",
+		minimalIni + "memory = 32MB\nmax_processes = 8\ncpu_weight = 1\n",
+		func(c *Config) { c.MemoryMB, c.MaxProcesses, c.CPUWeight = 32, 8, 1 }},
+	{"resource keys at their upper limits",
+		minimalIni + "memory = 16384g\nmax_processes = 4194304\ncpu_weight = 10000\n",
+		func(c *Config) { c.MemoryMB, c.MaxProcesses, c.CPUWeight = 16<<20, 4194304, 10000 }},
 	{"empty optional keys mean unset",
-		minimalIni + "platform =\nhealth_check =\nworkers =\ndefault_location =\nphp_root =\n",
+		minimalIni + "platform =\nhealth_check =\nworkers =\ndefault_location =\nphp_root =\nmemory =\nmax_processes =\ncpu_weight =\n",
 		func(*Config) {}},
 	{"comment lines between keys",
 		"; made by hand\n[production]\n# the app\napp_name = myapp\n\n; runs here\nrunner = src/app/wsgi.py\n",
@@ -179,6 +195,7 @@ func TestParseValid(t *testing.T) {
 			}
 			want := minimalConfig()
 			tc.want(want)
+			got.at = nil
 			if !reflect.DeepEqual(got, want) {
 				t.Errorf("Parse =\n%+v\nwant\n%+v", got, want)
 			}
@@ -362,6 +379,25 @@ var errorCases = []errorCase{
 	{"reload_on_rss too small", minimalIni + "reload_on_rss = 8\n", 4, "reload_on_rss", []string{"8", "16 to 65536 MB"}},
 	{"reload_on_rss overflows", minimalIni + "reload_on_rss = 99999999999999999999999\n", 4, "reload_on_rss",
 		[]string{"out of range"}},
+
+	// resource keys (the receiver's caps are checked by CheckLimits)
+	{"memory not a size", minimalIni + "memory = lots\n", 4, "memory",
+		[]string{`"lots"`, "not a size", "512M or 1G", "plain number is megabytes"}},
+	{"memory with a fraction", minimalIni + "memory = 1.5G\n", 4, "memory", []string{`"1.5G"`, "not a size"}},
+	{"memory in kilobytes", minimalIni + "memory = 524288K\n", 4, "memory", []string{`"524288K"`, "not a size"}},
+	{"memory negative", minimalIni + "memory = -1G\n", 4, "memory", []string{`"-1G"`, "not a size"}},
+	{"memory with a space", minimalIni + "memory = 512 M\n", 4, "memory", []string{`"512 M"`, "not a size"}},
+	{"memory below the minimum", minimalIni + "memory = 16M\n", 4, "memory",
+		[]string{"16M is less than 32M", "set memory = 32M or more"}},
+	{"memory zero", minimalIni + "memory = 0\n", 4, "memory", []string{"0 is less than 32M"}},
+	{"memory beyond any receiver", minimalIni + "memory = 99999999999999999999G\n", 4, "memory",
+		[]string{"99999999999999999999G is more than any receiver allows", "16384G", "lower memory"}},
+	{"memory just beyond any receiver", minimalIni + "memory = 16385G\n", 4, "memory", []string{"more than any receiver allows"}},
+	{"max_processes too few", minimalIni + "max_processes = 7\n", 4, "max_processes",
+		[]string{"7 is out of range", "8 to 4194304"}},
+	{"max_processes not a number", minimalIni + "max_processes = lots\n", 4, "max_processes", []string{`"lots"`, "whole number"}},
+	{"cpu_weight zero", minimalIni + "cpu_weight = 0\n", 4, "cpu_weight", []string{"0 is out of range", "1 to 10000"}},
+	{"cpu_weight too big", minimalIni + "cpu_weight = 10001\n", 4, "cpu_weight", []string{"10001 is out of range"}},
 }
 
 func TestParseErrors(t *testing.T) {
@@ -431,6 +467,9 @@ var warningCases = []warningCase{
 	{"misspelt config family", minimalIni + "conifg.key = 1\n", 4, "conifg.key",
 		[]string{"did you mean config.key?"}},
 	{"bare family", minimalIni + "service = postgis\n", 4, "service", []string{"service.NAME"}},
+	{"misspelt memory", minimalIni + "memroy = 1G\n", 4, "memroy", []string{"did you mean memory?"}},
+	{"misspelt max_processes", minimalIni + "max_process = 64\n", 4, "max_process", []string{"did you mean max_processes?"}},
+	{"misspelt cpu_weight", minimalIni + "cpu_wieght = 50\n", 4, "cpu_wieght", []string{"did you mean cpu_weight?"}},
 	{"unknown key far from any", minimalIni + "colour = blue\n", 4, "colour", []string{"unknown key colour", "spelling"}},
 	{"key before any section", "app_name = myapp\n" + minimalIni, 1, "app_name",
 		[]string{"app_name is outside any section", "[production]"}},

@@ -19,8 +19,12 @@ var workerSettings = []workerSetting{
 	{keyWorkers, 1, 64, "", func(c *Config) *int { return &c.Workers }},
 	{keyHarakiri, 1, 3600, " seconds", func(c *Config) *int { return &c.Harakiri }},
 	{keyMaxRequests, 1, 1000000, "", func(c *Config) *int { return &c.MaxRequests }},
-	{keyReloadOnRSS, 16, 65536, " MB", func(c *Config) *int { return &c.ReloadOnRSS }},
+	{keyReloadOnRSS, minReloadOnRSS, 65536, " MB", func(c *Config) *int { return &c.ReloadOnRSS }},
 	{keyHealthTimeout, 1, 600, " seconds", func(c *Config) *int { return &c.HealthCheckTimeout }},
+	// The receiver's max_processes caps it further (CheckLimits).
+	{keyMaxProcesses, MinMaxProcesses, ProcessesCeiling, "", func(c *Config) *int { return &c.MaxProcesses }},
+	// cgroup v2's cpu.weight range.
+	{keyCPUWeight, 1, 10000, "", func(c *Config) *int { return &c.CPUWeight }},
 }
 
 // checkWorkerSettings fills cfg's worker settings; unset ones stay 0, the
