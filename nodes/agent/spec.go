@@ -51,6 +51,13 @@ type Spec struct {
 	// KeepReleases is how many releases (live included) stay on the node
 	// after a successful switch; older ones are removed (default 5).
 	KeepReleases int `json:"keep_releases,omitempty"`
+
+	// What the instance may use on the node (DESIGN.md decision 9), from
+	// app.ini's memory, max_processes and cpu_weight or the receiver's
+	// defaults; the receiver has held them to its caps. 0 means the default.
+	MemoryMB     int `json:"memory_mb"`     // MB all its processes may use together (cgroup memory.max; default 512)
+	MaxProcesses int `json:"max_processes"` // processes and threads at once (pids.max; default 128)
+	CPUWeight    int `json:"cpu_weight"`    // CPU share against other instances (cpu.weight, 1-10000; default 100)
 }
 
 // Location is HOST[/PATH] (Silver Lining's term).
@@ -78,6 +85,21 @@ const (
 	DefaultMaxRequests        = 5000
 	DefaultReloadOnRSS        = 512
 	DefaultKeepReleases       = 5
+	DefaultMemoryMB           = 512
+	DefaultMaxProcesses       = 128
+	DefaultCPUWeight          = 100
+)
+
+// Bounds of the resource fields. Below the minimums no instance runs (a
+// uWSGI master and a worker); above the maxima the cgroup files refuse the
+// number (pids.max past pid_max's ceiling, cpu.weight past 10000), or, for
+// memory (16 TiB), the number would only be a way to get no limit at all.
+const (
+	minMemoryMB     = 32
+	maxMemoryMB     = 16 << 20
+	minMaxProcesses = 8
+	maxMaxProcesses = 4194304
+	maxCPUWeight    = 10000
 )
 
 var (
@@ -100,6 +122,9 @@ func (s Spec) WithDefaults() Spec {
 	def(&s.MaxRequests, DefaultMaxRequests)
 	def(&s.ReloadOnRSS, DefaultReloadOnRSS)
 	def(&s.KeepReleases, DefaultKeepReleases)
+	def(&s.MemoryMB, DefaultMemoryMB)
+	def(&s.MaxProcesses, DefaultMaxProcesses)
+	def(&s.CPUWeight, DefaultCPUWeight)
 	if s.Platform == "python" && s.Callable == "" {
 		s.Callable = DefaultCallable
 	}
@@ -186,6 +211,21 @@ func (s Spec) Validate() error {
 		"max_requests": s.MaxRequests, "reload_on_rss": s.ReloadOnRSS, "keep_releases": s.KeepReleases, "idle_stop": s.IdleStop} {
 		if v < 0 || v > 1_000_000 {
 			return fmt.Errorf("%s = %d is out of range", name, v)
+		}
+	}
+	// 0 is the default; the rest is written into cgroup files, where
+	// nonsense would fail the start or lift the limit.
+	for _, b := range []struct {
+		name     string
+		v        int
+		min, max int
+	}{
+		{"memory_mb", s.MemoryMB, minMemoryMB, maxMemoryMB},
+		{"max_processes", s.MaxProcesses, minMaxProcesses, maxMaxProcesses},
+		{"cpu_weight", s.CPUWeight, 1, maxCPUWeight},
+	} {
+		if b.v != 0 && (b.v < b.min || b.v > b.max) {
+			return fmt.Errorf("%s = %d is out of range (%d to %d, or 0 for the default)", b.name, b.v, b.min, b.max)
 		}
 	}
 	for k, v := range s.Env {
