@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/ini.v1"
 
 	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/builder/appconfig"
 )
 
 // Defaults for Config.
@@ -57,7 +59,12 @@ type Config struct {
 	// pushes are authorized, checked and accepted, and nothing is built
 	// or deployed. The zero value deploys, so a Config built in code does.
 	DeployOff bool
-	Version   string
+	// Limits are default_memory, max_memory, default_max_processes and
+	// max_processes: what an instance gets on each node when its app.ini
+	// does not say, and the most it may ask for. Zero fields are the
+	// defaults (appconfig.DefaultLimits).
+	Limits  appconfig.Limits
+	Version string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -81,7 +88,7 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 		dataDir = abs
 	}
 	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
-		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout}
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, Limits: appconfig.DefaultLimits()}
 	path := filepath.Join(dataDir, ConfigFileName)
 	f, err := ini.Load(path)
 	switch {
@@ -149,6 +156,9 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 			}
 			c.DeployOff = !on
 		}
+		if c.Limits, err = loadLimits(path, sec); err != nil {
+			return c, err
+		}
 	}
 	if v := os.Getenv("GITRECEIVE_LISTEN"); v != "" {
 		c.Listen = v
@@ -169,6 +179,76 @@ func parseOnOff(v string) (on, ok bool) {
 		return false, true
 	}
 	return false, false
+}
+
+// loadLimits reads the instance resource settings, each one alone and
+// then together: a default above its cap would refuse every app.ini that
+// leaves the key out.
+func loadLimits(path string, sec *ini.Section) (appconfig.Limits, error) {
+	l := appconfig.DefaultLimits()
+	for _, set := range []struct {
+		key   string
+		v     *int
+		parse func(string) (int, error)
+	}{
+		{"default_memory", &l.DefaultMemoryMB, parseMemorySetting},
+		{"max_memory", &l.MaxMemoryMB, parseMemorySetting},
+		{"default_max_processes", &l.DefaultMaxProcesses, parseProcessesSetting},
+		{"max_processes", &l.MaxProcesses, parseProcessesSetting},
+	} {
+		value := sec.Key(set.key).String()
+		if value == "" {
+			continue
+		}
+		n, err := set.parse(value)
+		if err != nil {
+			return l, fmt.Errorf("%s: %s = %q %w", path, set.key, value, err)
+		}
+		*set.v = n
+	}
+	if l.DefaultMemoryMB > l.MaxMemoryMB {
+		return l, fmt.Errorf("%s: default_memory = %s%s is more than max_memory = %s; lower default_memory or raise max_memory",
+			path, appconfig.FormatSize(l.DefaultMemoryMB), unsetNote(sec, "default_memory"), appconfig.FormatSize(l.MaxMemoryMB))
+	}
+	if l.DefaultMaxProcesses > l.MaxProcesses {
+		return l, fmt.Errorf("%s: default_max_processes = %d%s is more than max_processes = %d; lower default_max_processes or raise max_processes",
+			path, l.DefaultMaxProcesses, unsetNote(sec, "default_max_processes"), l.MaxProcesses)
+	}
+	return l, nil
+}
+
+// parseMemorySetting reads default_memory or max_memory; its errors
+// continue "KEY = VALUE".
+func parseMemorySetting(value string) (int, error) {
+	mb, err := appconfig.ParseSize(value)
+	switch {
+	case errors.Is(err, appconfig.ErrSizeTooLarge):
+		return 0, fmt.Errorf("is more than %s; lower it", appconfig.FormatSize(appconfig.MemoryCeilingMB))
+	case err != nil:
+		return 0, errors.New("is not a size such as 512M or 4G (a plain number is megabytes)")
+	case mb < appconfig.MinMemoryMB:
+		return 0, fmt.Errorf("is less than %dM, the least an instance can run in; raise it", appconfig.MinMemoryMB)
+	}
+	return mb, nil
+}
+
+// parseProcessesSetting reads default_max_processes or max_processes.
+func parseProcessesSetting(value string) (int, error) {
+	n, err := strconv.Atoi(value)
+	if err != nil || n < appconfig.MinMaxProcesses || n > appconfig.ProcessesCeiling {
+		return 0, fmt.Errorf("must be a whole number from %d to %d (processes and threads an instance may run at once)",
+			appconfig.MinMaxProcesses, appconfig.ProcessesCeiling)
+	}
+	return n, nil
+}
+
+// unsetNote marks a value in a message as the default when the file does
+// not set it, so that the operator knows which line to add.
+func unsetNote(sec *ini.Section, key string) string {
+	if sec.Key(key).String() == "" {
+		return " (the default)"
+	}
+	return ""
 }
 
 var domainName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)

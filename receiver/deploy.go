@@ -123,6 +123,11 @@ func acceptWithoutDeploy(p *Push, out *hooks.Progress) {
 func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time, seedFrom string) ([]*nodes.Prepared, error) {
 	specs := make([]agent.Spec, len(built))
 	for i, r := range built {
+		// Here, not in the build, so that config:set, which rebuilds
+		// the release, is held to the caps of the day too.
+		if err := s.checkLimits(r, len(built) > 1); err != nil {
+			return nil, err
+		}
 		spec, err := s.runSpec(r)
 		if err != nil {
 			log.Error().Err(err).Msg("reading the operator's config")
@@ -188,6 +193,18 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 			specs[i].Locations[0], time.Since(start).Seconds())
 	}
 	return prepared, nil
+}
+
+// checkLimits refuses a release whose app.ini asks for more than this
+// receiver allows (memory, max_processes) or runs workers that do not fit
+// what it gets, before anything is provisioned or uploaded. With several
+// releases in one push the error says whose app.ini it is.
+func (s *Server) checkLimits(r *builder.Release, several bool) error {
+	err := r.Config.CheckLimits(s.cfg.Limits)
+	if err != nil && several {
+		return fmt.Errorf("branch %s: %w", r.Branch, err)
+	}
+	return err
 }
 
 // record appends r to its instance's history, with the spec it runs

@@ -13,13 +13,16 @@ import (
 // runSpec is how release r runs on the nodes: its app.ini turned into what
 // the node agent needs (DESIGN.md decision 7), plus the environment the app
 // is handed (the Silver Lining names; values set with config:set win over
-// app.ini's config.*).
+// app.ini's config.*). What app.ini leaves of memory and max_processes is
+// the receiver's default_memory and default_max_processes; goLive has held
+// what it sets to the receiver's caps (Config.CheckLimits).
 func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 	operator, err := s.config.get(r.App, r.Instance)
 	if err != nil {
 		return agent.Spec{}, err
 	}
 	cfg := r.Config
+	res := cfg.Resources(s.cfg.Limits)
 	loc := s.location(r)
 	env := map[string]string{
 		"SILVER_VERSION":            "gitreceive/" + s.cfg.Version,
@@ -45,9 +48,12 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 		Workers:            cfg.Workers,
 		Harakiri:           cfg.Harakiri,
 		MaxRequests:        cfg.MaxRequests,
-		ReloadOnRSS:        cfg.ReloadOnRSS,
+		ReloadOnRSS:        res.ReloadOnRSS, // a share of the memory unless app.ini says
 		Env:                env,
 		KeepReleases:       s.cfg.KeepReleases,
+		MemoryMB:           res.MemoryMB,
+		MaxProcesses:       res.MaxProcesses,
+		CPUWeight:          cfg.CPUWeight,
 	}
 	if !isProductionBranch(r.Branch) {
 		spec.IdleStop = int(s.cfg.StagingIdle / time.Second)
