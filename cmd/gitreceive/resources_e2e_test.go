@@ -75,6 +75,21 @@ func TestResourceLimits(t *testing.T) {
 	f.alice.MustGit(t, work, "push", "-q", "silver", "main")
 	checkSpec(t, f, 2, [5]int{1024, 64, 300, 4, 256})
 
+	// A cap lowered after a deploy holds for config:set too, which makes a
+	// new release from the same app.ini.
+	if err := os.WriteFile(filepath.Join(f.data, "gitreceive.ini"), []byte("default_memory = 256M\nmax_memory = 512M\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Kill()
+	f.srv.Restart(t)
+	r := f.alice.SSH(t, "", nil, "config:set", "myapp", "GREETING=hi")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "app.ini:4: memory: 1G is more than this receiver allows (max_memory = 512M)") {
+		t.Fatalf("config:set above a lowered cap: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(f.data, "releases", "myapp", "production", "v3.spec.json")); !os.IsNotExist(err) {
+		t.Errorf("config:set recorded v3: %v", err)
+	}
+
 	// A receiver whose settings contradict each other does not start.
 	if err := os.WriteFile(filepath.Join(f.data, "gitreceive.ini"), []byte("max_memory = 128M\n"), 0o644); err != nil {
 		t.Fatal(err)
