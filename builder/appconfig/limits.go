@@ -137,11 +137,11 @@ func (c *Config) CheckLimits(l Limits) error {
 	}
 	if c.ReloadOnRSS != 0 && r.Workers*c.ReloadOnRSS > r.MemoryMB {
 		fail(keyReloadOnRSS, "%s x reload_on_rss = %d x %d MB = %d MB, more than %s; %s",
-			c.workersText(at), r.Workers, c.ReloadOnRSS, r.Workers*c.ReloadOnRSS, c.memoryText(at, l), c.reloadFix(r))
+			c.workersText(at), r.Workers, c.ReloadOnRSS, r.Workers*c.ReloadOnRSS, c.memoryText(at, l), c.reloadFix(r, l))
 	}
 	if need := r.Workers + ExtraProcesses; need > r.MaxProcesses {
 		fail(keyWorkers, "%d workers need max_processes = %d or more (the workers, uWSGI's master and %d more), but %s; %s",
-			r.Workers, need, ExtraProcesses-1, c.maxProcessesText(at, l), c.workersFix(r, l))
+			r.Workers, need, ExtraProcesses-1, c.maxProcessesText(at, l), workersFix(r, l))
 	}
 	if len(errs) > 0 {
 		slices.SortStableFunc(errs, func(a, b *Error) int { return a.Line - b.Line })
@@ -167,6 +167,7 @@ func (c *Config) workersText(at *keyPositions) string {
 	return "workers" + at.onLine(keyWorkers)
 }
 
+// maxProcessesText says where the instance's max_processes comes from.
 func (c *Config) maxProcessesText(at *keyPositions, l Limits) string {
 	if c.MaxProcesses == 0 {
 		return fmt.Sprintf("max_processes is not set and the receiver's default_max_processes is %d", l.DefaultMaxProcesses)
@@ -174,17 +175,25 @@ func (c *Config) maxProcessesText(at *keyPositions, l Limits) string {
 	return fmt.Sprintf("max_processes = %d%s", c.MaxProcesses, at.onLine(keyMaxProcesses))
 }
 
-// reloadFix says what to do about workers that can grow past the memory.
-func (c *Config) reloadFix(r Resources) string {
-	memory := "set memory = " + FormatSize(r.Workers*c.ReloadOnRSS) + " or more"
+// reloadFix says what to do about workers that can grow past the memory;
+// more memory is only offered when the receiver allows it.
+func (c *Config) reloadFix(r Resources, l Limits) string {
+	var fixes []string
 	if share := r.MemoryMB / r.Workers; share >= minReloadOnRSS {
-		return fmt.Sprintf("lower reload_on_rss to %d or less, use fewer workers, or %s", share, memory)
+		fixes = append(fixes, fmt.Sprintf("lower reload_on_rss to %d or less", share))
 	}
-	return "use fewer workers or " + memory
+	fixes = append(fixes, "use fewer workers")
+	if need := r.Workers * c.ReloadOnRSS; need <= l.MaxMemoryMB {
+		fixes = append(fixes, "set memory = "+FormatSize(need)+" or more")
+	}
+	if len(fixes) == 1 {
+		return fixes[0]
+	}
+	return strings.Join(fixes[:len(fixes)-1], ", ") + " or " + fixes[len(fixes)-1]
 }
 
 // workersFix says what to do about workers max_processes cannot hold.
-func (c *Config) workersFix(r Resources, l Limits) string {
+func workersFix(r Resources, l Limits) string {
 	need := r.Workers + ExtraProcesses
 	fewer := fmt.Sprintf("or use %d workers or fewer", max(1, r.MaxProcesses-ExtraProcesses))
 	if need > l.MaxProcesses {

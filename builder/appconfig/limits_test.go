@@ -132,6 +132,8 @@ func TestCheckLimits(t *testing.T) {
 			[]string{"workers (not set, so the default) x reload_on_rss = 2 x 200 MB = 400 MB", "256M", "default_memory", "set memory = 400M or more", "lower reload_on_rss to 128"}}}},
 		{"a share too small for any reload_on_rss", "memory = 32M\nworkers = 4\nreload_on_rss = 16\n", Limits{}, []limitError{{6, "reload_on_rss",
 			[]string{"4 x 16 MB = 64 MB", "use fewer workers or set memory = 64M or more"}}}},
+		{"more memory is not offered beyond the cap", "memory = 1G\nworkers = 8\nreload_on_rss = 1024\n", Limits{}, []limitError{{6, "reload_on_rss",
+			[]string{"8 x 1024 MB = 8192 MB", "; lower reload_on_rss to 128 or less or use fewer workers"}}}},
 		{"implicit reload_on_rss never refused", "memory = 32M\nworkers = 64\n", Limits{}, nil},
 		{"workers fit max_processes", "workers = 4\nmax_processes = 8\n", Limits{}, nil},
 		{"workers beyond max_processes", "workers = 5\nmax_processes = 8\n", Limits{}, []limitError{{4, "workers",
