@@ -8,6 +8,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/gitreceive/gitreceive/hooks/termsafe"
 )
 
 // Setup brings every node of nodes up to this binary, in parallel
@@ -76,7 +78,10 @@ func ensureAgent(ctx context.Context, c *conn, version string) (bool, error) {
 
 // lineWriter calls line with each whole line written to it (without the
 // newline), so output from nodes working in parallel can be labelled and
-// interleaved by line only.
+// interleaved by line only. It is where every line a node prints enters
+// the receiver (start's health checks, update_fetch output and app.log
+// tails, logs, setup, services), so each line is made safe for a terminal
+// here, whoever shows it next.
 type lineWriter struct {
 	line func(string)
 	buf  []byte
@@ -89,7 +94,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 		if i < 0 {
 			return len(p), nil
 		}
-		l.line(string(l.buf[:i]))
+		l.line(termsafe.String(string(l.buf[:i])))
 		l.buf = l.buf[i+1:]
 	}
 }
@@ -97,7 +102,7 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 // Flush passes on a last line that has no newline.
 func (l *lineWriter) Flush() {
 	if len(l.buf) > 0 {
-		l.line(string(l.buf))
+		l.line(termsafe.String(string(l.buf)))
 		l.buf = nil
 	}
 }

@@ -1,0 +1,34 @@
+package nodes
+
+import (
+	"slices"
+	"testing"
+)
+
+// TestLineWriterEscapes: every line a node prints reaches the receiver's
+// callers whole and safe for a terminal, however it was cut into writes.
+func TestLineWriterEscapes(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		writes []string
+		want   []string
+	}{
+		{"plain lines", []string{"a\nb\n"}, []string{"a", "b"}},
+		{"ESC split between writes", []string{"x\x1b", "[2J\n"}, []string{`x\x1b[2J`}},
+		{"UTF-8 split between writes", []string{"caf\xc3", "\xa9\n"}, []string{"café"}},
+		{"CR and BEL", []string{"50%\r100%\a\n"}, []string{`50%\x0d100%\x07`}},
+		{"last line without newline", []string{"one\ntwo\x9b"}, []string{"one", `two\x9b`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			w := &lineWriter{line: func(l string) { got = append(got, l) }}
+			for _, s := range tc.writes {
+				w.Write([]byte(s))
+			}
+			w.Flush()
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
