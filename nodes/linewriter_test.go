@@ -1,7 +1,9 @@
 package nodes
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +20,10 @@ func TestLineWriterEscapes(t *testing.T) {
 		{"UTF-8 split between writes", []string{"caf\xc3", "\xa9\n"}, []string{"café"}},
 		{"CR and BEL", []string{"50%\r100%\a\n"}, []string{`50%\x0d100%\x07`}},
 		{"last line without newline", []string{"one\ntwo\x9b"}, []string{"one", `two\x9b`}},
+		{"a line longer than maxRelayLine comes in pieces", []string{strings.Repeat("a", maxRelayLine+10) + "\n"},
+			[]string{strings.Repeat("a", maxRelayLine), strings.Repeat("a", 10)}},
+		{"a long line is cut before a character, not in it", []string{strings.Repeat("a", maxRelayLine-1) + "é", "z\n"},
+			[]string{strings.Repeat("a", maxRelayLine-1), "éz"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got []string
@@ -27,8 +33,19 @@ func TestLineWriterEscapes(t *testing.T) {
 			}
 			w.Flush()
 			if !slices.Equal(got, tc.want) {
-				t.Errorf("got %q, want %q", got, tc.want)
+				t.Errorf("got %q, want %q", short(got), short(tc.want))
 			}
 		})
 	}
+}
+
+// short shows long lines by their length and ends.
+func short(lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		if out[i] = l; len(l) > 40 {
+			out[i] = fmt.Sprintf("%s...(%d bytes)...%s", l[:10], len(l), l[len(l)-10:])
+		}
+	}
+	return out
 }

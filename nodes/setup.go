@@ -8,6 +8,7 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/gitreceive/gitreceive/hooks/termsafe"
 )
@@ -81,17 +82,36 @@ func ensureAgent(ctx context.Context, c *conn, version string) (bool, error) {
 // interleaved by line only. It is where every line a node prints enters
 // the receiver (start's health checks, update_fetch output and app.log
 // tails, logs, setup, services), so each line is made safe for a terminal
-// here, whoever shows it next.
+// here, whoever shows it next. A line longer than maxRelayLine is passed
+// on in pieces: an app that logs without newlines (`logs -f`) must not
+// make the receiver hold all of it.
 type lineWriter struct {
 	line func(string)
 	buf  []byte
 }
 
+// maxRelayLine is the longest piece of a line lineWriter holds.
+const maxRelayLine = 64 << 10
+
 func (l *lineWriter) Write(p []byte) (int, error) {
 	l.buf = append(l.buf, p...)
 	for {
 		i := bytes.IndexByte(l.buf, '\n')
+		if (i < 0 || i > maxRelayLine) && len(l.buf) > maxRelayLine {
+			// Cut at a character's start, so that escaping the piece
+			// does not show a split character as invalid bytes.
+			cut := maxRelayLine
+			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart(l.buf[cut]); back++ {
+				cut--
+			}
+			l.line(termsafe.String(string(l.buf[:cut])))
+			l.buf = l.buf[cut:]
+			continue
+		}
 		if i < 0 {
+			if len(l.buf) == 0 {
+				l.buf = nil // let a long line's array go
+			}
 			return len(p), nil
 		}
 		l.line(termsafe.String(string(l.buf[:i])))
