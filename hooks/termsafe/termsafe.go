@@ -23,6 +23,7 @@ package termsafe
 
 import (
 	"io"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -107,8 +108,10 @@ func validAt(s string, i int) bool {
 // escape sequence split between two writes is escaped all the same, and
 // a UTF-8 character split between them is held (at most 3 bytes) until
 // the rest arrives, not escaped as invalid. Call Flush at the end of the
-// stream for what was held. A Writer is not safe for concurrent use.
+// stream for what was held. Write and Flush may be called from different
+// goroutines (a stream cancelled while its copier still writes).
 type Writer struct {
+	mu   sync.Mutex
 	w    io.Writer
 	held []byte // the start of a UTF-8 sequence cut by the last write
 	out  []byte // reused between writes
@@ -121,6 +124,8 @@ func NewWriter(w io.Writer) *Writer { return &Writer{w: w} }
 // at its end. It reports all of p written unless the underlying writer
 // failed.
 func (w *Writer) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	in := p
 	if len(w.held) > 0 {
 		in = append(w.held, p...)
@@ -140,6 +145,8 @@ func (w *Writer) Write(p []byte) (int, error) {
 // Flush writes what is still held, escaped: the stream ended in the
 // middle of a UTF-8 sequence.
 func (w *Writer) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	if len(w.held) == 0 {
 		return nil
 	}

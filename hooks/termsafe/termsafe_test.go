@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"unicode/utf8"
 )
@@ -108,6 +109,44 @@ func TestWriterDoesNotWait(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestWriterFlushWhileWriting: a run cancelled while its output is still
+// copied flushes from another goroutine; run with -race.
+func TestWriterFlushWhileWriting(t *testing.T) {
+	var got lockedBuffer
+	w := NewWriter(&got)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 200; i++ {
+			w.Write([]byte("caf\xc3"))
+			w.Write([]byte("\xa9\x1b\n"))
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		w.Flush()
+	}
+	<-done
+	w.Flush()
+	checkSafe(t, "", got.String())
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 type failingWriter struct{}
