@@ -140,16 +140,16 @@ func (s *Server) runCommand(c *call) int {
 // like all app output, as it streams, because it usually lands on the
 // caller's terminal too; --raw leaves stdout unchanged for piping (a
 // dump to a file), while stderr, which stays on the terminal, is still
-// escaped. --all-nodes labels every line with its node.
+// escaped. --all-nodes labels every line with its node (nodes.LineWriter,
+// which also cuts lines longer than 64 KiB).
 func runOutput(c *call, n nodes.Node, all, raw, tty bool) (stdout, stderr io.Writer, flush func()) {
 	if all {
 		// One writer per stream: the node's stdout and stderr arrive on
 		// two goroutines, and each needs its own partial line.
 		out := &lockedWriter{w: c.stdout()}
-		prefix := fmt.Sprintf("%-8s ", n.Name)
-		o := &prefixedLines{prefix: prefix, out: out, escape: !tty}
-		e := &prefixedLines{prefix: prefix, out: out, escape: !tty}
-		return o, e, func() { o.flush(); e.flush() }
+		label := func(line string) { out.printf("%-8s %s\n", n.Name, line) }
+		o, e := nodes.NewLineWriter(label, tty), nodes.NewLineWriter(label, tty)
+		return o, e, func() { o.Flush(); e.Flush() }
 	}
 	if tty {
 		return c.stdout(), c.stderr(), func() {}
@@ -160,42 +160,6 @@ func runOutput(c *call, n nodes.Node, all, raw, tty bool) (stdout, stderr io.Wri
 	}
 	o := termsafe.NewWriter(c.stdout())
 	return o, e, func() { _ = o.Flush(); _ = e.Flush() }
-}
-
-// prefixedLines labels each line written to it with a node's name; with
-// escape, the line is made safe for a terminal.
-type prefixedLines struct {
-	prefix string
-	out    *lockedWriter
-	escape bool
-	buf    []byte
-}
-
-func (p *prefixedLines) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := slices.Index(p.buf, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		p.line(p.buf[:i])
-		p.buf = p.buf[i+1:]
-	}
-}
-
-func (p *prefixedLines) line(b []byte) {
-	line := string(b)
-	if p.escape {
-		line = termsafe.String(line)
-	}
-	p.out.printf("%s%s\n", p.prefix, line)
-}
-
-func (p *prefixedLines) flush() {
-	if len(p.buf) > 0 {
-		p.line(p.buf)
-		p.buf = nil
-	}
 }
 
 // appInstances lists the instances of app that have releases.
