@@ -5,6 +5,8 @@ import (
 	"io"
 	"strings"
 	"sync"
+
+	"github.com/gitreceive/gitreceive/hooks/termsafe"
 )
 
 // Progress writes what the pusher sees as `remote:` lines, in the
@@ -44,7 +46,11 @@ func (p *Progress) write(prefix, format string, a []any) {
 	var b strings.Builder
 	for _, line := range strings.Split(msg, "\n") {
 		b.WriteString(prefix)
-		b.WriteString(line)
+		// Lines carry what apps and nodes said (update_fetch output, an
+		// app.log tail in an error, file names from the pushed tree): on
+		// the pusher's terminal none of it may act as a control sequence
+		// or start a line of its own that looks like ours.
+		b.WriteString(termsafe.String(line))
 		b.WriteByte('\n')
 	}
 	// Output is best effort: a pusher who went away must not fail the work.

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/gitreceive/gitreceive/hooks/termsafe"
 )
 
 // AgentPath is where the node agent (this same binary) lives on a node.
@@ -52,7 +54,8 @@ func (f *Fleet) connect(ctx context.Context, n Node) (*conn, error) {
 }
 
 // exitError is a command that ran and failed: its exit code and what it
-// said on stderr.
+// said on stderr (made safe for a terminal by nodeMessage: it may hold an
+// app's log lines, and goes to pushers, operators and the receiver's log).
 type exitError struct {
 	code int
 	msg  string
@@ -99,12 +102,18 @@ func (c *conn) agentWarnings(ctx context.Context, args ...string) (string, error
 	err := c.run(ctx, nil, nil, &stderr, append([]string{c.agentBin(), "node"}, args...)...)
 	var ee *exitError
 	if errors.As(err, &ee) {
-		ee.msg = strings.TrimSpace(stderr.String())
+		ee.msg = nodeMessage(&stderr)
 	}
 	if err != nil {
 		return "", err
 	}
-	return strings.TrimSpace(stderr.String()), nil
+	return nodeMessage(&stderr), nil
+}
+
+// nodeMessage is what a command printed on a node, trimmed, as it may be
+// shown on a terminal.
+func nodeMessage(b *bytes.Buffer) string {
+	return termsafe.String(strings.TrimSpace(b.String()))
 }
 
 // agentBin is the agent's path on the node.
@@ -130,7 +139,7 @@ func (c *conn) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 	}
 	var ee *exitError
 	if errors.As(err, &ee) {
-		ee.msg = strings.TrimSpace(errBuf.String())
+		ee.msg = nodeMessage(&errBuf)
 	}
 	return err
 }

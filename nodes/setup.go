@@ -8,6 +8,9 @@ import (
 	"io"
 	"strings"
 	"sync"
+	"unicode/utf8"
+
+	"github.com/gitreceive/gitreceive/hooks/termsafe"
 )
 
 // Setup brings every node of nodes up to this binary, in parallel
@@ -76,20 +79,43 @@ func ensureAgent(ctx context.Context, c *conn, version string) (bool, error) {
 
 // lineWriter calls line with each whole line written to it (without the
 // newline), so output from nodes working in parallel can be labelled and
-// interleaved by line only.
+// interleaved by line only. It is where every line a node prints enters
+// the receiver (start's health checks, update_fetch output and app.log
+// tails, logs, setup, services), so each line is made safe for a terminal
+// here, whoever shows it next (unless raw: see LineWriter). A line longer
+// than maxRelayLine is passed on in pieces: an app that logs without
+// newlines (`logs -f`) must not make the receiver hold all of it.
 type lineWriter struct {
 	line func(string)
+	raw  bool
 	buf  []byte
 }
+
+// maxRelayLine is the longest piece of a line lineWriter holds.
+const maxRelayLine = 64 << 10
 
 func (l *lineWriter) Write(p []byte) (int, error) {
 	l.buf = append(l.buf, p...)
 	for {
 		i := bytes.IndexByte(l.buf, '\n')
+		if (i < 0 || i > maxRelayLine) && len(l.buf) > maxRelayLine {
+			// Cut at a character's start, so that escaping the piece
+			// does not show a split character as invalid bytes.
+			cut := maxRelayLine
+			for back := 0; back < utf8.UTFMax-1 && !utf8.RuneStart(l.buf[cut]); back++ {
+				cut--
+			}
+			l.pass(l.buf[:cut])
+			l.buf = l.buf[cut:]
+			continue
+		}
 		if i < 0 {
+			if len(l.buf) == 0 {
+				l.buf = nil // let a long line's array go
+			}
 			return len(p), nil
 		}
-		l.line(string(l.buf[:i]))
+		l.pass(l.buf[:i])
 		l.buf = l.buf[i+1:]
 	}
 }
@@ -97,7 +123,32 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 // Flush passes on a last line that has no newline.
 func (l *lineWriter) Flush() {
 	if len(l.buf) > 0 {
-		l.line(string(l.buf))
+		l.pass(l.buf)
 		l.buf = nil
 	}
 }
+
+func (l *lineWriter) pass(b []byte) {
+	if l.raw {
+		l.line(string(b))
+		return
+	}
+	l.line(termsafe.String(string(b)))
+}
+
+// LineWriter is lineWriter for the receiver's own streams of node output
+// (`run --all-nodes` labels each line of a script with its node): each
+// line, made safe for a terminal unless raw (the script has one: ssh -t),
+// goes to line. Call Flush at the end. Not for concurrent writers: give
+// each stream its own.
+type LineWriter struct{ lw lineWriter }
+
+// NewLineWriter returns a LineWriter calling line.
+func NewLineWriter(line func(string), raw bool) *LineWriter {
+	return &LineWriter{lw: lineWriter{line: line, raw: raw}}
+}
+
+func (w *LineWriter) Write(p []byte) (int, error) { return w.lw.Write(p) }
+
+// Flush passes on a last line that has no newline.
+func (w *LineWriter) Flush() { w.lw.Flush() }

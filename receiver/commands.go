@@ -30,7 +30,7 @@ func init() {
 		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, run: (*Server).releasesCommand},
 		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, run: (*Server).activateCommand},
 		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, run: (*Server).logsCommand},
-		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal)", pty: true, run: (*Server).runCommand},
+		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal; without one its output is escaped, --raw leaves stdout as it is)", pty: true, run: (*Server).runCommand},
 		"apps":             {usage: appsUsage, summary: "list the apps you may manage: instances, location, live release, nodes, services", pty: true, run: (*Server).appsCommand},
 		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, run: (*Server).destroyCommand},
 		"config":           {usage: configUsage, summary: "list an instance's config variables (names only)", pty: true, run: (*Server).configCommand},

@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/rs/zerolog"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -16,14 +16,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/hooks/termsafe"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/services"
 )
 
 const (
-	runUsage         = "run APP[@BRANCH] [--node NAME | --all-nodes] SCRIPT [ARG...]"
+	runUsage         = "run APP[@BRANCH] [--node NAME | --all-nodes] [--raw] SCRIPT [ARG...]"
 	appsUsage        = "apps [--json]"
 	destroyUsage     = "destroy APP[@BRANCH] --confirm APP [--with-data]"
 	configUsage      = "config APP[@BRANCH]"
@@ -45,11 +48,13 @@ func (s *Server) runCommand(c *call) int {
 		return 1
 	}
 	args = args[1:]
-	node, all := "", false
+	node, all, raw := "", false, false
 	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
 		switch {
 		case args[0] == "--all-nodes":
 			all, args = true, args[1:]
+		case args[0] == "--raw":
+			raw, args = true, args[1:]
 		case args[0] == "--node" && len(args) > 1:
 			node, args = args[1], args[2:]
 		default:
@@ -58,6 +63,12 @@ func (s *Server) runCommand(c *call) int {
 	}
 	if len(args) == 0 || (all && node != "") {
 		return c.fail("usage: %s", runUsage)
+	}
+	if _, _, isPty := c.sess.Pty(); raw && isPty {
+		return c.fail("--raw is for output without a terminal (piped to a file or program); with ssh -t the output is raw already: drop -t or --raw")
+	}
+	if raw && all {
+		return c.fail("--raw passes one node's output unchanged, but --all-nodes labels every line with its node: give --node NAME instead of --all-nodes")
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
@@ -104,16 +115,9 @@ func (s *Server) runCommand(c *call) int {
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("script", args[0]).Int("args", len(args)-1).Msg("run")
 	code := 0
 	for _, n := range targets {
-		stdout, stderr := c.stdout(), c.stderr()
-		var w *prefixedLines
-		if all {
-			w = &prefixedLines{prefix: fmt.Sprintf("%-8s ", n.Name), out: &lockedWriter{w: c.stdout()}}
-			stdout, stderr = w, w
-		}
+		stdout, stderr, flush := runOutput(c, n, all, raw, term != nil)
 		got, err := s.fleet.RunScript(ctx, n, t.app, t.instance, args[0], args[1:], c.sess, stdout, stderr, term)
-		if w != nil {
-			w.flush()
-		}
+		flush()
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return c.fail("%s ran longer than run_timeout (%s) and was stopped", args[0], s.cfg.RunTimeout)
@@ -129,30 +133,33 @@ func (s *Server) runCommand(c *call) int {
 	return code
 }
 
-// prefixedLines labels each line written to it with a node's name.
-type prefixedLines struct {
-	prefix string
-	out    *lockedWriter
-	buf    []byte
-}
-
-func (p *prefixedLines) Write(b []byte) (int, error) {
-	p.buf = append(p.buf, b...)
-	for {
-		i := slices.Index(p.buf, '\n')
-		if i < 0 {
-			return len(b), nil
-		}
-		p.out.printf("%s%s\n", p.prefix, p.buf[:i])
-		p.buf = p.buf[i+1:]
+// runOutput is where a script's stdout and stderr go on node n, and what
+// to call once it ended. On a terminal (ssh -t) the bytes pass unchanged:
+// the person is using the script interactively, as with ssh itself.
+// Without one, what the script prints is shown escaped (hooks/termsafe),
+// like all app output, as it streams, because it usually lands on the
+// caller's terminal too; --raw leaves stdout unchanged for piping (a
+// dump to a file), while stderr, which stays on the terminal, is still
+// escaped. --all-nodes labels every line with its node (nodes.LineWriter,
+// which also cuts lines longer than 64 KiB).
+func runOutput(c *call, n nodes.Node, all, raw, tty bool) (stdout, stderr io.Writer, flush func()) {
+	if all {
+		// One writer per stream: the node's stdout and stderr arrive on
+		// two goroutines, and each needs its own partial line.
+		out := &lockedWriter{w: c.stdout()}
+		label := func(line string) { out.printf("%-8s %s\n", n.Name, line) }
+		o, e := nodes.NewLineWriter(label, tty), nodes.NewLineWriter(label, tty)
+		return o, e, func() { o.Flush(); e.Flush() }
 	}
-}
-
-func (p *prefixedLines) flush() {
-	if len(p.buf) > 0 {
-		p.out.printf("%s%s\n", p.prefix, p.buf)
-		p.buf = nil
+	if tty {
+		return c.stdout(), c.stderr(), func() {}
 	}
+	e := termsafe.NewWriter(c.stderr())
+	if raw {
+		return c.stdout(), e, func() { _ = e.Flush() }
+	}
+	o := termsafe.NewWriter(c.stdout())
+	return o, e, func() { _ = o.Flush(); _ = e.Flush() }
 }
 
 // appInstances lists the instances of app that have releases.

@@ -8,6 +8,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	"github.com/rs/zerolog"
 
+	"github.com/gitreceive/gitreceive/hooks/termsafe"
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -24,9 +25,11 @@ type call struct {
 func (c *call) stdout() io.Writer { return c.sess }
 func (c *call) stderr() io.Writer { return c.sess.Stderr() }
 
-// fail prints one sentence for the client and returns exit code 1.
+// fail prints one sentence for the client and returns exit code 1. The
+// sentence may quote a node's error (an app's log lines): it is shown
+// escaped like all app output.
 func (c *call) fail(format string, a ...any) int {
-	fmt.Fprintf(c.stderr(), "gitreceive: "+format+"\n", a...)
+	fmt.Fprintf(c.stderr(), "gitreceive: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
 	return 1
 }
 
