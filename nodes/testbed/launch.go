@@ -15,9 +15,11 @@ import (
 
 // launchInit starts the node's init in its network namespace and fresh
 // mount/pid/uts/ipc namespaces, and records its pid.
-func launchInit(ctx context.Context, n *Node, exe string) error {
+func launchInit(ctx context.Context, n *Node, exe string, cgroupV2 bool) error {
 	spec, err := json.Marshal(initConfig{
 		Hostname: n.Name,
+		Cgroups:  n.cgroups,
+		CgroupV2: cgroupV2,
 		EtcUpper: n.dirs.etcUpper,
 		EtcWork:  n.dirs.etcWork,
 		VarUpper: n.dirs.varUpper,
