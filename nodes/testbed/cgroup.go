@@ -212,6 +212,12 @@ type nodeCgroup struct {
 	Links   []string // names in /sys/fs/cgroup that point at Target (v1)
 }
 
+// procsInNode is, as seen inside the node, the cgroup.procs file of the
+// cgroup its init joined.
+func (cg nodeCgroup) procsInNode() string {
+	return filepath.Join(cg.Target, strings.TrimPrefix(cg.Join, cg.Subtree), "cgroup.procs")
+}
+
 // nodeCgroups returns node name's subtrees, one per hierarchy.
 func (h cgroupHost) nodeCgroups(name string) []nodeCgroup {
 	var out []nodeCgroup

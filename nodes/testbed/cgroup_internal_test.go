@@ -171,9 +171,10 @@ func TestParseMountinfo(t *testing.T) {
 
 func TestNodeCgroupsSpec(t *testing.T) {
 	cases := []struct {
-		name string
-		host cgroupHost
-		want []nodeCgroup
+		name      string
+		host      cgroupHost
+		want      []nodeCgroup
+		wantProcs []string
 	}{
 		{
 			name: "v1",
@@ -185,6 +186,7 @@ func TestNodeCgroupsSpec(t *testing.T) {
 				{FSType: "cgroup", Options: "memory", Subtree: "gitreceive-testbed/tb-1", Join: "gitreceive-testbed/tb-1", Target: "/sys/fs/cgroup/memory"},
 				{FSType: "cgroup", Options: "cpu,cpuacct", Subtree: "gitreceive-testbed/tb-1", Join: "gitreceive-testbed/tb-1", Target: "/sys/fs/cgroup/cpu,cpuacct", Links: []string{"cpu"}},
 			},
+			wantProcs: []string{"/sys/fs/cgroup/memory/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/cgroup.procs"},
 		},
 		{
 			name: "v2: init lives in a leaf",
@@ -192,12 +194,19 @@ func TestNodeCgroupsSpec(t *testing.T) {
 			want: []nodeCgroup{
 				{FSType: "cgroup2", Options: "nsdelegate", Subtree: "gitreceive-testbed/tb-1", Join: "gitreceive-testbed/tb-1/init", Target: "/sys/fs/cgroup"},
 			},
+			wantProcs: []string{"/sys/fs/cgroup/init/cgroup.procs"},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := tc.host.nodeCgroups("tb-1"); !reflect.DeepEqual(got, tc.want) {
+			got := tc.host.nodeCgroups("tb-1")
+			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("got %+v, want %+v", got, tc.want)
+			}
+			for i, cg := range got {
+				if procs := cg.procsInNode(); procs != tc.wantProcs[i] {
+					t.Errorf("%s: procsInNode = %s, want %s", cg.Target, procs, tc.wantProcs[i])
+				}
 			}
 		})
 	}

@@ -110,6 +110,10 @@ func TestNodeCgroups(t *testing.T) {
 				if procs := strings.Fields(runSSH(t, client, "cat "+f.initProcs(c))); !slices.Contains(procs, "1") {
 					t.Errorf("%s: init (pid 1) not in %s: %v", n.Name, f.initProcs(c), procs)
 				}
+				// So are commands of Exec.
+				if got := execNode(t, bed, n, "sh", "-c", "grep -qx $$ "+f.initProcs(c)+" && echo in || echo out"); got != "in" {
+					t.Errorf("%s: a command of Exec is not in %s", n.Name, f.initProcs(c))
+				}
 				// The same cgroup, seen from the host with host pids.
 				hostProcs, err := os.ReadFile(filepath.Join(f.hostDir(c, n.Name), strings.TrimPrefix(f.initProcs(c), f.nodeDir(c))))
 				if err != nil {
