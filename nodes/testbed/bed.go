@@ -38,7 +38,6 @@ type Node struct {
 	hostVeth string
 	peerVeth string
 	dirs     nodeDirs
-	cgroups  []nodeCgroup
 
 	// What Start made, so Close undoes exactly that.
 	dirCreated     bool
@@ -109,7 +108,6 @@ func (b *Bed) start(ctx context.Context, exe string, authorizedKeys []string) er
 			hostVeth:  name,
 			peerVeth:  peerVethName(b.layout.prefix, index),
 			dirs:      newNodeDirs(b.layout.workDir, name),
-			cgroups:   b.cgroups.nodeCgroups(name),
 		}
 		n.Dir = n.dirs.base
 		b.Nodes = append(b.Nodes, n)
@@ -164,7 +162,7 @@ func (b *Bed) startNode(ctx context.Context, n *Node, exe string, authorizedKeys
 	if err != nil {
 		return err
 	}
-	return launchInit(ctx, n, exe, b.cgroups.v2)
+	return launchInit(ctx, n, exe, b.cgroups)
 }
 
 // Close kills every node (SIGKILL to a pid namespace's init kills all of

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -19,25 +20,25 @@ import (
 // On a cgroup v1 host (hybrid layout: a tmpfs on /sys/fs/cgroup with one
 // mount per controller) the node's subtree is
 // /sys/fs/cgroup/CONTROLLER/gitreceive-testbed/NODE for memory, pids and cpu,
-// mounted at /sys/fs/cgroup/CONTROLLER inside the node; the node's processes
+// seen at /sys/fs/cgroup/CONTROLLER inside the node; the node's processes
 // live in its subtree's root, as a real v1 host's live in the hierarchy's
 // root. On a pure cgroup v2 host the subtree is
-// /sys/fs/cgroup/gitreceive-testbed/NODE, mounted at /sys/fs/cgroup, and the
+// /sys/fs/cgroup/gitreceive-testbed/NODE, seen at /sys/fs/cgroup, and the
 // node's processes live in its leaf "init": v2 lets a cgroup hand
 // controllers to its children only while it holds no process itself.
 //
-// A node cannot bind-mount the host's directories: ip netns exec gives it a
-// fresh sysfs, whose /sys/fs/cgroup is empty. So its init mounts each
-// hierarchy once more, on a scratch directory, joins its subtree there, binds
-// the subtree into place and unmounts the rest (enterNodeCgroups).
+// The launcher joins the node's subtree and then makes the node's cgroup
+// namespace (unshare --cgroup), rooted there. Inside it, /proc/PID/cgroup
+// reads "/" for the subtree's root, and the node's init mounts each
+// hierarchy afresh (ip netns exec left it a new sysfs with an empty
+// /sys/fs/cgroup): a cgroup mount in a cgroup namespace shows only the
+// namespace's part of the hierarchy. The host's directories could not be
+// bound instead: they are not in the node's mount namespace.
 const (
 	cgroupRoot   = "/sys/fs/cgroup"
 	cgroupParent = "gitreceive-testbed"
 	// cgroupInitLeaf is where a node's processes start on a v2 host.
 	cgroupInitLeaf = "init"
-	// cgroupScratch is where a node's init mounts a whole hierarchy for a
-	// moment; it is on the node's own /run tmpfs.
-	cgroupScratch = "/run/testbed-cgroup"
 
 	// Filesystem magic number (statfs f_type) of cgroup2, from linux/magic.h.
 	cgroup2Magic = 0x63677270
@@ -46,22 +47,16 @@ const (
 // cgroupControllers are the controllers a node's subtree must offer.
 var cgroupControllers = []string{"memory", "pids", "cpu"}
 
-// Mount options a node may repeat when it mounts a hierarchy again. For v1
-// these are the controllers (a hierarchy's must be named exactly, or the
-// mount fails); for v2 the flags of the one hierarchy, which every new mount
-// from the root cgroup namespace sets for the whole host: mounting without
-// the host's nsdelegate or memory_recursiveprot would turn them off.
-var (
-	cgroup1Options = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"}
-	cgroup2Options = []string{"nsdelegate", "favordynmods", "memory_localevents", "memory_recursiveprot", "memory_hugetlb_accounting", "pids_localevents"}
-)
+// cgroup1Controllers are the v1 controllers a node may name when it mounts
+// a hierarchy again: exactly the hierarchy's, or the mount fails.
+var cgroup1Controllers = []string{"blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"}
 
 // cgroupHierarchy is one cgroup mount of the host that a node gets a subtree
 // of: v1 has one per controller (or fewer, when controllers are co-mounted),
 // v2 exactly one.
 type cgroupHierarchy struct {
 	mount   string   // mount point, e.g. /sys/fs/cgroup/memory
-	options []string // mount options, of cgroup1Options or cgroup2Options
+	options []string // v1: its controllers, of cgroup1Controllers
 	// links are the controllers reached through a symlink to mount (cpu ->
 	// cpu,cpuacct), which the node gets too.
 	links []string
@@ -120,22 +115,22 @@ func isOctal(c byte) bool { return '0' <= c && c <= '7' }
 // detectCgroups finds the hierarchies of memory, pids and cpu, and says what
 // to do when one is missing.
 func detectCgroups() (cgroupHost, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return cgroupHost{}, fmt.Errorf("testbed: cgroups: %w", err)
-	}
 	var st syscall.Statfs_t
 	if err := syscall.Statfs(cgroupRoot, &st); err != nil {
 		return cgroupHost{}, fmt.Errorf("testbed: cgroups: statfs %s: %w", cgroupRoot, err)
 	}
-	if st.Type != cgroup2Magic {
-		return cgroup1Layout(parseMountinfo(data))
+	if st.Type == cgroup2Magic {
+		controllers, err := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.controllers"))
+		if err != nil {
+			return cgroupHost{}, fmt.Errorf("testbed: cgroups: %w", err)
+		}
+		return cgroup2Layout(strings.Fields(string(controllers)))
 	}
-	controllers, err := os.ReadFile(filepath.Join(cgroupRoot, "cgroup.controllers"))
+	data, err := os.ReadFile("/proc/self/mountinfo")
 	if err != nil {
 		return cgroupHost{}, fmt.Errorf("testbed: cgroups: %w", err)
 	}
-	return cgroup2Layout(parseMountinfo(data), strings.Fields(string(controllers)))
+	return cgroup1Layout(parseMountinfo(data))
 }
 
 // cgroup1Layout finds, among the host's mounts, the v1 hierarchy of each of
@@ -155,7 +150,7 @@ func cgroup1Layout(mounts []mountEntry) (cgroupHost, error) {
 		if j < 0 {
 			var options []string
 			for _, o := range m.options {
-				if slices.Contains(cgroup1Options, o) {
+				if slices.Contains(cgroup1Controllers, o) {
 					options = append(options, o)
 				}
 			}
@@ -171,72 +166,87 @@ func cgroup1Layout(mounts []mountEntry) (cgroupHost, error) {
 
 // cgroup2Layout is the layout of a pure v2 host whose root cgroup offers the
 // controllers available.
-func cgroup2Layout(mounts []mountEntry, available []string) (cgroupHost, error) {
+func cgroup2Layout(available []string) (cgroupHost, error) {
 	for _, c := range cgroupControllers {
 		if !slices.Contains(available, c) {
 			return cgroupHost{}, fmt.Errorf("testbed: cgroups: controller %s is not in %s/cgroup.controllers (%s); it is still bound to a cgroup v1 hierarchy or disabled on the kernel command line", c, cgroupRoot, strings.Join(available, " "))
 		}
 	}
-	// The last mount at a path is the one in sight.
-	var root *mountEntry
-	for i := range mounts {
-		if mounts[i].point == cgroupRoot && mounts[i].fsType == "cgroup2" {
-			root = &mounts[i]
-		}
-	}
-	if root == nil {
-		return cgroupHost{}, fmt.Errorf("testbed: cgroups: %s is cgroup2 but /proc/self/mountinfo has no cgroup2 mount there", cgroupRoot)
-	}
-	var options []string
-	for _, o := range root.options {
-		switch {
-		case o == "rw" || o == "ro":
-		case slices.Contains(cgroup2Options, o):
-			options = append(options, o)
-		default:
-			// Mounting without it could change it for the whole host.
-			return cgroupHost{}, fmt.Errorf("testbed: cgroups: the host's cgroup2 mount option %q is not one the test bed knows to keep (%s); add it to cgroup2Options in nodes/testbed/cgroup.go if mounting with it is harmless", o, strings.Join(cgroup2Options, ", "))
-		}
-	}
-	return cgroupHost{v2: true, hierarchies: []cgroupHierarchy{{mount: cgroupRoot, options: options}}}, nil
+	return cgroupHost{v2: true, hierarchies: []cgroupHierarchy{{mount: cgroupRoot}}}, nil
 }
 
-// nodeCgroup is what a node's init needs to enter and mount its subtree of
-// one hierarchy. Paths are relative to the hierarchy's root, except Target.
-type nodeCgroup struct {
+// cgroupMount is one hierarchy a node's init mounts, inside the node's
+// cgroup namespace.
+type cgroupMount struct {
 	FSType  string   // cgroup or cgroup2
-	Options string   // mount options, of cgroup1Options or cgroup2Options
-	Subtree string   // the node's subtree, gitreceive-testbed/NODE
-	Join    string   // the cgroup init moves into: Subtree, or Subtree/init on v2
-	Target  string   // where the node sees Subtree: the host's mount point
+	Options string   // v1: the hierarchy's controllers
+	Target  string   // the host's mount point of the hierarchy
 	Links   []string // names in /sys/fs/cgroup that point at Target (v1)
 }
 
-// procsInNode is, as seen inside the node, the cgroup.procs file of the
-// cgroup its init joined.
-func (cg nodeCgroup) procsInNode() string {
-	return filepath.Join(cg.Target, strings.TrimPrefix(cg.Join, cg.Subtree), "cgroup.procs")
-}
-
-// nodeCgroups returns node name's subtrees, one per hierarchy.
-func (h cgroupHost) nodeCgroups(name string) []nodeCgroup {
-	var out []nodeCgroup
+// nodeMounts are the mounts of every node's init.
+func (h cgroupHost) nodeMounts() []cgroupMount {
+	var out []cgroupMount
 	for _, hier := range h.hierarchies {
-		cg := nodeCgroup{
-			FSType:  "cgroup",
-			Options: strings.Join(hier.options, ","),
-			Subtree: filepath.Join(cgroupParent, name),
-			Target:  hier.mount,
-			Links:   hier.links,
-		}
-		cg.Join = cg.Subtree
+		m := cgroupMount{FSType: "cgroup", Options: strings.Join(hier.options, ","), Target: hier.mount, Links: hier.links}
 		if h.v2 {
-			cg.FSType = "cgroup2"
-			cg.Join = filepath.Join(cg.Subtree, cgroupInitLeaf)
+			m.FSType = "cgroup2"
 		}
-		out = append(out, cg)
+		out = append(out, m)
 	}
 	return out
+}
+
+// nodeDir is node name's subtree of hier on the host.
+func nodeDir(hier cgroupHierarchy, name string) string {
+	return filepath.Join(hier.mount, cgroupParent, name)
+}
+
+// joinFiles are the host's cgroup.procs files a process writes its pid to
+// before it enters node name's cgroup namespace. The launcher joins the
+// subtree's root, where the namespace it makes is then rooted. On v2 Exec
+// joins the leaf init instead, as the node's init does from inside, since
+// the root must stay free of processes.
+func (h cgroupHost) joinFiles(name string, forExec bool) []string {
+	var out []string
+	for _, hier := range h.hierarchies {
+		dir := nodeDir(hier, name)
+		if h.v2 && forExec {
+			dir = filepath.Join(dir, cgroupInitLeaf)
+		}
+		out = append(out, filepath.Join(dir, "cgroup.procs"))
+	}
+	return out
+}
+
+// joinCgroupsScript, run by sh on the host, writes its own pid to each of N
+// cgroup.procs files and then becomes the command. Its arguments: N, the
+// files, the command; nothing is pasted into the script.
+const joinCgroupsScript = `n=$1; shift
+while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done
+exec "$@"`
+
+// joinedCommand returns sh's arguments to run command in the cgroups whose
+// cgroup.procs files are files.
+func joinedCommand(files []string, command ...string) []string {
+	args := append([]string{"-c", joinCgroupsScript, "sh", strconv.Itoa(len(files))}, files...)
+	return append(args, command...)
+}
+
+// leaveNodeCgroup moves pid, a node's launcher, from the root of the node's
+// v2 subtree back to this process's cgroup: a v2 cgroup with a process of
+// its own cannot hand controllers to its children.
+func leaveNodeCgroup(pid int) error {
+	data, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		return err
+	}
+	for line := range strings.Lines(string(data)) {
+		if own, ok := strings.CutPrefix(strings.TrimSpace(line), "0::"); ok {
+			return os.WriteFile(filepath.Join(cgroupRoot, own, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0)
+		}
+	}
+	return fmt.Errorf("no cgroup v2 line in /proc/self/cgroup: %q", data)
 }
 
 // createNodeCgroups makes node name's subtrees; created receives each one as
@@ -252,7 +262,7 @@ func (h cgroupHost) createNodeCgroups(name, prefix string, created func(dir stri
 		}
 	}
 	for _, hier := range h.hierarchies {
-		dir := filepath.Join(hier.mount, cgroupParent, name)
+		dir := nodeDir(hier, name)
 		if err := h.makeNodeDir(dir, name, prefix); err != nil {
 			return err
 		}
@@ -300,13 +310,23 @@ func (h cgroupHost) mkdirUnderParent(dir string) error {
 	return os.Mkdir(dir, 0o755)
 }
 
-// enableControllers lets dir's children use memory, pids and cpu (v2).
+// enableControllers lets dir's children use memory, pids and cpu (v2),
+// writing only those not enabled yet: dir may be the host's root.
 func enableControllers(dir string) error {
+	path := filepath.Join(dir, "cgroup.subtree_control")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
 	var enable []string
 	for _, c := range cgroupControllers {
-		enable = append(enable, "+"+c)
+		if !slices.Contains(strings.Fields(string(data)), c) {
+			enable = append(enable, "+"+c)
+		}
 	}
-	path := filepath.Join(dir, "cgroup.subtree_control")
+	if len(enable) == 0 {
+		return nil
+	}
 	if err := os.WriteFile(path, []byte(strings.Join(enable, " ")), 0); err != nil {
 		return fmt.Errorf("enable %s in %s: %w", strings.Join(enable, " "), path, err)
 	}
@@ -397,30 +417,40 @@ func (h cgroupHost) staleNodeCgroups(prefix string) ([]string, error) {
 	return dirs, nil
 }
 
-// enterNodeCgroups runs in a node's init, in its private mount namespace,
-// once /run is the node's own tmpfs: it moves init (and so every later
-// process of the node) into the node's subtrees and mounts them where the
-// node agent looks for its cgroups. On v1 only the node's hierarchies appear
-// in /sys/fs/cgroup, which is then made read-only so that nothing else
-// appears there by mistake.
-func enterNodeCgroups(cgroups []nodeCgroup, v2 bool) error {
+// mountNodeCgroups runs in a node's init, in the node's mount and cgroup
+// namespaces: it mounts the node's part of each hierarchy where the node
+// agent looks for its cgroups. On v1 only those appear in /sys/fs/cgroup,
+// which is then made read-only so that nothing else appears there by
+// mistake; on v2 init moves on into the leaf, away from the root.
+func mountNodeCgroups(mounts []cgroupMount, v2 bool) error {
 	if !v2 {
 		if err := syscall.Mount("tmpfs", cgroupRoot, "tmpfs", cgroupMountFlags, "mode=0755"); err != nil {
 			return fmt.Errorf("mount tmpfs on %s: %w", cgroupRoot, err)
 		}
 	}
-	if err := os.Mkdir(cgroupScratch, 0o700); err != nil {
-		return err
-	}
-	for _, cg := range cgroups {
-		if err := mountNodeCgroup(cg, !v2); err != nil {
-			return err
+	for _, m := range mounts {
+		if !v2 {
+			if err := os.Mkdir(m.Target, 0o755); err != nil {
+				return err
+			}
+		}
+		// A v2 mount from inside a cgroup namespace leaves the host-wide
+		// flags (nsdelegate, memory_recursiveprot) alone.
+		if err := syscall.Mount(m.FSType, m.Target, m.FSType, cgroupMountFlags, m.Options); err != nil {
+			return fmt.Errorf("mount %s -o %q on %s: %w", m.FSType, m.Options, m.Target, err)
+		}
+		for _, link := range m.Links {
+			if err := os.Symlink(filepath.Base(m.Target), filepath.Join(cgroupRoot, link)); err != nil {
+				return err
+			}
 		}
 	}
-	if err := os.Remove(cgroupScratch); err != nil {
-		return err
-	}
 	if v2 {
+		// "0" is the writer itself.
+		procs := filepath.Join(cgroupRoot, cgroupInitLeaf, "cgroup.procs")
+		if err := os.WriteFile(procs, []byte("0"), 0); err != nil {
+			return fmt.Errorf("join %s: %w", procs, err)
+		}
 		return nil
 	}
 	if err := syscall.Mount("", cgroupRoot, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|cgroupMountFlags, ""); err != nil {
@@ -431,34 +461,3 @@ func enterNodeCgroups(cgroups []nodeCgroup, v2 bool) error {
 
 // cgroupMountFlags are those of systemd's cgroup mounts.
 const cgroupMountFlags = syscall.MS_NOSUID | syscall.MS_NODEV | syscall.MS_NOEXEC
-
-// mountNodeCgroup mounts cg's whole hierarchy on the scratch directory,
-// moves the calling process into the node's cgroup ("0" is the writer
-// itself, whatever pid namespace it is in), binds the node's subtree to
-// cg.Target and unmounts the hierarchy again.
-func mountNodeCgroup(cg nodeCgroup, makeTarget bool) error {
-	if err := syscall.Mount(cg.FSType, cgroupScratch, cg.FSType, cgroupMountFlags, cg.Options); err != nil {
-		return fmt.Errorf("mount %s -o %q on %s: %w", cg.FSType, cg.Options, cgroupScratch, err)
-	}
-	procs := filepath.Join(cgroupScratch, cg.Join, "cgroup.procs")
-	if err := os.WriteFile(procs, []byte("0"), 0); err != nil {
-		return fmt.Errorf("join cgroup %s: %w", cg.Join, err)
-	}
-	if makeTarget {
-		if err := os.Mkdir(cg.Target, 0o755); err != nil {
-			return err
-		}
-	}
-	if err := syscall.Mount(filepath.Join(cgroupScratch, cg.Subtree), cg.Target, "", syscall.MS_BIND, ""); err != nil {
-		return fmt.Errorf("bind cgroup %s on %s: %w", cg.Subtree, cg.Target, err)
-	}
-	if err := syscall.Unmount(cgroupScratch, 0); err != nil {
-		return fmt.Errorf("unmount %s: %w", cgroupScratch, err)
-	}
-	for _, link := range cg.Links {
-		if err := os.Symlink(filepath.Base(cg.Target), filepath.Join(cgroupRoot, link)); err != nil {
-			return err
-		}
-	}
-	return nil
-}

@@ -90,55 +90,24 @@ func TestCgroup1Layout(t *testing.T) {
 }
 
 func TestCgroup2Layout(t *testing.T) {
-	all := []string{"cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"}
 	cases := []struct {
 		name      string
-		mountinfo string
 		available []string
-		want      []string
 		wantErr   string
 	}{
-		{
-			name:      "systemd's mount",
-			mountinfo: "25 22 0:22 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate,memory_recursiveprot\n",
-			available: all,
-			want:      []string{"nsdelegate", "memory_recursiveprot"},
-		},
-		{
-			name: "the last mount at the path counts",
-			mountinfo: "25 22 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n" +
-				"26 25 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
-			available: all,
-			want:      nil,
-		},
-		{
-			name:      "unknown option",
-			mountinfo: "25 22 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,new_global_flag\n",
-			available: all,
-			wantErr:   `mount option "new_global_flag"`,
-		},
-		{
-			name:      "controller still on v1",
-			mountinfo: "25 22 0:22 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
-			available: []string{"cpu", "pids"},
-			wantErr:   "controller memory is not in /sys/fs/cgroup/cgroup.controllers (cpu pids)",
-		},
-		{
-			name:      "no mount entry",
-			mountinfo: "",
-			available: all,
-			wantErr:   "no cgroup2 mount there",
-		},
+		{"systemd's root", []string{"cpuset", "cpu", "io", "memory", "hugetlb", "pids", "rdma", "misc"}, ""},
+		{"memory still on v1", []string{"cpu", "pids"}, "controller memory is not in /sys/fs/cgroup/cgroup.controllers (cpu pids)"},
+		{"no controllers", nil, "controller memory is not in"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := cgroup2Layout(parseMountinfo([]byte(tc.mountinfo)), tc.available)
+			got, err := cgroup2Layout(tc.available)
 			if checkError(t, err, tc.wantErr) {
 				return
 			}
-			want := []cgroupHierarchy{{mount: "/sys/fs/cgroup", options: tc.want}}
-			if !got.v2 || !reflect.DeepEqual(got.hierarchies, want) {
-				t.Errorf("got %+v, want v2 %+v", got, want)
+			want := cgroupHost{v2: true, hierarchies: []cgroupHierarchy{{mount: "/sys/fs/cgroup"}}}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("got %+v, want %+v", got, want)
 			}
 		})
 	}
@@ -169,12 +138,13 @@ func TestParseMountinfo(t *testing.T) {
 	}
 }
 
-func TestNodeCgroupsSpec(t *testing.T) {
+func TestNodeMountsAndJoins(t *testing.T) {
 	cases := []struct {
 		name      string
 		host      cgroupHost
-		want      []nodeCgroup
-		wantProcs []string
+		mounts    []cgroupMount
+		launcher  []string
+		execJoins []string
 	}{
 		{
 			name: "v1",
@@ -182,31 +152,31 @@ func TestNodeCgroupsSpec(t *testing.T) {
 				{mount: "/sys/fs/cgroup/memory", options: []string{"memory"}},
 				{mount: "/sys/fs/cgroup/cpu,cpuacct", options: []string{"cpu", "cpuacct"}, links: []string{"cpu"}},
 			}},
-			want: []nodeCgroup{
-				{FSType: "cgroup", Options: "memory", Subtree: "gitreceive-testbed/tb-1", Join: "gitreceive-testbed/tb-1", Target: "/sys/fs/cgroup/memory"},
-				{FSType: "cgroup", Options: "cpu,cpuacct", Subtree: "gitreceive-testbed/tb-1", Join: "gitreceive-testbed/tb-1", Target: "/sys/fs/cgroup/cpu,cpuacct", Links: []string{"cpu"}},
+			mounts: []cgroupMount{
+				{FSType: "cgroup", Options: "memory", Target: "/sys/fs/cgroup/memory"},
+				{FSType: "cgroup", Options: "cpu,cpuacct", Target: "/sys/fs/cgroup/cpu,cpuacct", Links: []string{"cpu"}},
 			},
-			wantProcs: []string{"/sys/fs/cgroup/memory/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/cgroup.procs"},
+			launcher:  []string{"/sys/fs/cgroup/memory/gitreceive-testbed/tb-1/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/gitreceive-testbed/tb-1/cgroup.procs"},
+			execJoins: []string{"/sys/fs/cgroup/memory/gitreceive-testbed/tb-1/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/gitreceive-testbed/tb-1/cgroup.procs"},
 		},
 		{
-			name: "v2: init lives in a leaf",
-			host: cgroupHost{v2: true, hierarchies: []cgroupHierarchy{{mount: "/sys/fs/cgroup", options: []string{"nsdelegate"}}}},
-			want: []nodeCgroup{
-				{FSType: "cgroup2", Options: "nsdelegate", Subtree: "gitreceive-testbed/tb-1", Join: "gitreceive-testbed/tb-1/init", Target: "/sys/fs/cgroup"},
-			},
-			wantProcs: []string{"/sys/fs/cgroup/init/cgroup.procs"},
+			name:      "v2: the namespace is rooted at the subtree, Exec joins the leaf",
+			host:      cgroupHost{v2: true, hierarchies: []cgroupHierarchy{{mount: "/sys/fs/cgroup"}}},
+			mounts:    []cgroupMount{{FSType: "cgroup2", Target: "/sys/fs/cgroup"}},
+			launcher:  []string{"/sys/fs/cgroup/gitreceive-testbed/tb-1/cgroup.procs"},
+			execJoins: []string{"/sys/fs/cgroup/gitreceive-testbed/tb-1/init/cgroup.procs"},
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			got := tc.host.nodeCgroups("tb-1")
-			if !reflect.DeepEqual(got, tc.want) {
-				t.Errorf("got %+v, want %+v", got, tc.want)
+			if got := tc.host.nodeMounts(); !reflect.DeepEqual(got, tc.mounts) {
+				t.Errorf("nodeMounts: got %+v, want %+v", got, tc.mounts)
 			}
-			for i, cg := range got {
-				if procs := cg.procsInNode(); procs != tc.wantProcs[i] {
-					t.Errorf("%s: procsInNode = %s, want %s", cg.Target, procs, tc.wantProcs[i])
-				}
+			if got := tc.host.joinFiles("tb-1", false); !reflect.DeepEqual(got, tc.launcher) {
+				t.Errorf("launcher joins %v, want %v", got, tc.launcher)
+			}
+			if got := tc.host.joinFiles("tb-1", true); !reflect.DeepEqual(got, tc.execJoins) {
+				t.Errorf("Exec joins %v, want %v", got, tc.execJoins)
 			}
 		})
 	}

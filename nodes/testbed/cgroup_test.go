@@ -28,6 +28,9 @@ type cgroupFiles struct {
 	oomEvents string
 	// initProcs is the cgroup.procs file holding the node's init.
 	initProcs func(controller string) string
+	// ownCgroup ends the line of /proc/self/cgroup of a process of the
+	// node: the node's cgroup namespace makes its subtree "/".
+	ownCgroup func(controller string) string
 }
 
 func hostCgroupFiles() cgroupFiles {
@@ -40,6 +43,7 @@ func hostCgroupFiles() cgroupFiles {
 			cpuWeight: "cpu.weight", cpuValue: "50",
 			oomEvents: "memory.events",
 			initProcs: func(string) string { return "/sys/fs/cgroup/init/cgroup.procs" },
+			ownCgroup: func(string) string { return "0::/init" },
 		}
 	}
 	return cgroupFiles{
@@ -49,6 +53,7 @@ func hostCgroupFiles() cgroupFiles {
 		cpuWeight: "cpu.shares", cpuValue: "512",
 		oomEvents: "memory.oom_control",
 		initProcs: func(c string) string { return "/sys/fs/cgroup/" + c + "/cgroup.procs" },
+		ownCgroup: func(c string) string { return ":" + c + ":/" },
 	}
 }
 
@@ -113,6 +118,14 @@ func TestNodeCgroups(t *testing.T) {
 				// So are commands of Exec.
 				if got := execNode(t, bed, n, "sh", "-c", "grep -qx $$ "+f.initProcs(c)+" && echo in || echo out"); got != "in" {
 					t.Errorf("%s: a command of Exec is not in %s", n.Name, f.initProcs(c))
+				}
+				for how, self := range map[string]string{
+					"ssh":  runSSH(t, client, "cat /proc/self/cgroup"),
+					"Exec": execNode(t, bed, n, "cat", "/proc/self/cgroup"),
+				} {
+					if !slices.ContainsFunc(strings.Split(self, "\n"), func(line string) bool { return strings.HasSuffix(line, f.ownCgroup(c)) }) {
+						t.Errorf("%s: /proc/self/cgroup of a command run by %s has no line ending %q:\n%s", n.Name, how, f.ownCgroup(c), self)
+					}
 				}
 				// The same cgroup, seen from the host with host pids.
 				hostProcs, err := os.ReadFile(filepath.Join(f.hostDir(c, n.Name), strings.TrimPrefix(f.initProcs(c), f.nodeDir(c))))

@@ -35,7 +35,8 @@ func runCommand(ctx context.Context, name string, args ...string) ([]byte, error
 }
 
 // Exec runs args inside all of node's namespaces (as root, in its mount,
-// pid, net, uts and ipc namespaces, cwd /) and its cgroups, and returns the
+// pid, net, uts, ipc and cgroup namespaces, cwd /) and in its cgroups, as
+// sshd's sessions run, and returns the
 // command's stdout. On failure the error names the node and command and
 // includes stderr. It is meant for tests that look at or break a node: kill
 // sshd, fill a disk.
@@ -46,26 +47,16 @@ func (b *Bed) Exec(ctx context.Context, node *Node, args ...string) ([]byte, err
 	if b.isClosed() {
 		return nil, fmt.Errorf("testbed: exec %q on %s: bed is closed", args, node.Name)
 	}
-	// nsenter enters no cgroup: a shell in the node moves itself into the
-	// node's cgroups (where its init started, as sshd's sessions do), then
-	// becomes the command. Paths and command are arguments, not script.
-	nsenter := []string{"--target", strconv.Itoa(node.PID), "--all", "--", "sh", "-c", joinCgroupsScript, "sh", strconv.Itoa(len(node.cgroups))}
-	for _, cg := range node.cgroups {
-		nsenter = append(nsenter, cg.procsInNode())
-	}
-	nsenter = append(nsenter, args...)
-	out, err := runCommand(ctx, "nsenter", nsenter...)
+	// nsenter enters the node's cgroup namespace but moves into no cgroup:
+	// sh joins the node's cgroups first (where sshd's sessions run), then
+	// becomes nsenter.
+	nsenter := append([]string{"nsenter", "--target", strconv.Itoa(node.PID), "--all", "--"}, args...)
+	out, err := runCommand(ctx, "sh", joinedCommand(b.cgroups.joinFiles(node.Name, true), nsenter...)...)
 	if err != nil {
 		return out, fmt.Errorf("testbed: exec on %s: %w", node.Name, err)
 	}
 	return out, nil
 }
-
-// joinCgroupsScript takes a count N, N cgroup.procs files to join and the
-// command to become.
-const joinCgroupsScript = `n=$1; shift
-while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done
-exec "$@"`
 
 // StartSSHD starts sshd again on node after a test killed it (it detaches;
 // the node's init reaps it), so a test can check recovery after a fault.

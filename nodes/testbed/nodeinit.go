@@ -23,7 +23,7 @@ const sshdPath = "/usr/sbin/sshd"
 // before anything is mounted over them.
 type initConfig struct {
 	Hostname string
-	Cgroups  []nodeCgroup
+	Cgroups  []cgroupMount
 	CgroupV2 bool
 	EtcUpper string
 	EtcWork  string
@@ -130,8 +130,7 @@ func mountNodeFilesystems(cfg initConfig) error {
 			return fmt.Errorf("mount tmpfs on %s: %w", m.target, err)
 		}
 	}
-	// After /run, where it mounts each hierarchy for a moment.
-	return enterNodeCgroups(cfg.Cgroups, cfg.CgroupV2)
+	return mountNodeCgroups(cfg.Cgroups, cfg.CgroupV2)
 }
 
 // superviseSSHD starts sshd and then reaps every child, including orphans
