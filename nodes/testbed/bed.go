@@ -40,10 +40,11 @@ type Node struct {
 	dirs     nodeDirs
 
 	// What Start made, so Close undoes exactly that.
-	dirCreated   bool
-	netnsCreated bool
-	launcher     *exec.Cmd     // ip netns exec … unshare …, parent of init
-	launcherDone chan struct{} // closed once launcher has been reaped
+	dirCreated     bool
+	netnsCreated   bool
+	cgroupsCreated []string      // host dirs of the node's cgroup subtrees
+	launcher       *exec.Cmd     // ip netns exec … unshare …, parent of init
+	launcherDone   chan struct{} // closed once launcher has been reaped
 }
 
 // Bed is a set of running nodes. Close tears it down.
@@ -51,6 +52,7 @@ type Bed struct {
 	Nodes []*Node
 
 	layout        layout
+	cgroups       cgroupHost
 	bridge        string
 	bridgeCreated bool
 
@@ -74,9 +76,14 @@ func Start(ctx context.Context, opt Options) (*Bed, error) {
 		return nil, fmt.Errorf("testbed: find own executable: %w", err)
 	}
 
+	cgroups, err := detectCgroups()
+	if err != nil {
+		return nil, err
+	}
+
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	b := &Bed{layout: l, bridge: bridgeName(l.prefix)}
+	b := &Bed{layout: l, cgroups: cgroups, bridge: bridgeName(l.prefix)}
 	if err := b.start(ctx, exe, opt.AuthorizedKeys); err != nil {
 		return nil, errors.Join(err, b.Close())
 	}
@@ -149,14 +156,20 @@ func (b *Bed) startNode(ctx context.Context, n *Node, exe string, authorizedKeys
 	if err := createNodeNetwork(ctx, n.Namespace, n.hostVeth, n.peerVeth, b.bridge, addr); err != nil {
 		return err
 	}
-	return launchInit(ctx, n, exe)
+	err = b.cgroups.createNodeCgroups(n.Name, b.layout.prefix, func(dir string) {
+		n.cgroupsCreated = append(n.cgroupsCreated, dir)
+	})
+	if err != nil {
+		return err
+	}
+	return launchInit(ctx, n, exe, b.cgroups)
 }
 
 // Close kills every node (SIGKILL to a pid namespace's init kills all of
-// it), deletes veths, bridge and namespaces, and removes the node
-// directories Start created. The nodes' mounts live only in their own mount
-// namespaces and vanish with their last process. Calling Close again is a
-// no-op.
+// it), removes the nodes' cgroups (with any the nodes made inside), deletes
+// veths, bridge and namespaces, and removes the node directories Start
+// created. The nodes' mounts live only in their own mount namespaces and
+// vanish with their last process. Calling Close again is a no-op.
 func (b *Bed) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -170,6 +183,10 @@ func (b *Bed) Close() error {
 	var errs []error
 	for _, n := range b.Nodes {
 		errs = append(errs, stopInit(n))
+	}
+	// After every init is gone: a cgroup with a process cannot be removed.
+	for _, n := range b.Nodes {
+		errs = append(errs, removeNodeCgroups(n.cgroupsCreated))
 	}
 	for _, n := range b.Nodes {
 		if n.netnsCreated {

@@ -35,9 +35,11 @@ func runCommand(ctx context.Context, name string, args ...string) ([]byte, error
 }
 
 // Exec runs args inside all of node's namespaces (as root, in its mount,
-// pid, net, uts and ipc namespaces, cwd /) and returns the command's stdout.
-// On failure the error names the node and command and includes stderr.
-// It is meant for tests that look at or break a node: kill sshd, fill a disk.
+// pid, net, uts, ipc and cgroup namespaces, cwd /) and in its cgroups, as
+// sshd's sessions run, and returns the
+// command's stdout. On failure the error names the node and command and
+// includes stderr. It is meant for tests that look at or break a node: kill
+// sshd, fill a disk.
 func (b *Bed) Exec(ctx context.Context, node *Node, args ...string) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("testbed: exec on %s: no command", node.Name)
@@ -45,8 +47,11 @@ func (b *Bed) Exec(ctx context.Context, node *Node, args ...string) ([]byte, err
 	if b.isClosed() {
 		return nil, fmt.Errorf("testbed: exec %q on %s: bed is closed", args, node.Name)
 	}
-	nsenter := append([]string{"--target", strconv.Itoa(node.PID), "--all", "--"}, args...)
-	out, err := runCommand(ctx, "nsenter", nsenter...)
+	// nsenter enters the node's cgroup namespace but moves into no cgroup:
+	// sh joins the node's cgroups first (where sshd's sessions run), then
+	// becomes nsenter.
+	nsenter := append([]string{"nsenter", "--target", strconv.Itoa(node.PID), "--all", "--"}, args...)
+	out, err := runCommand(ctx, "sh", joinedCommand(b.cgroups.joinFiles(node.Name, true), nsenter...)...)
 	if err != nil {
 		return out, fmt.Errorf("testbed: exec on %s: %w", node.Name, err)
 	}

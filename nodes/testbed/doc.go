@@ -12,6 +12,12 @@
 // Nodes have no default route: they can reach each other and the bridge
 // address, nothing else.
 //
-// Everything needs root, ip(8), unshare(1), nsenter(1) and /usr/sbin/sshd;
-// Require skips (or fails, when CI=true) otherwise.
+// Each node also has its own cgroup subtree and cgroup namespace (see
+// cgroup.go): /sys/fs/cgroup/{memory,pids,cpu} inside a node on a cgroup v1
+// host, /sys/fs/cgroup on a pure v2 host, where the node agent makes
+// per-instance cgroups as on a real node.
+//
+// Everything needs root, ip(8), unshare(1), nsenter(1), /usr/sbin/sshd and
+// cgroup hierarchies with memory, pids and cpu; Require skips (or fails,
+// when CI=true) otherwise.
 package testbed

@@ -13,11 +13,13 @@ import (
 	"time"
 )
 
-// launchInit starts the node's init in its network namespace and fresh
-// mount/pid/uts/ipc namespaces, and records its pid.
-func launchInit(ctx context.Context, n *Node, exe string) error {
+// launchInit starts the node's init in its network namespace, its cgroup
+// subtree and fresh cgroup/mount/pid/uts/ipc namespaces, and records its pid.
+func launchInit(ctx context.Context, n *Node, exe string, cgroups cgroupHost) error {
 	spec, err := json.Marshal(initConfig{
 		Hostname: n.Name,
+		Cgroups:  cgroups.nodeMounts(),
+		CgroupV2: cgroups.v2,
 		EtcUpper: n.dirs.etcUpper,
 		EtcWork:  n.dirs.etcWork,
 		VarUpper: n.dirs.varUpper,
@@ -38,11 +40,14 @@ func launchInit(ctx context.Context, n *Node, exe string) error {
 	defer logFile.Close()
 
 	// Not CommandContext: the node must outlive Start's context (and, for
-	// testbedctl, this process). ip netns exec execs unshare in place, so the
-	// launcher's pid is unshare's, and init is unshare's only child.
-	cmd := exec.Command("ip", "netns", "exec", n.Namespace,
-		"unshare", "--mount", "--propagation", "private", "--uts", "--ipc", "--pid",
-		"--fork", "--kill-child=SIGKILL", "--mount-proc", "--", exe)
+	// testbedctl, this process). sh joins the node's cgroups and execs ip,
+	// ip netns exec execs unshare in place, so the launcher's pid is
+	// unshare's, and init is unshare's only child. unshare --cgroup roots
+	// the node's cgroup namespace where sh has just moved.
+	cmd := exec.Command("sh", joinedCommand(cgroups.joinFiles(n.Name, false),
+		"ip", "netns", "exec", n.Namespace,
+		"unshare", "--cgroup", "--mount", "--propagation", "private", "--uts", "--ipc", "--pid",
+		"--fork", "--kill-child=SIGKILL", "--mount-proc", "--", exe)...)
 	cmd.Env = append(slices.Clone(cleanEnv), initEnv+"="+string(spec))
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
@@ -63,6 +68,11 @@ func launchInit(ctx context.Context, n *Node, exe string) error {
 		return fmt.Errorf("testbed: node %s: find init pid: %w%s", n.Name, err, n.diagnostics())
 	}
 	n.PID = pid
+	if cgroups.v2 {
+		if err := leaveNodeCgroup(cmd.Process.Pid); err != nil {
+			return fmt.Errorf("testbed: node %s: move the launcher (pid %d) out of the node's cgroup: %w", n.Name, cmd.Process.Pid, err)
+		}
+	}
 	return nil
 }
 

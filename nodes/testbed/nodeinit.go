@@ -23,6 +23,8 @@ const sshdPath = "/usr/sbin/sshd"
 // before anything is mounted over them.
 type initConfig struct {
 	Hostname string
+	Cgroups  []cgroupMount
+	CgroupV2 bool
 	EtcUpper string
 	EtcWork  string
 	VarUpper string
@@ -128,7 +130,7 @@ func mountNodeFilesystems(cfg initConfig) error {
 			return fmt.Errorf("mount tmpfs on %s: %w", m.target, err)
 		}
 	}
-	return nil
+	return mountNodeCgroups(cfg.Cgroups, cfg.CgroupV2)
 }
 
 // superviseSSHD starts sshd and then reaps every child, including orphans

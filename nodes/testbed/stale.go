@@ -14,9 +14,9 @@ import (
 
 // CleanupStale removes what a crashed run with this prefix left behind:
 // processes in its network namespaces (which takes their pid namespaces and
-// mounts down), the namespaces, and its veths and bridge. It does not touch
-// a bed whose prefix merely starts with prefix, and it removes no files:
-// WorkDir belongs to the caller.
+// mounts down), the nodes' cgroups, the namespaces, and its veths and
+// bridge. It does not touch a bed whose prefix merely starts with prefix,
+// and it removes no files: WorkDir belongs to the caller.
 func CleanupStale(prefix string) error {
 	if err := checkPrefix(prefix); err != nil {
 		return err
@@ -38,6 +38,11 @@ func CleanupStale(prefix string) error {
 			errs = append(errs, err)
 		}
 		errs = append(errs, deleteNetns(ctx, ns))
+	}
+	// A host without the cgroups Start needs has none of ours to remove.
+	if cgroups, err := detectCgroups(); err == nil {
+		dirs, err := cgroups.staleNodeCgroups(prefix)
+		errs = append(errs, err, removeNodeCgroups(dirs))
 	}
 
 	links, err := listLinks()

@@ -226,6 +226,16 @@ func assertGone(t *testing.T, prefix, workDir string, pids []int) {
 	if left, _ := os.ReadDir(workDir); len(left) != 0 {
 		t.Errorf("WorkDir %s not emptied: %d entries left", workDir, len(left))
 	}
+	// The nodes' cgroups, in every v1 hierarchy or in the v2 one.
+	for _, pattern := range []string{"/sys/fs/cgroup/*/gitreceive-testbed/" + prefix + "-*", "/sys/fs/cgroup/gitreceive-testbed/" + prefix + "-*"} {
+		left, err := filepath.Glob(pattern)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, dir := range left {
+			t.Errorf("cgroup %s left", dir)
+		}
+	}
 }
 
 func TestCleanupStale(t *testing.T) {
@@ -244,6 +254,8 @@ func TestCleanupStale(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { bed.Close() })
+	// A busy cgroup the node made, two levels down, must go too.
+	startInNestedCgroup(t, bed, bed.Nodes[0], hostCgroupFiles())
 	if err := testbed.CleanupStale("tbs"); err != nil {
 		t.Fatalf("CleanupStale: %v", err)
 	}

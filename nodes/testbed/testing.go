@@ -32,6 +32,9 @@ func missingPrerequisite() string {
 	if _, err := os.Stat(sshdPath); err != nil {
 		return "needs " + sshdPath + " (apt-get install openssh-server)"
 	}
+	if _, err := detectCgroups(); err != nil {
+		return err.Error()
+	}
 	return ""
 }
 
