@@ -46,10 +46,9 @@ func runCommandShown(ctx context.Context, shown []string, name string, args ...s
 
 // Exec runs args inside all of node's namespaces (as root, in its mount,
 // pid, net, uts, ipc and cgroup namespaces, cwd /) and in its cgroups, as
-// sshd's sessions run, and returns the
-// command's stdout. On failure the error names the node and command and
-// includes stderr. It is meant for tests that look at or break a node: kill
-// sshd, fill a disk.
+// sshd's sessions run, and returns the command's stdout. On failure the
+// error names the node and command and includes stderr. It is meant for
+// tests that look at or break a node: kill sshd, fill a disk.
 func (b *Bed) Exec(ctx context.Context, node *Node, args ...string) ([]byte, error) {
 	if len(args) == 0 {
 		return nil, fmt.Errorf("testbed: exec on %s: no command", node.Name)
