@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -272,6 +273,28 @@ func (h cgroupHost) createNodeCgroups(name, prefix string, created func(dir stri
 				return fmt.Errorf("testbed: node %s: cgroup: %w", name, err)
 			}
 		}
+		if !h.v2 && slices.Contains(hier.options, "cpu") {
+			// parent cannot vanish now: it has a child.
+			if err := weighLikeOneTaskPerCPU(filepath.Dir(dir)); err != nil {
+				return fmt.Errorf("testbed: node %s: cgroup: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// weighLikeOneTaskPerCPU sets the v1 cpu.shares of dir, the parent of all
+// test nodes, to those of one task per CPU. With the default, one task's
+// worth, all test nodes together got a third of the CPU time against two busy
+// processes of the host on two cores (measured), where their processes had
+// competed one by one before they had cgroups: timing-bound tests on nodes
+// slowed down whenever the machine was busy. On v2 hosts the parent competes
+// with systemd's slices, not with single processes, and keeps the default.
+func weighLikeOneTaskPerCPU(dir string) error {
+	const oneTask = 1024 // cpu.shares of the root's own tasks
+	path := filepath.Join(dir, "cpu.shares")
+	if err := os.WriteFile(path, []byte(strconv.Itoa(oneTask*runtime.NumCPU())), 0); err != nil {
+		return fmt.Errorf("set %s: %w", path, err)
 	}
 	return nil
 }

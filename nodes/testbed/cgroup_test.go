@@ -3,6 +3,7 @@ package testbed_test
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -138,6 +139,18 @@ func TestNodeCgroups(t *testing.T) {
 			}
 		}
 	})
+
+	if !f.v2 {
+		t.Run("test nodes weigh one task per CPU", func(t *testing.T) {
+			data, err := os.ReadFile("/sys/fs/cgroup/cpu/gitreceive-testbed/cpu.shares")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.TrimSpace(string(data)), strconv.Itoa(1024*runtime.NumCPU()); got != want {
+				t.Errorf("cpu.shares of all test nodes = %s, want %s (1024 per CPU)", got, want)
+			}
+		})
+	}
 
 	t.Run("memory limit OOM-kills a hog, node and host live on", func(t *testing.T) {
 		runSSH(t, c1, f.makeChildCgroup("hog"))

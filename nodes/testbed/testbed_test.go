@@ -132,6 +132,14 @@ func TestTwoNodes(t *testing.T) {
 		execNode(t, bed, n1, "timeout", "5", "bash", "-c", "exec 3<>/dev/tcp/"+n2.IP+"/22")
 	})
 
+	t.Run("Exec failure names node and command", func(t *testing.T) {
+		_, err := bed.Exec(t.Context(), n1, "cat", "/no-such-file")
+		want := "testbed: exec on " + n1.Name + ": cat /no-such-file: exit status 1: cat: /no-such-file: No such file or directory"
+		if err == nil || err.Error() != want {
+			t.Errorf("error %v, want %s", err, want)
+		}
+	})
+
 	t.Run("known_hosts pins host keys", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "known_hosts")
 		if err := os.WriteFile(path, []byte(bed.KnownHosts()), 0o644); err != nil {
