@@ -57,8 +57,11 @@ func TestSetupOnTestNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The node agent links the emperor's vassal wrapper to itself before it
+	// runs the script; here the script runs alone, and uWSGI stands in.
+	execNode(t, bed, node, "sh", "-c", "mkdir -p /usr/local/lib/gitreceive && ln -sfn /usr/bin/uwsgi /usr/local/lib/gitreceive/uwsgi-vassal")
 	first := runSetup(t, bed, node)
-	for _, want := range firstRunLines(t, string(hostPasswd)) {
+	for _, want := range firstRunLines(t) {
 		if !strings.Contains(first, want) {
 			t.Errorf("first run's output lacks %q", want)
 		}
@@ -71,22 +74,30 @@ func TestSetupOnTestNode(t *testing.T) {
 	nginxPID := livePID(t, bed, node, "/run/nginx.pid", "nginx")
 	emperorPID := livePID(t, bed, node, "/run/gitreceive/emperor.pid", "uwsgi")
 
-	// Where vassals put their sockets and logs: the app user creates
-	// sockets, nginx's group (setgid) reaches them, nobody else.
+	// Where vassals put their sockets and logs: root's directories; nginx's
+	// group reaches the sockets, nobody lists the apps' logs.
 	for dir, want := range map[string]string{
-		"/run/gitreceive/sockets":  "2750 " + serverfiles.AppUser + " www-data",
-		"/var/log/gitreceive/apps": "755 root root",
+		"/run/gitreceive/sockets":         "750 root www-data",
+		"/var/log/gitreceive/apps":        "711 root root",
+		"/var/log/gitreceive/nginx":       "711 root root",
+		"/srv/gitreceive/apps":            "711 root root",
+		"/var/log/gitreceive/emperor.log": "640 root adm",
 	} {
 		if got := execNode(t, bed, node, "stat", "-c", "%a %U %G", dir); got != want {
 			t.Errorf("%s: %s, want %s", dir, got, want)
 		}
 	}
-
-	user := execNode(t, bed, node, "getent", "passwd", serverfiles.AppUser)
-	if !strings.HasSuffix(user, ":/srv/gitreceive:/usr/sbin/nologin") {
-		t.Errorf("node's passwd entry %q: want home /srv/gitreceive and no login shell", user)
+	// Users see only their own processes.
+	if got := execNode(t, bed, node, "findmnt", "-n", "-o", "OPTIONS", "/proc"); !strings.Contains(got, "hidepid=invisible") {
+		t.Errorf("/proc is mounted with %q, want hidepid=invisible", got)
 	}
-	// The user went to the node's /etc overlay only.
+	if got := execNode(t, bed, node, "runuser", "-u", "nobody", "--", "sh", "-c", "test -e /proc/1 && echo visible || echo hidden"); got != "hidden" {
+		t.Errorf("nobody sees PID 1 in /proc (%s), want it hidden", got)
+	}
+	if got := execNode(t, bed, node, "grep", "hidepid", "/etc/fstab"); !strings.Contains(got, "hidepid=invisible") {
+		t.Errorf("/etc/fstab has no /proc line with hidepid=invisible: %q", got)
+	}
+	// Setup adds no user: each instance gets its own when it first starts.
 	if after, err := os.ReadFile("/etc/passwd"); err != nil {
 		t.Fatal(err)
 	} else if string(after) != string(hostPasswd) {
@@ -130,14 +141,10 @@ func TestSetupOnTestNode(t *testing.T) {
 // firstRunLines is what the first run on a fresh node must report. The node
 // sees the host's /etc, /var and /usr beneath its overlays, so on a host that
 // is itself set up as a node (make run) some of it is there already.
-func firstRunLines(t *testing.T, hostPasswd string) []string {
+func firstRunLines(t *testing.T) []string {
 	t.Helper()
-	lines := []string{"created /srv/gitreceive/apps", "nginx: started", "emperor: started"} // private /srv and /run
-	if strings.Contains(hostPasswd, "\n"+serverfiles.AppUser+":") {
-		lines = append(lines, "user "+serverfiles.AppUser+": exists")
-	} else {
-		lines = append(lines, "user "+serverfiles.AppUser+": created")
-	}
+	lines := []string{"created /srv/gitreceive/apps", "nginx: started", "emperor: started", // private /srv and /run
+		"/proc: remounted with hidepid=invisible"}
 	if _, err := os.Lstat("/etc/nginx/sites-enabled/default"); err == nil {
 		lines = append(lines, "removed /etc/nginx/sites-enabled/default")
 	}
@@ -371,7 +378,7 @@ func testVassalDoorbell(t *testing.T, node *testbed.Node) {
 	// The vassal binds its socket after dropping to the apps' user, who may
 	// not write to /run/gitreceive.
 	socket := filepath.Join(root, "tmp/gitreceive-probe.sock")
-	config := "[uwsgi]\nsocket = /tmp/gitreceive-probe.sock\nuid = " + serverfiles.AppUser + "\ngid = " + serverfiles.AppUser + "\n"
+	config := "[uwsgi]\nsocket = /tmp/gitreceive-probe.sock\nuid = nobody\ngid = nogroup\n"
 	tmp := vassal + ".tmp" // the emperor only looks at *.ini
 	if err := os.WriteFile(tmp, []byte(config), 0o644); err != nil {
 		t.Fatal(err)

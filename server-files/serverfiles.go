@@ -25,7 +25,6 @@ const (
 // code that deploys releases writes here. A test checks these against the
 // embedded files.
 const (
-	AppUser            = "gitreceive-app"                     // apps run as this user, never root
 	AppsDir            = "/srv/gitreceive/apps"               // releases: APP/INSTANCE/releases/vN
 	NginxDir           = "/etc/gitreceive/nginx"              // one server-block file per instance (*.conf)
 	VassalsDir         = "/etc/gitreceive/vassals"            // one uWSGI vassal file per running release (*.ini)

@@ -195,7 +195,7 @@ func TestPathsMatchFiles(t *testing.T) {
 		all.Write(data)
 	}
 	for _, p := range []string{
-		serverfiles.AppUser, serverfiles.AppsDir, serverfiles.NginxDir + "/*.conf",
+		serverfiles.AppsDir, serverfiles.NginxDir + "/*.conf",
 		"emperor = " + serverfiles.VassalsDir, "emperor-stats = " + serverfiles.EmperorStatsSocket,
 		"root " + serverfiles.PagesDir + ";",
 	} {

@@ -18,7 +18,6 @@ PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 # Keep in sync with serverfiles.Stack (a test compares them).
 STACK=(nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3)
 
-APP_USER=gitreceive-app
 APP_HOME=/srv/gitreceive
 APPS_DIR=/srv/gitreceive/apps
 EMPEROR_INI=/etc/gitreceive/emperor.ini
@@ -133,15 +132,26 @@ for plugin in python3 php; do
 		die "uWSGI plugin $plugin missing (/usr/lib/uwsgi/plugins/${plugin}_plugin.so); check: dpkg -l uwsgi-plugin-$plugin"
 done
 
-# --- the apps' user ---------------------------------------------------------
+# --- users and processes ----------------------------------------------------
 
-if getent passwd "$APP_USER" >/dev/null; then
-	say "user $APP_USER: exists"
+# Every instance runs as its own user, which the node agent creates when the
+# instance first starts here (DESIGN.md decision 9); nodes set up by earlier
+# versions also have the shared user gitreceive-app, whose vassals keep running
+# until their instance is deployed again.
+#
+# Process lists: with hidepid=invisible, a user sees only its own processes
+# in /proc (root sees all), so no instance learns another's processes,
+# command lines or environment. Made persistent in /etc/fstab.
+proc_opts=$(findmnt -n -o OPTIONS /proc 2>/dev/null || true)
+if [[ ,$proc_opts, == *,hidepid=invisible,* || ,$proc_opts, == *,hidepid=2,* ]]; then
+	say "/proc: hidepid=invisible"
 else
-	# No password (locked), no login shell: apps run as it, nobody logs in.
-	useradd --system --user-group --home-dir "$APP_HOME" --no-create-home \
-		--shell /usr/sbin/nologin --comment "gitreceive apps" "$APP_USER"
-	changed "user $APP_USER: created"
+	mount -o remount,hidepid=invisible /proc || die "/proc: mount -o remount,hidepid=invisible /proc failed"
+	changed "/proc: remounted with hidepid=invisible (users see only their own processes)"
+fi
+if ! grep -Eq '^[[:space:]]*[^#[:space:]]+[[:space:]]+/proc[[:space:]]' /etc/fstab 2>/dev/null; then
+	printf '%s\n' "proc /proc proc defaults,hidepid=invisible 0 0 # gitreceive: users see only their own processes" >>/etc/fstab
+	changed "/etc/fstab: /proc with hidepid=invisible at boot"
 fi
 
 # --- directories ------------------------------------------------------------
@@ -169,13 +179,16 @@ ensure_dir() {
 }
 dirs_before=$changes
 ensure_dir "$APP_HOME" 755
-ensure_dir "$APPS_DIR" 755
+# 711 here and on APP/ below: nobody but root lists the apps or instances;
+# each instance's directory is open only to its user and group.
+ensure_dir "$APPS_DIR" 711
 ensure_dir /var/log/gitreceive 755
-# LogsDir: the agent makes APP/ (root) and APP/INSTANCE/ (the app user's:
-# SILVER_LOGS, app.log) in it.
-ensure_dir /var/log/gitreceive/apps 755
-# nginx's access and error logs per instance: root's, never the app's.
-ensure_dir /var/log/gitreceive/nginx 755
+# LogsDir: the agent makes APP/ (root, 711) and APP/INSTANCE/ (the
+# instance user's, 700: SILVER_LOGS, app.log) in it.
+ensure_dir /var/log/gitreceive/apps 711
+# nginx's access and error logs per instance: root's, never the app's;
+# APP/INSTANCE/ is readable by the instance's group only.
+ensure_dir /var/log/gitreceive/nginx 711
 ensure_dir /var/lib/gitreceive 755
 ensure_dir /etc/gitreceive 755
 ensure_dir /etc/gitreceive/nginx 755   # per-instance server blocks
@@ -183,10 +196,20 @@ ensure_dir /etc/gitreceive/vassals 755 # per-release uWSGI vassals
 # /run is a tmpfs: after a reboot this is gone and made again here (and by
 # systemd: tmpfiles.d/gitreceive.conf says the same).
 ensure_dir /run/gitreceive 755
-# The vassals' sockets. Vassals drop to the apps' user before they bind, so
-# it owns the directory; setgid www-data gives each socket nginx's group
-# (vassals chmod them 660), and nobody else may even look inside.
-ensure_dir /run/gitreceive/sockets 2750 "$APP_USER" www-data
+# The vassals' sockets: root's, so no app can rename, replace or remove
+# one. Each vassal binds its socket as root and hands it to its instance's
+# user and nginx's group (660); nginx's group may look inside, nobody else.
+ensure_dir /run/gitreceive/sockets 750 root www-data
+# The emperor's log says which vassal started and why one failed: root's and
+# the adm group's, like the system's logs.
+if [[ ! -e $EMPEROR_LOG ]]; then
+	install -m 640 -o root -g adm /dev/null "$EMPEROR_LOG"
+	changed "created $EMPEROR_LOG"
+elif [[ $(stat -c '%a %U %G' "$EMPEROR_LOG") != "640 root adm" ]]; then
+	chown root:adm "$EMPEROR_LOG"
+	chmod 640 "$EMPEROR_LOG"
+	changed "fixed $EMPEROR_LOG: now root:adm 640"
+fi
 ((changes > dirs_before)) || say "directories: in place"
 
 # --- files ------------------------------------------------------------------
@@ -337,7 +360,7 @@ if [[ -d /run/systemd/system ]]; then
 		systemctl_or_die start gitreceive-emperor
 		changed "emperor: started"
 	elif ((emperor_changed || unit_changed)); then
-		say "emperor: running; its config changed, apply with: systemctl restart gitreceive-emperor (stops every app for a moment)"
+		say "emperor: running; its config changed, apply with: systemctl restart gitreceive-emperor (stops every app for a moment; until then new releases start without their cgroup)"
 	else
 		say "emperor: running"
 	fi
@@ -365,7 +388,7 @@ else
 
 	if pid=$(running_pid "$EMPEROR_PIDFILE" uwsgi); then
 		if ((emperor_changed)); then
-			say "emperor: running (pid $pid); its config changed, apply with: kill -TERM $pid, then rerun setup (stops every app for a moment)"
+			say "emperor: running (pid $pid); its config changed, apply with: kill -TERM $pid, then rerun setup (stops every app for a moment; until then new releases start without their cgroup)"
 		else
 			say "emperor: running (pid $pid)"
 		fi

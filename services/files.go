@@ -25,8 +25,11 @@ import (
 // serves the app (Silver Lining's service.files and service.writable_root).
 // The data is per node: nothing is copied between nodes.
 //
-//	files:         DataDir/files/APP/RESOURCE          AppUser:AppUser's group 0750  (CONFIG_FILES)
-//	writable_root: DataDir/writable-root/APP/RESOURCE  AppUser:NginxGroup     02750 (CONFIG_WRITABLE_ROOT)
+//	files:         DataDir/files/APP/RESOURCE          INSTANCE:INSTANCE   0700  (CONFIG_FILES)
+//	writable_root: DataDir/writable-root/APP/RESOURCE  INSTANCE:NginxGroup 02750 (CONFIG_WRITABLE_ROOT)
+//
+// INSTANCE is the instance's own user (Host.UserOf); nobody else can
+// read or write its directories.
 //
 // nginx serves the writable root publicly after the release's static/
 // (see nodes/agent's routing); the setgid bit hands the nginx group down to
@@ -100,25 +103,33 @@ type dirOwner struct {
 	uid, gid int
 	dirMode  os.FileMode // the instance directory's mode
 	setgid   bool        // directories inside get the setgid bit too
+	name     string      // the owner's user name
 }
 
-func (s dirService) owner(h Host) (dirOwner, error) {
-	if h.AppUser == "" {
+func (s dirService) owner(h Host, inst Instance) (dirOwner, error) {
+	name := h.AppUser
+	if h.UserOf != nil {
+		var err error
+		if name, err = h.UserOf(inst); err != nil {
+			return dirOwner{}, fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	if name == "" {
 		return dirOwner{}, fmt.Errorf("%s: no app user given", s.name)
 	}
-	u, err := user.Lookup(h.AppUser)
+	u, err := user.Lookup(name)
 	if err != nil {
-		return dirOwner{}, fmt.Errorf("%s: app user %s: %w", s.name, h.AppUser, err)
+		return dirOwner{}, fmt.Errorf("%s: app user %s: %w", s.name, name, err)
 	}
 	uid, err1 := strconv.Atoi(u.Uid)
 	gid, err2 := strconv.Atoi(u.Gid)
 	if err1 != nil || err2 != nil {
-		return dirOwner{}, fmt.Errorf("%s: app user %s has uid %q, gid %q", s.name, h.AppUser, u.Uid, u.Gid)
+		return dirOwner{}, fmt.Errorf("%s: app user %s has uid %q, gid %q", s.name, name, u.Uid, u.Gid)
 	}
 	if uid == 0 {
-		return dirOwner{}, fmt.Errorf("%s: app user %s is root; apps never run as root", s.name, h.AppUser)
+		return dirOwner{}, fmt.Errorf("%s: app user %s is root; apps never run as root", s.name, name)
 	}
-	o := dirOwner{uid: uid, gid: gid, dirMode: 0o750}
+	o := dirOwner{uid: uid, gid: gid, dirMode: 0o700, name: name}
 	if s.nginx {
 		if h.NginxGroup == "" {
 			return dirOwner{}, fmt.Errorf("%s: no nginx group given", s.name)
@@ -130,7 +141,7 @@ func (s dirService) owner(h Host) (dirOwner, error) {
 		if o.gid, err = strconv.Atoi(g.Gid); err != nil {
 			return dirOwner{}, fmt.Errorf("%s: nginx group %s has gid %q", s.name, h.NginxGroup, g.Gid)
 		}
-		o.dirMode |= os.ModeSetgid
+		o.dirMode = 0o750 | os.ModeSetgid
 		o.setgid = true
 	}
 	return o, nil
@@ -237,21 +248,46 @@ func (s dirService) Provision(ctx context.Context, h Host, inst Instance, c Cred
 	if err != nil {
 		return "", err
 	}
-	o, err := s.owner(h)
+	o, err := s.owner(h, inst)
 	if err != nil {
 		return "", err
 	}
 	if err := s.ensureBase(h, inst.App); err != nil {
 		return "", err
 	}
+	// A directory another user owns was made for the shared app user of
+	// earlier versions: what is in it becomes the instance's too.
+	var before unix.Stat_t
+	moved := unix.Lstat(d, &before) == nil && int(before.Uid) != o.uid
 	changed, err := ensureOwnedDir(d, o.uid, o.gid, o.dirMode)
 	if err != nil {
 		return "", fmt.Errorf("%s for %s: %w", s.name, inst, err)
 	}
+	if moved {
+		if err := reownTree(d, o.uid, o.gid); err != nil {
+			return "", fmt.Errorf("%s for %s: giving %s to %s: %w", s.name, inst, d, o.name, err)
+		}
+	}
 	if changed {
-		dirSay(h, "%s: %s owned by %s, mode %s", s.name, d, h.AppUser, dirModeString(o.dirMode))
+		dirSay(h, "%s: %s owned by %s, mode %s", s.name, d, o.name, dirModeString(o.dirMode))
 	}
 	return "directory " + d + " ready", nil
+}
+
+// reownTree gives everything below dir to uid:gid without ever following a
+// symlink or leaving dir (os.Root): the app may still be renaming things.
+func reownTree(dir string, uid, gid int) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	return fs.WalkDir(root.FS(), ".", func(p string, _ fs.DirEntry, err error) error {
+		if err != nil || p == "." {
+			return err
+		}
+		return root.Lchown(p, uid, gid)
+	})
 }
 
 func dirModeString(m os.FileMode) string {
@@ -700,7 +736,7 @@ func (s dirService) Restore(ctx context.Context, h Host, inst Instance, c Creden
 	if err != nil {
 		return err
 	}
-	o, err := s.owner(h)
+	o, err := s.owner(h, inst)
 	if err != nil {
 		return err
 	}

@@ -83,7 +83,7 @@ var dirServiceCases = []struct {
 	env     string
 	dirMode os.FileMode
 }{
-	{"files", "files", "CONFIG_FILES", 0o750},
+	{"files", "files", "CONFIG_FILES", 0o700},
 	{"writable_root", "writable-root", "CONFIG_WRITABLE_ROOT", 0o750 | os.ModeSetgid},
 }
 
@@ -160,7 +160,9 @@ func TestFilesProvision(t *testing.T) {
 				checkFilesDir(t, d, uid, gid, ds.dirMode)
 			}
 
-			// A wrong owner and mode are fixed; what is inside is not touched.
+			// A wrong owner and mode are fixed; what is inside (made for the
+			// shared app user of earlier versions) becomes the owner's too,
+			// its mode untouched.
 			inside := filepath.Join(d, "keep.txt")
 			if err := os.WriteFile(inside, []byte("kept"), 0o604); err != nil {
 				t.Fatal(err)
@@ -176,8 +178,8 @@ func TestFilesProvision(t *testing.T) {
 			}
 			checkFilesDir(t, d, uid, gid, ds.dirMode)
 			info, err := os.Stat(inside)
-			if err != nil || info.Mode().Perm() != 0o604 || info.Sys().(*syscall.Stat_t).Uid != 0 {
-				t.Errorf("Provision touched what is inside: %v %v", info.Mode(), err)
+			if err != nil || info.Mode().Perm() != 0o604 || int(info.Sys().(*syscall.Stat_t).Uid) != uid || int(info.Sys().(*syscall.Stat_t).Gid) != gid {
+				t.Errorf("what is inside after Provision: %v %v, want 0604 owned by %d:%d", info.Mode(), err, uid, gid)
 			}
 		})
 	}

@@ -37,6 +37,24 @@ func (i Instance) Resource() string {
 	return readable + "_" + hex.EncodeToString(h[:4])
 }
 
+// UnixUser is the name of the instance's own Unix user and group on every
+// node (DESIGN.md decision 9): "gr-", up to 12 characters of the app, up
+// to 6 of the instance, and 8 hex digits of a hash of both, so it is
+// readable in `ps`, within useradd's 32 characters and Debian's NAME_REGEX,
+// and never the same for two instances.
+func (i Instance) UnixUser() string {
+	part := func(s string, n int) string {
+		s = notResourceChar.ReplaceAllString(strings.ToLower(s), "")
+		return s[:min(len(s), n)]
+	}
+	h := sha256.Sum256([]byte(i.App + "\x00" + i.Name))
+	name := "gr-" + part(i.App, 12)
+	if inst := part(i.Name, 6); inst != "" {
+		name += "-" + inst
+	}
+	return name + "-" + hex.EncodeToString(h[:4])
+}
+
 // Credentials are what the receiver generates once per instance and
 // service, keeps (0600) and hands to the services node on every call; the
 // app gets them only through its env file.
@@ -95,8 +113,11 @@ const (
 
 // Host is the node a service's node-side methods act on.
 type Host struct {
-	DataDir    string // persistent data: DataDir/files/APP/INSTANCE, ...
-	AppUser    string // apps run as this user: it owns their directories
+	DataDir string // persistent data: DataDir/files/APP/INSTANCE, ...
+	AppUser string // every instance runs as this user, when UserOf is nil (tests)
+	// UserOf names the user an instance runs as, made if need be: it owns
+	// the instance's directories.
+	UserOf     func(Instance) (string, error)
 	NginxGroup string // nginx reads writable_root through this group
 	Output     io.Writer
 }

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -42,6 +43,12 @@ GITRECEIVE_LISTEN or "listen =" in DATA/gitreceive.ini.
 `
 
 func main() {
+	if filepath.Base(os.Args[0]) == agent.VassalWrapperName {
+		// The uWSGI emperor starts every vassal through this name.
+		err := agent.VassalExec(os.Args[1:]) // returns only when it could not exec
+		fmt.Fprintf(os.Stderr, "gitreceive %s: %v\n", agent.VassalWrapperName, err)
+		os.Exit(1)
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

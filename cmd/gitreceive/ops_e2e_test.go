@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/testbed"
+	"github.com/gitreceive/gitreceive/services"
 )
 
 // scripts the test adds to the example app's bin/.
@@ -71,7 +72,7 @@ func TestOperatorCommands(t *testing.T) {
 	if strings.Join(fromRun, "\n") != strings.Join(fromWeb, "\n") || len(fromRun) < 5 {
 		t.Fatalf("run's environment differs from the app's:\nrun:\n%s\napp:\n%s", strings.Join(fromRun, "\n"), strings.Join(fromWeb, "\n"))
 	}
-	mustContain(t, out, "user=gitreceive-app cwd=/srv/gitreceive/apps/sampleapp/production/releases/v1")
+	mustContain(t, out, "user="+services.Instance{App: "sampleapp", Name: "production"}.UnixUser()+" cwd=/srv/gitreceive/apps/sampleapp/production/releases/v1")
 
 	// Arguments keep their spaces and quotes: the command line is split
 	// with sh rules by the receiver and never reaches a shell on the node.

@@ -73,7 +73,8 @@ func TestNodesSetup(t *testing.T) {
 	mustContain(t, gitreceive("check"), "missing or outdated; run `gitreceive nodes setup web1`")
 	first := gitreceive("setup", "web1")
 	mustContain(t, first, "web1     agent: installed "+version)
-	mustContain(t, first, "web1     user gitreceive-app: created")
+	mustContain(t, first, "web1     /proc: remounted with hidepid=invisible")
+	mustContain(t, first, "web1     emperor's vassal wrapper: /usr/local/lib/gitreceive/uwsgi-vassal -> /usr/local/lib/gitreceive/gitreceive")
 	mustContain(t, first, "web1     setup done: ")
 	if strings.Contains(first, "nothing changed") {
 		t.Fatalf("the first setup changed nothing:\n%s", first)
@@ -107,7 +108,7 @@ func TestNodesSetup(t *testing.T) {
 		}
 		return string(out)
 	}
-	mustContain(t, setupLocal(), "local    user gitreceive-app: created")
+	mustContain(t, setupLocal(), "local    /proc: remounted with hidepid=invisible")
 	mustContain(t, setupLocal(), "local    setup done: nothing changed")
 	if code := httpStatus(t, "http://"+box.IP+"/"); code != http.StatusNotFound {
 		t.Fatalf("nginx on the local node answered %d, want 404", code)

@@ -117,6 +117,11 @@ const usage = `usage: gitreceive node VERB ...
 //	status                          agent version, free disk, live release of every instance
 //	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "enter" {
+		err := Enter(args[1:]) // returns only when it could not exec
+		fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
+		return 127
+	}
 	if len(args) > 0 && args[0] == "run" {
 		// The script's exit code is the answer; 127 (as shells say
 		// "command not found") when it could not be run at all.
@@ -163,6 +168,9 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		// The local node never had the agent uploaded, so nothing made
 		// the agent's directory there yet.
 		if err := os.MkdirAll(filepath.Dir(ServerFilesDir), 0o755); err != nil {
+			return err
+		}
+		if err := linkVassalWrapper(stdout); err != nil {
 			return err
 		}
 		return serverfiles.Setup(ctx, ServerFilesDir, args[1:], stdout, stderr)

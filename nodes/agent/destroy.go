@@ -27,7 +27,9 @@ import (
 //     vassals' and nginx's directories;
 //  4. the instance directory (releases, specs, env, secret, tmp, run,
 //     current and previous), SILVER_LOGS and the nginx logs;
-//  5. the app's directories above them, when they are left empty.
+//  5. the app's directories above them, when they are left empty;
+//  6. the instance's user (its processes killed, what it left in /tmp,
+//     /var/tmp and /dev/shm removed) and its cgroup.
 //
 // The instance directory and SILVER_LOGS hold what the app wrote, symlinks
 // included: they are removed with os.RemoveAll, which never follows a
@@ -74,6 +76,14 @@ func DestroyInstance(ctx context.Context, rt Runtime, app, instance string) erro
 	for _, base := range []string{rt.AppsDir, rt.LogsDir, rt.NginxLogsDir} {
 		errs = append(errs, removeIfEmpty(filepath.Join(base, app)))
 	}
+	if rt.LogrotateDir != "" {
+		errs = append(errs, removeMatching(rt.LogrotateDir, regexp.MustCompile(`^`+regexp.QuoteMeta(logrotateName(app, instance))+`$`)))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("destroying %s/%s: %w", app, instance, err)
+	}
+	// Last, with nothing of the instance left that its uid could own.
+	errs = append(errs, removeTenant(ctx, rt, app, instance), removeInstanceCgroup(rt, app, instance))
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -86,9 +87,12 @@ func (in instance) start(ctx context.Context, n int, stored bool, stdin io.Reade
 }
 
 // spec reads release n's kept spec.
-func (in instance) spec(n int) (Spec, error) {
+func (in instance) spec(n int) (Spec, error) { return readSpec(in.dir, n) }
+
+// readSpec reads release n's kept spec in the instance directory dir.
+func readSpec(dir string, n int) (Spec, error) {
 	var spec Spec
-	data, err := os.ReadFile(specPath(in.dir, n))
+	data, err := os.ReadFile(specPath(dir, n))
 	if err != nil {
 		return spec, fmt.Errorf("v%d has no spec on this node: %w", n, err)
 	}
@@ -193,6 +197,30 @@ func (in instance) setCurrent(n int) error { return setLink(in.dir, "current", n
 // switchBackTimeout bounds switchBack, which runs after ctx may have ended.
 const switchBackTimeout = 30 * time.Second
 
+// demoteOrRetire demotes prev's vassal, unless it still runs as the shared
+// user of earlier versions: that one is stopped (prev.HOST answers again
+// after the next deploy), and the instance's directories are closed to
+// everyone else now that nothing of that user serves it.
+func (in instance) demoteOrRetire(ctx context.Context, prev int) error {
+	rt := *in.rt
+	t, err := instanceUser(rt, in.app, in.name, false)
+	if err != nil {
+		return err
+	}
+	legacy := legacyVassals(rt, in.app, in.name, t)
+	if !slices.Contains(legacy, prev) {
+		if err := DemoteRelease(ctx, rt, in.app, in.name, prev); err != nil {
+			return err
+		}
+	} else if err := StopRelease(ctx, rt, in.app, in.name, prev); err != nil {
+		return err
+	}
+	if len(legacy) == 0 {
+		return nil
+	}
+	return closeInstanceDirs(rt, in.app, in.name, t)
+}
+
 // tidy keeps the vassals of live and prev only (prev demoted to a cheap
 // one) and the newest KeepReleases releases, live and prev always among
 // them.
@@ -211,7 +239,7 @@ func (in instance) tidy(ctx context.Context, live, prev int) error {
 			}
 		}
 		if prev > 0 {
-			if err := DemoteRelease(ctx, *in.rt, in.app, in.name, prev); err != nil {
+			if err := in.demoteOrRetire(ctx, prev); err != nil {
 				return err
 			}
 		}
@@ -309,7 +337,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 			return err
 		}
 		if prev > 0 {
-			if err := DemoteRelease(ctx, *in.rt, in.app, in.name, prev); err != nil {
+			if err := in.demoteOrRetire(ctx, prev); err != nil {
 				return err
 			}
 		}
@@ -360,6 +388,9 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	if in.rt == nil {
 		return fmt.Errorf("no logs: %s moves the releases away from nginx and uWSGI", RootEnv)
 	}
+	if line := memoryKills(*in.rt, in.app, in.name); line != "" {
+		fmt.Fprintln(out, line)
+	}
 	var files []string
 	for _, p := range []string{
 		filepath.Join(in.rt.InstanceLogsDir(in.app, in.name), "app.log"),
@@ -377,11 +408,16 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	if follow {
 		args = append(args, "-F")
 	}
-	// tail runs as the app user: app.log's directory is the app's, and a
-	// symlink it put there must not make root print a file it may not read.
-	cmd := exec.CommandContext(ctx, "runuser", append(append([]string{"-u", in.rt.AppUser, "--", "tail"}, append(args, "--")...), files...)...)
+	// tail runs as the instance's user: app.log's directory is the app's,
+	// and a symlink it put there must not make root print a file it may not
+	// read. nginx's logs of the instance are readable by its group.
+	t, err := instanceUser(*in.rt, in.app, in.name, false)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "runuser", append(append([]string{"-u", t.name, "--", "tail"}, append(args, "--")...), files...)...)
 	cmd.Stdout = out
-	err := cmd.Run()
+	err = cmd.Run()
 	if ctx.Err() != nil {
 		return nil // Ctrl-C or a closed session ends -f; that is not an error
 	}

@@ -101,7 +101,7 @@ func Route(ctx context.Context, rt Runtime, app, instance string, live, prev int
 	}
 	// nginx -t opens the log files (as root, creating them): their
 	// directory must exist before the test.
-	if err := os.MkdirAll(rt.InstanceNginxLogsDir(app, instance), 0o755); err != nil {
+	if err := os.MkdirAll(rt.InstanceNginxLogsDir(app, instance), 0o711); err != nil {
 		return fmt.Errorf("routing %s/%s: logs: %w", app, instance, err)
 	}
 	path := rt.NginxPath(app, instance)

@@ -417,7 +417,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		}
 		appDir := filepath.Dir(wr)
 		n.mustExec("install", "-d", "-m", "755", filepath.Dir(appDir), appDir)
-		n.mustExec("install", "-d", "-o", n.rt.AppUser, "-g", n.rt.NginxGroup, "-m", "2750", wr)
+		n.mustExec("install", "-d", "-o", "nobody", "-g", n.rt.NginxGroup, "-m", "2750", wr)
 		const secret = "SECRET, not to be served\n"
 		files := map[string]string{
 			wr + "/only-wr.css":               "/* only in the writable root */\n",
@@ -442,7 +442,7 @@ func TestRouteOnTestNode(t *testing.T) {
 			}
 		}
 		n.mustExec("sh", "-c", `chown -hR "$1:$2" "$3" && find "$3" -mindepth 1 -type f -exec chmod 640 {} + && find "$3" -mindepth 1 -type d -exec chmod 2750 {} +`,
-			"sh", n.rt.AppUser, n.rt.NginxGroup, wr)
+			"sh", "nobody", n.rt.NginxGroup, wr)
 
 		n.mustRoute("wiki", "main", 1, 0, wiki, false) // without the service first
 		n.expectNow(http.MethodGet, "wiki.test", "/only-wr.css", fromApp(w1, "wiki.test", "", "/only-wr.css"))

@@ -27,7 +27,7 @@ import (
 const runKillDelay = 5 * time.Second
 
 // RunScript runs script with args in release live of APP/INSTANCE, as
-// `ssh silver run APP SCRIPT ARGS...` asks: as the app user (rt.AppUser),
+// `ssh silver run APP SCRIPT ARGS...` asks: as the instance's user, in its cgroup,
 // in the release directory, with exactly the environment the app's vassal
 // gets: the release's run/vN.env (the instance's env file when the release
 // is not running), plus LANG=C.UTF-8 as the vassal sets it, plus, with tty,
@@ -96,11 +96,19 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 	if err != nil {
 		return 0, err
 	}
-	ids, err := lookupAppUser(rt)
+	t, err := instanceUser(rt, app, instance, true)
 	if err != nil {
 		return 0, err
 	}
-	return runAsApp(ctx, argv, release, env, ids, stdin, stdout, stderr, tty)
+	spec, _ := readSpec(rt.InstanceDir(app, instance), live) // limits: the release's, else the defaults
+	if err := ensureInstanceCgroup(rt, app, instance, spec); err != nil {
+		return 0, err
+	}
+	cmd, cred, err := asInstance(rt, app, instance, t, argv)
+	if err != nil {
+		return 0, err
+	}
+	return runAsApp(ctx, cmd, cred, t.uid, release, env, stdin, stdout, stderr, tty)
 }
 
 // runEnv is the environment a script of release n gets (see RunScript).
@@ -234,18 +242,15 @@ func releaseFile(release, p, script string) (string, fs.FileInfo, error) {
 	return real, fi, nil
 }
 
-// runAsApp runs argv as the app user in dir with env and the given
-// streams, and returns its exit code (see RunScript).
-func runAsApp(ctx context.Context, argv []string, dir string, env []string, ids appIDs,
+// runAsApp runs argv (which drops to uid itself, or with cred) in dir with
+// env and the given streams, and returns its exit code (see RunScript).
+func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid int, dir string, env []string,
 	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, fmt.Errorf("not starting %s: %w", argv[0], context.Cause(ctx))
 	}
 	cmd := &exec.Cmd{Path: argv[0], Args: argv, Dir: dir, Env: env, Stdout: stdout, Stderr: stderr}
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:    true,
-		Credential: &syscall.Credential{Uid: uint32(ids.uid), Gid: uint32(ids.gid), Groups: []uint32{}},
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	// A reader that is not a file goes through a pipe of ours: os/exec's
 	// would make Wait wait for stdin's end, which may never come.
 	var stdinPipe *os.File
@@ -336,7 +341,7 @@ func runAsApp(ctx context.Context, argv []string, dir string, env []string, ids 
 	mu.Unlock()
 	close(stop)
 	wg.Wait()
-	killOrphans(ids.uid, pid)
+	killOrphans(uid, pid)
 	if stdinPipe != nil {
 		stdinPipe.Close()
 	}

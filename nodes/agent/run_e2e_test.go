@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/gitreceive/gitreceive/services"
 	"io"
 	"io/fs"
 	"net/http"
@@ -237,6 +238,8 @@ ln -s /srv/outside/keep "$TEMP/evil-file"
 ln -s /srv/outside "$SILVER_LOGS/evil-dir"
 mkdir "$TEMP/sub"
 echo data > "$TEMP/sub/file"
+echo left > /tmp/left-behind.$$
+mkdir /var/tmp/left-behind.$$
 `},
 	"bin/notexec.sh": {content: "#!/bin/sh\necho never\n"},
 }
@@ -269,10 +272,6 @@ func TestRunScriptOnTestNode(t *testing.T) {
 	n := setupRuntimeNode(t, "rs", "10.77.243.0/24")
 	const app, inst = "runapp", "main"
 	host := "run.runapp.test"
-	appUID, err := strconv.Atoi(n.mustExec("id", "-u", n.rt.AppUser))
-	if err != nil {
-		t.Fatal(err)
-	}
 	files := probeRelease(probeRunner)
 	for name, f := range runScripts {
 		files[name] = f
@@ -280,6 +279,8 @@ func TestRunScriptOnTestNode(t *testing.T) {
 	rel := n.writeRelease(app, inst, 1, files)
 	spec := probeSpec(host, "")
 	n.mustStart(app, inst, 1, spec)
+	appUser := services.Instance{App: app, Name: inst}.UnixUser()
+	appUID := n.uid(app, inst)
 	run := func(script string, args ...string) runArgs {
 		return runArgs{App: app, Instance: inst, Live: 1, Script: script, Args: args}
 	}
@@ -420,7 +421,7 @@ func TestRunScriptOnTestNode(t *testing.T) {
 		// Nor does what a script leaves behind outlive it.
 		res = n.mustRun(run("daemon.sh"), 0)
 		n.expectGone("daemon.sh", pidsOf(res.Stdout))
-		if out, _ := n.exec("pgrep", "-u", n.rt.AppUser, "-x", "sleep"); strings.TrimSpace(out) != "" {
+		if out, _ := n.exec("pgrep", "-u", appUser, "-x", "sleep"); strings.TrimSpace(out) != "" {
 			t.Errorf("sleep processes of the app user left: %s", out)
 		}
 	})
@@ -457,6 +458,8 @@ func TestRunScriptOnTestNode(t *testing.T) {
 
 func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
 	t := n.t
+	appUser := services.Instance{App: app, Name: inst}.UnixUser()
+	appUID := n.uid(app, inst)
 	// Things outside the instance that the app's symlinks point at.
 	if err := os.MkdirAll(n.fs("/srv/outside"), 0o755); err != nil {
 		t.Fatal(err)
@@ -533,8 +536,21 @@ func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
 	for _, v := range []int{1, 2} {
 		n.expectStopped(app, inst, v)
 	}
-	if out, _ := n.exec("pgrep", "-a", "-u", n.rt.AppUser); strings.TrimSpace(out) != "" {
-		t.Errorf("processes of the app user left: %s", out)
+	if out, _ := n.exec("pgrep", "-a", "-U", strconv.Itoa(appUID)); strings.TrimSpace(out) != "" {
+		t.Errorf("processes of the instance's user left: %s", out)
+	}
+	// Its user, group and cgroup are gone; nothing in /tmp is its.
+	if out, err := n.exec("getent", "passwd", appUser); err == nil {
+		t.Errorf("the instance's user is left: %s", out)
+	}
+	if out, err := n.exec("getent", "group", appUser); err == nil {
+		t.Errorf("the instance's group is left: %s", out)
+	}
+	if out, _ := n.exec("sh", "-c", "ls -d /sys/fs/cgroup/gitreceive/$1 /sys/fs/cgroup/*/gitreceive/$1 2>/dev/null", "sh", id); strings.TrimSpace(out) != "" {
+		t.Errorf("the instance's cgroup is left: %s", out)
+	}
+	if out, _ := n.exec("find", "/tmp", "/var/tmp", "-uid", strconv.Itoa(appUID)); strings.TrimSpace(out) != "" {
+		t.Errorf("files of the instance's user are left: %s", out)
 	}
 	// What the app's symlinks pointed at is untouched.
 	if data, err := os.ReadFile(n.fs("/srv/outside/keep")); err != nil || string(data) != "keep me\n" {

@@ -176,7 +176,7 @@ func newRunFixture(t *testing.T) *runFixture {
 		LogsDir:      filepath.Join(base, "logs"),
 		NginxLogsDir: filepath.Join(base, "nginx-logs"),
 		EmperorStats: filepath.Join(base, "no-emperor.sock"),
-		AppUser:      "nobody",
+		FixedUser:    "nobody",
 	}
 	f := &runFixture{t: t, rt: rt, app: "runapp", inst: "main"}
 	f.rel = rt.ReleaseDir(f.app, f.inst, 1)
@@ -504,7 +504,7 @@ func TestRunScript(t *testing.T) {
 			t.Errorf("with a cancelled context: %v", err)
 		}
 		rt := f.rt
-		rt.AppUser = "root"
+		rt.FixedUser = "root"
 		if _, err := RunScript(ctx, rt, f.app, f.inst, 1, "show.sh", nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "apps never run as root") {
 			t.Errorf("as root: %v", err)
 		}

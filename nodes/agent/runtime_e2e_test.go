@@ -17,6 +17,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
+	"github.com/gitreceive/gitreceive/services"
 )
 
 // runtimeArgs are StartRelease's (StopRelease's, DemoteRelease's) arguments
@@ -88,9 +89,6 @@ func setUpTestNode(t *testing.T, node *testbed.Node, exec func(args ...string) (
 	if err := serverfiles.Extract(filepath.Join(node.Dir, "srv", strings.TrimPrefix(rtSetupDir, "/srv/"))); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -101,6 +99,14 @@ func setUpTestNode(t *testing.T, node *testbed.Node, exec func(args ...string) (
 	}
 	if err := os.WriteFile(filepath.Join(node.Dir, "srv", strings.TrimPrefix(helperPath, "/srv/")), bin, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// As the agent's setup does: the emperor starts vassals through this
+	// binary (TestMain answers to the wrapper's name).
+	if out, err := exec("sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && ln -sfn \"$2\" \"$1\"", "sh", VassalWrapperPath, helperPath); err != nil {
+		t.Fatalf("linking the vassal wrapper: %v\n%s", err, out)
+	}
+	if out, err := exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
+		t.Fatalf("setup: %v\n%s", err, out)
 	}
 }
 
@@ -207,6 +213,16 @@ func (n *rtNode) writeRelease(app, instance string, v int, files map[string]file
 
 // stat is `stat -c FORMAT PATH` in the node (user and group names are the
 // node's, not the host's).
+// uid is the uid of APP/INSTANCE's own user.
+func (n *rtNode) uid(app, instance string) int {
+	n.t.Helper()
+	uid, err := strconv.Atoi(n.mustExec("id", "-u", services.Instance{App: app, Name: instance}.UnixUser()))
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return uid
+}
+
 func (n *rtNode) stat(format, path string) string {
 	n.t.Helper()
 	return n.mustExec("stat", "-c", format, path)
@@ -347,20 +363,16 @@ func parseProbe(t *testing.T, body []byte) probeAnswer {
 
 func TestReleaseRuntimeOnTestNode(t *testing.T) {
 	n := setupRuntimeNode(t, "rt", "10.77.241.0/24")
-	appUID, err := strconv.Atoi(n.mustExec("id", "-u", n.rt.AppUser))
-	if err != nil {
-		t.Fatal(err)
-	}
 
-	// The sockets' directory as setup leaves it: the app user creates
-	// sockets, nginx's group reaches them, nobody else.
-	if got := n.stat("%a %U %G", n.rt.SocketsDir); got != "2750 gitreceive-app www-data" {
-		t.Errorf("%s: %s, want 2750 gitreceive-app www-data", n.rt.SocketsDir, got)
+	// The sockets' directory as setup leaves it: root's (no app can rename
+	// or replace a socket), nginx's group reaches the sockets, nobody else.
+	if got := n.stat("%a %U %G", n.rt.SocketsDir); got != "750 root www-data" {
+		t.Errorf("%s: %s, want 750 root www-data", n.rt.SocketsDir, got)
 	}
 
 	t.Run("python app", func(t *testing.T) {
 		n.t = t
-		testPythonApp(n, appUID)
+		testPythonApp(n)
 	})
 	t.Run("example djangoapp", func(t *testing.T) {
 		n.t = t
@@ -498,7 +510,7 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 	})
 	t.Run("update_fetch scripts", func(t *testing.T) {
 		n.t = t
-		testFetchScripts(n, appUID)
+		testFetchScripts(n)
 	})
 	t.Run("demote", func(t *testing.T) {
 		n.t = t
@@ -522,7 +534,7 @@ func requireRuntimeStack(t *testing.T) {
 	}
 }
 
-func testPythonApp(n *rtNode, appUID int) {
+func testPythonApp(n *rtNode) {
 	t := n.t
 	rel := n.writeRelease("probe", "main", 1, probeRelease(probeRunner))
 	spec := probeSpec("probe.test", "/sub")
@@ -533,8 +545,11 @@ func testPythonApp(n *rtNode, appUID int) {
 
 	a := parseProbe(t, n.mustGet("probe", "main", 1, "probe.test", "/sub", "/hello%20there?x=1&y=%25"))
 	inst := n.rt.InstanceDir("probe", "main")
+	user := services.Instance{App: "probe", Name: "main"}.UnixUser()
+	appUID := n.uid("probe", "main")
 	want := map[string]string{
 		"TEMP":               filepath.Join(inst, "tmp"),
+		"TMPDIR":             filepath.Join(inst, "tmp"),
 		"SILVER_LOGS":        n.rt.InstanceLogsDir("probe", "main"),
 		"SILVER_SECRET_FILE": filepath.Join(inst, "secret"),
 		"PATH":               filepath.Join(rel, "bin") + ":/usr/local/bin:/usr/bin:/bin",
@@ -565,29 +580,42 @@ func testPythonApp(n *rtNode, appUID int) {
 		a.ScriptName != "/sub" || a.PathInfo != "/hello there" || a.Query != "x=1&y=%25" || a.Host != "probe.test" || a.Cwd != rel {
 		t.Errorf("app saw %+v", a)
 	}
-	// The worker and its master run as the app user.
+	// The worker and its master run as the instance's user, with
+	// no_new_privs, no supplementary group but its own, in its cgroup.
 	for _, pid := range []string{strconv.Itoa(a.PID), n.mustExec("ps", "-o", "ppid=", "-p", strconv.Itoa(a.PID))} {
-		if got := n.stat("%U", "/proc/"+strings.TrimSpace(pid)); got != n.rt.AppUser {
-			t.Errorf("process %s runs as %s, want %s", pid, got, n.rt.AppUser)
+		pid = strings.TrimSpace(pid)
+		if got := n.stat("%U", "/proc/"+pid); got != user {
+			t.Errorf("process %s runs as %s, want %s", pid, got, user)
+		}
+		status := n.mustExec("cat", "/proc/"+pid+"/status")
+		for _, want := range []string{"NoNewPrivs:\t1", fmt.Sprintf("Groups:\t%d", appUID)} {
+			if !strings.Contains(status, want+"\n") && !strings.Contains(status, want+" \n") {
+				t.Errorf("process %s: /proc/PID/status lacks %q:\n%s", pid, want, status)
+			}
+		}
+		if cg := n.mustExec("cat", "/proc/"+pid+"/cgroup"); !strings.Contains(cg, "/gitreceive/"+InstanceID("probe", "main")) {
+			t.Errorf("process %s is not in the instance's cgroup:\n%s", pid, cg)
 		}
 	}
 
 	// The instance's files.
 	for path, want := range map[string]string{
-		filepath.Join(inst, "env"):                         "600 gitreceive-app",
-		filepath.Join(inst, "secret"):                      "600 gitreceive-app",
-		filepath.Join(inst, "tmp"):                         "700 gitreceive-app",
-		n.rt.InstanceLogsDir("probe", "main"):              "750 gitreceive-app",
-		n.rt.SocketPath("probe", "main", 1):                "660 gitreceive-app www-data",
-		n.rt.VassalPath("probe", "main", 1):                "644 root",
-		filepath.Join(inst, "run", "v1.env"):               "600 gitreceive-app",
-		filepath.Join(inst, "run", "v1.wsgi.py"):           "644 root",
-		n.rt.InstanceLogsDir("probe", "main") + "/app.log": "640 gitreceive-app",
+		filepath.Dir(inst):                         "711 root root",
+		inst:                                       "750 root " + user,
+		filepath.Join(inst, "releases"):            "750 root " + user,
+		rel:                                        "750 root " + user,
+		filepath.Join(inst, "env"):                 "600 " + user + " " + user,
+		filepath.Join(inst, "secret"):              "600 " + user + " " + user,
+		filepath.Join(inst, "tmp"):                 "700 " + user + " " + user,
+		n.rt.InstanceLogsDir("probe", "main"):      "700 " + user + " " + user,
+		n.rt.SocketPath("probe", "main", 1):        "660 " + user + " www-data",
+		n.rt.VassalPath("probe", "main", 1):        "644 root root",
+		filepath.Join(inst, "run"):                 "750 root " + user,
+		filepath.Join(inst, "run", "v1.env"):       "600 " + user + " " + user,
+		filepath.Join(inst, "run", "v1.wsgi.py"):   "640 root " + user,
+		n.rt.InstanceNginxLogsDir("probe", "main"): "750 root " + user,
 	} {
-		format := "%a %U"
-		if strings.HasSuffix(path, ".sock") {
-			format = "%a %U %G"
-		}
+		format := "%a %U %G"
 		if got := n.stat(format, path); got != want {
 			t.Errorf("%s: %s, want %s", path, got, want)
 		}
@@ -752,7 +780,7 @@ echo json_encode([
 	n.expectStopped(app, inst, 1)
 }
 
-func testFetchScripts(n *rtNode, appUID int) {
+func testFetchScripts(n *rtNode) {
 	t := n.t
 	rel := n.writeRelease("probe", "fetch", 1, probeRelease(probeRunner))
 	spec := probeSpec("fetch.probe.test", "")
@@ -763,6 +791,7 @@ func testFetchScripts(n *rtNode, appUID int) {
 		{Script: "bin/fetch.py", Args: []string{"x y"}},
 	}
 	res := n.mustStart("probe", "fetch", 1, spec)
+	appUID := n.uid("probe", "fetch")
 	wantLines := []string{"update_fetch / -> 200", "  argc=5", "  arg=[a b]", "  arg=[  c  ]", "  arg=[$HOME]", "  arg=[%n]", `  arg=["q"]`,
 		fmt.Sprintf("  uid=%d cwd=%s", appUID, rel), "update_fetch script bin/fetch.sh: ok", `  py argv=["x y"]`,
 		"  py probemod=imported through probe.pth", "update_fetch script bin/fetch.py: ok"}

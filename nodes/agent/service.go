@@ -44,7 +44,11 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 		return fmt.Errorf("%s has no data on a node whose root is moved (%s)", name, RootEnv)
 	}
 	rt := SystemRuntime()
-	h := services.Host{DataDir: rt.DataDir, AppUser: rt.AppUser, NginxGroup: rt.NginxGroup, Output: stdout}
+	h := services.Host{DataDir: rt.DataDir, NginxGroup: rt.NginxGroup, Output: stdout,
+		UserOf: func(inst services.Instance) (string, error) {
+			t, err := instanceUser(rt, inst.App, inst.Name, true)
+			return t.name, err
+		}}
 	switch op {
 	case "install":
 		return svc.Install(ctx, h)

@@ -271,14 +271,20 @@ type Runtime struct {
 	AppsDir      string // releases: AppsDir/APP/INSTANCE/releases/vN (the agent's root)
 	VassalsDir   string // one uWSGI vassal file per running release: ID.vN.ini
 	NginxDir     string // one server-block file per instance: ID.conf
-	SocketsDir   string // vassal sockets: ID.vN.sock (app user writes, www-data connects)
-	LogsDir      string // LogsDir/APP/INSTANCE/: SILVER_LOGS, the app user's (app.log)
+	SocketsDir   string // vassal sockets: ID.vN.sock (root's directory; each socket instance:www-data 0660)
+	LogsDir      string // LogsDir/APP/INSTANCE/: SILVER_LOGS, the instance user's (app.log)
 	NginxLogsDir string // NginxLogsDir/APP/INSTANCE/{access,error}.log: root's, nginx opens them as root
 	EmperorStats string // connecting wakes the emperor: it scans VassalsDir at once
 	PagesDir     string // 404.html, 503.html
-	AppUser      string // apps run as this user, never root
-	NginxGroup   string // nginx's workers' group (www-data): must reach sockets and static files
-	DataDir      string // services' data kept across releases (files, writable_root)
+	NginxUser    string // nginx's workers' user: a member of every instance's group, to serve static files
+	NginxGroup   string // nginx's workers' group (www-data): connects to the sockets, reads writable_root
+	DataDir      string // services' data kept across releases (files, writable_root); the uid high-water mark
+	CgroupRoot   string // where the cgroup hierarchies are mounted ("": no per-instance cgroups, tests of the pieces)
+	LogrotateDir string // logrotate's include directory: one file per instance, rotating as its user ("": none)
+	// FixedUser, when set, runs every instance as this existing user
+	// instead of its own (tests of the pieces, which must not add users
+	// to the machine they run on).
+	FixedUser string
 }
 
 // SystemRuntime is the runtime nodes set up by server-files have.
@@ -292,9 +298,11 @@ func SystemRuntime() Runtime {
 		NginxLogsDir: "/var/log/gitreceive/nginx",
 		EmperorStats: "/run/gitreceive/emperor-stats.sock",
 		PagesDir:     "/usr/share/gitreceive/pages",
-		AppUser:      "gitreceive-app",
+		NginxUser:    "www-data",
 		NginxGroup:   "www-data",
 		DataDir:      "/var/lib/gitreceive",
+		CgroupRoot:   "/sys/fs/cgroup",
+		LogrotateDir: "/etc/logrotate.d",
 	}
 }
 

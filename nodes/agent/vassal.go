@@ -29,11 +29,12 @@ import (
 // Runtime.VassalsDir and rings the emperor, StopRelease removes it. Around
 // the vassal, each instance directory holds (next to releases/ and current):
 //
-//	env       the app's environment, KEY=VALUE lines (0600, app user)
-//	secret    SILVER_SECRET_FILE: random hex, made once (0600, app user)
-//	tmp/      TEMP, emptied at every start (0700, app user)
-//	run/      per release, made at its start and removed at its stop (root):
-//	          vN.env      the env file as vN started with it (0600, app user),
+//	env       the app's environment, KEY=VALUE lines (0600, instance user)
+//	secret    SILVER_SECRET_FILE: random hex, made once (0600, instance user)
+//	tmp/      TEMP and TMPDIR, emptied at every start (0700, instance user)
+//	run/      per release, made at its start and removed at its stop (root,
+//	          group the instance's, 0750):
+//	          vN.env      the env file as vN started with it (0600, instance user),
 //	                      so a reload of an older release keeps its own values
 //	          vN.wsgi.py  python: the WSGI file uWSGI loads (env, site dir, runner)
 //	          vN.env.php  php: run before every request, puts the env in place
@@ -91,8 +92,11 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 	if err := checkReleaseFiles(rel, spec); err != nil {
 		return err
 	}
-	ids, err := lookupAppUser(rt)
+	t, err := instanceUser(rt, app, instance, true)
 	if err != nil {
+		return err
+	}
+	if err := ensureInstanceCgroup(rt, app, instance, spec); err != nil {
 		return err
 	}
 	// A retry starts from nothing: rewriting a running vassal's file only
@@ -100,7 +104,7 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 	if err := StopRelease(ctx, rt, app, instance, n); err != nil {
 		return fmt.Errorf("stopping the earlier start of v%d: %w", n, err)
 	}
-	files, err := prepareInstance(rt, app, instance, n, spec, ids)
+	files, err := prepareInstance(rt, app, instance, n, spec, t)
 	if err != nil {
 		return err
 	}
@@ -112,9 +116,13 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.VassalPath(app, instance, n)), logFile: logFile}
 	w.offset = fileSize(logFile)
 
+	killsBefore := memoryKills(rt, app, instance)
 	err = startAndCheck(ctx, rt, app, instance, n, spec, files, ini, w, out)
 	if err == nil {
 		return nil
+	}
+	if kills := memoryKills(rt, app, instance); kills != killsBefore {
+		fmt.Fprintln(out, kills)
 	}
 	// The caller's context may be what ended the start: stopping must not
 	// depend on it.
@@ -501,7 +509,7 @@ func StopRelease(ctx context.Context, rt Runtime, app, instance string, n int) e
 				return fmt.Errorf("v%d of %s/%s is still running %s after its vassal file was removed; see %s", n, app, instance, stopTimeout, emperorLog(rt))
 			}
 			// The emperor asked it to stop and it did not: end it.
-			killVassal(rt, pid)
+			killVassal(rt, app, instance, pid)
 			killed = true
 			deadline = time.Now().Add(2 * time.Second)
 		}
@@ -549,17 +557,21 @@ func vassalRunning(ctx context.Context, rt Runtime, id, socket string) (pid int,
 }
 
 // killVassal SIGKILLs a vassal's master and its workers, those of them
-// that run as the app user (a reused pid must never be root's). It is the
+// that run as the instance's user or the shared user of earlier versions
+// (a reused pid must never be root's or another instance's). It is the
 // last resort: uWSGI ignores the emperor's stop while it respawns a worker
 // (seen right after a harakiri).
-func killVassal(rt Runtime, master int) {
-	ids, err := lookupAppUser(rt)
-	if err != nil {
-		return
+func killVassal(rt Runtime, app, instance string, master int) {
+	uids := map[int]bool{}
+	if t, err := instanceUser(rt, app, instance, false); err == nil {
+		uids[t.uid] = true
+	}
+	if t, err := lookupUser(legacyAppUser); err == nil {
+		uids[t.uid] = true
 	}
 	asApp := func(pid int) bool {
 		var st syscall.Stat_t
-		return syscall.Stat("/proc/"+strconv.Itoa(pid), &st) == nil && int(st.Uid) == ids.uid
+		return syscall.Stat("/proc/"+strconv.Itoa(pid), &st) == nil && uids[int(st.Uid)]
 	}
 	if !asApp(master) {
 		return
@@ -655,24 +667,10 @@ processes = 1
 
 // --- instance files -----------------------------------------------------------
 
-// appIDs are the app user's uid and primary gid.
-type appIDs struct{ uid, gid int }
-
-func lookupAppUser(rt Runtime) (appIDs, error) {
-	u, err := user.Lookup(rt.AppUser)
-	if err != nil {
-		return appIDs{}, fmt.Errorf("the app user %s: %w; run `gitreceive nodes setup` for this node", rt.AppUser, err)
-	}
-	uid, err1 := strconv.Atoi(u.Uid)
-	gid, err2 := strconv.Atoi(u.Gid)
-	if err1 != nil || err2 != nil {
-		return appIDs{}, fmt.Errorf("the app user %s has uid %q gid %q", rt.AppUser, u.Uid, u.Gid)
-	}
-	if uid == 0 || gid == 0 {
-		return appIDs{}, fmt.Errorf("the app user %s is root (uid %d, gid %d); apps never run as root", rt.AppUser, uid, gid)
-	}
-	return appIDs{uid: uid, gid: gid}, nil
-}
+// legacyAppUser is the one user every app ran as before instances had
+// their own (DESIGN.md decision 9). Vassals of it may still run on a node
+// until their instance is deployed again.
+const legacyAppUser = "gitreceive-app"
 
 func checkNames(app, instance string, n int) error {
 	if !appName.MatchString(app) || !instanceName.MatchString(instance) {
@@ -690,9 +688,21 @@ type instanceFiles struct {
 	vassal      vassalConfig
 }
 
-// prepareInstance writes the env file, the secret (once), TEMP, the logs
-// directory and run/vN.*, and returns the vassal's configuration.
-func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, ids appIDs) (instanceFiles, error) {
+// prepareInstance closes the instance's directories to everyone but its
+// user, its group and root, and writes the env file, the secret (once),
+// TEMP, the logs directory and run/vN.*, and returns the vassal's
+// configuration. The modes (DESIGN.md decision 9):
+//
+//	AppsDir/APP, LogsDir/APP             root 0711: nobody lists instances
+//	AppsDir/APP/INSTANCE                 root:INSTANCE 0750: the instance's
+//	  releases/, releases/vN, run/       user and nginx (in its group) only
+//	                                     (releases root's: read-only to the app)
+//	env, secret, run/vN.env              INSTANCE 0600
+//	tmp/, LogsDir/APP/INSTANCE           INSTANCE 0700
+//
+// An instance that ran as the shared user of earlier versions is moved
+// over here: what it owns in its log directory is given to its own user.
+func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenant) (instanceFiles, error) {
 	dir := rt.InstanceDir(app, instance)
 	rel := rt.ReleaseDir(app, instance, n)
 	logs := rt.InstanceLogsDir(app, instance)
@@ -700,17 +710,56 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, ids app
 	tmp := filepath.Join(dir, tmpDirName)
 	run := filepath.Join(dir, runDirName)
 
-	if err := ensureAppDir(logs, 0o750, ids); err != nil {
+	// While a vassal of the shared user of earlier versions still serves
+	// the instance, it must keep reaching its release until the switch:
+	// the instance's directories stay traversable (not listable) by
+	// others until tidy stops it (closeInstanceDirs).
+	closed := fs.FileMode(0o750)
+	if len(legacyVassals(rt, app, instance, t)) > 0 {
+		closed = 0o751
+	}
+	nginxGID, err := lookupGroupID(rt.NginxGroup)
+	if err != nil {
+		return instanceFiles{}, err
+	}
+	for _, d := range []struct {
+		path string
+		gid  int
+		mode fs.FileMode
+	}{
+		{rt.AppsDir, 0, 0o711},
+		{filepath.Dir(dir), 0, 0o711},
+		{filepath.Dir(logs), 0, 0o711},
+		{dir, t.gid, closed},
+		{filepath.Join(dir, "releases"), t.gid, closed},
+		{rel, t.gid, 0o750},
+		{run, t.gid, closed},
+		{filepath.Dir(rt.InstanceNginxLogsDir(app, instance)), 0, 0o711},
+		// nginx (root) writes the instance's access and error logs here;
+		// the instance may read them (`logs` tails them as its user).
+		{rt.InstanceNginxLogsDir(app, instance), t.gid, 0o750},
+		// Nodes set up by earlier versions let the shared app user write
+		// here; no app may rename or replace a socket.
+		{rt.SocketsDir, nginxGID, 0o750},
+	} {
+		if err := ensureRootDir(d.path, d.gid, d.mode); err != nil {
+			return instanceFiles{}, err
+		}
+	}
+	if err := ensureAppDir(logs, 0o700, t); err != nil {
 		return instanceFiles{}, fmt.Errorf("the instance's log directory: %w", err)
 	}
-	if err := ensureSecret(secret, ids); err != nil {
+	if err := reownEntries(logs, t); err != nil {
+		return instanceFiles{}, fmt.Errorf("the instance's log directory: %w", err)
+	}
+	if err := writeLogrotate(rt, app, instance, t); err != nil {
+		return instanceFiles{}, err
+	}
+	if err := ensureSecret(secret, t); err != nil {
 		return instanceFiles{}, fmt.Errorf("the instance's secret %s: %w", secret, err)
 	}
-	if err := resetTempDir(tmp, ids); err != nil {
+	if err := resetTempDir(tmp, t); err != nil {
 		return instanceFiles{}, fmt.Errorf("the instance's TEMP %s: %w", tmp, err)
-	}
-	if err := os.MkdirAll(run, 0o755); err != nil {
-		return instanceFiles{}, err
 	}
 
 	env := map[string]string{}
@@ -719,6 +768,7 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, ids app
 	}
 	// Paths on this node: the agent's values win over the receiver's.
 	env["TEMP"] = tmp
+	env["TMPDIR"] = tmp
 	env["SILVER_LOGS"] = logs
 	env["SILVER_SECRET_FILE"] = secret
 	env["PATH"] = filepath.Join(rel, "bin") + ":/usr/local/bin:/usr/bin:/bin"
@@ -726,12 +776,12 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, ids app
 	if err != nil {
 		return instanceFiles{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, envFileName), envData, 0o600, ids.uid, ids.gid); err != nil {
+	if err := writeFileAtomic(filepath.Join(dir, envFileName), envData, 0o600, t.uid, t.gid); err != nil {
 		return instanceFiles{}, fmt.Errorf("writing the env file: %w", err)
 	}
 	prefix := filepath.Join(run, "v"+strconv.Itoa(n))
 	snapshot := prefix + ".env"
-	if err := writeFileAtomic(snapshot, envData, 0o600, ids.uid, ids.gid); err != nil {
+	if err := writeFileAtomic(snapshot, envData, 0o600, t.uid, t.gid); err != nil {
 		return instanceFiles{}, fmt.Errorf("writing %s: %w", snapshot, err)
 	}
 
@@ -745,7 +795,8 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, ids app
 		ReleaseDir: realRel,
 		Socket:     rt.SocketPath(app, instance, n),
 		LogFile:    filepath.Join(logs, appLogName),
-		UID:        ids.uid, GID: ids.gid,
+		UID:        t.uid, GID: t.gid, NginxGID: nginxGID,
+		Cgroup: rt.CgroupRoot != "",
 	}
 	var boot []byte
 	switch spec.Platform {
@@ -759,16 +810,152 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, ids app
 	if err != nil {
 		return instanceFiles{}, err
 	}
-	if err := writeFileAtomic(c.Bootstrap, boot, 0o644, -1, -1); err != nil {
+	if err := writeFileAtomic(c.Bootstrap, boot, 0o640, -1, t.gid); err != nil {
 		return instanceFiles{}, fmt.Errorf("writing %s: %w", c.Bootstrap, err)
 	}
 	return instanceFiles{envSnapshot: snapshot, vassal: c}, nil
 }
 
-// ensureAppDir makes dir (its parents root's) owned by the app user with
-// mode. Its parent must be root's: the app must not be able to swap dir
-// for a symlink.
-func ensureAppDir(dir string, mode fs.FileMode, ids appIDs) error {
+// legacyVassals lists the releases of the instance whose vassal runs as
+// another user than t: the shared user of earlier versions.
+func legacyVassals(rt Runtime, app, instance string, t tenant) []int {
+	var ns []int
+	for _, n := range instanceVassals(context.Background(), rt, app, instance) {
+		if uid, ok := vassalUID(rt.VassalPath(app, instance, n)); ok && uid != t.uid {
+			ns = append(ns, n)
+		}
+	}
+	return ns
+}
+
+// vassalUID is the uid a vassal file runs as.
+func vassalUID(path string) (int, bool) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "uid = "); ok {
+			if uid, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				return uid, true
+			}
+			// Earlier versions named the user.
+			if u, err := lookupUser(strings.TrimSpace(v)); err == nil {
+				return u.uid, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// closeInstanceDirs takes the others' bit off the instance's directories
+// once no vassal of the shared user is left (see prepareInstance).
+func closeInstanceDirs(rt Runtime, app, instance string, t tenant) error {
+	dir := rt.InstanceDir(app, instance)
+	for _, p := range []string{dir, filepath.Join(dir, "releases"), filepath.Join(dir, runDirName)} {
+		if err := ensureRootDir(p, t.gid, 0o750); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureRootDir makes dir root's, with group gid and mode. Its parents
+// are root's too (the app can rename nothing on the way).
+func ensureRootDir(dir string, gid int, mode fs.FileMode) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if err := os.Lchown(dir, 0, gid); err != nil {
+		return err
+	}
+	return os.Chmod(dir, mode)
+}
+
+// reownEntries gives dir's direct entries that another user owns (the
+// shared app user of earlier versions) to t. dir is the instance's own:
+// the entries are changed through a descriptor of it, never following a
+// symlink.
+func reownEntries(dir string, t tenant) error {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	entries, err := fs.ReadDir(root.FS(), ".")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && (int(st.Uid) != t.uid || int(st.Gid) != t.gid) {
+			if err := root.Lchown(e.Name(), t.uid, t.gid); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+var logrotateSafe = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]+$`)
+
+// logrotateName is the instance's file in rt.LogrotateDir.
+func logrotateName(app, instance string) string { return "gitreceive-app-" + InstanceID(app, instance) }
+
+// writeLogrotate rotates what the app writes in SILVER_LOGS, as the
+// instance's user: as root, a symlink the app put in its own directory
+// could make logrotate copy or truncate any file. uWSGI itself renames
+// app.log to app.log.old at 20 MB, a name the glob leaves alone.
+func writeLogrotate(rt Runtime, app, instance string, t tenant) error {
+	if rt.LogrotateDir == "" {
+		return nil
+	}
+	logs := rt.InstanceLogsDir(app, instance)
+	if !logrotateSafe.MatchString(logs) {
+		// A name logrotate would read as a glob or split: uWSGI's own cap
+		// on app.log still holds.
+		return nil
+	}
+	conf := fmt.Sprintf(`# %s/%s: written by gitreceive's node agent at every start; removed by destroy.
+%s/*.log {
+	su %s %s
+	size 20M
+	rotate 3
+	copytruncate
+	compress
+	delaycompress
+	missingok
+	notifempty
+}
+`, app, InstanceID(app, instance), logs, t.name, t.name)
+	path := filepath.Join(rt.LogrotateDir, logrotateName(app, instance))
+	if old, err := os.ReadFile(path); err == nil && string(old) == conf {
+		return nil
+	}
+	if err := writeFileAtomic(path, []byte(conf), 0o644, -1, -1); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+func lookupGroupID(name string) (int, error) {
+	g, err := user.LookupGroup(name)
+	if err != nil {
+		return 0, fmt.Errorf("nginx's group %s: %w; run `gitreceive nodes setup` for this node", name, err)
+	}
+	return strconv.Atoi(g.Gid)
+}
+
+// ensureAppDir makes dir (its parents root's) owned by the instance's user
+// with mode. Its parent must be root's: the app must not be able to swap
+// dir for a symlink.
+func ensureAppDir(dir string, mode fs.FileMode, t tenant) error {
 	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
@@ -782,7 +969,7 @@ func ensureAppDir(dir string, mode fs.FileMode, ids appIDs) error {
 		return fmt.Errorf("%s: %w (it must be a directory)", dir, err)
 	}
 	defer f.Close()
-	if err := f.Chown(ids.uid, ids.gid); err != nil {
+	if err := f.Chown(t.uid, t.gid); err != nil {
 		return err
 	}
 	return f.Chmod(mode)
@@ -791,7 +978,7 @@ func ensureAppDir(dir string, mode fs.FileMode, ids appIDs) error {
 // ensureSecret creates the secret once: 32 random bytes, hex. An existing
 // one is kept as it is (apps sign cookies with it), only its owner and
 // mode are put right.
-func ensureSecret(path string, ids appIDs) error {
+func ensureSecret(path string, ids tenant) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		fi, err := os.Lstat(path)
@@ -830,7 +1017,7 @@ func writeAll(f *os.File, data []byte) error {
 // resetTempDir empties TEMP: the old one is renamed away first, so nothing
 // the app does meanwhile lands in the new one, then removed (os.RemoveAll
 // does not follow symlinks the app may have left).
-func resetTempDir(dir string, ids appIDs) error {
+func resetTempDir(dir string, ids tenant) error {
 	if _, err := os.Lstat(dir); err == nil {
 		old, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".old-")
 		if err != nil {
@@ -939,7 +1126,9 @@ type vassalConfig struct {
 	Socket        string
 	LogFile       string
 	Bootstrap     string // python: the WSGI file; php: the env script run before each request
-	UID, GID      int
+	UID, GID      int    // the instance's user and group
+	NginxGID      int    // the socket's group: nginx's workers connect through it
+	Cgroup        bool   // the emperor's wrapper puts the master into the instance's cgroup
 }
 
 // iniSafe is what a path may hold in a vassal file. uWSGI expands '%' in
@@ -988,8 +1177,15 @@ func vassalINI(c vassalConfig) (string, error) {
 		line("; As modifier 0, so nginx's uwsgi_pass needs no uwsgi_modifier1 14.")
 		line("plugins = 0:php")
 	}
-	line("; Privileges are dropped first: the socket is then created and the log")
-	line("; opened by the app user, never by root in a directory the app can write.")
+	if c.Cgroup {
+		// Read by the emperor's wrapper (VassalExec), which puts the master
+		// into the instance's cgroup with these limits before uWSGI runs.
+		line("%s %s %d %d %d", vassalLimitsMarker, InstanceID(c.App, c.Instance), s.MemoryMB, s.MaxProcesses, s.CPUWeight)
+	}
+	line("; The socket is bound while the master is still root, in a directory only")
+	line("; root may write (no app can rename or replace it), and handed to the")
+	line("; instance's user and nginx's group; then privileges drop, and the log is")
+	line("; opened as the instance's user, never by root in a directory it can write.")
 	line("uid = %d", c.UID)
 	line("gid = %d", c.GID)
 	line("chdir = %s", q["release"])
@@ -1006,11 +1202,11 @@ func vassalINI(c vassalConfig) (string, error) {
 		line("; (cheap mode); the master keeps the socket and starts them on the next.")
 		line("idle = %d", s.IdleStop)
 	}
-	line("; The sockets directory is setgid www-data: nginx's workers connect as the")
-	line("; group, nobody else can.")
 	line("socket = %s", q["socket"])
+	line("chown-socket = %d:%d", c.UID, c.NginxGID)
 	line("chmod-socket = 660")
-	line("vacuum = true")
+	line("; No vacuum: the instance's user cannot remove the socket from root's")
+	line("; directory; StopRelease does.")
 	line("; Room for long URLs and cookies (uWSGI's default is 4 KB).")
 	line("buffer-size = 32768")
 	line("logto2 = %s", q["log"])
@@ -1180,8 +1376,8 @@ func updateFetch(ctx context.Context, rt Runtime, app, instance string, n int, s
 		}
 		return nil
 	}
-	ids := appIDs{uid: files.vassal.UID, gid: files.vassal.GID}
-	if err := runFetchScript(sctx, files.vassal.ReleaseDir, step, env, ids, out); err != nil {
+	t := tenant{uid: files.vassal.UID, gid: files.vassal.GID}
+	if err := runFetchScript(sctx, rt, app, instance, files.vassal.ReleaseDir, step, env, t, out); err != nil {
 		if sctx.Err() != nil && ctx.Err() == nil {
 			return fmt.Errorf("update_fetch script %s did not finish within %s", step.Script, timeout)
 		}
@@ -1232,10 +1428,15 @@ func scriptArgv(what, name, release, real string, mode fs.FileMode, args []strin
 	return nil, fmt.Errorf("%s is not executable: chmod +x it in the repository, or name it .py or .php", what)
 }
 
-// runFetchScript runs a script as the app user in the release with exactly
-// the env file's environment and no shell; its output lines go to out.
-func runFetchScript(ctx context.Context, release string, step FetchStep, env []string, ids appIDs, out io.Writer) error {
-	argv, err := fetchCommand(release, step)
+// runFetchScript runs a script as the instance's user (in its cgroup) in the
+// release with exactly the env file's environment and no shell; its output
+// lines go to out.
+func runFetchScript(ctx context.Context, rt Runtime, app, instance, release string, step FetchStep, env []string, t tenant, out io.Writer) error {
+	script, err := fetchCommand(release, step)
+	if err != nil {
+		return err
+	}
+	argv, cred, err := asInstance(rt, app, instance, t, script)
 	if err != nil {
 		return err
 	}
@@ -1245,10 +1446,7 @@ func runFetchScript(ctx context.Context, release string, step FetchStep, env []s
 	lw := &lineWriter{out: out, prefix: "  "}
 	cmd.Stdout = lw
 	cmd.Stderr = lw
-	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Setpgid:    true,
-		Credential: &syscall.Credential{Uid: uint32(ids.uid), Gid: uint32(ids.gid), Groups: []uint32{}},
-	}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	// The whole process group: a script's children must not outlive it.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 2 * time.Second

@@ -82,7 +82,7 @@ func testVassalConfig(platform, instance string) vassalConfig {
 		ReleaseDir: base + "/releases/v3",
 		Socket:     "/run/gitreceive/sockets/" + InstanceID("shop", instance) + ".v3.sock",
 		LogFile:    "/var/log/gitreceive/apps/shop/" + instance + "/app.log",
-		UID:        999, GID: 995,
+		UID:        999, GID: 995, NginxGID: 33,
 	}
 	switch platform {
 	case "python":
@@ -151,7 +151,8 @@ func TestVassalINI(t *testing.T) {
 			"need-app": "true", "env": "LANG=C.UTF-8", "socket": "/run/gitreceive/sockets/shop.main.v3.sock", "chmod-socket": "660",
 			"logto2": "/var/log/gitreceive/apps/shop/main/app.log", "log-backupname": "/var/log/gitreceive/apps/shop/main/app.log.old",
 			"log-maxsize": "20971520", "wsgi-file": "/srv/gitreceive/apps/shop/main/run/v3.wsgi.py", "callable": "application",
-		}, []string{"chown-socket", "logto", "for-readline", "php-docroot", "idle"}},
+			"chown-socket": "999:33",
+		}, []string{"vacuum", "logto", "for-readline", "php-docroot", "idle"}},
 		{"python, '%' in the instance", "python", "feat%41.x", map[string]string{
 			"chdir":  "/srv/gitreceive/apps/shop/feat%41.x/releases/v3",
 			"logto2": "/var/log/gitreceive/apps/shop/feat%41.x/app.log",

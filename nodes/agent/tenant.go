@@ -1,0 +1,266 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gitreceive/gitreceive/services"
+)
+
+// Every instance runs as its own Unix user and group (DESIGN.md decision 9),
+// named by services.Instance.UnixUser. The user has no password, no shell
+// and its instance directory as home; its group holds it and nginx's user,
+// which must reach the instance's static files through it. Nothing of one
+// instance is readable or writable by another: they are different users.
+//
+// Uids (= gids) come from [tenantUIDMin, tenantUIDMax] and are never used
+// twice on a node: a high-water mark in DataDir only grows, so a removed
+// instance's uid never owns another instance's files, even files the old
+// one left where destroy did not look.
+const (
+	tenantUIDMin  = 20000
+	tenantUIDMax  = 59999
+	tenantShell   = "/usr/sbin/nologin"
+	tenantNextUID = "tenants.next-uid"
+	tenantLock    = "tenants.lock"
+)
+
+// tenant is an instance's Unix user: its name, uid and gid (the group of
+// the same name).
+type tenant struct {
+	name     string
+	uid, gid int
+}
+
+// instanceUser is who runs APP/INSTANCE: its own user, or rt.FixedUser for
+// tests of the pieces. create makes the user when it does not exist yet.
+func instanceUser(rt Runtime, app, instance string, create bool) (tenant, error) {
+	if rt.FixedUser != "" {
+		return lookupUser(rt.FixedUser)
+	}
+	name := services.Instance{App: app, Name: instance}.UnixUser()
+	t, err := lookupUser(name)
+	var unknown user.UnknownUserError
+	if err == nil || !errors.As(err, &unknown) || !create {
+		return t, err
+	}
+	return createTenant(rt, app, instance, name)
+}
+
+// lookupUser is a user's uid and primary gid; root is refused.
+func lookupUser(name string) (tenant, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return tenant{}, fmt.Errorf("the user %s: %w", name, err)
+	}
+	uid, err1 := strconv.Atoi(u.Uid)
+	gid, err2 := strconv.Atoi(u.Gid)
+	if err1 != nil || err2 != nil {
+		return tenant{}, fmt.Errorf("the user %s has uid %q gid %q", name, u.Uid, u.Gid)
+	}
+	if uid == 0 || gid == 0 {
+		return tenant{}, fmt.Errorf("the user %s is root (uid %d, gid %d); apps never run as root", name, uid, gid)
+	}
+	return tenant{name: name, uid: uid, gid: gid}, nil
+}
+
+// createTenant makes the instance's user and group, under a lock: two
+// instances starting at once on one node must not take the same uid, and
+// useradd refuses to run while another holds /etc/passwd's lock.
+func createTenant(rt Runtime, app, instance, name string) (tenant, error) {
+	unlock, err := lockFile(filepath.Join(rt.DataDir, tenantLock))
+	if err != nil {
+		return tenant{}, fmt.Errorf("creating the user %s: %w", name, err)
+	}
+	defer unlock()
+	if t, err := lookupUser(name); err == nil {
+		return t, nil // made by another start meanwhile
+	}
+	uid, err := nextTenantUID(rt)
+	if err != nil {
+		return tenant{}, fmt.Errorf("creating the user %s: %w", name, err)
+	}
+	id := strconv.Itoa(uid)
+	steps := [][]string{
+		{"groupadd", "--gid", id, name},
+		{"useradd", "--uid", id, "--gid", id, "--no-create-home", "--no-user-group",
+			"--home-dir", rt.InstanceDir(app, instance), "--shell", tenantShell,
+			"--comment", "gitreceive " + InstanceID(app, instance), name},
+		// nginx serves the instance's static files through the group.
+		{"gpasswd", "--add", rt.NginxUser, name},
+	}
+	for _, argv := range steps {
+		if out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput(); err != nil {
+			return tenant{}, fmt.Errorf("creating the user %s: %s: %v: %s", name, argv[0], err, strings.TrimSpace(string(out)))
+		}
+	}
+	if err := writeAtomicMode(filepath.Join(rt.DataDir, tenantNextUID), []byte(strconv.Itoa(uid+1)+"\n"), 0o644); err != nil {
+		return tenant{}, fmt.Errorf("recording the next uid: %w", err)
+	}
+	return tenant{name: name, uid: uid, gid: uid}, nil
+}
+
+// nextTenantUID is the first uid above the high-water mark and above every
+// uid and gid in the range that passwd and group already hold.
+func nextTenantUID(rt Runtime) (int, error) {
+	next := tenantUIDMin
+	if data, err := os.ReadFile(filepath.Join(rt.DataDir, tenantNextUID)); err == nil {
+		if n, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && n > next {
+			next = n
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	for _, db := range []string{"/etc/passwd", "/etc/group"} {
+		f, err := os.Open(db)
+		if err != nil {
+			return 0, err
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Split(sc.Text(), ":")
+			if len(fields) < 3 {
+				continue
+			}
+			if id, err := strconv.Atoi(fields[2]); err == nil && id >= next && id <= tenantUIDMax {
+				next = id + 1
+			}
+		}
+		f.Close()
+	}
+	if next > tenantUIDMax {
+		return 0, fmt.Errorf("every uid from %d to %d has been used for an instance on this node", tenantUIDMin, tenantUIDMax)
+	}
+	return next, nil
+}
+
+// removeTenant ends every process of the instance's user, removes what it
+// left in the shared temporary directories, then the user and its group.
+// Call it once the instance's own directories are gone.
+func removeTenant(ctx context.Context, rt Runtime, app, instance string) error {
+	if rt.FixedUser != "" {
+		return nil
+	}
+	name := services.Instance{App: app, Name: instance}.UnixUser()
+	t, err := lookupUser(name)
+	var unknown user.UnknownUserError
+	if errors.As(err, &unknown) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := killUser(ctx, t.uid); err != nil {
+		return fmt.Errorf("removing the user %s: %w", name, err)
+	}
+	var errs []error
+	for _, dir := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+		errs = append(errs, removeOwnedBy(dir, t.uid))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("removing what the user %s left: %w", name, err)
+	}
+	unlock, err := lockFile(filepath.Join(rt.DataDir, tenantLock))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if out, err := exec.Command("userdel", name).CombinedOutput(); err != nil {
+		return fmt.Errorf("removing the user %s: userdel: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	// userdel leaves a group that still has members (nginx's user).
+	if _, err := user.LookupGroup(name); err == nil {
+		if out, err := exec.Command("groupdel", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("removing the group %s: groupdel: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	return nil
+}
+
+// killUser SIGKILLs every process whose real or effective uid is uid, until
+// none is left (bounded: a fork bomb is outpaced within its pids limit).
+func killUser(ctx context.Context, uid int) error {
+	for pass := 0; pass < 100; pass++ {
+		pids := userPIDs(uid)
+		if len(pids) == 0 {
+			return nil
+		}
+		for _, pid := range pids {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		select {
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("processes of uid %d are still running", uid)
+}
+
+// userPIDs lists the processes running as uid (real uid, from /proc).
+func userPIDs(uid int) []int {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && procRealUID(pid) == uid {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// removeOwnedBy removes dir's entries owned by uid, whole (os.RemoveAll
+// never follows a symlink), without descending into anyone else's. The
+// user's processes are gone, so nothing moves while this runs.
+func removeOwnedBy(dir string, uid int) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) != nil || int(st.Uid) != uid {
+			continue
+		}
+		if err := os.RemoveAll(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// lockFile takes an exclusive flock on path (created 0600) and returns
+// what releases it.
+func lockFile(path string) (func(), error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", path, err)
+	}
+	return func() { f.Close() }, nil
+}
