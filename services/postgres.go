@@ -65,12 +65,16 @@ func cluster(ctx context.Context) (pgCluster, error) {
 	return pgCluster{}, errors.New("no PostgreSQL cluster on this node; create one with pg_createcluster")
 }
 
-// pgConf makes the cluster listen where app nodes reach it; pgHBA lets
-// each instance's user reach only the database of its own name, and only
-// with its password (never trust across the network).
+// pgConf makes the cluster listen where app nodes reach it (and on
+// loopback), never on every interface; pgHBA lets each instance's user
+// reach only the database of its own name, and only with its password
+// (never trust across the network).
+func pgConf(h Host) string {
+	return "# Written by gitreceive: app nodes connect over the network, at these addresses only.\n" +
+		"listen_addresses = '" + strings.Join(bindAddrs(h), ",") + "'\nport = 5432\npassword_encryption = scram-sha-256\n"
+}
+
 const (
-	pgConf = "# Written by gitreceive: app nodes connect over the network.\n" +
-		"listen_addresses = '*'\nport = 5432\npassword_encryption = scram-sha-256\n"
 	pgHBAMarker = "# gitreceive: each app instance reaches its own database, with its password"
 	pgHBA       = pgHBAMarker + "\nhost sameuser all 0.0.0.0/0 scram-sha-256\nhost sameuser all ::/0 scram-sha-256\n"
 )
@@ -89,7 +93,7 @@ func (p postgres) Install(ctx context.Context, h Host) error {
 		}
 	}
 	etc := filepath.Join("/etc/postgresql", c.version, c.name)
-	changed, err := writeIfChanged(filepath.Join(etc, "conf.d", "gitreceive.conf"), []byte(pgConf), 0o644)
+	changed, err := writeIfChanged(filepath.Join(etc, "conf.d", "gitreceive.conf"), []byte(pgConf(h)), 0o644)
 	if err != nil {
 		return err
 	}
