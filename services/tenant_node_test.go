@@ -38,8 +38,7 @@ func crackListpack(t *testing.T, payload []byte) []byte {
 func TestRedisRestoreRefusesMalformedPayload(t *testing.T) {
 	n := sharedServicesNode(t)
 	n.logsOnFailure("/var/log/redis/redis-server.log")
-	victim, attacker := Instance{App: "shop", Name: "cache"}, Instance{App: "blog", Name: "cache"}
-	vc, ac := mustCreds(t, victim), mustCreds(t, attacker)
+	victim, attacker, vc, ac := twoTenants(t, "cache")
 	vc.Database, ac.Database = 21, 22
 	s, _ := Lookup("redis")
 	op := func(name string, inst Instance, c Credentials) serviceHelperArgs {
