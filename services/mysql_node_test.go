@@ -248,11 +248,11 @@ func TestMySQLOnNode(t *testing.T) {
 		"other database's table": "CREATE TABLE " + otherDB + ".planted (x INT);",
 		"grant other database":   "GRANT ALL ON " + otherDB + ".* TO CURRENT_USER;",
 		"grant to another user":  "GRANT ALL ON `" + credsA.User + "`.* TO '" + credsB.User + "'@'%';",
-		"shell":      "\\! touch /tmp/escaped-shell",
-		"system":     "system touch /tmp/escaped-system",
-		"database":   "CREATE DATABASE escaped_db;",
-		"grant":      "GRANT ALL ON *.* TO CURRENT_USER;",
-		"local file": "CREATE TABLE leak (l TEXT); LOAD DATA LOCAL INFILE '/etc/shadow' INTO TABLE leak;",
+		"shell":                  "\\! touch /tmp/escaped-shell",
+		"system":                 "system touch /tmp/escaped-system",
+		"database":               "CREATE DATABASE escaped_db;",
+		"grant":                  "GRANT ALL ON *.* TO CURRENT_USER;",
+		"local file":             "CREATE TABLE leak (l TEXT); LOAD DATA LOCAL INFILE '/etc/shadow' INTO TABLE leak;",
 	} {
 		hostile := append(append(append([]byte{}, backup[:headerEnd]...), line+"\n"...), backup[headerEnd:]...)
 		if err := s.CheckBackup(bytes.NewReader(hostile)); err != nil {
