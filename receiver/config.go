@@ -57,7 +57,11 @@ type Config struct {
 	// pushes are authorized, checked and accepted, and nothing is built
 	// or deployed. The zero value deploys, so a Config built in code does.
 	DeployOff bool
-	Version   string
+	// AllowedServices are the services deploys may ask for (`services`;
+	// nil: every one): the first deploy that asks for one installs its
+	// server, so which servers run is the operator's decision.
+	AllowedServices []string
+	Version         string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -141,6 +145,13 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 				return c, fmt.Errorf("%s: keep_releases = %q must be a number from 2 to 100 (the live release and the previous one at least)", path, k.String())
 			}
 			c.KeepReleases = n
+		}
+		if k := sec.Key("services"); k.String() != "" {
+			names, err := parseAllowedServices(k.String())
+			if err != nil {
+				return c, fmt.Errorf("%s: services: %w", path, err)
+			}
+			c.AllowedServices = names
 		}
 		if k := sec.Key("deploy"); k.String() != "" {
 			on, ok := parseOnOff(k.String())

@@ -7,6 +7,8 @@ package main_test
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -114,4 +116,29 @@ func TestHostClaims(t *testing.T) {
 			t.Errorf("hosts:release %q: %s", bad, r)
 		}
 	}
+}
+
+// Which servers run on the services node is the operator's decision: a
+// push asking for a service the receiver's `services` setting leaves out
+// is refused before anything is provisioned or installed.
+func TestServicesSettingRefusesPush(t *testing.T) {
+	f := newFixture(t)
+	if err := os.WriteFile(filepath.Join(f.data, "gitreceive.ini"), []byte("services = files, postgis\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Kill() // settings are read at start
+	f.srv.Restart(t)
+	ini := func(services string) map[string]string {
+		return map[string]string{"app.ini": "[production]\napp_name = myapp\nrunner = app.py\n" + services}
+	}
+	work := f.bob.WorkTree(t, receivertest.App("myapp", ini("service.files =\nservice.redis =\n")))
+	r := f.bob.Git(t, work, "push", f.bob.URL("myapp"), "main")
+	if r.Code == 0 || !strings.Contains(r.Stderr, "app.ini: service.redis: this receiver does not provide redis (its operator allows: files, postgis)") {
+		t.Fatalf("push asking for redis: %s", r)
+	}
+	if strings.Contains(r.Stderr, "-----> Services") {
+		t.Fatalf("services were provisioned before the refusal:\n%s", r.Stderr)
+	}
+	f.bob.Commit(t, work, "files only", ini("service.files =\n"))
+	f.bob.MustGit(t, work, "push", f.bob.URL("myapp"), "main")
 }
