@@ -64,7 +64,8 @@ FUZZ_TARGETS := FuzzSplit:./receiver/cmdline FuzzParsePublicKey:./receiver/keyst
                 FuzzParseStoreFile:./receiver/keystore FuzzCheckBranchName:./receiver \
                 FuzzReadBackup:./receiver/backuparchive FuzzFix:./builder/pthfix FuzzParse:./builder/appconfig \
                 FuzzAssembleContents:./nodes/agent FuzzManifest:./nodes/agent FuzzSpec:./nodes/agent \
-                FuzzRedisBackup:./services FuzzRESPReply:./services FuzzFilesBackup:./services
+                FuzzRedisBackup:./services FuzzRESPReply:./services FuzzFilesBackup:./services \
+                FuzzMySQLDump:./services FuzzPostgresCheckBackup:./services
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \
