@@ -401,7 +401,9 @@ func (postgres) Destroy(ctx context.Context, h Host, inst Instance, c Credential
 	if err := c.Check(); err != nil {
 		return err
 	}
-	_, err := psql(ctx, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS \"%[1]s\" WITH (FORCE);\nDROP ROLE IF EXISTS \"%[1]s\";\n", c.User))
+	// With the database a restore killed half way set aside, if any: it
+	// holds the instance's data too.
+	_, err := psql(ctx, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS \"%[1]s\" WITH (FORCE);\nDROP DATABASE IF EXISTS \"%[2]s\" WITH (FORCE);\nDROP ROLE IF EXISTS \"%[1]s\";\n", c.User, pgAsideName(c)))
 	return err
 }
 

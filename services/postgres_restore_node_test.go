@@ -166,6 +166,23 @@ CREATE TABLE places (name text, at geometry(Point, 4326)); INSERT INTO places VA
 	if got := n.pgSuper(vc.User, `SELECT string_agg(v, ',') FROM secrets`); got != "victim-secret" {
 		t.Errorf("shop's data after blog's restores: %q", got)
 	}
+
+	// A restore killed after it set the database aside: the next one puts
+	// it back first (here a refused one, so it is all that happens).
+	aside := pgAsideName(ac)
+	n.pgSuper("postgres", fmt.Sprintf(`ALTER DATABASE "%s" RENAME TO "%s"`, ac.User, aside))
+	if res := n.helper(serviceHelperArgs{Service: "postgis", Op: "restore", App: attacker.App, Instance: attacker.Name, Credentials: ac, Input: "/srv/blog-evil-0.pgdump"}); res.Error == "" {
+		t.Fatal("the crafted restore after an interrupted one succeeded")
+	}
+	if got := n.pgSuper(ac.User, `SELECT string_agg(v, ',' ORDER BY v) FROM notes`); got != "one,two" {
+		t.Errorf("notes after mending an interrupted restore: %q", got)
+	}
+	// One killed after the swap leaves the old database beside the new:
+	// destroy removes both.
+	n.pgSuper("postgres", fmt.Sprintf(`CREATE DATABASE "%s" OWNER "%s"`, aside, ac.User))
 	n.must(op("postgresql", "destroy", victim, vc))
 	n.must(op("postgis", "destroy", attacker, ac))
+	if got := n.pgSuper("postgres", fmt.Sprintf(`SELECT count(*) FROM pg_database WHERE datname IN ('%s', '%s', '%s')`, ac.User, aside, vc.User)); got != "0" {
+		t.Errorf("%s databases left after destroy", got)
+	}
 }
