@@ -102,12 +102,12 @@ func TestRedisRestoreRefusesMalformedPayload(t *testing.T) {
 	if err := os.WriteFile(n.fs("/srv/blog-evil.redis"), evil.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	pid := n.mustExec("pidof", "redis-server")
+	pid := n.mustExec("pgrep", "-x", "redis-server")
 	res := n.helper(serviceHelperArgs{Service: "redis", Op: "restore", App: attacker.App, Instance: attacker.Name, Credentials: ac, Input: "/srv/blog-evil.redis"})
 	if res.Error == "" || !strings.Contains(res.Error, `key "app:hash"`) || !strings.Contains(res.Error, "nothing was changed") {
 		t.Fatalf("restore of a cracked listpack: error %q, want it refused naming app:hash", res.Error)
 	}
-	if after := n.mustExec("pidof", "redis-server"); after != pid {
+	if after := n.mustExec("pgrep", "-x", "redis-server"); after != pid {
 		t.Fatalf("redis-server is %q after the restore, was %q", after, pid)
 	}
 	var victimAfter, attackerAfter redisSeen

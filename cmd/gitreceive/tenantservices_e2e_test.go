@@ -252,13 +252,13 @@ func TestTenantServices(t *testing.T) {
 	want("after the crafted dump")
 
 	evilRedis := editEntry(t, b.Stdout, "redis.dump", func(string) string { return crackedRedisBackup("app:hash") })
-	pid := nodeExec(t, bed, n, "pidof", "redis-server")
+	pid := nodeExec(t, bed, n, "pgrep", "-x", "redis-server")
 	r = carol.SSH(t, evilRedis, nil, "restore", "blog")
 	if r.Code == 0 || !strings.Contains(r.Stderr, `redis refuses the value of key "app:hash"`) {
 		t.Fatalf("restore of a cracked Redis value: %s", r)
 	}
 	t.Logf("cracked Redis value: %s", r.Stderr)
-	if after := nodeExec(t, bed, n, "pidof", "redis-server"); after != pid {
+	if after := nodeExec(t, bed, n, "pgrep", "-x", "redis-server"); after != pid {
 		t.Fatalf("redis-server was %q, is %q", pid, after)
 	}
 	want("after the cracked Redis value")
