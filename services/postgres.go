@@ -284,12 +284,15 @@ ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
 func pgAsideName(c Credentials) string { return c.User + "_prev" }
 
 // pgRecoverAside mends what a restore killed half way left: a database
-// set aside with none in its place goes back; one set aside beside the
-// instance's database is a finished restore's leftover and goes.
+// set aside holds the data as it was before that restore, and whatever is
+// in the instance's place may be half restored (a restore killed between
+// its commit and the drop cannot be told apart), so the database set
+// aside goes back and the other goes. That restore did not finish for
+// whoever started it.
 func pgRecoverAside(ctx context.Context, c Credentials) error {
 	aside := pgAsideName(c)
-	_, err := psql(ctx, "postgres", fmt.Sprintf(`SELECT format('ALTER DATABASE %%I RENAME TO %%I', '%[2]s', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s') AND NOT EXISTS (SELECT FROM pg_database WHERE datname = '%[1]s')\gexec
-SELECT format('DROP DATABASE %%I WITH (FORCE)', '%[2]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
+	_, err := psql(ctx, "postgres", fmt.Sprintf(`SELECT format('DROP DATABASE IF EXISTS %%I WITH (FORCE)', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
+SELECT format('ALTER DATABASE %%I RENAME TO %%I', '%[2]s', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
 ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
 `, c.User, aside))
 	if err != nil {

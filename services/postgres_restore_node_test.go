@@ -177,8 +177,17 @@ CREATE TABLE places (name text, at geometry(Point, 4326)); INSERT INTO places VA
 	if got := n.pgSuper(ac.User, `SELECT string_agg(v, ',' ORDER BY v) FROM notes`); got != "one,two" {
 		t.Errorf("notes after mending an interrupted restore: %q", got)
 	}
-	// One killed after the swap leaves the old database beside the new:
-	// destroy removes both.
+	// One killed while (or just after) it restored into the new database
+	// leaves the old one beside it: the old one is what comes back.
+	n.pgSuper("postgres", fmt.Sprintf(`ALTER DATABASE "%s" RENAME TO "%s"`, ac.User, aside))
+	n.pgSuper("postgres", fmt.Sprintf(`CREATE DATABASE "%s" OWNER "%s"`, ac.User, ac.User))
+	if res := n.helper(serviceHelperArgs{Service: "postgis", Op: "restore", App: attacker.App, Instance: attacker.Name, Credentials: ac, Input: "/srv/blog-evil-0.pgdump"}); res.Error == "" {
+		t.Fatal("the crafted restore after an interrupted one succeeded")
+	}
+	if got := n.pgSuper(ac.User, `SELECT string_agg(v, ',' ORDER BY v) FROM notes`); got != "one,two" {
+		t.Errorf("notes after mending a restore interrupted after the swap: %q", got)
+	}
+	// Destroy removes a database set aside too.
 	n.pgSuper("postgres", fmt.Sprintf(`CREATE DATABASE "%s" OWNER "%s"`, aside, ac.User))
 	n.must(op("postgresql", "destroy", victim, vc))
 	n.must(op("postgis", "destroy", attacker, ac))
