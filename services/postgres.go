@@ -273,7 +273,9 @@ ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
 		}
 		return fmt.Errorf("postgres restore refused: %w; the database is as it was", err)
 	}
-	if _, err := psql(ctx, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS "%s" WITH (FORCE);`+"\n", aside)); err != nil {
+	if _, err := psql(ctx, "postgres", fmt.Sprintf(`COMMENT ON DATABASE "%s" IS '%s';
+DROP DATABASE IF EXISTS "%s" WITH (FORCE);
+`, c.User, pgRestoredMark, aside)); err != nil {
 		return fmt.Errorf("postgres: dropping the database as it was before the restore: %w", err)
 	}
 	return nil
@@ -283,18 +285,23 @@ ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
 // runs: [a-z0-9_], at most 48+6 bytes, under PostgreSQL's 63.
 func pgAsideName(c Credentials) string { return c.User + "_prev" }
 
+// pgRestoredMark is the comment a restore puts on the new database once
+// the archive is in, before it drops the old one: what tells a finished
+// restore from one killed half way.
+const pgRestoredMark = "gitreceive: restore complete"
+
 // pgRecoverAside mends what a restore killed half way left: a database
-// set aside holds the data as it was before that restore, and whatever is
-// in the instance's place may be half restored (a restore killed between
-// its commit and the drop cannot be told apart), so the database set
-// aside goes back and the other goes. That restore did not finish for
-// whoever started it.
+// set aside holds the data as it was before that restore. If the
+// database in the instance's place has the mark, that restore had
+// finished and the old one goes; else the new one may be half restored
+// and goes, and the old one comes back.
 func pgRecoverAside(ctx context.Context, c Credentials) error {
 	aside := pgAsideName(c)
-	_, err := psql(ctx, "postgres", fmt.Sprintf(`SELECT format('DROP DATABASE IF EXISTS %%I WITH (FORCE)', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
+	_, err := psql(ctx, "postgres", fmt.Sprintf(`SELECT format('DROP DATABASE %%I WITH (FORCE)', '%[2]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s') AND (SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%[1]s') = '%[3]s'\gexec
+SELECT format('DROP DATABASE IF EXISTS %%I WITH (FORCE)', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
 SELECT format('ALTER DATABASE %%I RENAME TO %%I', '%[2]s', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
 ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
-`, c.User, aside))
+`, c.User, aside, pgRestoredMark))
 	if err != nil {
 		return fmt.Errorf("postgres: mending an interrupted restore of %s: %w", c.User, err)
 	}

@@ -187,6 +187,18 @@ CREATE TABLE places (name text, at geometry(Point, 4326)); INSERT INTO places VA
 	if got := n.pgSuper(ac.User, `SELECT string_agg(v, ',' ORDER BY v) FROM notes`); got != "one,two" {
 		t.Errorf("notes after mending a restore interrupted after the swap: %q", got)
 	}
+	// One killed after it finished, before it dropped the old database:
+	// the new one stays.
+	n.pgSuper("postgres", fmt.Sprintf(`ALTER DATABASE "%s" RENAME TO "%s"`, ac.User, aside))
+	n.pgSuper("postgres", fmt.Sprintf(`CREATE DATABASE "%s" OWNER "%s"`, ac.User, ac.User))
+	n.pgSuper(ac.User, `SET ROLE "`+ac.User+`"; CREATE TABLE notes (v text); INSERT INTO notes VALUES ('restored');`)
+	n.pgSuper("postgres", fmt.Sprintf(`COMMENT ON DATABASE "%s" IS '%s'`, ac.User, pgRestoredMark))
+	if res := n.helper(serviceHelperArgs{Service: "postgis", Op: "restore", App: attacker.App, Instance: attacker.Name, Credentials: ac, Input: "/srv/blog-evil-0.pgdump"}); res.Error == "" {
+		t.Fatal("the crafted restore after a finished one succeeded")
+	}
+	if got := n.pgSuper(ac.User, `SELECT string_agg(v, ',' ORDER BY v) FROM notes`); got != "restored" {
+		t.Errorf("notes after mending a restore killed after it finished: %q", got)
+	}
 	// Destroy removes a database set aside too.
 	n.pgSuper("postgres", fmt.Sprintf(`CREATE DATABASE "%s" OWNER "%s"`, aside, ac.User))
 	n.must(op("postgresql", "destroy", victim, vc))
