@@ -65,7 +65,8 @@ FUZZ_TARGETS := FuzzSplit:./receiver/cmdline FuzzParsePublicKey:./receiver/keyst
                 FuzzReadBackup:./receiver/backuparchive FuzzFix:./builder/pthfix FuzzParse:./builder/appconfig \
                 FuzzAssembleContents:./nodes/agent FuzzManifest:./nodes/agent FuzzSpec:./nodes/agent \
                 FuzzRedisBackup:./services FuzzRESPReply:./services FuzzFilesBackup:./services \
-                FuzzString:./hooks/termsafe
+                FuzzString:./hooks/termsafe \
+                FuzzMySQLDump:./services FuzzPostgresCheckBackup:./services
 
 fuzz:
 	@for t in $(FUZZ_TARGETS); do \

@@ -90,7 +90,13 @@ func (f *Fleet) ServiceCall(ctx context.Context, n Node, op, service, app, insta
 	if out == nil {
 		out = io.Discard
 	}
-	if err := c.agent(ctx, stdin, out, "service", op, service, app, instance); err != nil {
+	args := []string{"service", op, service, app, instance}
+	if svc, ok := services.Lookup(service); ok && op == "provision" && svc.Where() == services.OnServicesNode {
+		// Provisioning installs the server first: it binds where app
+		// nodes reach n and to loopback, never every interface.
+		args = append(args, services.ListenArg(n.ServiceAddress()))
+	}
+	if err := c.agent(ctx, stdin, out, args...); err != nil {
 		return fmt.Errorf("node %s: %s of %s: %w", n.Name, op, service, err)
 	}
 	return nil

@@ -41,6 +41,8 @@ func init() {
 		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", run: (*Server).backupCommand},
 		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", run: (*Server).restoreCommand},
 		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, run: (*Server).clearCommand},
+		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, run: (*Server).hostsCommand},
+		"hosts:release":    {usage: hostsReleaseUsage, summary: "release an app's claim on a host it no longer serves", admin: true, pty: true, run: (*Server).hostsReleaseCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}

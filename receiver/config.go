@@ -63,8 +63,12 @@ type Config struct {
 	// max_processes: what an instance gets on each node when its app.ini
 	// does not say, and the most it may ask for. Zero fields are the
 	// defaults (appconfig.DefaultLimits).
-	Limits  appconfig.Limits
-	Version string
+	Limits appconfig.Limits
+	// AllowedServices are the services deploys may ask for (`services`;
+	// nil: every one): the first deploy that asks for one installs its
+	// server, so which servers run is the operator's decision.
+	AllowedServices []string
+	Version         string
 }
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
@@ -148,6 +152,13 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 				return c, fmt.Errorf("%s: keep_releases = %q must be a number from 2 to 100 (the live release and the previous one at least)", path, k.String())
 			}
 			c.KeepReleases = n
+		}
+		if k := sec.Key("services"); k.String() != "" {
+			names, err := parseAllowedServices(k.String())
+			if err != nil {
+				return c, fmt.Errorf("%s: services: %w", path, err)
+			}
+			c.AllowedServices = names
 		}
 		if k := sec.Key("deploy"); k.String() != "" {
 			on, ok := parseOnOff(k.String())

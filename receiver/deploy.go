@@ -138,6 +138,16 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 	if err := s.checkLocations(built[0].App, built, specs); err != nil {
 		return nil, err
 	}
+	if err := s.checkAllowedServices(built, specs); err != nil {
+		return nil, err
+	}
+	// Before anything is provisioned: a host under another app's name, or
+	// claimed by another app, is refused naming that app.
+	doneClaiming, claimErr := s.claimHosts(built, specs)
+	if claimErr != nil {
+		return nil, claimErr
+	}
+	defer doneClaiming()
 	var prepared []*nodes.Prepared
 	for i, r := range built {
 		_, _, exists, err := s.history.Last(r.App, r.Instance)

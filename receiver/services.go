@@ -72,6 +72,44 @@ func (s *Server) freeRedisDatabase(mine map[string]services.Credentials) (int, e
 	return 0, fmt.Errorf("every redis database (1..%d) is taken", services.MaxRedisDatabase)
 }
 
+// parseAllowedServices reads the `services` setting: "all", "none", or
+// service names separated by commas or spaces.
+func parseAllowedServices(value string) ([]string, error) {
+	switch strings.TrimSpace(value) {
+	case "all":
+		return nil, nil
+	case "none":
+		return []string{}, nil
+	}
+	names := []string{}
+	for _, n := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if _, ok := services.Lookup(n); !ok {
+			return nil, fmt.Errorf("%q is not a service; write all, none, or some of %s", n, strings.Join(services.Names(), ", "))
+		}
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return names, nil
+}
+
+// checkAllowedServices refuses, before anything is provisioned, a deploy
+// asking for a service the receiver's `services` setting leaves out.
+func (s *Server) checkAllowedServices(built []*builder.Release, specs []agent.Spec) error {
+	if s.cfg.AllowedServices == nil {
+		return nil
+	}
+	for i := range built {
+		for _, name := range specs[i].Services {
+			if !slices.Contains(s.cfg.AllowedServices, name) {
+				return fmt.Errorf("app.ini: service.%s: this receiver does not provide %s (its operator allows: %s); remove service.%s, or ask the operator to add it to the services setting",
+					name, name, globList(s.cfg.AllowedServices), name)
+			}
+		}
+	}
+	return nil
+}
+
 // provision gives r's instance every service its app.ini asks for before
 // any node starts the release: credentials made once and kept, the server
 // installed and the instance's database made on the services node (its

@@ -57,9 +57,10 @@ type serviceHelperArgs struct {
 	Input       string      `json:"input,omitempty"`  // restore, checkbackup: file to read (node path)
 	Output      string      `json:"output,omitempty"` // backup: file to write (node path)
 	// Host fields; defaults below.
-	DataDir    string `json:"data_dir,omitempty"`
-	AppUser    string `json:"app_user,omitempty"`
-	NginxGroup string `json:"nginx_group,omitempty"`
+	DataDir    string   `json:"data_dir,omitempty"`
+	AppUser    string   `json:"app_user,omitempty"`
+	NginxGroup string   `json:"nginx_group,omitempty"`
+	Listen     []string `json:"listen,omitempty"` // addresses servers bind besides loopback
 }
 
 // serviceHelperResult is the helper's answer.
@@ -100,7 +101,7 @@ func runServiceOp(a serviceHelperArgs, out *bytes.Buffer, res *serviceHelperResu
 	if !ok {
 		return fmt.Errorf("no service %q (have %s)", a.Service, strings.Join(Names(), ", "))
 	}
-	h := Host{DataDir: a.DataDir, AppUser: a.AppUser, NginxGroup: a.NginxGroup, Output: out}
+	h := Host{DataDir: a.DataDir, AppUser: a.AppUser, NginxGroup: a.NginxGroup, Listen: a.Listen, Output: out}
 	if h.DataDir == "" {
 		h.DataDir = "/var/lib/gitreceive"
 	}
@@ -267,6 +268,11 @@ func (n *svNode) mustExec(args ...string) string {
 // helper runs one service operation inside the node.
 func (n *svNode) helper(a serviceHelperArgs) serviceHelperResult {
 	n.t.Helper()
+	if a.Listen == nil {
+		// As the agent is told by the receiver: the node's inventory
+		// address, where the tests' clients connect.
+		a.Listen = []string{n.node.IP}
+	}
 	data, err := json.Marshal(a)
 	if err != nil {
 		n.t.Fatal(err)

@@ -38,14 +38,15 @@ const (
 	mysqlLockWait = 30
 )
 
-// mysqlConf listens where app nodes reach the server (every account of an
-// instance has a password) and skips reverse DNS of clients: accounts are
-// 'user'@'%', and a node without DNS would stall every connect.
-const mysqlConf = `# Managed by gitreceive (service.mysql).
-[mysqld]
-bind-address = 0.0.0.0
-skip-name-resolve
-`
+// mysqlConf listens where app nodes reach the server and on loopback,
+// never on every interface (every account of an instance has a password),
+// and skips reverse DNS of clients: accounts are 'user'@'%', and a node
+// without DNS would stall every connect. MariaDB reads a comma-separated
+// bind-address since 10.11.
+func mysqlConf(h Host) string {
+	return "# Managed by gitreceive (service.mysql).\n[mysqld]\nbind-address = " +
+		strings.Join(bindAddrs(h), ",") + "\nskip-name-resolve\n"
+}
 
 // mysqlReserved are names an instance must never get: dropping them
 // would take the server's own databases or accounts.
@@ -126,7 +127,7 @@ func (s mysqlService) Install(ctx context.Context, h Host) error {
 	if err := EnsurePackages(ctx, h.Output, s.Packages()); err != nil {
 		return err
 	}
-	changed, err := writeIfChanged(mysqlConfFile, []byte(mysqlConf), 0o644)
+	changed, err := writeIfChanged(mysqlConfFile, []byte(mysqlConf(h)), 0o644)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", mysqlConfFile, err)
 	}

@@ -238,12 +238,21 @@ func TestMySQLOnNode(t *testing.T) {
 	// client's commands off, and changes nothing outside the database.
 	// After the dump's first statement, so that nothing else breaks it.
 	headerEnd := bytes.Index(backup, []byte(";\n")) + 2
+	otherDB := "`" + credsB.User + "`"
+	bTables := func() string {
+		return n.mustExec("mariadb", "-N", "-e", "SELECT COUNT(*), COALESCE(SUM(table_rows), 0) FROM information_schema.tables WHERE table_schema = '"+credsB.User+"'")
+	}
+	bBefore := bTables()
 	for name, line := range map[string]string{
-		"shell":      "\\! touch /tmp/escaped-shell",
-		"system":     "system touch /tmp/escaped-system",
-		"database":   "CREATE DATABASE escaped_db;",
-		"grant":      "GRANT ALL ON *.* TO CURRENT_USER;",
-		"local file": "CREATE TABLE leak (l TEXT); LOAD DATA LOCAL INFILE '/etc/shadow' INTO TABLE leak;",
+		"switch database":        "USE " + otherDB + "; CREATE TABLE planted (x INT);",
+		"other database's table": "CREATE TABLE " + otherDB + ".planted (x INT);",
+		"grant other database":   "GRANT ALL ON " + otherDB + ".* TO CURRENT_USER;",
+		"grant to another user":  "GRANT ALL ON `" + credsA.User + "`.* TO '" + credsB.User + "'@'%';",
+		"shell":                  "\\! touch /tmp/escaped-shell",
+		"system":                 "system touch /tmp/escaped-system",
+		"database":               "CREATE DATABASE escaped_db;",
+		"grant":                  "GRANT ALL ON *.* TO CURRENT_USER;",
+		"local file":             "CREATE TABLE leak (l TEXT); LOAD DATA LOCAL INFILE '/etc/shadow' INTO TABLE leak;",
 	} {
 		hostile := append(append(append([]byte{}, backup[:headerEnd]...), line+"\n"...), backup[headerEnd:]...)
 		if err := s.CheckBackup(bytes.NewReader(hostile)); err != nil {
@@ -255,6 +264,12 @@ func TestMySQLOnNode(t *testing.T) {
 		if res := n.helper(serviceHelperArgs{Service: "mysql", Op: "restore", App: instA.App, Instance: instA.Name, Credentials: credsA, Input: "/srv/mysql-hostile.sql"}); res.Error == "" {
 			t.Errorf("restore of a dump with %q succeeded", line)
 		}
+	}
+	if after := bTables(); after != bBefore {
+		t.Errorf("B's database after A's hostile restores: %q, was %q", after, bBefore)
+	}
+	if out := n.mustExec("mariadb", "-N", "-e", "SHOW GRANTS FOR '"+credsB.User+"'@'%'"); strings.Contains(out, credsA.User) {
+		t.Errorf("A's restore granted B its database: %s", out)
 	}
 	if out := n.mustExec("mariadb", "-N", "-e", "SHOW DATABASES LIKE 'escaped_db'"); out != "" {
 		t.Errorf("a restored dump created a database: %q", out)

@@ -65,12 +65,16 @@ func cluster(ctx context.Context) (pgCluster, error) {
 	return pgCluster{}, errors.New("no PostgreSQL cluster on this node; create one with pg_createcluster")
 }
 
-// pgConf makes the cluster listen where app nodes reach it; pgHBA lets
-// each instance's user reach only the database of its own name, and only
-// with its password (never trust across the network).
+// pgConf makes the cluster listen where app nodes reach it (and on
+// loopback), never on every interface; pgHBA lets each instance's user
+// reach only the database of its own name, and only with its password
+// (never trust across the network).
+func pgConf(h Host) string {
+	return "# Written by gitreceive: app nodes connect over the network, at these addresses only.\n" +
+		"listen_addresses = '" + strings.Join(bindAddrs(h), ",") + "'\nport = 5432\npassword_encryption = scram-sha-256\n"
+}
+
 const (
-	pgConf = "# Written by gitreceive: app nodes connect over the network.\n" +
-		"listen_addresses = '*'\nport = 5432\npassword_encryption = scram-sha-256\n"
 	pgHBAMarker = "# gitreceive: each app instance reaches its own database, with its password"
 	pgHBA       = pgHBAMarker + "\nhost sameuser all 0.0.0.0/0 scram-sha-256\nhost sameuser all ::/0 scram-sha-256\n"
 )
@@ -89,7 +93,7 @@ func (p postgres) Install(ctx context.Context, h Host) error {
 		}
 	}
 	etc := filepath.Join("/etc/postgresql", c.version, c.name)
-	changed, err := writeIfChanged(filepath.Join(etc, "conf.d", "gitreceive.conf"), []byte(pgConf), 0o644)
+	changed, err := writeIfChanged(filepath.Join(etc, "conf.d", "gitreceive.conf"), []byte(pgConf(h)), 0o644)
 	if err != nil {
 		return err
 	}
@@ -209,11 +213,28 @@ func (postgres) CheckBackup(r io.Reader) error {
 	return err
 }
 
-// Restore replaces the database with the archive's contents, created as
-// the instance's user (so the app owns its tables again). Rows of tables
-// that belong to extensions (PostGIS's spatial_ref_sys) are left as the
-// extension made them: the instance's user may not write there.
+// Restore replaces the database with the archive's contents. The archive
+// is untrusted: SQL in any of its entries runs, so what it may do is
+// bounded by who runs it, not by reading it. pg_restore connects as the
+// instance's own role, with its password over TCP (never peer, never the
+// superuser), into the instance's own database: a RESET ROLE inside the
+// archive finds no other role to return to, ALTER ROLE ... SUPERUSER, COPY
+// ... PROGRAM and untrusted extensions are refused to that role, and other
+// databases are closed to it. Nothing is owned or granted as in the
+// archive (--no-owner --no-privileges): the role owns what it restores.
+//
+// It restores into a fresh database and swaps: the instance's database is
+// renamed aside (connections closed and refused first), a new one made
+// (PostGIS enabled by the superuser beforehand for postgis, so the dump
+// need not and cannot), the archive restored in one transaction, and only
+// then the old one dropped. Any failure drops the new database and renames
+// the old one back, unchanged. One transaction in the old database could
+// not replace it whole: pg_restore --clean drops only what the archive
+// names, so tables made after the backup would stay.
 func (p postgres) Restore(ctx context.Context, h Host, inst Instance, c Credentials, r io.Reader) error {
+	if err := c.Check(); err != nil {
+		return err
+	}
 	tmp, err := os.MkdirTemp("", "gitreceive-restore-")
 	if err != nil {
 		return err
@@ -223,9 +244,78 @@ func (p postgres) Restore(ctx context.Context, h Host, inst Instance, c Credenti
 	if err := CopyToFile(dump, r); err != nil {
 		return err
 	}
-	if err := p.Clear(ctx, h, inst, c); err != nil {
+	if err := checkBackupFile(p, dump); err != nil {
 		return err
 	}
+	// The archive's table of contents, read by pg_restore as nobody: a
+	// parser of untrusted input runs with no rights.
+	list, err := pgRestore(ctx, dump, nil, "-l")
+	if err != nil {
+		return fmt.Errorf("postgres backup: pg_restore cannot read it: %w; nothing was changed", err)
+	}
+	aside := pgAsideName(c)
+	if err := pgRecoverAside(ctx, c); err != nil {
+		return err
+	}
+	if _, err := psql(ctx, "postgres", fmt.Sprintf(`ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS false;
+SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '%[1]s';
+ALTER DATABASE "%[1]s" RENAME TO "%[2]s";
+`, c.User, aside)); err != nil {
+		psql(ctx, "postgres", fmt.Sprintf(`ALTER DATABASE "%s" WITH ALLOW_CONNECTIONS true;`+"\n", c.User))
+		return fmt.Errorf("postgres: setting the database aside for the restore: %w; nothing was changed", err)
+	}
+	if err := p.restoreFresh(ctx, tmp, dump, list, c); err != nil {
+		if _, rerr := psql(ctx, "postgres", fmt.Sprintf(`DROP DATABASE IF EXISTS "%[1]s" WITH (FORCE);
+ALTER DATABASE "%[2]s" RENAME TO "%[1]s";
+ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
+`, c.User, aside)); rerr != nil {
+			return fmt.Errorf("postgres restore refused: %w; and putting the old database back failed: %v (it is %s on the services node; run restore again or tell the operator)", err, rerr, aside)
+		}
+		return fmt.Errorf("postgres restore refused: %w; the database is as it was", err)
+	}
+	if _, err := psql(ctx, "postgres", fmt.Sprintf(`COMMENT ON DATABASE "%s" IS '%s';
+DROP DATABASE IF EXISTS "%s" WITH (FORCE);
+`, c.User, pgRestoredMark, aside)); err != nil {
+		return fmt.Errorf("postgres: dropping the database as it was before the restore: %w", err)
+	}
+	return nil
+}
+
+// pgAsideName is where the instance's database waits while a restore
+// runs: [a-z0-9_], at most 48+6 bytes, under PostgreSQL's 63.
+func pgAsideName(c Credentials) string { return c.User + "_prev" }
+
+// pgRestoredMark is the comment a restore puts on the new database once
+// the archive is in, before it drops the old one: what tells a finished
+// restore from one killed half way.
+const pgRestoredMark = "gitreceive: restore complete"
+
+// pgRecoverAside mends what a restore killed half way left: a database
+// set aside holds the data as it was before that restore. If the
+// database in the instance's place has the mark, that restore had
+// finished and the old one goes; else the new one may be half restored
+// and goes, and the old one comes back.
+func pgRecoverAside(ctx context.Context, c Credentials) error {
+	aside := pgAsideName(c)
+	_, err := psql(ctx, "postgres", fmt.Sprintf(`SELECT format('DROP DATABASE %%I WITH (FORCE)', '%[2]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s') AND (SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '%[1]s') = '%[3]s'\gexec
+SELECT format('DROP DATABASE IF EXISTS %%I WITH (FORCE)', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
+SELECT format('ALTER DATABASE %%I RENAME TO %%I', '%[2]s', '%[1]s') WHERE EXISTS (SELECT FROM pg_database WHERE datname = '%[2]s')\gexec
+ALTER DATABASE "%[1]s" WITH ALLOW_CONNECTIONS true;
+`, c.User, aside, pgRestoredMark))
+	if err != nil {
+		return fmt.Errorf("postgres: mending an interrupted restore of %s: %w", c.User, err)
+	}
+	return nil
+}
+
+// restoreFresh makes the instance's database anew and restores the
+// archive into it as the instance's role, in one transaction.
+func (p postgres) restoreFresh(ctx context.Context, tmp, dump string, list []byte, c Credentials) error {
+	if err := p.createDatabase(ctx, c); err != nil {
+		return err
+	}
+	// Rows of tables that belong to extensions (PostGIS's spatial_ref_sys)
+	// are left as the extension made them: the role may not write there.
 	out, err := psql(ctx, c.User, `SELECT n.nspname || ' ' || c.relname FROM pg_class c
   JOIN pg_namespace n ON n.oid = c.relnamespace
   JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e';`)
@@ -236,18 +326,14 @@ func (p postgres) Restore(ctx context.Context, h Host, inst Instance, c Credenti
 	for _, t := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		skip["TABLE DATA "+t+" "] = true
 	}
-	list, err := pgRestore(ctx, dump, "-l")
-	if err != nil {
-		return err
-	}
 	var keep bytes.Buffer
 	for _, line := range strings.SplitAfter(string(list), "\n") {
 		if !skipListLine(line, skip) {
 			keep.WriteString(line)
 		}
 	}
-	// pg_restore runs as postgres: the list must be readable by it (it
-	// names tables, nothing secret); the dump reaches it on stdin.
+	// pg_restore runs as nobody: the list must be readable by it (it names
+	// tables, nothing secret); the dump reaches it on stdin.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return err
 	}
@@ -255,7 +341,8 @@ func (p postgres) Restore(ctx context.Context, h Host, inst Instance, c Credenti
 	if err := os.WriteFile(listPath, keep.Bytes(), 0o644); err != nil {
 		return err
 	}
-	_, err = pgRestore(ctx, dump, "--no-owner", "--no-comments", "--role="+c.User, "--exit-on-error", "-L", listPath, "-d", c.User)
+	_, err = pgRestore(ctx, dump, &c, "--no-owner", "--no-privileges", "--no-comments",
+		"--single-transaction", "--exit-on-error", "-L", listPath, "-d", c.User)
 	return err
 }
 
@@ -274,14 +361,40 @@ func skipListLine(line string, skip map[string]bool) bool {
 	return false
 }
 
-// pgRestore runs pg_restore ARGS as postgres with the dump on stdin.
-func pgRestore(ctx context.Context, dump string, args ...string) ([]byte, error) {
+// pgRestore runs pg_restore ARGS as nobody with the dump on stdin; with
+// c, connected as c's role over TCP to loopback with its password (in the
+// environment, never in argv), so the server grants it exactly the
+// instance's rights.
+func pgRestore(ctx context.Context, dump string, c *Credentials, args ...string) ([]byte, error) {
 	f, err := os.Open(dump)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	return command{argv: append([]string{"runuser", "-u", "postgres", "--", "pg_restore"}, args...), stdin: f}.run(ctx)
+	cmd := command{argv: append([]string{"runuser", "-u", "nobody", "--", "pg_restore"}, args...), stdin: f,
+		env: []string{"PGPASSFILE=/dev/null", "PGSERVICEFILE=/dev/null", "PGSYSCONFDIR=/nonexistent"}}
+	if c != nil {
+		cmd.argv = append(cmd.argv, "--no-password", "-h", "127.0.0.1", "-p", strconv.Itoa(PostgresPort), "-U", c.User)
+		cmd.env = append(cmd.env, "PGPASSWORD="+c.Password, "PGCONNECT_TIMEOUT=10")
+	}
+	out, err := cmd.run(ctx)
+	if c != nil {
+		err = redact(err, c.Password)
+	}
+	return out, err
+}
+
+// checkBackupFile runs s's CheckBackup on a spooled dump.
+func checkBackupFile(s Service, path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.CheckBackup(f); err != nil {
+		return fmt.Errorf("%w; nothing was changed", err)
+	}
+	return nil
 }
 
 func (p postgres) Clear(ctx context.Context, h Host, inst Instance, c Credentials) error {
@@ -298,7 +411,9 @@ func (postgres) Destroy(ctx context.Context, h Host, inst Instance, c Credential
 	if err := c.Check(); err != nil {
 		return err
 	}
-	_, err := psql(ctx, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS \"%[1]s\" WITH (FORCE);\nDROP ROLE IF EXISTS \"%[1]s\";\n", c.User))
+	// With the database a restore killed half way set aside, if any: it
+	// holds the instance's data too.
+	_, err := psql(ctx, "postgres", fmt.Sprintf("DROP DATABASE IF EXISTS \"%[1]s\" WITH (FORCE);\nDROP DATABASE IF EXISTS \"%[2]s\" WITH (FORCE);\nDROP ROLE IF EXISTS \"%[1]s\";\n", c.User, pgAsideName(c)))
 	return err
 }
 

@@ -52,16 +52,24 @@ const (
 )
 
 // redisFragment is the configuration gitreceive adds to redis.conf: app
-// nodes reach the server over the network; the default user is off (see
-// the ACL file), so every connection needs a user and password, which is
-// why protected mode, meant for password-less servers, is off.
-var redisFragment = fmt.Sprintf(`# Managed by gitreceive (service.redis); included from %s.
-bind * -::*
-protected-mode no
+// nodes reach the server over the network, at the node's inventory
+// address, and nothing else but loopback (-::1: if the node has it); the
+// default user is off (see the ACL file), so every connection needs a user
+// and password; protected mode stays on as a second lock should that ever
+// change. sanitize-dump-payload makes the server check every RESTOREd
+// value in full: a restore replays a tenant's backup, untrusted, and a
+// malformed value would otherwise crash the server for every tenant at
+// its first read.
+func redisFragment(h Host) string {
+	return fmt.Sprintf(`# Managed by gitreceive (service.redis); included from %s.
+bind %s -::1
+protected-mode yes
 port %s
 databases %d
 aclfile %s
-`, redisMainConf, redisPort, MaxRedisDatabase+1, redisACLFile)
+sanitize-dump-payload yes
+`, redisMainConf, strings.Join(bindAddrs(h), " "), redisPort, MaxRedisDatabase+1, redisACLFile)
+}
 
 func (redisService) Name() string             { return "redis" }
 func (redisService) Where() Where             { return OnServicesNode }
@@ -260,7 +268,7 @@ func (s redisService) Install(ctx context.Context, h Host) error {
 	if err := chownByName(redisACLFile, "redis", redisGID); err != nil {
 		return fmt.Errorf("chown %s: %w", redisACLFile, err)
 	}
-	confChanged, err := writeIfChanged(redisFragmentConf, []byte(redisFragment), 0o640)
+	confChanged, err := writeIfChanged(redisFragmentConf, []byte(redisFragment(h)), 0o640)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", redisFragmentConf, err)
 	}
@@ -543,31 +551,39 @@ func (s redisService) Restore(ctx context.Context, h Host, inst Instance, c Cred
 	return nil
 }
 
-// probeRestore finds out, before anything is flushed, whether the server
-// takes the backup's payloads: a payload from a newer Redis (a newer RDB
-// version) is refused by RESTORE, and would otherwise be found half way
-// through. It restores the payload of the newest RDB version under a
-// throw-away key of the instance's database, about to be flushed anyway.
+// probeRestore has the server check every payload before anything is
+// flushed: each is RESTOREd under a throw-away key of the instance's
+// database (about to be flushed anyway) and deleted at once. The server
+// runs with sanitize-dump-payload yes, so a malformed value (a crafted
+// listpack behind a valid DUMP trailer) is refused here, naming its key,
+// instead of crashing the server at its first read; a payload from a
+// newer Redis (a newer RDB version) is refused here too, not half way
+// through the restore.
 func probeRestore(ctx context.Context, conn *respConn, recs []redisRecord) error {
-	if len(recs) == 0 {
-		return nil
-	}
-	newest, version := recs[0], uint16(0)
-	for _, r := range recs {
-		if v := binary.LittleEndian.Uint16(r.Payload[len(r.Payload)-10:]); v > version {
-			newest, version = r, v
-		}
-	}
 	b := make([]byte, 8)
 	if _, err := rand.Read(b); err != nil {
 		return err
 	}
-	probe := "gitreceive:restore-probe:" + hex.EncodeToString(b)
-	if _, err := conn.doBytes(ctx, []byte("RESTORE"), []byte(probe), []byte("60000"), newest.Payload); err != nil {
-		return fmt.Errorf("redis refuses the backup's values (RDB version %d), nothing was changed: %w", version, err)
-	}
-	if _, err := conn.do(ctx, "DEL", probe); err != nil {
-		return fmt.Errorf("redis DEL: %w", err)
+	probe := []byte("gitreceive:restore-probe:" + hex.EncodeToString(b))
+	for start := 0; start < len(recs); start += redisRestoreBatch {
+		batch := recs[start:min(start+redisRestoreBatch, len(recs))]
+		for _, rec := range batch {
+			conn.queue([]byte("RESTORE"), probe, []byte("60000"), rec.Payload, []byte("REPLACE"))
+			conn.queue([]byte("DEL"), probe)
+		}
+		replies, err := conn.flush(ctx)
+		if err != nil {
+			return err
+		}
+		for i, rec := range batch {
+			if err := replies[2*i].err(); err != nil {
+				version := binary.LittleEndian.Uint16(rec.Payload[len(rec.Payload)-10:])
+				return fmt.Errorf("redis refuses the value of key %q (RDB version %d): %w; nothing was changed", truncateKey(rec.Key), version, err)
+			}
+			if err := replies[2*i+1].err(); err != nil {
+				return fmt.Errorf("redis DEL: %w", err)
+			}
+		}
 	}
 	return nil
 }

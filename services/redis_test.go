@@ -258,12 +258,14 @@ func TestRedisEnv(t *testing.T) {
 }
 
 func TestRedisFragment(t *testing.T) {
-	for _, want := range []string{"\nbind * -::*\n", "\nprotected-mode no\n", "\ndatabases 1024\n", "\naclfile " + redisACLFile + "\n"} {
-		if !strings.Contains(redisFragment, want) {
-			t.Errorf("fragment lacks %q:\n%s", want, redisFragment)
+	frag := redisFragment(Host{Listen: []string{"10.0.0.5"}})
+	for _, want := range []string{"\nbind 127.0.0.1 10.0.0.5 -::1\n", "\nprotected-mode yes\n", "\ndatabases 1024\n",
+		"\naclfile " + redisACLFile + "\n", "\nsanitize-dump-payload yes\n"} {
+		if !strings.Contains(frag, want) {
+			t.Errorf("fragment lacks %q:\n%s", want, frag)
 		}
 	}
-	if strings.Contains(redisFragment, "\nuser ") {
+	if strings.Contains(frag, "\nuser ") {
 		t.Error("user lines in the config conflict with the aclfile")
 	}
 }

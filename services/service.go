@@ -119,7 +119,11 @@ type Host struct {
 	// the instance's directories.
 	UserOf     func(Instance) (string, error)
 	NginxGroup string // nginx reads writable_root through this group
-	Output     io.Writer
+	// Listen are the addresses app nodes reach this node at (its
+	// inventory address, resolved): database servers bind there and to
+	// loopback only. Empty: loopback only (a single box).
+	Listen []string
+	Output io.Writer
 }
 
 // Service is one kind of service.NAME. The node-side methods run as root

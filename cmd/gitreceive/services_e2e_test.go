@@ -199,6 +199,12 @@ func tarNames(t *testing.T, archive string) []string {
 // corruptEntry is archive with the first bytes of entry name overwritten.
 func corruptEntry(t *testing.T, archive, name string) string {
 	t.Helper()
+	return editEntry(t, archive, name, func(data string) string { return "GARBAGE" + data[7:] })
+}
+
+// editEntry is archive with entry name's contents passed through edit.
+func editEntry(t *testing.T, archive, name string, edit func(string) string) string {
+	t.Helper()
 	tr := tar.NewReader(strings.NewReader(archive))
 	var out strings.Builder
 	tw := tar.NewWriter(&out)
@@ -213,7 +219,8 @@ func corruptEntry(t *testing.T, archive, name string) string {
 		}
 		data := body.String()
 		if h.Name == name {
-			data = "GARBAGE" + data[7:]
+			data = edit(data)
+			h.Size = int64(len(data))
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			t.Fatal(err)

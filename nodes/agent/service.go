@@ -18,10 +18,16 @@ var serviceOps = map[string]bool{
 	"provision": true, "backup": true, "restore": true, "clear": true, "destroy": true,
 }
 
-// serviceVerb is `service OP SERVICE [APP INSTANCE]`. The credentials
-// come as stdin's first line (JSON), never in the arguments, which other
-// users of the node can see; restore's backup follows them.
+// serviceVerb is `service OP SERVICE [APP INSTANCE] [--listen=ADDR]`. The
+// credentials come as stdin's first line (JSON), never in the arguments,
+// which other users of the node can see; restore's backup follows them.
+// --listen is the address app nodes reach this node at (its inventory
+// address): servers bind there and to loopback, never to every interface.
 func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reader, stdout io.Writer) error {
+	args, listen, err := services.ListenFlag(ctx, args)
+	if err != nil {
+		return err
+	}
 	if len(args) < 2 {
 		return errors.New(usage)
 	}
@@ -44,7 +50,7 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 		return fmt.Errorf("%s has no data on a node whose root is moved (%s)", name, RootEnv)
 	}
 	rt := SystemRuntime()
-	h := services.Host{DataDir: rt.DataDir, NginxGroup: rt.NginxGroup, Output: stdout,
+	h := services.Host{DataDir: rt.DataDir, NginxGroup: rt.NginxGroup, Listen: listen, Output: stdout,
 		UserOf: func(inst services.Instance) (string, error) {
 			t, err := instanceUser(rt, inst.App, inst.Name, true)
 			return t.name, err
