@@ -296,6 +296,16 @@ func TestTenantIsolation(t *testing.T) {
 		t.Errorf("shop's own run of secret.py: %s", r)
 	}
 
+	// A staging instance of blog is another tenant: it reads nothing of
+	// blog's production either.
+	carol.MustGit(t, blogWork, "push", carol.URL("blog"), "main:feature")
+	prodEnv := map[string][]string{"read": {"/srv/gitreceive/apps/blog/production/env", "/srv/gitreceive/apps/blog/production/secret"}}
+	prodJSON, _ := json.Marshal(prodEnv)
+	if r := carol.SSH(t, string(prodJSON), nil, "run", "blog@feature", "--node", node.Name, "attack.py"); r.Code != 0 ||
+		strings.Count(r.Stdout, `"denied: `) != 2 {
+		t.Errorf("blog@feature reading blog's production env and secret: %s", r)
+	}
+
 	// blog's own temporary directory, in its instance.
 	if r := carol.SSH(t, "", nil, "run", "blog", "printenv", "TMPDIR"); r.Stdout != "/srv/gitreceive/apps/blog/production/tmp\n" {
 		t.Errorf("run blog printenv TMPDIR: %s", r)
@@ -338,7 +348,7 @@ V=/etc/gitreceive/vassals/$1.production.v1.ini
 S=/run/gitreceive/sockets/$1.production.v1.sock
 L=/var/log/gitreceive/apps/$1/production
 useradd --system --user-group --home-dir /srv/gitreceive --no-create-home --shell /usr/sbin/nologin gitreceive-app
-sed -e 's/^uid = .*/uid = gitreceive-app/' -e 's/^gid = .*/gid = gitreceive-app/' -e '/^chown-socket/d' -e '/gitreceive-limits/d' "$V" > /tmp/legacy.ini
+sed -e 's/^uid = .*/uid = gitreceive-app/' -e 's/^gid = .*/gid = gitreceive-app/' -e 's/^shared-socket = /socket = /' -e '/^socket = =0/d' -e '/gitreceive-limits/d' "$V" > /tmp/legacy.ini
 rm "$V"
 for i in $(seq 100); do pgrep -u "$2" >/dev/null || break; sleep 0.1; done
 rm -f "$S"
@@ -436,7 +446,7 @@ func TestMigrationFromSharedUser(t *testing.T) {
 		dir + "/run":                  "750 root " + user,
 		files:                         "700 " + user + " " + user,
 		files + "/data.txt":           "644 " + user + " " + user,
-		"/run/gitreceive/sockets":     "750 root www-data",
+		"/run/gitreceive/sockets":     "2750 root www-data",
 		"/srv/gitreceive/apps":        "711 root root",
 		"/srv/gitreceive/apps/legacy": "711 root root",
 		"/var/log/gitreceive/apps/legacy/production/app.log": "640 " + user + " " + user,

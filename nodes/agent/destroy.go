@@ -132,6 +132,12 @@ func instanceVassals(ctx context.Context, rt Runtime, app, instance string) []in
 // removeMatching removes dir's entries whose names match re (not
 // recursively: they are files and sockets).
 func removeMatching(dir string, re *regexp.Regexp) error {
+	return removeEntries(dir, func(name string, _ *syscall.Stat_t) bool { return re.MatchString(name) }, os.Remove)
+}
+
+// removeEntries removes, with remove, dir's entries that match (given
+// their name and lstat); a missing dir has none.
+func removeEntries(dir string, match func(string, *syscall.Stat_t) bool, remove func(string) error) error {
 	entries, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -141,11 +147,12 @@ func removeMatching(dir string, re *regexp.Regexp) error {
 	}
 	var errs []error
 	for _, e := range entries {
-		if !re.MatchString(e.Name()) {
+		p := filepath.Join(dir, e.Name())
+		var st syscall.Stat_t
+		if syscall.Lstat(p, &st) != nil || !match(e.Name(), &st) {
 			continue
 		}
-		p := filepath.Join(dir, e.Name())
-		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("removing %s: %w", p, err))
 		}
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -417,7 +418,12 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	}
 	cmd := exec.CommandContext(ctx, "runuser", append(append([]string{"-u", t.name, "--", "tail"}, append(args, "--")...), files...)...)
 	cmd.Stdout = out
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	err = cmd.Run()
+	if err != nil && stderr.Len() > 0 {
+		err = fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr.String()))
+	}
 	if ctx.Err() != nil {
 		return nil // Ctrl-C or a closed session ends -f; that is not an error
 	}

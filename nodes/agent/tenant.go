@@ -227,25 +227,7 @@ func userPIDs(uid int) []int {
 // never follows a symlink), without descending into anyone else's. The
 // user's processes are gone, so nothing moves while this runs.
 func removeOwnedBy(dir string, uid int) error {
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, e := range entries {
-		p := filepath.Join(dir, e.Name())
-		var st syscall.Stat_t
-		if syscall.Lstat(p, &st) != nil || int(st.Uid) != uid {
-			continue
-		}
-		if err := os.RemoveAll(p); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
+	return removeEntries(dir, func(_ string, st *syscall.Stat_t) bool { return int(st.Uid) == uid }, os.RemoveAll)
 }
 
 // lockFile takes an exclusive flock on path (created 0600) and returns

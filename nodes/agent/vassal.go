@@ -113,7 +113,7 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 		return err
 	}
 	logFile := filepath.Join(rt.InstanceLogsDir(app, instance), appLogName)
-	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.VassalPath(app, instance, n)), logFile: logFile}
+	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.VassalPath(app, instance, n)), logFile: logFile, prefix: vassalLogPrefix(n)}
 	w.offset = fileSize(logFile)
 
 	killsBefore := memoryKills(rt, app, instance)
@@ -266,7 +266,8 @@ type startWatch struct {
 	rt       Runtime
 	vassalID string
 	logFile  string
-	offset   int64 // app.log's size before the start: later bytes are this start's
+	offset   int64  // app.log's size before the start: later bytes are this start's
+	prefix   string // what uWSGI puts before this release's own lines (vassalLogPrefix)
 
 	mu    sync.Mutex
 	lines []string // this start's lines of app.log so far (the last logTailLines*4)
@@ -328,16 +329,20 @@ func (w *startWatch) run(ctx context.Context, fail context.CancelCauseFunc) {
 }
 
 // addLines records new log lines and reports a failure marker's cause.
+// The instance's other vassals (the live release, prev.HOST's) log to the
+// same app.log: only a marker this release's uWSGI wrote counts.
 func (w *startWatch) addLines(lines []string) (string, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, l := range lines {
-		w.lines = append(w.lines, strings.TrimRight(l, "\r"))
+	for _, raw := range lines {
+		own := w.prefix == "" || strings.HasPrefix(raw, w.prefix)
+		l := vassalLogLinePrefix.ReplaceAllString(strings.TrimRight(raw, "\r"), "")
+		w.lines = append(w.lines, l)
 		if len(w.lines) > 4*logTailLines {
 			w.lines = slices.Delete(w.lines, 0, len(w.lines)-4*logTailLines)
 		}
 		for _, m := range failureMarkers {
-			if strings.Contains(l, m) {
+			if own && strings.Contains(l, m) {
 				w.upTo = len(w.lines)
 				return failureCause(w.lines), true
 			}
@@ -345,6 +350,13 @@ func (w *startWatch) addLines(lines []string) (string, bool) {
 	}
 	return "", false
 }
+
+// vassalLogPrefix is what uWSGI puts before each line release n's vassal
+// logs itself (log-prefix, then uWSGI's " - "); the app's own stderr
+// reaches app.log unprefixed.
+func vassalLogPrefix(n int) string { return "[v" + strconv.Itoa(n) + "] - " }
+
+var vassalLogLinePrefix = regexp.MustCompile(`^\[v[0-9]+\] - `)
 
 // failureCause picks the line that says why: the exception of the last
 // Python traceback, else the last line before uWSGI's own verdict.
@@ -739,8 +751,9 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		// the instance may read them (`logs` tails them as its user).
 		{rt.InstanceNginxLogsDir(app, instance), t.gid, 0o750},
 		// Nodes set up by earlier versions let the shared app user write
-		// here; no app may rename or replace a socket.
-		{rt.SocketsDir, nginxGID, 0o750},
+		// here; no app may rename or replace a socket. Setgid: each socket
+		// gets nginx's group.
+		{rt.SocketsDir, nginxGID, 0o750 | fs.ModeSetgid},
 	} {
 		if err := ensureRootDir(d.path, d.gid, d.mode); err != nil {
 			return instanceFiles{}, err
@@ -795,7 +808,7 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		ReleaseDir: realRel,
 		Socket:     rt.SocketPath(app, instance, n),
 		LogFile:    filepath.Join(logs, appLogName),
-		UID:        t.uid, GID: t.gid, NginxGID: nginxGID,
+		UID:        t.uid, GID: t.gid,
 		Cgroup: rt.CgroupRoot != "",
 	}
 	var boot []byte
@@ -1127,7 +1140,6 @@ type vassalConfig struct {
 	LogFile       string
 	Bootstrap     string // python: the WSGI file; php: the env script run before each request
 	UID, GID      int    // the instance's user and group
-	NginxGID      int    // the socket's group: nginx's workers connect through it
 	Cgroup        bool   // the emperor's wrapper puts the master into the instance's cgroup
 }
 
@@ -1182,10 +1194,12 @@ func vassalINI(c vassalConfig) (string, error) {
 		// into the instance's cgroup with these limits before uWSGI runs.
 		line("%s %s %d %d %d", vassalLimitsMarker, InstanceID(c.App, c.Instance), s.MemoryMB, s.MaxProcesses, s.CPUWeight)
 	}
-	line("; The socket is bound while the master is still root, in a directory only")
-	line("; root may write (no app can rename or replace it), and handed to the")
-	line("; instance's user and nginx's group; then privileges drop, and the log is")
-	line("; opened as the instance's user, never by root in a directory it can write.")
+	line("; The socket is bound while the master is still root (a shared socket:")
+	line("; uWSGI binds those before dropping privileges), in a directory only root")
+	line("; may write, so no app can rename or replace it; the directory's setgid bit")
+	line("; gives it nginx's group. Then privileges drop, and the log is opened as the")
+	line("; instance's user, never by root in a directory it can write. (chown-socket")
+	line("; would make uWSGI open the log as root.)")
 	line("uid = %d", c.UID)
 	line("gid = %d", c.GID)
 	line("chdir = %s", q["release"])
@@ -1202,13 +1216,15 @@ func vassalINI(c vassalConfig) (string, error) {
 		line("; (cheap mode); the master keeps the socket and starts them on the next.")
 		line("idle = %d", s.IdleStop)
 	}
-	line("socket = %s", q["socket"])
-	line("chown-socket = %d:%d", c.UID, c.NginxGID)
+	line("shared-socket = %s", q["socket"])
+	line("socket = =0")
 	line("chmod-socket = 660")
 	line("; No vacuum: the instance's user cannot remove the socket from root's")
 	line("; directory; StopRelease does.")
 	line("; Room for long URLs and cookies (uWSGI's default is 4 KB).")
 	line("buffer-size = 32768")
+	line("; Every vassal of the instance logs to app.log; uWSGI's own lines say which.")
+	line("log-prefix = [v%d]", c.N)
 	line("logto2 = %s", q["log"])
 	line("log-maxsize = %d", appLogMaxSize)
 	line("log-backupname = %s.old", q["log"])

@@ -82,7 +82,7 @@ func testVassalConfig(platform, instance string) vassalConfig {
 		ReleaseDir: base + "/releases/v3",
 		Socket:     "/run/gitreceive/sockets/" + InstanceID("shop", instance) + ".v3.sock",
 		LogFile:    "/var/log/gitreceive/apps/shop/" + instance + "/app.log",
-		UID:        999, GID: 995, NginxGID: 33,
+		UID:        999, GID: 995,
 	}
 	switch platform {
 	case "python":
@@ -148,11 +148,10 @@ func TestVassalINI(t *testing.T) {
 			"strict": "true", "plugins": "python3", "uid": "999", "gid": "995",
 			"chdir": "/srv/gitreceive/apps/shop/main/releases/v3", "master": "true",
 			"processes": "2", "harakiri": "60", "max-requests": "5000", "reload-on-rss": "512",
-			"need-app": "true", "env": "LANG=C.UTF-8", "socket": "/run/gitreceive/sockets/shop.main.v3.sock", "chmod-socket": "660",
+			"need-app": "true", "env": "LANG=C.UTF-8", "shared-socket": "/run/gitreceive/sockets/shop.main.v3.sock", "socket": "=0", "chmod-socket": "660",
 			"logto2": "/var/log/gitreceive/apps/shop/main/app.log", "log-backupname": "/var/log/gitreceive/apps/shop/main/app.log.old",
-			"log-maxsize": "20971520", "wsgi-file": "/srv/gitreceive/apps/shop/main/run/v3.wsgi.py", "callable": "application",
-			"chown-socket": "999:33",
-		}, []string{"vacuum", "logto", "for-readline", "php-docroot", "idle"}},
+			"log-maxsize": "20971520", "log-prefix": "[v3]", "wsgi-file": "/srv/gitreceive/apps/shop/main/run/v3.wsgi.py", "callable": "application",
+		}, []string{"chown-socket", "vacuum", "logto", "for-readline", "php-docroot", "idle"}},
 		{"python, '%' in the instance", "python", "feat%41.x", map[string]string{
 			"chdir":  "/srv/gitreceive/apps/shop/feat%41.x/releases/v3",
 			"logto2": "/var/log/gitreceive/apps/shop/feat%41.x/app.log",
@@ -437,7 +436,7 @@ func TestStartWatchFindsFailure(t *testing.T) {
 	dir := t.TempDir()
 	log := filepath.Join(dir, "app.log")
 	writeTestFile(t, log, "an old line\n*** no app loaded. GAME OVER ***\n")
-	w := &startWatch{rt: Runtime{EmperorStats: filepath.Join(dir, "none.sock"), LogsDir: dir}, vassalID: "x.ini", logFile: log, offset: fileSize(log)}
+	w := &startWatch{rt: Runtime{EmperorStats: filepath.Join(dir, "none.sock"), LogsDir: dir}, vassalID: "x.ini", logFile: log, offset: fileSize(log), prefix: vassalLogPrefix(2)}
 	ctx, cancel := context.WithCancelCause(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -449,8 +448,8 @@ func TestStartWatchFindsFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Lines arrive in pieces; the old failure before the offset is not this
-	// start's.
-	for _, piece := range []string{"Traceback (most recent call last):\n  File \"a.py\"", ", line 1\nNameError: name 'x' is not defined\nunable to load ", "app 0\n"} {
+	// start's, nor is one another vassal of the instance logs meanwhile.
+	for _, piece := range []string{"[v1] - unable to load app 0\n", "Traceback (most recent call last):\n  File \"a.py\"", ", line 1\nNameError: name 'x' is not defined\n[v2] - unable to load ", "app 0\n"} {
 		if _, err := f.WriteString(piece); err != nil {
 			t.Fatal(err)
 		}
@@ -463,7 +462,7 @@ func TestStartWatchFindsFailure(t *testing.T) {
 	}
 	var out bytes.Buffer
 	w.printTail(&out)
-	if want := "last lines of " + log + ":\n  Traceback (most recent call last):\n    File \"a.py\", line 1\n  NameError: name 'x' is not defined\n  unable to load app 0\n"; out.String() != want {
+	if want := "last lines of " + log + ":\n  unable to load app 0\n  Traceback (most recent call last):\n    File \"a.py\", line 1\n  NameError: name 'x' is not defined\n  unable to load app 0\n"; out.String() != want {
 		t.Errorf("tail:\n%s\nwant:\n%s", out.String(), want)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"syscall"
 	"time"
@@ -124,7 +125,9 @@ func probeSSHD(ctx context.Context, addr string) error {
 // diagnostics returns the ends of the node's init and sshd logs, for errors.
 func (n *Node) diagnostics() string {
 	out := ""
-	for _, path := range []string{n.dirs.initLog(), n.dirs.sshdLog()} {
+	// The uWSGI emperor's log says which vassal started, died or respawned.
+	emperor := filepath.Join(filepath.Dir(n.dirs.sshdLog()), "gitreceive", "emperor.log")
+	for _, path := range []string{n.dirs.initLog(), n.dirs.sshdLog(), emperor} {
 		if tail := fileTail(path, 2048); tail != "" {
 			out += "\n--- " + path + " ---\n" + tail
 		}
