@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // Record is one line of an instance's release history.
@@ -100,10 +102,7 @@ func (h History) Append(app, instance string, rec Record, m Manifest) error {
 		return err
 	}
 	path := h.manifestPath(app, instance, rec.Number)
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return err
 	}
 	line, err := json.Marshal(rec)

@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 
 	"gopkg.in/ini.v1"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // Node is one server of the inventory.
@@ -184,14 +187,11 @@ func (inv *Inventory) update(change func(f *ini.File) error) error {
 	if err := change(f); err != nil {
 		return err
 	}
-	tmp := inv.path + ".tmp"
-	if err := f.SaveTo(tmp); err != nil {
+	var buf bytes.Buffer
+	if _, err := f.WriteTo(&buf); err != nil {
 		return err
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, inv.path)
+	return atomicfile.Write(inv.path, buf.Bytes(), 0o600)
 }
 
 // add records n; the name must be new.

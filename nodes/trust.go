@@ -13,6 +13,8 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // dialTimeout bounds reaching a node and finishing the SSH handshake.
@@ -168,11 +170,7 @@ func (f *Fleet) unpin(n Node) error {
 		}
 		kept.WriteString(sc.Text() + "\n")
 	}
-	tmp := f.knownHostsPath() + ".tmp"
-	if err := os.WriteFile(tmp, []byte(kept.String()), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, f.knownHostsPath())
+	return atomicfile.Write(f.knownHostsPath(), []byte(kept.String()), 0o600)
 }
 
 // Dial logs in to n with the receiver's key, accepting only n's pinned

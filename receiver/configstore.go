@@ -10,6 +10,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // instanceStore keeps one JSON object of V per instance, in
@@ -77,10 +79,7 @@ func (st *instanceStore[V]) update(app, instance string, change func(map[string]
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(path+".tmp", path)
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // all returns every instance's values (of every app), for choices that

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
@@ -229,10 +230,7 @@ func (s *Server) record(r *builder.Release, spec agent.Spec) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	if err := os.WriteFile(path+".tmp", data, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(path+".tmp", path); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return err
 	}
 	return s.history.Append(r.App, r.Instance, r.Record(), r.Manifest)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -90,11 +91,7 @@ func (s *Server) saveClaims(claims map[string]hostClaim) error {
 	if err != nil {
 		return err
 	}
-	tmp := s.hostsPath() + ".tmp"
-	if err := os.WriteFile(tmp, append(data, '\n'), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.hostsPath())
+	return atomicfile.Write(s.hostsPath(), append(data, '\n'), 0o600)
 }
 
 // routedHosts are the hosts every instance's live release answers at,

@@ -14,6 +14,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -150,12 +151,8 @@ func installHook(repoDir string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("creating %s: %w", dir, err)
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, hooks.PreReceiveScript, 0o755); err != nil {
-		return fmt.Errorf("writing hook %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("installing hook %s: %w", path, err)
+	if err := atomicfile.Write(path, hooks.PreReceiveScript, 0o755); err != nil {
+		return fmt.Errorf("installing hook: %w", err)
 	}
 	return nil
 }

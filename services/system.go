@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // commandEnv is the environment of every command a service runs: no
@@ -118,9 +120,10 @@ func startServer(ctx context.Context, unit string, restart bool) error {
 	return nil
 }
 
-// writeIfChanged writes data to path (via a temporary file and rename)
-// unless it already holds exactly that; it says whether it wrote. A file
-// that was there keeps its owner (pg_hba.conf is postgres').
+// writeIfChanged writes data to path unless it already holds exactly that;
+// it says whether it wrote. The write is atomic (a reloading server reads
+// the old file or the new one), and a file that was there keeps its owner
+// (pg_hba.conf is postgres').
 func writeIfChanged(path string, data []byte, mode os.FileMode) (bool, error) {
 	uid, gid := -1, -1
 	if old, err := os.ReadFile(path); err == nil {
@@ -135,17 +138,7 @@ func writeIfChanged(path string, data []byte, mode os.FileMode) (bool, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return false, err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return false, err
-	}
-	if err := os.Chmod(tmp, mode); err != nil {
-		return false, err
-	}
-	if err := os.Chown(tmp, uid, gid); err != nil {
-		return false, err
-	}
-	return true, os.Rename(tmp, path)
+	return true, atomicfile.WriteOwned(path, data, mode, uid, gid)
 }
 
 // CopyToFile writes r to a new file at path (0600: dumps hold an app's

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
@@ -396,7 +397,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	if err := writeAtomic(manifestPath(dir, n), data); err != nil {
+	if err := atomicfile.Write(manifestPath(dir, n), data, 0o644); err != nil {
 		os.RemoveAll(dst)
 		return Status{}, err
 	}
@@ -454,19 +455,6 @@ func status(root, version string) (NodeStatus, error) {
 		}
 		return st, fmt.Errorf("cannot find free space under %s", root)
 	}
-}
-
-func writeAtomic(path string, data []byte) error { return writeAtomicMode(path, data, 0o644) }
-
-func writeAtomicMode(path string, data []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, mode); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp, mode); err != nil { // an old tmp keeps its mode
-		return err
-	}
-	return os.Rename(tmp, path)
 }
 
 type countingReader struct {

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // instance is one APP/INSTANCE on this node. rt is nil when the agent's
@@ -73,7 +75,7 @@ func (in instance) start(ctx context.Context, n int, stored bool, stdin io.Reade
 			return err
 		}
 		// 0600: the spec holds the app's environment (config values).
-		if err := writeAtomicMode(specPath(in.dir, n), data, 0o600); err != nil {
+		if err := atomicfile.Write(specPath(in.dir, n), data, 0o600); err != nil {
 			return err
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -109,7 +110,9 @@ func Route(ctx context.Context, rt Runtime, app, instance string, live, prev int
 	if err != nil {
 		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
 	}
-	if err := writeConfAtomic(path, []byte(text)); err != nil {
+	// The temporary name does not match *.conf: nginx never includes a
+	// half-written file.
+	if err := atomicfile.Write(path, []byte(text), 0o644); err != nil {
 		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
 	}
 	if err := nginxTest(ctx); err != nil {
@@ -653,44 +656,10 @@ func readOld(path string) ([]byte, bool, error) {
 	return data, err == nil, err
 }
 
-// writeConfAtomic writes data to path through a temporary file in the same
-// directory whose name does not match *.conf, so nginx never includes a
-// half-written file.
-func writeConfAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if closeErr := f.Close(); err == nil {
-		err = closeErr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("writing %s: %w", path, err)
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync() // the rename survives a crash; best effort
-		d.Close()
-	}
-	return nil
-}
-
 // restoreConf puts path back as it was: old, or no file when there was none.
 func restoreConf(path string, old []byte, hadOld bool) error {
 	if hadOld {
-		return writeConfAtomic(path, old)
+		return atomicfile.Write(path, old, 0o644)
 	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err

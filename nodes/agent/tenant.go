@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -105,7 +106,7 @@ func createTenant(rt Runtime, app, instance, name string) (tenant, error) {
 			return tenant{}, fmt.Errorf("creating the user %s: %s: %v: %s", name, argv[0], err, strings.TrimSpace(string(out)))
 		}
 	}
-	if err := writeAtomicMode(filepath.Join(rt.DataDir, tenantNextUID), []byte(strconv.Itoa(uid+1)+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(filepath.Join(rt.DataDir, tenantNextUID), []byte(strconv.Itoa(uid+1)+"\n"), 0o644); err != nil {
 		return tenant{}, fmt.Errorf("recording the next uid: %w", err)
 	}
 	return tenant{name: name, uid: uid, gid: uid}, nil

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // A release runs as one uWSGI vassal: StartRelease writes its file into
@@ -153,8 +155,8 @@ func checkReleaseFiles(rel string, spec Spec) error {
 func startAndCheck(ctx context.Context, rt Runtime, app, instance string, n int, spec Spec, files instanceFiles,
 	ini string, w *startWatch, out io.Writer) error {
 	vassal := rt.VassalPath(app, instance, n)
-	if err := writeFileAtomic(vassal, []byte(ini), 0o644, -1, -1); err != nil {
-		return fmt.Errorf("writing the vassal file %s: %w", vassal, err)
+	if err := atomicfile.Write(vassal, []byte(ini), 0o644); err != nil {
+		return fmt.Errorf("the vassal file: %w", err)
 	}
 	started := time.Now()
 	// This connection also rings the emperor. Without one, nothing would
@@ -648,8 +650,8 @@ func DemoteRelease(ctx context.Context, rt Runtime, app, instance string, n int)
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(vassal, []byte(text+demoteBlock), 0o644, -1, -1); err != nil {
-		return fmt.Errorf("writing the vassal file %s: %w", vassal, err)
+	if err := atomicfile.Write(vassal, []byte(text+demoteBlock), 0o644); err != nil {
+		return fmt.Errorf("the vassal file: %w", err)
 	}
 	// The emperor notices a changed vassal by its mtime in whole seconds:
 	// a demote within the second the vassal was written would go unseen.
@@ -789,13 +791,13 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	if err != nil {
 		return instanceFiles{}, err
 	}
-	if err := writeFileAtomic(filepath.Join(dir, envFileName), envData, 0o600, t.uid, t.gid); err != nil {
-		return instanceFiles{}, fmt.Errorf("writing the env file: %w", err)
+	if err := atomicfile.WriteOwned(filepath.Join(dir, envFileName), envData, 0o600, t.uid, t.gid); err != nil {
+		return instanceFiles{}, fmt.Errorf("the env file: %w", err)
 	}
 	prefix := filepath.Join(run, "v"+strconv.Itoa(n))
 	snapshot := prefix + ".env"
-	if err := writeFileAtomic(snapshot, envData, 0o600, t.uid, t.gid); err != nil {
-		return instanceFiles{}, fmt.Errorf("writing %s: %w", snapshot, err)
+	if err := atomicfile.WriteOwned(snapshot, envData, 0o600, t.uid, t.gid); err != nil {
+		return instanceFiles{}, err // names the file
 	}
 
 	// PHP compares real paths with the allowed document root.
@@ -823,8 +825,8 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	if err != nil {
 		return instanceFiles{}, err
 	}
-	if err := writeFileAtomic(c.Bootstrap, boot, 0o640, -1, t.gid); err != nil {
-		return instanceFiles{}, fmt.Errorf("writing %s: %w", c.Bootstrap, err)
+	if err := atomicfile.WriteOwned(c.Bootstrap, boot, 0o640, atomicfile.KeepOwner, t.gid); err != nil {
+		return instanceFiles{}, err // names the file
 	}
 	return instanceFiles{envSnapshot: snapshot, vassal: c}, nil
 }
@@ -951,8 +953,8 @@ func writeLogrotate(rt Runtime, app, instance string, t tenant) error {
 	if old, err := os.ReadFile(path); err == nil && string(old) == conf {
 		return nil
 	}
-	if err := writeFileAtomic(path, []byte(conf), 0o644, -1, -1); err != nil {
-		return fmt.Errorf("writing %s: %w", path, err)
+	if err := atomicfile.Write(path, []byte(conf), 0o644); err != nil {
+		return err // names the file
 	}
 	return nil
 }
@@ -1051,26 +1053,6 @@ func resetTempDir(dir string, ids tenant) error {
 		return err
 	}
 	return os.Chmod(dir, 0o700)
-}
-
-// writeFileAtomic writes data to a temporary file in path's directory and
-// renames it over path, so readers (the emperor, a starting app) see the
-// old file or the new one. The temporary name never ends in ".ini": the
-// emperor ignores it. uid/gid -1 keep root as the owner.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode, uid, gid int) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	err = errors.Join(f.Chmod(mode), f.Chown(uid, gid), writeAll(f, data), f.Sync(), f.Close())
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
 }
 
 // --- the env file -------------------------------------------------------------

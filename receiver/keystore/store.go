@@ -11,7 +11,12 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
+
+// storeFileMode keeps the store private: it decides who may deploy.
+const storeFileMode = 0o600
 
 // Store is the key store file at one path. It holds no state besides the
 // path: every call reads the file, so the CLI, the daemon and hand edits
@@ -137,7 +142,10 @@ func (s *Store) update(change func(*storeFile) error) error {
 	if err := change(f); err != nil {
 		return err
 	}
-	return writeFileAtomic(s.path, f.render())
+	if err := atomicfile.Write(s.path, f.render(), storeFileMode); err != nil {
+		return fmt.Errorf("write key store: %w", err)
+	}
+	return nil
 }
 
 // headerLines explains the format at the top of a new store file.
