@@ -834,6 +834,9 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 // legacyVassals lists the releases of the instance whose vassal runs as
 // another user than t: the shared user of earlier versions.
 func legacyVassals(rt Runtime, app, instance string, t tenant) []int {
+	if _, err := lookupUser(legacyAppUser); err != nil {
+		return nil // a node set up since has no such user, so no such vassal
+	}
 	var ns []int
 	for _, n := range instanceVassals(context.Background(), rt, app, instance) {
 		if uid, ok := vassalUID(rt.VassalPath(app, instance, n)); ok && uid != t.uid {
