@@ -94,7 +94,7 @@ func (s *Server) runCommand(c *call) int {
 	var term *nodes.Terminal
 	if ptyReq, winCh, isPty := c.sess.Pty(); isPty {
 		resize := make(chan [2]int)
-		go func() {
+		goSafe(c.log, "terminal resize", func() {
 			defer close(resize)
 			for w := range winCh {
 				select {
@@ -103,7 +103,7 @@ func (s *Server) runCommand(c *call) int {
 					return
 				}
 			}
-		}()
+		})
 		term = &nodes.Terminal{Term: ptyReq.Term, Width: ptyReq.Window.Width, Height: ptyReq.Window.Height, Resize: resize}
 	} else if s.cfg.RunTimeout > 0 {
 		// A script nobody watches must end; an interactive one is the

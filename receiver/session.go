@@ -37,6 +37,10 @@ func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
 	c := &call{sess: sess, log: log}
+	defer recoverPanic(&c.log, "session", func(sentence string) {
+		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
+		_ = sess.Exit(1)
+	})
 	code := s.runSession(c)
 	c.log.Info().Int("exit", code).Dur("duration", time.Since(start)).Msg("session ended")
 	// The exact status goes back: a failed command never looks like success.
@@ -81,5 +85,6 @@ func (s *Server) runSession(c *call) int {
 	if _, _, isPty := c.sess.Pty(); isPty && !cmd.pty {
 		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
 	}
+	testPoint("command " + args[0])
 	return cmd.run(s, c)
 }
