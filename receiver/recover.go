@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"sync/atomic"
@@ -46,6 +47,14 @@ func recoverPanic(log *zerolog.Logger, what string, tell func(sentence string)) 
 // operator, who finds the cause and the stack in the log under "request".
 func internalError(id string) string {
 	return fmt.Sprintf("internal error (%s); the operator can find it in the log", id)
+}
+
+// tellOperator logs cause, an internal failure, with the request's fields,
+// and returns what the user is told: what failed, not why.
+func tellOperator(log zerolog.Logger, cause error, format string, a ...any) error {
+	what := fmt.Sprintf(format, a...)
+	log.Error().Err(cause).Msg(what)
+	return errors.New(what + "; tell the operator")
 }
 
 // goSafe starts fn in a goroutine guarded by recoverPanic. Every goroutine

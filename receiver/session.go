@@ -33,6 +33,12 @@ func (c *call) fail(format string, a ...any) int {
 	return 1
 }
 
+// internal fails with a sentence for an internal failure; its cause goes
+// to the log only (a path or a node's message is for the operator).
+func (c *call) internal(cause error, format string, a ...any) int {
+	return c.fail("%s", tellOperator(c.log, cause, format, a...))
+}
+
 func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
