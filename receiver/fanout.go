@@ -24,6 +24,7 @@ func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Rel
 	}
 	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec,
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
+			testPoint("contents " + r.App) // runs in a goroutine of nodes' own
 			return writeContents(ctx, r, hashes, w)
 		}}
 	out.Step("Uploading release v%d to %d node%s", r.Number, len(targets), plural(len(targets)))

@@ -51,14 +51,14 @@ func checkLogged(t *testing.T, logs *syncBuffer, shown, point string, more ...st
 	t.Fatalf("no log entry for request %s:\n%s", m[1], logs)
 }
 
-// A panic in a command and one in a deploy step (in a node's goroutine,
+// A panic in a command and in deploy steps (in goroutines nodes starts,
 // with the app's lock held) each end their own request only: the daemon
 // keeps serving, the user gets one sentence with a request id, the log
 // has the stack, and the next push of the same app goes live.
 func TestPanicInCommandOrDeployIsRecovered(t *testing.T) {
 	c, logs := startServerLogged(t, 20*time.Second, nil)
 	work := seed(t, c, "myapp")
-	panicOnce(t, "command apps", "deploy myapp")
+	panicOnce(t, "command apps")
 
 	r := c.SSH(t, "", nil, "apps")
 	if r.Code == 0 {
@@ -70,16 +70,23 @@ func TestPanicInCommandOrDeployIsRecovered(t *testing.T) {
 	}
 
 	c.Commit(t, work, "two", map[string]string{"app.py": "v = 2\n"})
-	failed := c.Git(t, work, "push", "silver", "main")
-	if failed.Code == 0 {
-		t.Fatalf("push with a panic in its deploy succeeded:\n%s", failed)
-	}
-	// Raised in the node's goroutine, recovered in the hook connection's,
-	// with the push's fields.
-	checkLogged(t, logs, failed.Stderr, "deploy myapp", `"node":"local"`, `"push":"`, `"in":"pre-receive"`, `nodes.forEachNodeLimit`)
 	head := strings.TrimSpace(c.MustGit(t, work, "rev-parse", "HEAD").Stdout)
-	if got := remoteRef(t, c, "myapp", "refs/heads/main"); got == head {
-		t.Fatal("main moved although its deploy panicked")
+	// Each raised in a goroutine nodes started (the node's, the one that
+	// streams the contents to it) and recovered in the hook connection's,
+	// with the push's fields.
+	for _, step := range []struct{ point, goroutine string }{
+		{"contents myapp", "nodes.receive.func"},
+		{"deploy myapp", "nodes.forEachNodeLimit.func"},
+	} {
+		panicOnce(t, step.point)
+		failed := c.Git(t, work, "push", "silver", "main")
+		if failed.Code == 0 {
+			t.Fatalf("push with a panic at %s succeeded:\n%s", step.point, failed)
+		}
+		checkLogged(t, logs, failed.Stderr, step.point, `"node":"local"`, `"push":"`, `"in":"pre-receive"`, step.goroutine)
+		if got := remoteRef(t, c, "myapp", "refs/heads/main"); got == head {
+			t.Fatalf("main moved although its deploy panicked at %s", step.point)
+		}
 	}
 
 	// The lock was released: the next push neither waits nor fails.
