@@ -34,7 +34,8 @@ func (f *Fleet) Check(ctx context.Context, nodes []Node) []Status {
 }
 
 // forEachNode runs fn for every node, at most maxParallel at once, and
-// returns when all have finished.
+// returns when all have finished. A panic in fn is raised again here, in
+// the caller's goroutine, once the other nodes are done (see Panic).
 func forEachNode(nodes []Node, fn func(i int, n Node)) { forEachNodeLimit(nodes, maxParallel, fn) }
 
 // forEachNodeUnbounded runs fn for every node at once: for work that never
@@ -45,17 +46,20 @@ func forEachNodeUnbounded(nodes []Node, fn func(i int, n Node)) {
 
 func forEachNodeLimit(nodes []Node, limit int, fn func(i int, n Node)) {
 	sem := make(chan struct{}, limit)
+	panics := make([]*Panic, len(nodes))
 	var wg sync.WaitGroup
 	for i, n := range nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer catchPanic(&panics[i], n.Name)
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			fn(i, n)
 		}()
 	}
 	wg.Wait()
+	raisePanics(panics)
 }
 
 func (f *Fleet) check(ctx context.Context, n Node) Status {

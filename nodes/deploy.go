@@ -345,12 +345,19 @@ func receive(ctx context.Context, c *conn, r Release, need []string, full bool) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
+	// WriteContents is the caller's code (reading git): a panic in it is
+	// raised again in this goroutine, after the agent has been stopped.
+	var panicked *Panic
+	written := make(chan struct{})
 	go func() {
-		err := json.NewEncoder(pw).Encode(r.Manifest)
+		defer close(written)
+		defer catchPanic(&panicked, c.node.Name)
+		err := errors.New("the release's contents could not be read")
+		defer func() { pw.CloseWithError(err) }()
+		err = json.NewEncoder(pw).Encode(r.Manifest)
 		if err == nil {
 			err = r.WriteContents(ctx, need, pw)
 		}
-		pw.CloseWithError(err)
 	}()
 	args := []string{"receive", r.App, r.Instance, strconv.Itoa(r.Number)}
 	if full {
@@ -359,6 +366,11 @@ func receive(ctx context.Context, c *conn, r Release, need []string, full bool) 
 	var out bytes.Buffer
 	err := c.agent(ctx, pr, &out, args...)
 	pr.CloseWithError(io.ErrClosedPipe)
+	cancel()
+	<-written
+	if panicked != nil {
+		panic(panicked)
+	}
 	var st agent.Status
 	if err != nil {
 		return st, err

@@ -85,16 +85,33 @@ func ensureAgent(ctx context.Context, c *conn, version string) (bool, error) {
 // here, whoever shows it next (unless raw: see LineWriter). A line longer
 // than maxRelayLine is passed on in pieces: an app that logs without
 // newlines (`logs -f`) must not make the receiver hold all of it.
+//
+// Write runs on whatever goroutine copies the node's output (os/exec's,
+// x/crypto/ssh's), which nothing recovers; line is the receiver's code. So
+// a panic in line is kept, writing fails from then on, and Flush, called
+// by the goroutine that waits for the node, raises it again there.
 type lineWriter struct {
-	line func(string)
-	raw  bool
-	buf  []byte
+	line     func(string)
+	raw      bool
+	buf      []byte
+	panicked *Panic
 }
 
 // maxRelayLine is the longest piece of a line lineWriter holds.
 const maxRelayLine = 64 << 10
 
-func (l *lineWriter) Write(p []byte) (int, error) {
+var errLinePanicked = errors.New("relaying the node's output failed (internal error)")
+
+func (l *lineWriter) Write(p []byte) (n int, err error) {
+	if l.panicked != nil {
+		return 0, errLinePanicked
+	}
+	defer func() {
+		if l.panicked != nil {
+			n, err = 0, errLinePanicked
+		}
+	}()
+	defer catchPanic(&l.panicked, "")
 	l.buf = append(l.buf, p...)
 	for {
 		i := bytes.IndexByte(l.buf, '\n')
@@ -120,8 +137,12 @@ func (l *lineWriter) Write(p []byte) (int, error) {
 	}
 }
 
-// Flush passes on a last line that has no newline.
+// Flush passes on a last line that has no newline, or raises the panic of
+// a line passed on by Write.
 func (l *lineWriter) Flush() {
+	if l.panicked != nil {
+		panic(l.panicked)
+	}
 	if len(l.buf) > 0 {
 		l.pass(l.buf)
 		l.buf = nil

@@ -84,7 +84,7 @@ func (s *Server) releasesCommand(c *call) int {
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	onNodes := s.fleet.Releases(c.sess.Context(), targets, t.app, t.instance)
 
@@ -172,7 +172,7 @@ func (s *Server) activateCommand(c *call) int {
 	out := hooks.NewProgress(c.stderr())
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	release, ok := s.lockForCommand(ctx, c, t, "activate "+c.args[2], out)
 	if !ok {
@@ -230,7 +230,7 @@ func (s *Server) activationTarget(c *call, t target, targets []nodes.Node, which
 	}
 	recs, err := s.history.List(t.app, t.instance)
 	if err != nil {
-		return 0, fmt.Errorf("cannot read the release history of %s; tell the operator", t)
+		return 0, tellOperator(c.log, err, "cannot read the release history of %s", t)
 	}
 	if !slices.ContainsFunc(recs, func(r builder.Record) bool { return r.Number == n }) {
 		return 0, fmt.Errorf("%s has no release v%d; see `releases %s`", t, n, t)
@@ -272,7 +272,7 @@ func (s *Server) logsCommand(c *call) int {
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	if node != "" {
 		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })

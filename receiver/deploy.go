@@ -136,7 +136,7 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 		}
 		specs[i] = spec
 	}
-	if err := s.checkLocations(built[0].App, built, specs); err != nil {
+	if err := s.checkLocations(log, built[0].App, built, specs); err != nil {
 		return nil, err
 	}
 	if err := s.checkAllowedServices(built, specs); err != nil {

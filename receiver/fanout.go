@@ -24,11 +24,13 @@ func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Rel
 	}
 	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec,
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
+			testPoint("contents " + r.App) // runs in a goroutine of nodes' own
 			return writeContents(ctx, r, hashes, w)
 		}}
 	out.Step("Uploading release v%d to %d node%s", r.Number, len(targets), plural(len(targets)))
 	say := func(n nodes.Node, line string) { out.Detail("%-8s %s", n.Name, line) }
 	pr, err := s.fleet.Prepare(ctx, targets, rel, say, func(rep nodes.Report) {
+		testPoint("deploy " + r.App) // runs in the node's own goroutine
 		if rep.Err != nil {
 			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
 			return

@@ -90,8 +90,14 @@ func (s *Server) receivePack(c *call, app string, env []string) int {
 		c.log.Error().Err(err).Msg("registering push")
 		return c.fail("cannot start the push; tell the operator")
 	}
-	defer cancel()
-	defer p.releaseLock()
+	// Also on a panic: the lock goes only once no hook handler of this
+	// push still runs; each step is a no-op when already done below.
+	defer func() {
+		cancel()
+		s.hooks.unregister(token)
+		p.active.Wait()
+		p.releaseLock()
+	}()
 	env = append(env,
 		hooks.EnvBin+"="+s.hookBin,
 		hooks.EnvSocket+"="+s.cfg.hookSocket(),
@@ -144,10 +150,10 @@ func (s *Server) execGit(c *call, service, repoDir string, env []string) int {
 		c.log.Error().Err(err).Msg("starting git")
 		return c.fail("cannot start git; tell the operator")
 	}
-	go func() {
+	goSafe(c.log, "git stdin", func() {
 		_, _ = io.Copy(stdin, c.sess)
 		stdin.Close()
-	}()
+	})
 	err = cmd.Wait()
 	var exitErr *exec.ExitError
 	switch {

@@ -98,7 +98,7 @@ func (h *hookServer) serve() {
 			}
 			return
 		}
-		go h.serveConn(conn)
+		goSafe(h.log, "hook socket", func() { h.serveConn(conn) })
 	}
 }
 
@@ -107,6 +107,12 @@ func (h *hookServer) close() error { return h.ln.Close() }
 func (h *hookServer) serveConn(conn net.Conn) {
 	defer conn.Close()
 	out := &messageWriter{enc: json.NewEncoder(conn)}
+	// The push's lock is released by its receive-pack session once this
+	// handler is done (p.active), whichever way it ended.
+	log := h.log
+	defer recoverPanic(&log, "pre-receive", func(sentence string) {
+		out.exit(1, "gitreceive: "+sentence+"\n")
+	})
 	var req hooks.Request
 	if err := json.NewDecoder(io.LimitReader(bufio.NewReader(conn), hooks.MaxRequestBytes)).Decode(&req); err != nil {
 		h.log.Warn().Err(err).Msg("malformed hook request")
@@ -120,6 +126,7 @@ func (h *hookServer) serveConn(conn net.Conn) {
 		return
 	}
 	defer p.active.Done()
+	log = p.log
 	if err := validateHookRequest(req); err != nil {
 		p.log.Warn().Err(err).Msg("invalid hook request")
 		out.exit(1, "gitreceive: "+err.Error()+"\n")

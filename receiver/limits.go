@@ -137,7 +137,7 @@ func (l *connLimits) sessionChannel(srv *ssh.Server, conn *gossh.ServerConn, new
 		return
 	}
 	defer l.sessions.Add(-1)
-	st.keepaliveOnce.Do(func() { go l.keepalive(ctx, conn) })
+	st.keepaliveOnce.Do(func() { goSafe(l.log, "keepalive", func() { l.keepalive(ctx, conn) }) })
 	ssh.DefaultSessionHandler(srv, conn, newChan, ctx)
 }
 
@@ -160,11 +160,11 @@ func (l *connLimits) keepalive(ctx ssh.Context, conn *gossh.ServerConn) {
 			conn.Close()
 			return
 		}
-		go func() {
+		goSafe(l.log, "keepalive", func() {
 			// Any reply, even "unsupported", proves the client is alive.
 			if _, _, err := conn.SendRequest("keepalive@openssh.com", true, nil); err == nil {
 				lastReply.Store(time.Now().UnixNano())
 			}
-		}()
+		})
 	}
 }

@@ -72,7 +72,7 @@ func (s *Server) runCommand(c *call) int {
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	switch {
 	case node != "":
@@ -85,7 +85,7 @@ func (s *Server) runCommand(c *call) int {
 		// The services node: where the app's databases are closest.
 		n, err := s.fleet.Inventory.ServicesNode()
 		if err != nil {
-			return c.fail("cannot read the node inventory; tell the operator")
+			return c.internal(err, "cannot read the node inventory")
 		}
 		targets = []nodes.Node{n}
 	}
@@ -94,7 +94,7 @@ func (s *Server) runCommand(c *call) int {
 	var term *nodes.Terminal
 	if ptyReq, winCh, isPty := c.sess.Pty(); isPty {
 		resize := make(chan [2]int)
-		go func() {
+		goSafe(c.log, "terminal resize", func() {
 			defer close(resize)
 			for w := range winCh {
 				select {
@@ -103,7 +103,7 @@ func (s *Server) runCommand(c *call) int {
 					return
 				}
 			}
-		}()
+		})
 		term = &nodes.Terminal{Term: ptyReq.Term, Width: ptyReq.Window.Width, Height: ptyReq.Window.Height, Resize: resize}
 	} else if s.cfg.RunTimeout > 0 {
 		// A script nobody watches must end; an interactive one is the
@@ -190,11 +190,11 @@ func (s *Server) appsCommand(c *call) int {
 	}
 	entries, err := os.ReadDir(s.cfg.reposDir())
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return c.fail("cannot list the apps; tell the operator")
+		return c.internal(err, "cannot list the apps")
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	type instanceRow struct {
 		App      string   `json:"app"`
@@ -216,7 +216,7 @@ func (s *Server) appsCommand(c *call) int {
 		}
 		instances, err := s.appInstances(app)
 		if err != nil {
-			return c.fail("cannot read the releases of %s; tell the operator", app)
+			return c.internal(err, "cannot read the releases of %s", app)
 		}
 		if len(instances) == 0 {
 			rows = append(rows, instanceRow{App: app, Live: "never deployed", Services: []string{}})
@@ -311,12 +311,12 @@ func (s *Server) destroyCommand(c *call) int {
 	defer release()
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	instances := []string{t.instance}
 	if whole {
 		if instances, err = s.appInstances(t.app); err != nil {
-			return c.fail("cannot read the releases of %s; tell the operator", t.app)
+			return c.internal(err, "cannot read the releases of %s", t.app)
 		}
 	}
 	for _, inst := range instances {
@@ -327,7 +327,7 @@ func (s *Server) destroyCommand(c *call) int {
 	if whole {
 		for _, p := range []string{filepath.Join(s.cfg.releasesDir(), t.app), s.repos.path(t.app)} {
 			if err := os.RemoveAll(p); err != nil {
-				return c.fail("cannot remove %s; tell the operator", p)
+				return c.internal(err, "cannot remove %s", p)
 			}
 		}
 		s.config.remove(t.app, "")
@@ -352,14 +352,14 @@ func (s *Server) destroyInstance(ctx context.Context, log zerolog.Logger, out *h
 		return fmt.Errorf("%s/%s was not destroyed everywhere; fix the node and run destroy again", app, instance)
 	}
 	if err := os.RemoveAll(filepath.Join(s.cfg.releasesDir(), app, instance)); err != nil {
-		return fmt.Errorf("cannot remove the history of %s/%s; tell the operator", app, instance)
+		return tellOperator(log, err, "cannot remove the history of %s/%s", app, instance)
 	}
 	if err := s.config.remove(app, instance); err != nil {
-		return fmt.Errorf("cannot remove the config of %s/%s; tell the operator", app, instance)
+		return tellOperator(log, err, "cannot remove the config of %s/%s", app, instance)
 	}
 	creds, err := s.creds.get(app, instance)
 	if err != nil {
-		return fmt.Errorf("cannot read the services of %s/%s; tell the operator", app, instance)
+		return tellOperator(log, err, "cannot read the services of %s/%s", app, instance)
 	}
 	names := slices.Sorted(maps.Keys(creds))
 	if len(names) > 0 && !withData {
@@ -391,11 +391,11 @@ func (s *Server) configCommand(c *call) int {
 	}
 	operator, err := s.config.get(t.app, t.instance)
 	if err != nil {
-		return c.fail("cannot read the config of %s; tell the operator", t)
+		return c.internal(err, "cannot read the config of %s", t)
 	}
 	spec, _, err := s.lastSpec(t.app, t.instance)
 	if err != nil {
-		return c.fail("cannot read the newest release of %s; tell the operator", t)
+		return c.internal(err, "cannot read the newest release of %s", t)
 	}
 	// Names and where they come from; values are never shown.
 	fromOperator := map[string]bool{}
@@ -484,11 +484,11 @@ func (s *Server) changeConfig(c *call, arg string, change func(map[string]string
 	}
 	before, err := s.config.get(t.app, t.instance)
 	if err != nil {
-		return c.fail("cannot read the config of %s; tell the operator", t)
+		return c.internal(err, "cannot read the config of %s", t)
 	}
 	var keys []string
 	if err := s.config.update(t.app, t.instance, func(m map[string]string) error { keys = change(m); return nil }); err != nil {
-		return c.fail("cannot save the config of %s; tell the operator", t)
+		return c.internal(err, "cannot save the config of %s", t)
 	}
 	sort.Strings(keys)
 	// Names only: the values are secrets as often as not.
@@ -527,7 +527,7 @@ func (s *Server) restart(ctx context.Context, c *call, t target, last builder.Re
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return fmt.Errorf("cannot read the node inventory; tell the operator")
+		return tellOperator(c.log, err, "cannot read the node inventory")
 	}
 	_, err = s.goLive(ctx, c.log, []*builder.Release{r}, targets, out, start, "")
 	return err
@@ -550,7 +550,7 @@ func (s *Server) setDisabled(c *call, disabled bool) int {
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return c.fail("cannot read the node inventory; tell the operator")
+		return c.internal(err, "cannot read the node inventory")
 	}
 	if err := s.fleet.SetDisabled(c.sess.Context(), targets, t.app, t.instance, disabled); err != nil {
 		return c.fail("%v", err)

@@ -27,33 +27,42 @@ func (s *Server) repairInterrupted(ctx context.Context) {
 		return
 	}
 	for _, a := range apps {
-		app := a.Name()
-		instances, err := s.appInstances(app)
-		if err != nil || len(instances) == 0 {
-			continue
-		}
-		release, err := s.locks.acquire(ctx, app, &lockHolder{user: "gitreceive", branch: "-", commit: "repair after a restart"}, s.cfg.LockTimeout, lockWaitInterval, func(*lockHolder) {})
-		if err != nil {
+		if !s.repairApp(ctx, a.Name(), targets) {
 			return
 		}
-		for _, inst := range instances {
-			last, _, _, err := s.history.Last(app, inst)
-			if err != nil {
-				continue
-			}
-			log := s.log.With().Str("app", app).Str("instance", inst).Logger()
-			opCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
-			back, err := s.fleet.TakeBackUnrecorded(opCtx, targets, app, inst, last.Number)
-			cancel()
-			for _, n := range back {
-				log.Warn().Str("node", n.Name).Int("release", last.Number).Msg("switched back a node an interrupted deploy left on an unrecorded release")
-			}
-			if err != nil {
-				log.Warn().Err(err).Msg("repair: could not check or switch back every node; the next deploy will")
-			}
-		}
-		release()
 	}
+}
+
+// repairApp is repairInterrupted for one app; false if the daemon is
+// stopping. The lock is released by a deferred call: a panic here,
+// recovered by goSafe, must not leave the app locked.
+func (s *Server) repairApp(ctx context.Context, app string, targets []nodes.Node) bool {
+	instances, err := s.appInstances(app)
+	if err != nil || len(instances) == 0 {
+		return true
+	}
+	release, err := s.locks.acquire(ctx, app, &lockHolder{user: "gitreceive", branch: "-", commit: "repair after a restart"}, s.cfg.LockTimeout, lockWaitInterval, func(*lockHolder) {})
+	if err != nil {
+		return false
+	}
+	defer release()
+	for _, inst := range instances {
+		last, _, _, err := s.history.Last(app, inst)
+		if err != nil {
+			continue
+		}
+		log := s.log.With().Str("app", app).Str("instance", inst).Logger()
+		opCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		back, err := s.fleet.TakeBackUnrecorded(opCtx, targets, app, inst, last.Number)
+		cancel()
+		for _, n := range back {
+			log.Warn().Str("node", n.Name).Int("release", last.Number).Msg("switched back a node an interrupted deploy left on an unrecorded release")
+		}
+		if err != nil {
+			log.Warn().Err(err).Msg("repair: could not check or switch back every node; the next deploy will")
+		}
+	}
+	return true
 }
 
 // How long and how often takeBackLater tries.
@@ -77,7 +86,7 @@ func (s *Server) takeBackLater(log zerolog.Logger, app, instance string, pending
 	}
 	log = log.With().Str("app", app).Str("instance", instance).Logger()
 	log.Warn().Strs("nodes", nodeNames(pending)).Msg("nodes that may be live on an unrecorded release could not be reached; switching them back once they answer")
-	go func() {
+	goSafe(log, "take-back", func() {
 		end := time.Now().Add(takeBackFor)
 		for wait := takeBackFirst; len(pending) > 0; wait = min(2*wait, takeBackMax) {
 			if time.Now().Add(wait).After(end) {
@@ -91,7 +100,7 @@ func (s *Server) takeBackLater(log zerolog.Logger, app, instance string, pending
 			}
 			pending = s.takeBack(s.life, log, app, instance, pending)
 		}
-	}()
+	})
 }
 
 // takeBack is one attempt of takeBackLater: the nodes of pending that

@@ -146,9 +146,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return err
 	}
 	s.hooks = hs
-	go hs.serve()
+	goSafe(s.log, "hook socket", hs.serve)
 	s.log.Info().Str("addr", ln.Addr().String()).Str("data", s.cfg.DataDir).Str("version", s.cfg.Version).Msg("listening")
-	go s.repairInterrupted(s.life)
+	goSafe(s.log, "repair", func() { s.repairInterrupted(s.life) })
 	err = s.ssh.Serve(ln)
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil

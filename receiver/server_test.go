@@ -37,6 +37,13 @@ const waitLimit = 30 * time.Second
 // startServer runs a server in-process with alice as admin.
 func startServer(t *testing.T, lockTimeout time.Duration, g *gate) *receivertest.Client {
 	t.Helper()
+	c, _ := startServerLogged(t, lockTimeout, g)
+	return c
+}
+
+// startServerLogged is startServer that also returns the server's log.
+func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*receivertest.Client, *syncBuffer) {
+	t.Helper()
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	data := t.TempDir()
 	// The local node's agent (a child of the server, inheriting this
@@ -70,7 +77,7 @@ func startServer(t *testing.T, lockTimeout time.Duration, g *gate) *receivertest
 			t.Logf("server log:\n%s", logs.String())
 		}
 	})
-	return receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key)
+	return receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key), logs
 }
 
 // gate holds pre-receive open, standing in for a long deploy, for the next

@@ -60,7 +60,7 @@ func (s *Server) backupCommand(c *call) int {
 	out := hooks.NewProgress(c.stderr())
 	tmp, err := os.MkdirTemp(s.cfg.runDir(), "backup-")
 	if err != nil {
-		return c.fail("cannot make room for the backup; tell the operator")
+		return c.internal(err, "cannot make room for the backup")
 	}
 	defer os.RemoveAll(tmp)
 	// Each dump goes to a file first: tar needs its size before its bytes.
@@ -71,12 +71,12 @@ func (s *Server) backupCommand(c *call) int {
 		}
 		where, err := s.serviceNodes(svc)
 		if err != nil {
-			return c.fail("cannot read the node inventory; tell the operator")
+			return c.internal(err, "cannot read the node inventory")
 		}
 		dump := backuparchive.DumpPath(tmp, name)
 		f, err := os.OpenFile(dump, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err != nil {
-			return c.fail("cannot make room for the backup; tell the operator")
+			return c.internal(err, "cannot make room for the backup")
 		}
 		err = s.fleet.ServiceCall(ctx, where[0], "backup", name, t.app, t.instance, creds[name], nil, f)
 		if cerr := f.Close(); err == nil {
@@ -123,7 +123,7 @@ func (s *Server) restoreCommand(c *call) int {
 	}
 	tmp, err := os.MkdirTemp(s.cfg.runDir(), "restore-")
 	if err != nil {
-		return c.fail("cannot make room for the backup; tell the operator")
+		return c.internal(err, "cannot make room for the backup")
 	}
 	defer os.RemoveAll(tmp)
 	m, names, err := backuparchive.Read(c.sess, tmp, func(name string) bool { _, ok := creds[name]; return ok })
@@ -135,12 +135,12 @@ func (s *Server) restoreCommand(c *call) int {
 		svc, _ := services.Lookup(name)
 		where, err := s.serviceNodes(svc)
 		if err != nil {
-			return c.fail("cannot read the node inventory; tell the operator")
+			return c.internal(err, "cannot read the node inventory")
 		}
 		for _, n := range where {
 			f, err := os.Open(backuparchive.DumpPath(tmp, name))
 			if err != nil {
-				return c.fail("cannot read the backup back; tell the operator")
+				return c.internal(err, "cannot read the backup back")
 			}
 			err = s.fleet.ServiceCall(ctx, n, "restore", name, t.app, t.instance, creds[name], f, nil)
 			f.Close()
@@ -186,7 +186,7 @@ func (s *Server) clearCommand(c *call) int {
 	}
 	spec, _, err := s.lastSpec(t.app, t.instance)
 	if err != nil {
-		return c.fail("cannot read the releases of %s; tell the operator", t)
+		return c.internal(err, "cannot read the releases of %s", t)
 	}
 	// A service app.ini no longer asks for goes entirely: nothing would
 	// provision it again.

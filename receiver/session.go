@@ -33,10 +33,20 @@ func (c *call) fail(format string, a ...any) int {
 	return 1
 }
 
+// internal fails with a sentence for an internal failure; its cause goes
+// to the log only (a path or a node's message is for the operator).
+func (c *call) internal(cause error, format string, a ...any) int {
+	return c.fail("%s", tellOperator(c.log, cause, format, a...))
+}
+
 func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
 	c := &call{sess: sess, log: log}
+	defer recoverPanic(&c.log, "session", func(sentence string) {
+		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
+		_ = sess.Exit(1)
+	})
 	code := s.runSession(c)
 	c.log.Info().Int("exit", code).Dur("duration", time.Since(start)).Msg("session ended")
 	// The exact status goes back: a failed command never looks like success.
@@ -81,5 +91,6 @@ func (s *Server) runSession(c *call) int {
 	if _, _, isPty := c.sess.Pty(); isPty && !cmd.pty {
 		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
 	}
+	testPoint("command " + args[0])
 	return cmd.run(s, c)
 }

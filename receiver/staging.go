@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes/agent"
@@ -125,11 +127,11 @@ func (s *Server) location(r *builder.Release) agent.Location {
 // checkLocations refuses a push in which two branches of the app would
 // answer at one location: among the built releases, and against every
 // other instance's live spec. The message names both branches.
-func (s *Server) checkLocations(app string, built []*builder.Release, specs []agent.Spec) error {
+func (s *Server) checkLocations(log zerolog.Logger, app string, built []*builder.Release, specs []agent.Spec) error {
 	owner := map[string]string{} // location -> branch
 	instances, err := s.appInstances(app)
 	if err != nil {
-		return fmt.Errorf("cannot read the releases of %s; tell the operator", app)
+		return tellOperator(log, err, "cannot read the releases of %s", app)
 	}
 	for _, inst := range instances {
 		if slices.ContainsFunc(built, func(r *builder.Release) bool { return r.Instance == inst }) {
@@ -228,11 +230,11 @@ func (s *Server) removeBranch(ctx context.Context, p *Push, branch string, out *
 	}
 	spec, _, err := s.lastSpec(p.App, instance)
 	if err != nil {
-		return fmt.Errorf("cannot read the releases of %s; tell the operator", p.App)
+		return tellOperator(p.log, err, "cannot read the releases of %s", p.App)
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
-		return fmt.Errorf("cannot read the node inventory; tell the operator")
+		return tellOperator(p.log, err, "cannot read the node inventory")
 	}
 	where := make([]string, len(spec.Locations))
 	for i, l := range spec.Locations {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
 	"github.com/gitreceive/gitreceive/nodes/agent"
@@ -57,11 +59,11 @@ func TestCheckLocationsNamesBothBranches(t *testing.T) {
 	}
 	a, b := mk("feature/x"), mk("feature_x")
 	spec := func(r *builder.Release) agent.Spec { return agent.Spec{Locations: []agent.Location{s.location(r)}} }
-	err := s.checkLocations("blog", []*builder.Release{a, b}, []agent.Spec{spec(a), spec(b)})
+	err := s.checkLocations(zerolog.Nop(), "blog", []*builder.Release{a, b}, []agent.Spec{spec(a), spec(b)})
 	if err == nil || !strings.Contains(err.Error(), "branches feature/x and feature_x would both answer at http://feature-x.blog.apps.test") {
 		t.Fatalf("checkLocations = %v", err)
 	}
-	if err := s.checkLocations("blog", []*builder.Release{a, mk("main")}, []agent.Spec{spec(a), spec(mk("main"))}); err != nil {
+	if err := s.checkLocations(zerolog.Nop(), "blog", []*builder.Release{a, mk("main")}, []agent.Spec{spec(a), spec(mk("main"))}); err != nil {
 		t.Fatalf("distinct locations refused: %v", err)
 	}
 }

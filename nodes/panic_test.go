@@ -1,0 +1,100 @@
+package nodes
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// A panic in one node's goroutine reaches forEachNode's caller, as a
+// *Panic naming the node and carrying the stack where it was raised, only
+// after every other node's work has run.
+func TestForEachNodeRaisesWorkerPanicInCaller(t *testing.T) {
+	three := []Node{{Name: "a"}, {Name: "b"}, {Name: "c"}}
+	tests := []struct {
+		name      string
+		panicAt   string // node whose fn panics, "" for none
+		nested    bool   // the panic comes from a forEachNode inside fn
+		wantNode  string
+		wantValue any
+	}{
+		{name: "no panic"},
+		{name: "one node panics", panicAt: "b", wantNode: "b", wantValue: "boom"},
+		{name: "nested forEachNode keeps the inner node", panicAt: "c", nested: true, wantNode: "inner", wantValue: "boom"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var ran atomic.Int32
+			var got any
+			func() {
+				defer func() { got = recover() }()
+				forEachNodeLimit(three, 2, func(_ int, n Node) {
+					ran.Add(1)
+					if n.Name != tt.panicAt {
+						return
+					}
+					if tt.nested {
+						forEachNode([]Node{{Name: "inner"}}, func(int, Node) { panic("boom") })
+					}
+					panic("boom")
+				})
+			}()
+			if ran.Load() != int32(len(three)) {
+				t.Fatalf("fn ran for %d nodes, want %d", ran.Load(), len(three))
+			}
+			if tt.wantNode == "" {
+				if got != nil {
+					t.Fatalf("panic %v, want none", got)
+				}
+				return
+			}
+			p, ok := got.(*Panic)
+			if !ok {
+				t.Fatalf("recovered %T %v, want *Panic", got, got)
+			}
+			if p.Node != tt.wantNode || p.Value != tt.wantValue {
+				t.Fatalf("panic of node %q with %v, want node %q with %v", p.Node, p.Value, tt.wantNode, tt.wantValue)
+			}
+			if !strings.Contains(string(p.Stack), "TestForEachNodeRaisesWorkerPanicInCaller") {
+				t.Fatalf("stack does not show where it panicked:\n%s", p.Stack)
+			}
+			if want := "node " + tt.wantNode + ": boom"; p.Error() != want {
+				t.Fatalf("Error() = %q, want %q", p.Error(), want)
+			}
+		})
+	}
+}
+
+// A panic in the line callback, on the goroutine that copies a node's
+// output, fails the writes and is raised by Flush in the goroutine that
+// waits for the node, which forEachNode hands to its caller with the
+// node's name.
+func TestLineWriterPanicRaisedByFlush(t *testing.T) {
+	var got any
+	func() {
+		defer func() { got = recover() }()
+		forEachNode([]Node{{Name: "n1"}}, func(int, Node) {
+			w := &lineWriter{line: func(string) { panic("in line") }}
+			done := make(chan error)
+			go func() { // as os/exec's copying goroutine
+				_, err := w.Write([]byte("one\n"))
+				if err == nil {
+					_, err = w.Write([]byte("two\n"))
+				}
+				done <- err
+			}()
+			if err := <-done; err != errLinePanicked {
+				t.Errorf("Write after a panicking line: %v, want errLinePanicked", err)
+			}
+			if _, err := w.Write([]byte("three\n")); err != errLinePanicked {
+				t.Errorf("later Write: %v, want errLinePanicked", err)
+			}
+			w.Flush()
+			t.Error("Flush did not raise the line's panic")
+		})
+	}()
+	p, ok := got.(*Panic)
+	if !ok || p.Node != "n1" || p.Value != "in line" || !strings.Contains(string(p.Stack), "TestLineWriterPanicRaisedByFlush") {
+		t.Fatalf("recovered %#v, want the line's panic on node n1 with its stack", got)
+	}
+}
