@@ -1,3 +1,5 @@
+//go:build e2e
+
 package nodes_test
 
 // The inventory against real nodes: network namespaces running OpenSSH.

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package receiver_test
 
 // These tests run the server in this process so that the pre-receive step

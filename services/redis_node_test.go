@@ -1,3 +1,5 @@
+//go:build e2e
+
 package services
 
 import (
@@ -348,10 +350,4 @@ func assertMode(t *testing.T, path string, want os.FileMode) {
 	if st.Mode().Perm() != want {
 		t.Errorf("%s has mode %v, want %v", path, st.Mode().Perm(), want)
 	}
-}
-
-func flipByte(b []byte, i int) []byte {
-	c := append([]byte{}, b...)
-	c[i] ^= 0x40
-	return c
 }

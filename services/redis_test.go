@@ -269,3 +269,10 @@ func TestRedisFragment(t *testing.T) {
 		t.Error("user lines in the config conflict with the aclfile")
 	}
 }
+
+// flipByte is b with its i-th byte changed: a corrupted copy (the node tests use it too).
+func flipByte(b []byte, i int) []byte {
+	c := append([]byte{}, b...)
+	c[i] ^= 0x40
+	return c
+}

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // The pre-receive pipeline end to end: real git pushes of the example app

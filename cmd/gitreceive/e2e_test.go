@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // End-to-end tests: the built gitreceive binary serving on a loopback port,
@@ -18,44 +20,8 @@ import (
 
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
-
-var bin string
-
-func TestMain(m *testing.M) { os.Exit(receivertest.RunWithBinary(m, &bin)) }
-
-// fixture is a running server with an admin (alice) and a deployer (bob,
-// granted only "myapp").
-type fixture struct {
-	srv          *receivertest.Process
-	alice, bob   *receivertest.Client
-	keysDir      string
-	aliceKey     receivertest.Key
-	bobKey       receivertest.Key
-	data         string
-	nodeRoot     string // the local node's releases
-	unauthorized *receivertest.Client
-}
-
-func newFixture(t *testing.T) *fixture {
-	t.Helper()
-	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
-	f := &fixture{data: t.TempDir(), keysDir: t.TempDir()}
-	f.aliceKey = receivertest.NewKey(t, f.keysDir, "alice")
-	f.bobKey = receivertest.NewKey(t, f.keysDir, "bob")
-	receivertest.AddKey(t, bin, f.data, f.aliceKey, "--admin")
-	receivertest.AddKey(t, bin, f.data, f.bobKey, "--apps", "myapp")
-	// The local node (where deploys go while no node is added) keeps its
-	// releases here instead of the host's /srv.
-	f.nodeRoot = filepath.Join(f.data, "local-node")
-	f.srv = receivertest.StartProcess(t, bin, f.data, agent.RootEnv+"="+f.nodeRoot)
-	f.alice = receivertest.NewClient(t, f.srv.Server, f.aliceKey)
-	f.bob = receivertest.NewClient(t, f.srv.Server, f.bobKey)
-	f.unauthorized = receivertest.NewClient(t, f.srv.Server, receivertest.NewKey(t, f.keysDir, "mallory"))
-	return f
-}
 
 func (f *fixture) repoEntries(t *testing.T) []string {
 	t.Helper()

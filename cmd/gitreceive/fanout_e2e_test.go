@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Pushes fanned out to real nodes: network namespaces running OpenSSH.
@@ -9,7 +11,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -17,35 +18,10 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
-	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
-
-// fanOutBed is a receiver with count test-bed nodes added to it and set
-// up (`nodes setup --all`: nginx and the uWSGI emperor running).
-func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testbed.Bed) {
-	t.Helper()
-	testbed.Require(t)
-	requireStack(t)
-	f := newFixture(t)
-	line, err := nodes.OpenFleet(f.data).AuthorizedKeyLine()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bed := testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: count, AuthorizedKeys: []string{line}})
-	for _, n := range bed.Nodes {
-		out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
-		}
-	}
-	if out, err := exec.Command(bin, "nodes", "--data", f.data, "setup", "--all").CombinedOutput(); err != nil {
-		t.Fatalf("nodes setup: %v\n%s", err, out)
-	}
-	return f, bed
-}
 
 // instanceDir is the node's directory of app's production instance, as
 // the host sees it.

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // The fault suite (issue 9): nodes, the receiver and the pusher failing at

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // The hostile input corpus (issue 9): names, app.ini files, trees, key lines,

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Tenant isolation on the nodes (DESIGN.md decision 9): two apps of two

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // The operator commands over the real ssh client: run, apps, config,

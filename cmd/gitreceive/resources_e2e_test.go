@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // The receiver's resource settings end to end: a receiver that allows at

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Pushes that end with the app answering HTTP: test-bed nodes set up with
@@ -6,39 +8,16 @@ package main_test
 import (
 	"bufio"
 	"context"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 )
-
-// get requests http://NODE/path with a Host header and returns the status
-// and body; a connection error is status 0.
-func get(node *testbed.Node, host, path string) (int, string) {
-	req, err := http.NewRequest("GET", "http://"+node.IP+path, nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	req.Host = host
-	client := http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(body)
-}
 
 // mustGet fails the test unless the node answers 200 with a body holding want.
 func mustGet(t *testing.T, node *testbed.Node, host, path, want string) {
@@ -47,41 +26,6 @@ func mustGet(t *testing.T, node *testbed.Node, host, path, want string) {
 	if code != 200 || !strings.Contains(body, want) {
 		t.Fatalf("%s: GET http://%s%s = %d %q, want 200 with %q", node.Name, host, path, code, body, want)
 	}
-}
-
-// load sends GETs (a fresh connection each) from clients goroutines to
-// every node until stop is closed and at least min requests were made
-// (bounded by a minute), and returns the count and the failures.
-func load(nodes []*testbed.Node, host string, clients, min int, stop <-chan struct{}) (total int64, failures []string) {
-	var n atomic.Int64
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(time.Minute)
-	for c := 0; c < clients; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; time.Now().Before(deadline); i++ {
-				select {
-				case <-stop:
-					if n.Load() >= int64(min) {
-						return
-					}
-				default:
-				}
-				node := nodes[(c+i)%len(nodes)]
-				code, body := get(node, host, "/")
-				n.Add(1)
-				if code != 200 {
-					mu.Lock()
-					failures = append(failures, fmt.Sprintf("%s: %d %.80q", node.Name, code, body))
-					mu.Unlock()
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	return n.Load(), failures
 }
 
 func TestServeOnTwoNodes(t *testing.T) {

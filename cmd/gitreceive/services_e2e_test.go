@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Services end to end: PostGIS, MariaDB and Redis on the services node of

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // `nodes setup` on real nodes: over SSH, and on the receiver host itself
@@ -18,20 +20,6 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
-
-// requireStack skips (fails with CI=true) when the host lacks the node
-// stack: test nodes see the host's packages beneath their overlays.
-func requireStack(t *testing.T) {
-	t.Helper()
-	for _, tool := range []string{"nginx", "uwsgi"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed (CI=true, so not skipping; `make test` installs it)", tool)
-			}
-			t.Skipf("%s is not installed; `make test` installs it", tool)
-		}
-	}
-}
 
 // httpStatus GETs url (a test-bed address) and returns the status code.
 func httpStatus(t *testing.T, url string) int {

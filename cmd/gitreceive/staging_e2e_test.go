@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Per-branch staging instances on a two-node test bed: own host, own

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Several teams' apps on one receiver: a deployer must reach nothing of

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package main_test
 
 // Output safety through the real ssh and git clients: an app whose start,

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package agent
 
 import (
@@ -179,12 +181,6 @@ func (n *rtNode) mustGet(app, instance string, v int, host, scriptName, path str
 		n.t.Fatalf("GET %s%s from %s/%s v%d: %d %v\n%s", scriptName, path, app, instance, v, status, err, body)
 	}
 	return body
-}
-
-// file is one file of a release the test writes.
-type file struct {
-	content string
-	mode    fs.FileMode
 }
 
 // writeRelease puts a release's files in place as `receive` would have:

@@ -1,0 +1,152 @@
+//go:build e2e || bench
+
+package main_test
+
+// What the e2e tests and the benchmarks (`make bench`, tag bench) share: the
+// built binary, a running receiver with its keys, test-bed nodes set up as a
+// fleet, HTTP against a node. The e2e tests need tag e2e (`make test`); see
+// docs/ARCHITECTURE.md, Tests.
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/nodes/testbed"
+	"github.com/gitreceive/gitreceive/receiver/receivertest"
+)
+
+var bin string
+
+func TestMain(m *testing.M) { os.Exit(receivertest.RunWithBinary(m, &bin)) }
+
+// fixture is a running server with an admin (alice) and a deployer (bob,
+// granted only "myapp").
+type fixture struct {
+	srv          *receivertest.Process
+	alice, bob   *receivertest.Client
+	keysDir      string
+	aliceKey     receivertest.Key
+	bobKey       receivertest.Key
+	data         string
+	nodeRoot     string // the local node's releases
+	unauthorized *receivertest.Client
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
+	f := &fixture{data: t.TempDir(), keysDir: t.TempDir()}
+	f.aliceKey = receivertest.NewKey(t, f.keysDir, "alice")
+	f.bobKey = receivertest.NewKey(t, f.keysDir, "bob")
+	receivertest.AddKey(t, bin, f.data, f.aliceKey, "--admin")
+	receivertest.AddKey(t, bin, f.data, f.bobKey, "--apps", "myapp")
+	// The local node (where deploys go while no node is added) keeps its
+	// releases here instead of the host's /srv.
+	f.nodeRoot = filepath.Join(f.data, "local-node")
+	f.srv = receivertest.StartProcess(t, bin, f.data, agent.RootEnv+"="+f.nodeRoot)
+	f.alice = receivertest.NewClient(t, f.srv.Server, f.aliceKey)
+	f.bob = receivertest.NewClient(t, f.srv.Server, f.bobKey)
+	f.unauthorized = receivertest.NewClient(t, f.srv.Server, receivertest.NewKey(t, f.keysDir, "mallory"))
+	return f
+}
+
+// fanOutBed is a receiver with count test-bed nodes added to it and set
+// up (`nodes setup --all`: nginx and the uWSGI emperor running).
+func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testbed.Bed) {
+	t.Helper()
+	testbed.Require(t)
+	requireStack(t)
+	f := newFixture(t)
+	line, err := nodes.OpenFleet(f.data).AuthorizedKeyLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bed := testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: count, AuthorizedKeys: []string{line}})
+	for _, n := range bed.Nodes {
+		out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput()
+		if err != nil {
+			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
+		}
+	}
+	if out, err := exec.Command(bin, "nodes", "--data", f.data, "setup", "--all").CombinedOutput(); err != nil {
+		t.Fatalf("nodes setup: %v\n%s", err, out)
+	}
+	return f, bed
+}
+
+// requireStack skips (fails with CI=true) when the host lacks the node
+// stack: test nodes see the host's packages beneath their overlays.
+func requireStack(t *testing.T) {
+	t.Helper()
+	for _, tool := range []string{"nginx", "uwsgi"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s is not installed (CI=true, so not skipping; `make test` installs it)", tool)
+			}
+			t.Skipf("%s is not installed; `make test` installs it", tool)
+		}
+	}
+}
+
+// get requests http://NODE/path with a Host header and returns the status
+// and body; a connection error is status 0.
+func get(node *testbed.Node, host, path string) (int, string) {
+	req, err := http.NewRequest("GET", "http://"+node.IP+path, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Host = host
+	client := http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body)
+}
+
+// load sends GETs (a fresh connection each) from clients goroutines to
+// every node until stop is closed and at least min requests were made
+// (bounded by a minute), and returns the count and the failures.
+func load(nodes []*testbed.Node, host string, clients, min int, stop <-chan struct{}) (total int64, failures []string) {
+	var n atomic.Int64
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(time.Minute)
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; time.Now().Before(deadline); i++ {
+				select {
+				case <-stop:
+					if n.Load() >= int64(min) {
+						return
+					}
+				default:
+				}
+				node := nodes[(c+i)%len(nodes)]
+				code, body := get(node, host, "/")
+				n.Add(1)
+				if code != 200 {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("%s: %d %.80q", node.Name, code, body))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return n.Load(), failures
+}
