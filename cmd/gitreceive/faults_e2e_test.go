@@ -254,6 +254,20 @@ func releaseDir(n *testbed.Node, app string, number int) string {
 	return filepath.Join(appDir(n, app, "production"), "releases", fmt.Sprintf("v%d", number))
 }
 
+// nextPushGoesLive pushes main once a fault is gone, as every fault case
+// ends: next goes live on every node, which serve it and keep only cur and
+// next. It returns what the pusher saw, for the case's own checks.
+func (fb *faultBed) nextPushGoesLive(t *testing.T, work string, cur, next live) string {
+	t.Helper()
+	r := fb.alice.MustGit(t, work, "push", "silver", "main")
+	mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
+	checkServing(t, fb.bed.Nodes, next)
+	for _, n := range fb.bed.Nodes {
+		checkTidy(t, n, "fltapp", cur.number, next.number)
+	}
+	return r.Stderr
+}
+
 // checkTidy asserts that node n holds the release directories and runs
 // the vassals of exactly the releases want (keep_releases = 2: the live one
 // and the one before): what a failed deploy left there is gone or was
@@ -689,14 +703,8 @@ func runNodeFaults(t *testing.T, fb *faultBed, faults ...nodeFault) {
 					checkServing(t, bed.Nodes, cur)
 				}
 
-				r := fb.alice.MustGit(t, work, "push", "silver", "main")
-				mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
-				prev := cur.number
+				fb.nextPushGoesLive(t, work, cur, next)
 				cur = next
-				checkServing(t, bed.Nodes, cur)
-				for _, n := range bed.Nodes {
-					checkTidy(t, n, "fltapp", prev, cur.number)
-				}
 				t.Logf("%s at %s: %s", fault.name, step, time.Since(began).Round(time.Millisecond))
 			})
 			if !ok {
@@ -831,20 +839,14 @@ func TestFaultReceiverKilled(t *testing.T) {
 			}
 
 			// The lock died with the receiver: the next push does not wait.
-			r := fb.alice.MustGit(t, work, "push", "silver", "main")
-			if strings.Contains(r.Stderr, "waiting for") {
-				t.Fatalf("the push after the restart waited for a lock:\n%s", r.Stderr)
+			out := fb.nextPushGoesLive(t, work, cur, next)
+			if strings.Contains(out, "waiting for") {
+				t.Fatalf("the push after the restart waited for a lock:\n%s", out)
 			}
-			mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
 			if q := quarantines(); len(q) > 0 {
 				t.Fatalf("quarantine left after the next push: %v", q)
 			}
-			prev := cur.number
 			cur = next
-			checkServing(t, bed.Nodes, cur)
-			for _, n := range bed.Nodes {
-				checkTidy(t, n, "fltapp", prev, cur.number)
-			}
 		})
 		if !ok {
 			return
@@ -977,17 +979,11 @@ func TestFaultPusherDropped(t *testing.T) {
 				checkGone(t, bed.Nodes, "fltapp", next.number)
 			}
 
-			r := fb.alice.MustGit(t, work, "push", "silver", "main")
-			if strings.Contains(r.Stderr, "waiting for") {
-				t.Fatalf("the push after the dropped one waited for a lock:\n%s", r.Stderr)
+			out := fb.nextPushGoesLive(t, work, cur, next)
+			if strings.Contains(out, "waiting for") {
+				t.Fatalf("the push after the dropped one waited for a lock:\n%s", out)
 			}
-			mustContain(t, r.Stderr, fmt.Sprintf("fltapp v%d (main) is live on 3 nodes", next.number))
-			prev := cur.number
 			cur = next
-			checkServing(t, bed.Nodes, cur)
-			for _, n := range bed.Nodes {
-				checkTidy(t, n, "fltapp", prev, cur.number)
-			}
 		})
 		if !ok {
 			return
