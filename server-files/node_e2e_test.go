@@ -79,7 +79,7 @@ func TestSetupOnTestNode(t *testing.T) {
 	// Where vassals put their sockets and logs: root's directories; nginx's
 	// group reaches the sockets, nobody lists the apps' logs.
 	for dir, want := range map[string]string{
-		"/run/gitreceive/sockets":         "2750 root www-data",
+		"/run/gitreceive/sockets":         "750 root www-data",
 		"/var/log/gitreceive/apps":        "711 root root",
 		"/var/log/gitreceive/nginx":       "711 root root",
 		"/srv/gitreceive/apps":            "711 root root",

@@ -197,9 +197,9 @@ ensure_dir /etc/gitreceive/vassals 755 # per-release uWSGI vassals
 # systemd: tmpfiles.d/gitreceive.conf says the same).
 ensure_dir /run/gitreceive 755
 # The vassals' sockets: root's, so no app can rename, replace or remove
-# one. Each vassal binds its socket as root (660); setgid gives it nginx's
-# group, which may look inside; nobody else may.
-ensure_dir /run/gitreceive/sockets 2750 root www-data
+# one. Each vassal binds its socket as root and hands it to its instance's
+# user and nginx's group (660); nginx's group may look inside, nobody else.
+ensure_dir /run/gitreceive/sockets 750 root www-data
 # The emperor's log says which vassal started and why one failed: root's and
 # the adm group's, like the system's logs.
 if [[ ! -e $EMPEROR_LOG ]]; then

@@ -220,10 +220,12 @@ func TestTenantIsolation(t *testing.T) {
 	plan := map[string][]string{
 		"read": {inst + "/env", inst + "/secret", inst + "/run/v1.env", inst + "/releases/v1/wsgi.py", inst + "/releases/v1/app.ini",
 			inst + "/current/wsgi.py", logs + "/app.log", files + "/order.txt", "/var/log/gitreceive/nginx/shop/production/access.log",
+			"/var/log/gitreceive/nginx/shop/production/app.log",
 			"/var/log/gitreceive/emperor.log"},
 		"list": {inst, inst + "/tmp", inst + "/releases", logs, files, writable, "/srv/gitreceive/apps", "/srv/gitreceive/apps/shop",
 			"/run/gitreceive/sockets", "/var/log/gitreceive/apps"},
-		"write":   {inst + "/secret", inst + "/env", inst + "/run/v1.env", logs + "/app.log", files + "/order.txt", inst + "/releases/v1/wsgi.py"},
+		"write": {inst + "/secret", inst + "/env", inst + "/run/v1.env", logs + "/app.log", files + "/order.txt", inst + "/releases/v1/wsgi.py",
+			"/var/log/gitreceive/nginx/shop/production/app.log"},
 		"create":  {files, writable, inst + "/tmp", logs, inst + "/releases/v1", "/run/gitreceive/sockets"},
 		"rename":  {socket, inst + "/current", inst + "/secret"},
 		"unlink":  {socket, files + "/order.txt"},
@@ -350,7 +352,7 @@ V=/etc/gitreceive/vassals/$1.production.v1.ini
 S=/run/gitreceive/sockets/$1.production.v1.sock
 L=/var/log/gitreceive/apps/$1/production
 useradd --system --user-group --home-dir /srv/gitreceive --no-create-home --shell /usr/sbin/nologin gitreceive-app
-sed -e 's/^uid = .*/uid = gitreceive-app/' -e 's/^gid = .*/gid = gitreceive-app/' -e 's/^shared-socket = /socket = /' -e '/^socket = =0/d' -e '/gitreceive-limits/d' "$V" > /tmp/legacy.ini
+sed -e 's/^uid = .*/uid = gitreceive-app/' -e 's/^gid = .*/gid = gitreceive-app/' -e '/^chown-socket/d' -e "s#^logto2 = .*#logto2 = $L/app.log#" -e '/gitreceive-limits/d' "$V" > /tmp/legacy.ini
 rm "$V"
 for i in $(seq 100); do pgrep -u "$2" >/dev/null || break; sleep 0.1; done
 rm -f "$S"
@@ -448,10 +450,11 @@ func TestMigrationFromSharedUser(t *testing.T) {
 		dir + "/run":                  "750 root " + user,
 		files:                         "700 " + user + " " + user,
 		files + "/data.txt":           "644 " + user + " " + user,
-		"/run/gitreceive/sockets":     "2750 root www-data",
+		"/run/gitreceive/sockets":     "750 root www-data",
 		"/srv/gitreceive/apps":        "711 root root",
 		"/srv/gitreceive/apps/legacy": "711 root root",
-		"/var/log/gitreceive/apps/legacy/production/app.log": "640 " + user + " " + user,
+		"/var/log/gitreceive/apps/legacy/production/app.log":  "640 " + user + " " + user,
+		"/var/log/gitreceive/nginx/legacy/production/app.log": "660 root " + user,
 	} {
 		if got := must("stat", "-c", "%a %U %G", path); got != want {
 			t.Errorf("%s: %s, want %s", path, got, want)

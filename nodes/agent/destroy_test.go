@@ -28,6 +28,7 @@ func destroyFixture(t *testing.T, rt Runtime, app, inst string) []string {
 		filepath.Join(dir, "run", "v4.env"),
 		filepath.Join(dir, "run", "v4.wsgi.py"),
 		filepath.Join(rt.InstanceLogsDir(app, inst), "app.log"),
+		uwsgiLogPath(rt, app, inst),
 		filepath.Join(rt.InstanceNginxLogsDir(app, inst), "access.log"),
 		rt.VassalPath(app, inst, 4),
 		rt.VassalPath(app, inst, 7), // a vassal of a release already removed

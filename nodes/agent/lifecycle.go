@@ -396,7 +396,7 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	}
 	var files []string
 	for _, p := range []string{
-		filepath.Join(in.rt.InstanceLogsDir(in.app, in.name), "app.log"),
+		uwsgiLogPath(*in.rt, in.app, in.name),
 		filepath.Join(in.rt.InstanceNginxLogsDir(in.app, in.name), "access.log"),
 		filepath.Join(in.rt.InstanceNginxLogsDir(in.app, in.name), "error.log"),
 	} {
@@ -411,9 +411,9 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	if follow {
 		args = append(args, "-F")
 	}
-	// tail runs as the instance's user: app.log's directory is the app's,
-	// and a symlink it put there must not make root print a file it may not
-	// read. nginx's logs of the instance are readable by its group.
+	// tail runs as the instance's user, which may read them all (they are
+	// its group's): root opening files named by the instance's paths is
+	// what must never happen.
 	t, err := instanceUser(*in.rt, in.app, in.name, false)
 	if err != nil {
 		return err

@@ -193,7 +193,7 @@ func setupRuntimeNode(t *testing.T, prefix, subnet string) *rtNode {
 			return
 		}
 		n.t = t
-		out, _ := n.exec("sh", "-c", "tail -n 40 /var/log/gitreceive/emperor.log; tail -n 30 /var/log/gitreceive/apps/*/*/app.log; ls -la /etc/gitreceive/vassals /run/gitreceive/sockets; ps -eo user,pid,ppid,pgid,args")
+		out, _ := n.exec("sh", "-c", "tail -n 40 /var/log/gitreceive/emperor.log; tail -n 30 /var/log/gitreceive/nginx/*/*/app.log; ls -la /etc/gitreceive/vassals /run/gitreceive/sockets; ps -eo user,pid,ppid,pgid,args")
 		t.Logf("node state:\n%s", out)
 	})
 	start := time.Now()

@@ -362,8 +362,8 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 
 	// The sockets' directory as setup leaves it: root's (no app can rename
 	// or replace a socket), nginx's group reaches the sockets, nobody else.
-	if got := n.stat("%a %U %G", n.rt.SocketsDir); got != "2750 root www-data" {
-		t.Errorf("%s: %s, want 2750 root www-data", n.rt.SocketsDir, got)
+	if got := n.stat("%a %U %G", n.rt.SocketsDir); got != "750 root www-data" {
+		t.Errorf("%s: %s, want 750 root www-data", n.rt.SocketsDir, got)
 	}
 
 	t.Run("python app", func(t *testing.T) {
@@ -604,13 +604,13 @@ func testPythonApp(n *rtNode) {
 		filepath.Join(inst, "secret"):                       "600 " + user + " " + user,
 		filepath.Join(inst, "tmp"):                          "700 " + user + " " + user,
 		n.rt.InstanceLogsDir("probe", "main"):               "700 " + user + " " + user,
-		n.rt.SocketPath("probe", "main", 1):                 "660 root www-data",
+		n.rt.SocketPath("probe", "main", 1):                 "660 " + user + " www-data",
 		n.rt.VassalPath("probe", "main", 1):                 "644 root root",
 		filepath.Join(inst, "run"):                          "750 root " + user,
 		filepath.Join(inst, "run", "v1.env"):                "600 " + user + " " + user,
 		filepath.Join(inst, "run", "v1.wsgi.py"):            "640 root " + user,
 		n.rt.InstanceNginxLogsDir("probe", "main"):          "750 root " + user,
-		n.rt.InstanceLogsDir("probe", "main") + "/app.log":  "640 " + user + " " + user,
+		uwsgiLogPath(n.rt, "probe", "main"):                 "660 root " + user,
 		filepath.Dir(n.rt.InstanceLogsDir("probe", "main")): "711 root root",
 	} {
 		format := "%a %U %G"

@@ -57,7 +57,6 @@ const (
 // Bounds of the vassal's life cycle.
 const (
 	stopTimeout    = 5 * time.Second        // StopRelease waits this long for the emperor, then kills
-	appLogMaxSize  = 20 << 20               // uWSGI renames app.log to app.log.old past this size
 	logTailLines   = 20                     // lines of app.log shown when a start fails
 	maxScriptLines = 2000                   // update_fetch script output lines copied to out
 	maxLineBytes   = 2000                   // longer output lines are cut
@@ -114,7 +113,7 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 	if err != nil {
 		return err
 	}
-	logFile := filepath.Join(rt.InstanceLogsDir(app, instance), appLogName)
+	logFile := uwsgiLogPath(rt, app, instance)
 	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.VassalPath(app, instance, n)), logFile: logFile, prefix: vassalLogPrefix(n)}
 	w.offset = fileSize(logFile)
 
@@ -216,6 +215,7 @@ func healthCheck(ctx context.Context, socket string, spec Spec, timeout time.Dur
 	var lastStatus int
 	var lastErr error
 	socketSeen := false
+	var refusedSince time.Time
 	for {
 		if !socketSeen {
 			if _, err := os.Stat(socket); err == nil {
@@ -233,6 +233,17 @@ func healthCheck(ctx context.Context, socket string, spec Spec, timeout time.Dur
 				lastStatus, lastErr = status, nil
 			default:
 				lastErr = err
+			}
+			// A master listens from its bind to its exit (a reload keeps the
+			// socket): one refusing for a second has died, whether or not
+			// the emperor has noticed yet (it throttles quick respawns).
+			switch {
+			case !errors.Is(err, syscall.ECONNREFUSED):
+				refusedSince = time.Time{}
+			case refusedSince.IsZero():
+				refusedSince = time.Now()
+			case time.Since(refusedSince) > time.Second:
+				return &appFailure{cause: "it exited; nothing listens on its socket any more"}
 			}
 		}
 		select {
@@ -753,9 +764,8 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		// the instance may read them (`logs` tails them as its user).
 		{rt.InstanceNginxLogsDir(app, instance), t.gid, 0o750},
 		// Nodes set up by earlier versions let the shared app user write
-		// here; no app may rename or replace a socket. Setgid: each socket
-		// gets nginx's group.
-		{rt.SocketsDir, nginxGID, 0o750 | fs.ModeSetgid},
+		// here; no app may rename or replace a socket.
+		{rt.SocketsDir, nginxGID, 0o750},
 	} {
 		if err := ensureRootDir(d.path, d.gid, d.mode); err != nil {
 			return instanceFiles{}, err
@@ -768,6 +778,9 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		return instanceFiles{}, fmt.Errorf("the instance's log directory: %w", err)
 	}
 	if err := writeLogrotate(rt, app, instance, t); err != nil {
+		return instanceFiles{}, err
+	}
+	if err := ensureUwsgiLog(rt, app, instance, t); err != nil {
 		return instanceFiles{}, err
 	}
 	if err := ensureSecret(secret, t); err != nil {
@@ -809,8 +822,8 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		App: app, Instance: instance, N: n, Spec: spec,
 		ReleaseDir: realRel,
 		Socket:     rt.SocketPath(app, instance, n),
-		LogFile:    filepath.Join(logs, appLogName),
-		UID:        t.uid, GID: t.gid,
+		LogFile:    uwsgiLogPath(rt, app, instance),
+		UID:        t.uid, GID: t.gid, NginxGID: nginxGID,
 		Cgroup: rt.CgroupRoot != "",
 	}
 	var boot []byte
@@ -923,13 +936,40 @@ func reownEntries(dir string, t tenant) error {
 
 var logrotateSafe = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]+$`)
 
+// uwsgiLogPath is the log every vassal of the instance writes (uWSGI's
+// app.log), beside nginx's access and error logs of the instance, in a
+// directory only root may write: uWSGI opens it as root (chown-socket makes
+// it set up logging before dropping privileges), and root must never open a
+// path in a directory the app can write, where a symlink would lead it
+// anywhere. SILVER_LOGS stays the app's own.
+func uwsgiLogPath(rt Runtime, app, instance string) string {
+	return filepath.Join(rt.InstanceNginxLogsDir(app, instance), appLogName)
+}
+
+// ensureUwsgiLog makes the instance's uWSGI log root's, group the
+// instance's, 0660: the vassal keeps writing it after dropping privileges
+// and reopens it on a reload; the app can read and truncate it, not
+// replace it.
+func ensureUwsgiLog(rt Runtime, app, instance string, t tenant) error {
+	p := uwsgiLogPath(rt, app, instance)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o660)
+	if err != nil {
+		return fmt.Errorf("the instance's log %s: %w", p, err)
+	}
+	defer f.Close()
+	if err := f.Chown(0, t.gid); err != nil {
+		return err
+	}
+	return f.Chmod(0o660)
+}
+
 // logrotateName is the instance's file in rt.LogrotateDir.
 func logrotateName(app, instance string) string { return "gitreceive-app-" + InstanceID(app, instance) }
 
 // writeLogrotate rotates what the app writes in SILVER_LOGS, as the
 // instance's user: as root, a symlink the app put in its own directory
-// could make logrotate copy or truncate any file. uWSGI itself renames
-// app.log to app.log.old at 20 MB, a name the glob leaves alone.
+// could make logrotate copy or truncate any file. uWSGI's app.log lies with
+// nginx's logs of the instance, rotated as root by server-files' file.
 func writeLogrotate(rt Runtime, app, instance string, t tenant) error {
 	if rt.LogrotateDir == "" {
 		return nil
@@ -1125,6 +1165,7 @@ type vassalConfig struct {
 	LogFile       string
 	Bootstrap     string // python: the WSGI file; php: the env script run before each request
 	UID, GID      int    // the instance's user and group
+	NginxGID      int    // the socket's group: nginx's workers connect through it
 	Cgroup        bool   // the emperor's wrapper puts the master into the instance's cgroup
 }
 
@@ -1179,12 +1220,11 @@ func vassalINI(c vassalConfig) (string, error) {
 		// into the instance's cgroup with these limits before uWSGI runs.
 		line("%s %s %d %d %d", vassalLimitsMarker, InstanceID(c.App, c.Instance), s.MemoryMB, s.MaxProcesses, s.CPUWeight)
 	}
-	line("; The socket is bound while the master is still root (a shared socket:")
-	line("; uWSGI binds those before dropping privileges), in a directory only root")
-	line("; may write, so no app can rename or replace it; the directory's setgid bit")
-	line("; gives it nginx's group. Then privileges drop, and the log is opened as the")
-	line("; instance's user, never by root in a directory it can write. (chown-socket")
-	line("; would make uWSGI open the log as root.)")
+	line("; The socket is bound while the master is still root (chown-socket makes")
+	line("; uWSGI bind it before dropping privileges), in a directory only root may")
+	line("; write, so no app can rename or replace it, and handed to the instance's user")
+	line("; and nginx's group. uWSGI then also opens the log as root: it lies in a")
+	line("; directory only root may write (see uwsgiLogPath), never in the app's own.")
 	line("uid = %d", c.UID)
 	line("gid = %d", c.GID)
 	line("chdir = %s", q["release"])
@@ -1201,8 +1241,8 @@ func vassalINI(c vassalConfig) (string, error) {
 		line("; (cheap mode); the master keeps the socket and starts them on the next.")
 		line("idle = %d", s.IdleStop)
 	}
-	line("shared-socket = %s", q["socket"])
-	line("socket = =0")
+	line("socket = %s", q["socket"])
+	line("chown-socket = %d:%d", c.UID, c.NginxGID)
 	line("chmod-socket = 660")
 	line("; No vacuum: the instance's user cannot remove the socket from root's")
 	line("; directory; StopRelease does.")
@@ -1211,8 +1251,6 @@ func vassalINI(c vassalConfig) (string, error) {
 	line("; Every vassal of the instance logs to app.log; uWSGI's own lines say which.")
 	line("log-prefix = [v%d]", c.N)
 	line("logto2 = %s", q["log"])
-	line("log-maxsize = %d", appLogMaxSize)
-	line("log-backupname = %s.old", q["log"])
 	switch s.Platform {
 	case "python":
 		line("; An app that fails to import must not run.")

@@ -81,8 +81,8 @@ func testVassalConfig(platform, instance string) vassalConfig {
 		App: "shop", Instance: instance, N: 3,
 		ReleaseDir: base + "/releases/v3",
 		Socket:     "/run/gitreceive/sockets/" + InstanceID("shop", instance) + ".v3.sock",
-		LogFile:    "/var/log/gitreceive/apps/shop/" + instance + "/app.log",
-		UID:        999, GID: 995,
+		LogFile:    "/var/log/gitreceive/nginx/shop/" + instance + "/app.log",
+		UID:        999, GID: 995, NginxGID: 33,
 	}
 	switch platform {
 	case "python":
@@ -148,13 +148,13 @@ func TestVassalINI(t *testing.T) {
 			"strict": "true", "plugins": "python3", "uid": "999", "gid": "995",
 			"chdir": "/srv/gitreceive/apps/shop/main/releases/v3", "master": "true",
 			"processes": "2", "harakiri": "60", "max-requests": "5000", "reload-on-rss": "512",
-			"need-app": "true", "env": "LANG=C.UTF-8", "shared-socket": "/run/gitreceive/sockets/shop.main.v3.sock", "socket": "=0", "chmod-socket": "660",
-			"logto2": "/var/log/gitreceive/apps/shop/main/app.log", "log-backupname": "/var/log/gitreceive/apps/shop/main/app.log.old",
-			"log-maxsize": "20971520", "log-prefix": "[v3]", "wsgi-file": "/srv/gitreceive/apps/shop/main/run/v3.wsgi.py", "callable": "application",
-		}, []string{"chown-socket", "vacuum", "logto", "for-readline", "php-docroot", "idle"}},
+			"need-app": "true", "env": "LANG=C.UTF-8", "socket": "/run/gitreceive/sockets/shop.main.v3.sock", "chown-socket": "999:33", "chmod-socket": "660",
+			"logto2":     "/var/log/gitreceive/nginx/shop/main/app.log",
+			"log-prefix": "[v3]", "wsgi-file": "/srv/gitreceive/apps/shop/main/run/v3.wsgi.py", "callable": "application",
+		}, []string{"shared-socket", "log-maxsize", "vacuum", "logto", "for-readline", "php-docroot", "idle"}},
 		{"python, '%' in the instance", "python", "feat%41.x", map[string]string{
 			"chdir":  "/srv/gitreceive/apps/shop/feat%41.x/releases/v3",
-			"logto2": "/var/log/gitreceive/apps/shop/feat%41.x/app.log",
+			"logto2": "/var/log/gitreceive/nginx/shop/feat%41.x/app.log",
 		}, nil},
 		{"php", "php", "main", map[string]string{
 			"plugins": "0:php", "php-docroot": "/srv/gitreceive/apps/shop/main/releases/v3/public",
