@@ -626,7 +626,14 @@ func fileInstance(conf, path string) string {
 // lockNginxDir takes the routing lock in dir, waiting for another agent
 // (every 50 ms, until ctx ends).
 func lockNginxDir(ctx context.Context, dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_CREATE|os.O_RDWR, 0o600)
+	return lockFile(ctx, filepath.Join(dir, lockName), "another routing change")
+}
+
+// lockFile takes an exclusive flock on path (made 0600 if need be),
+// waiting for whoever holds it (every 50 ms, until ctx ends: holder names
+// them in the error). Closing releases the lock.
+func lockFile(ctx context.Context, path, holder string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -642,7 +649,7 @@ func lockNginxDir(ctx context.Context, dir string) (unlock func(), err error) {
 		select {
 		case <-ctx.Done():
 			f.Close()
-			return nil, fmt.Errorf("waiting for another routing change to finish (%s): %w", f.Name(), ctx.Err())
+			return nil, fmt.Errorf("waiting for %s to finish (%s): %w", holder, f.Name(), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

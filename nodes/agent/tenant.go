@@ -80,7 +80,7 @@ func lookupUser(name string) (tenant, error) {
 // instances starting at once on one node must not take the same uid, and
 // useradd refuses to run while another holds /etc/passwd's lock.
 func createTenant(rt Runtime, app, instance, name string) (tenant, error) {
-	unlock, err := lockFile(filepath.Join(rt.DataDir, tenantLock))
+	unlock, err := lockTenants(context.Background(), rt)
 	if err != nil {
 		return tenant{}, fmt.Errorf("creating the user %s: %w", name, err)
 	}
@@ -172,7 +172,7 @@ func removeTenant(ctx context.Context, rt Runtime, app, instance string) error {
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("removing what the user %s left: %w", name, err)
 	}
-	unlock, err := lockFile(filepath.Join(rt.DataDir, tenantLock))
+	unlock, err := lockTenants(ctx, rt)
 	if err != nil {
 		return err
 	}
@@ -211,17 +211,7 @@ func killUser(ctx context.Context, uid int) error {
 
 // userPIDs lists the processes running as uid (real uid, from /proc).
 func userPIDs(uid int) []int {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil
-	}
-	var pids []int
-	for _, e := range entries {
-		if pid, err := strconv.Atoi(e.Name()); err == nil && procRealUID(pid) == uid {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
+	return procPIDs(func(pid int) bool { return procRealUID(pid) == uid })
 }
 
 // removeOwnedBy removes dir's entries owned by uid, whole (os.RemoveAll
@@ -231,19 +221,10 @@ func removeOwnedBy(dir string, uid int) error {
 	return removeEntries(dir, func(_ string, st *syscall.Stat_t) bool { return int(st.Uid) == uid }, os.RemoveAll)
 }
 
-// lockFile takes an exclusive flock on path (created 0600) and returns
-// what releases it.
-func lockFile(path string) (func(), error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// lockTenants serializes making and removing instance users on this node.
+func lockTenants(ctx context.Context, rt Runtime) (func(), error) {
+	if err := os.MkdirAll(rt.DataDir, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("locking %s: %w", path, err)
-	}
-	return func() { f.Close() }, nil
+	return lockFile(ctx, filepath.Join(rt.DataDir, tenantLock), "another user being made or removed")
 }
