@@ -175,7 +175,11 @@ var sharedBed struct {
 }
 
 func startSharedServicesNode() error {
-	if err := testbed.CleanupStale(servicesBedPrefix); err != nil {
+	opt, err := testbed.Options{Prefix: servicesBedPrefix, Subnet: servicesBedSubnet, Count: 1}.InSlot()
+	if err != nil {
+		return err
+	}
+	if err := testbed.CleanupStale(opt.Prefix); err != nil {
 		return fmt.Errorf("clean up stale test bed: %w", err)
 	}
 	dir, err := os.MkdirTemp("", "gitreceive-services-bed-")
@@ -183,9 +187,8 @@ func startSharedServicesNode() error {
 		return err
 	}
 	sharedBed.workDir = dir
-	bed, err := testbed.Start(context.Background(), testbed.Options{
-		Prefix: servicesBedPrefix, Subnet: servicesBedSubnet, Count: 1, WorkDir: dir,
-	})
+	opt.WorkDir = dir
+	bed, err := testbed.Start(context.Background(), opt)
 	if err != nil {
 		return fmt.Errorf("start test bed: %w", err)
 	}

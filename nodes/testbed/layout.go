@@ -26,6 +26,9 @@ type Options struct {
 	// /root, /home, logs). It must exist and must not lie under /etc or /var,
 	// which the nodes overlay.
 	WorkDir string
+	// slotted: Prefix and Subnet were moved by InSlot (see SlotEnv), so the
+	// subnet lies in 10.78-10.86 rather than 10.77.
+	slotted bool
 }
 
 const (
@@ -38,6 +41,9 @@ var (
 	// allowedNet is the only address space the test bed may use (hard rule:
 	// traffic goes only to loopback and to namespaces we create).
 	allowedNet = netip.MustParsePrefix("10.77.0.0/16")
+	// slottedNet holds the slots' subnets (SlotEnv): 10.64.0.0/11 covers
+	// 10.78-10.86, all created by the beds themselves.
+	slottedNet = netip.MustParsePrefix("10.64.0.0/11")
 )
 
 // layout is Options validated and expanded into concrete names and addresses.
@@ -67,8 +73,12 @@ func (o Options) layout() (layout, error) {
 	if err != nil {
 		return layout{}, fmt.Errorf("testbed: subnet: %w", err)
 	}
+	inside := allowedNet
+	if o.slotted {
+		inside = slottedNet
+	}
 	if !subnet.Addr().Is4() || subnet != subnet.Masked() ||
-		subnet.Bits() < allowedNet.Bits() || !allowedNet.Contains(subnet.Addr()) {
+		subnet.Bits() < allowedNet.Bits() || !inside.Contains(subnet.Addr()) {
 		return layout{}, fmt.Errorf("testbed: subnet %s must be a network address inside %s", o.Subnet, allowedNet)
 	}
 	// Network and broadcast addresses are unusable; the bridge takes one more.

@@ -48,6 +48,10 @@ func New(t testing.TB, opt Options) *Bed {
 	if opt.WorkDir == "" {
 		opt.WorkDir = t.TempDir()
 	}
+	opt, err := opt.InSlot()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := CleanupStale(opt.Prefix); err != nil {
 		t.Fatalf("clean up stale test bed: %v", err)
 	}
