@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -31,15 +30,6 @@ type Record struct {
 // lines file of records (human-readable, append-only) and one manifest file
 // per release.
 type History struct{ Dir string }
-
-// InstanceName is the instance a branch deploys to: main and master are
-// production; every other branch is its own instance.
-func InstanceName(branch string) string {
-	if branch == "main" || branch == "master" {
-		return "production"
-	}
-	return "branch-" + url.PathEscape(branch)
-}
 
 func (h History) dir(app, instance string) string { return filepath.Join(h.Dir, app, instance) }
 

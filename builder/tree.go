@@ -1,17 +1,15 @@
 package builder
 
 import (
+	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/internal/treepath"
 )
-
-// maxSymlinkHops bounds symlink resolution, as the kernel's ELOOP does.
-const maxSymlinkHops = 40
 
 // node is one blob of the pushed tree: a file or a symlink.
 type node struct {
@@ -103,41 +101,23 @@ func checkLinkTarget(link, target string) error {
 // resolve follows symlinks in every component of p and returns the in-tree
 // path it names. A link that climbs out of the app is an error.
 func (t *tree) resolve(p string) (string, error) {
-	hops := 0
-	rest := strings.Split(p, "/")
-	cur := ""
-	for len(rest) > 0 {
-		c := rest[0]
-		rest = rest[1:]
-		switch c {
-		case "", ".":
-			continue
-		case "..":
-			if cur == "" {
-				return "", fmt.Errorf("%s leads outside the app; use a relative link to a file inside the repository", p)
-			}
-			cur = path.Dir(cur)
-			if cur == "." {
-				cur = ""
-			}
-			continue
+	r, err := treepath.Resolve("", p, func(q string) (string, bool) {
+		if n, ok := t.blobs[q]; ok && n.isLink() {
+			return n.target, true
 		}
-		next := path.Join(cur, c)
-		n, ok := t.blobs[next]
-		if !ok || !n.isLink() {
-			cur = next
-			continue
-		}
-		hops++
-		if hops > maxSymlinkHops {
-			return "", fmt.Errorf("symlink %s is part of a loop; fix the link", next)
-		}
-		if strings.HasPrefix(n.target, "/") {
-			return "", fmt.Errorf("symlink %s -> %s points outside the app (absolute path); use a relative link to a file inside the repository", next, n.target)
-		}
-		rest = append(strings.Split(n.target, "/"), rest...)
+		return "", false
+	})
+	var e *treepath.Error
+	switch {
+	case !errors.As(err, &e):
+		return r, err
+	case errors.Is(err, treepath.ErrLoop):
+		return "", fmt.Errorf("symlink %s is part of a loop; fix the link", e.Link)
+	case errors.Is(err, treepath.ErrAbsolute):
+		return "", fmt.Errorf("symlink %s -> %s points outside the app (absolute path); use a relative link to a file inside the repository", e.Link, e.Target)
+	default:
+		return "", fmt.Errorf("%s leads outside the app; use a relative link to a file inside the repository", p)
 	}
-	return cur, nil
 }
 
 // IsFile reports whether p names a regular file, through in-tree symlinks.

@@ -3,6 +3,8 @@ package builder
 import (
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/names"
 )
 
 // testTree builds a tree from blobs (path -> content; "->target" makes a
@@ -115,7 +117,7 @@ func TestHistory(t *testing.T) {
 	if err != nil || !ok || rec.Number != 2 || len(got) != 1 || got[0] != m[0] {
 		t.Fatalf("Last = %+v %v %v %v", rec, got, ok, err)
 	}
-	if InstanceName("main") != "production" || InstanceName("master") != "production" || InstanceName("feature/x") != "branch-feature%2Fx" {
+	if names.Instance("main") != "production" || names.Instance("master") != "production" || names.Instance("feature/x") != "branch-feature%2Fx" {
 		t.Fatal("InstanceName")
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"gopkg.in/ini.v1"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 )
 
 // Node is one server of the inventory.
@@ -56,14 +57,12 @@ func (n Node) String() string {
 }
 
 var (
-	nodeName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 	userName = regexp.MustCompile(`^[a-z_][a-z0-9_-]{0,31}$`)
-	hostName = regexp.MustCompile(`^([a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$`)
 )
 
 // ValidName checks a node name.
 func ValidName(name string) error {
-	if !nodeName.MatchString(name) {
+	if !names.IsNode(name) {
 		return fmt.Errorf("invalid node name %q: use lowercase letters, digits and dashes, starting with a letter", name)
 	}
 	if name == LocalName {
@@ -92,7 +91,7 @@ func ParseAddress(s string) (user, host string, port int, err error) {
 	} else if strings.Count(rest, ":") == 1 {
 		return "", "", 0, fmt.Errorf("invalid address %q: %v", s, err)
 	}
-	if ip := net.ParseIP(host); ip == nil && (!hostName.MatchString(host) || len(host) > 253) {
+	if ip := net.ParseIP(host); ip == nil && !names.IsHost(strings.ToLower(host)) {
 		return "", "", 0, fmt.Errorf("invalid host %q in %q: give a hostname or an IP address", host, s)
 	}
 	return user, host, port, nil

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -31,8 +31,6 @@ type target struct {
 
 func (t target) String() string { return t.app + "@" + t.branch }
 
-var branchName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$`)
-
 // parseTarget validates APP[@BRANCH] (the branch defaults to main) before
 // anything uses it.
 func parseTarget(arg string) (target, error) {
@@ -43,10 +41,10 @@ func parseTarget(arg string) (target, error) {
 	if err := keystore.ValidAppName(app); err != nil {
 		return target{}, fmt.Errorf("invalid app name %q: use lowercase letters, digits and dashes, starting with a letter", app)
 	}
-	if !branchName.MatchString(branch) || strings.Contains(branch, "..") || strings.HasSuffix(branch, "/") || strings.HasSuffix(branch, ".lock") {
-		return target{}, fmt.Errorf("invalid branch %q in %q", branch, arg)
+	if err := names.CheckBranch(branch); err != nil {
+		return target{}, fmt.Errorf("invalid branch %q in %q: %w", branch, arg, err)
 	}
-	return target{app: app, branch: branch, instance: builder.InstanceName(branch)}, nil
+	return target{app: app, branch: branch, instance: names.Instance(branch)}, nil
 }
 
 // appTarget parses and authorizes the target of an app command.

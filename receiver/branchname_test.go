@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/names"
 )
 
 func TestCheckBranchName(t *testing.T) {
@@ -17,8 +17,8 @@ func TestCheckBranchName(t *testing.T) {
 		strings.Repeat("a/", 48) + "a", // 48 slashes, each %2F: 7 + 97 + 96 = 200
 	}
 	for _, b := range ok {
-		if err := checkBranchName(b); err != nil {
-			t.Errorf("checkBranchName(%q) = %v, want nil", b, err)
+		if err := names.CheckBranch(b); err != nil {
+			t.Errorf("names.CheckBranch(%q) = %v, want nil", b, err)
 		}
 	}
 	for _, tc := range []struct{ branch, want string }{
@@ -49,9 +49,9 @@ func TestCheckBranchName(t *testing.T) {
 		{strings.Repeat("a/", 60) + "a", "is too long to deploy"},
 		{strings.Repeat("b", 250), `"` + strings.Repeat("b", 60) + `"...`},
 	} {
-		err := checkBranchName(tc.branch)
+		err := names.CheckBranch(tc.branch)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("checkBranchName(%q) = %v, want an error containing %q", tc.branch, err, tc.want)
+			t.Errorf("names.CheckBranch(%q) = %v, want an error containing %q", tc.branch, err, tc.want)
 		}
 	}
 }
@@ -64,8 +64,8 @@ func TestShowName(t *testing.T) {
 		strings.Repeat("x", 61):       `"` + strings.Repeat("x", 60) + `"...`,
 		strings.Repeat("x", 59) + "é": `"` + strings.Repeat("x", 59) + `"...`, // not cut inside the rune
 	} {
-		if got := showName(in); got != want {
-			t.Errorf("showName(%q) = %s, want %s", in, got, want)
+		if got := names.Show(in); got != want {
+			t.Errorf("names.Show(%q) = %s, want %s", in, got, want)
 		}
 	}
 }
@@ -117,13 +117,13 @@ func FuzzCheckBranchName(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, branch string) {
-		if shown := showName(branch); strings.ContainsFunc(shown, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
-			t.Fatalf("showName(%q) = %q is not printable ASCII", branch, shown)
+		if shown := names.Show(branch); strings.ContainsFunc(shown, func(r rune) bool { return r < 0x20 || r > 0x7e }) {
+			t.Fatalf("names.Show(%q) = %q is not printable ASCII", branch, shown)
 		}
-		if checkBranchName(branch) != nil {
+		if names.CheckBranch(branch) != nil {
 			return
 		}
-		if inst := builder.InstanceName(branch); !agentInstanceName.MatchString(inst) {
+		if inst := names.Instance(branch); !agentInstanceName.MatchString(inst) {
 			t.Fatalf("branch %q accepted but its instance %q is refused by the agent", branch, inst)
 		}
 		if strings.Contains(branch, "..") || strings.HasPrefix(branch, "/") || strings.Contains(branch, "//") {

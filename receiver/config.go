@@ -9,7 +9,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/names"
 )
 
 // Defaults for Config.
@@ -120,7 +120,7 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 		}
 		if k := sec.Key("domain"); k.String() != "" {
 			d := strings.ToLower(strings.TrimSuffix(k.String(), "."))
-			if !domainName.MatchString(d) || len(d) > 200 {
+			if !names.IsHost(d) || len(d) > 200 {
 				return c, fmt.Errorf("%s: domain = %q is not a DNS name such as apps.example.com", path, k.String())
 			}
 			c.Domain = d
@@ -261,8 +261,6 @@ func unsetNote(sec *ini.Section, key string) string {
 	}
 	return ""
 }
-
-var domainName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 
 // Paths inside the data dir.
 func (c Config) hostKeyPath() string  { return filepath.Join(c.DataDir, "ssh_host_ed25519_key") }

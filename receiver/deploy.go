@@ -17,6 +17,7 @@ import (
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
@@ -96,7 +97,7 @@ func acceptWithoutDeploy(p *Push, out *hooks.Progress) {
 	for _, u := range p.Updates {
 		name := shortRef(u.Ref)
 		if q := strconv.QuoteToASCII(name); q != `"`+name+`"` {
-			name = showName(name) // look-alikes and control characters stand out
+			name = names.Show(name) // look-alikes and control characters stand out
 		}
 		if u.IsDelete() {
 			deleted = append(deleted, name)
@@ -286,7 +287,7 @@ func releaseNames(built []*builder.Release) string {
 
 func (s *Server) build(ctx context.Context, p *Push, branch, commit string, out *hooks.Progress) (*builder.Release, error) {
 	out.Step("%s: deploying %s (%.7s) by %s", p.App, branch, commit, p.User.Name)
-	instance := builder.InstanceName(branch)
+	instance := names.Instance(branch)
 	last, previous, _, err := s.history.Last(p.App, instance)
 	if err != nil {
 		p.log.Error().Err(err).Str("instance", instance).Msg("reading release history")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -287,8 +288,8 @@ func (s *Server) hostsReleaseCommand(c *call) int {
 		return c.fail("usage: %s", hostsReleaseUsage)
 	}
 	h := canonicalHost(c.args[1])
-	if !domainName.MatchString(h) {
-		return c.fail("%s is not a host name", showName(c.args[1]))
+	if !names.IsHost(h) {
+		return c.fail("%s is not a host name", names.Show(c.args[1]))
 	}
 	hostClaimsMu.Lock()
 	defer hostClaimsMu.Unlock()

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
@@ -57,7 +58,7 @@ func claimRelease(s *Server, app, branch, host string) (*builder.Release, agent.
 			cfg.BranchLocations = map[string]appconfig.Location{branch: {Host: host}}
 		}
 	}
-	r := &builder.Release{App: app, Branch: branch, Instance: builder.InstanceName(branch), Number: 1, Config: cfg}
+	r := &builder.Release{App: app, Branch: branch, Instance: names.Instance(branch), Number: 1, Config: cfg}
 	return r, agent.Spec{Locations: []agent.Location{s.location(r)}}
 }
 

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 )
 
@@ -40,8 +41,8 @@ func parsePushOptions(opts []string) (pushOptions, error) {
 			}
 			po.skipNodes[value] = true
 		case "seed-from":
-			if !branchName.MatchString(value) || strings.Contains(value, "..") {
-				return po, fmt.Errorf("push option %q: %q is not a branch name", o, value)
+			if err := names.CheckBranch(value); err != nil {
+				return po, fmt.Errorf("push option %q: %w", o, err)
 			}
 			po.seedFrom = value
 		default:

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -30,7 +31,7 @@ func appFromRepoArg(arg string) (string, error) {
 	}
 	name = strings.TrimSuffix(name, ".git")
 	if err := keystore.ValidAppName(name); err != nil {
-		return "", fmt.Errorf("invalid app name %s: use lowercase letters, digits and dashes, starting with a letter (at most 63)", showName(arg))
+		return "", fmt.Errorf("invalid app name %s: use lowercase letters, digits and dashes, starting with a letter (at most 63)", names.Show(arg))
 	}
 	return name, nil
 }

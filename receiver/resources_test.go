@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
@@ -89,7 +90,7 @@ func limitsRelease(t *testing.T, branch, keys string) *builder.Release {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &builder.Release{App: "blog", Instance: builder.InstanceName(branch), Branch: branch, Number: 1, Commit: "abc", Config: cfg}
+	return &builder.Release{App: "blog", Instance: names.Instance(branch), Branch: branch, Number: 1, Commit: "abc", Config: cfg}
 }
 
 // fileTree is a pushed tree of files only, for app.ini's runner check.

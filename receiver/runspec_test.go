@@ -6,6 +6,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/names"
 )
 
 func TestRunSpec(t *testing.T) {
@@ -13,7 +14,7 @@ func TestRunSpec(t *testing.T) {
 	cfg := &appconfig.Config{AppName: "blog", Platform: appconfig.PlatformPython, Runner: appconfig.Runner{Path: "wsgi.py", Object: "app"},
 		HealthCheck: "/health", Config: map[string]string{"Mail.From-Address": "me@example.com"},
 		UpdateFetch: []appconfig.FetchItem{{URLPath: "/setup"}, {Script: "bin/migrate", Args: []string{"a b"}}}}
-	prod := &builder.Release{App: "blog", Instance: builder.InstanceName("main"), Branch: "main", Number: 3, Commit: "abc", Config: cfg}
+	prod := &builder.Release{App: "blog", Instance: names.Instance("main"), Branch: "main", Number: 3, Commit: "abc", Config: cfg}
 	spec, err := s.runSpec(prod)
 	if err != nil {
 		t.Fatal(err)
@@ -35,7 +36,7 @@ func TestRunSpec(t *testing.T) {
 	}
 
 	cfg.DefaultLocation = &appconfig.Location{Host: "example.com", Path: "/blog"}
-	staging := &builder.Release{App: "blog", Instance: builder.InstanceName("Feature/Login_2"), Branch: "Feature/Login_2", Number: 1, Config: cfg}
+	staging := &builder.Release{App: "blog", Instance: names.Instance("Feature/Login_2"), Branch: "Feature/Login_2", Number: 1, Config: cfg}
 	if spec, err = s.runSpec(staging); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/backuparchive"
 	"github.com/gitreceive/gitreceive/services"
@@ -27,7 +28,6 @@ import (
 
 var (
 	notLabelChar = regexp.MustCompile(`[^a-z0-9]+`)
-	branchGlob   = regexp.MustCompile(`^[A-Za-z0-9*?][A-Za-z0-9._/*?-]{0,199}$`)
 )
 
 // parseBranchGlobs reads "staging, feature-*" (or "none", or "*").
@@ -37,7 +37,7 @@ func parseBranchGlobs(value string) ([]string, error) {
 		return globs, nil
 	}
 	for _, g := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' }) {
-		if !branchGlob.MatchString(g) {
+		if !names.IsBranchGlob(g) {
 			return nil, fmt.Errorf("%q is not a branch name or glob (letters, digits, ._/- and * ?); write e.g. staging, feature-*, or none", g)
 		}
 		globs = append(globs, g)
@@ -163,7 +163,7 @@ func (s *Server) checkLocations(log zerolog.Logger, app string, built []*builder
 // staging instance starts with a copy of production's data, never the
 // reverse.
 func (s *Server) seed(ctx context.Context, r *builder.Release, fromBranch string, out *hooks.Progress) error {
-	from := builder.InstanceName(fromBranch)
+	from := names.Instance(fromBranch)
 	if from == r.Instance {
 		return fmt.Errorf("seed-from=%s names the branch being pushed", fromBranch)
 	}
@@ -218,7 +218,7 @@ func (s *Server) seed(ctx context.Context, r *builder.Release, fromBranch string
 // is removed from every node with its services' data, after the pusher is
 // told what goes. (Push.check refuses deleting the production branch.)
 func (s *Server) removeBranch(ctx context.Context, p *Push, branch string, out *hooks.Progress) error {
-	instance := builder.InstanceName(branch)
+	instance := names.Instance(branch)
 	last, _, ok, err := s.history.Last(p.App, instance)
 	if err != nil {
 		p.log.Error().Err(err).Str("instance", instance).Msg("reading release history")

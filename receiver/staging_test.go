@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
@@ -55,7 +56,7 @@ func TestCheckLocationsNamesBothBranches(t *testing.T) {
 	s := &Server{cfg: Config{Domain: "apps.test", DataDir: t.TempDir()}}
 	s.history = builder.History{Dir: s.cfg.releasesDir()}
 	mk := func(branch string) *builder.Release {
-		return &builder.Release{App: "blog", Branch: branch, Instance: builder.InstanceName(branch), Config: &appconfig.Config{}}
+		return &builder.Release{App: "blog", Branch: branch, Instance: names.Instance(branch), Config: &appconfig.Config{}}
 	}
 	a, b := mk("feature/x"), mk("feature_x")
 	spec := func(r *builder.Release) agent.Spec { return agent.Spec{Locations: []agent.Location{s.location(r)}} }

@@ -12,12 +12,13 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gitreceive/gitreceive/internal/treepath"
+	"github.com/gitreceive/gitreceive/names"
 	"golang.org/x/sys/unix"
 )
 
@@ -58,9 +59,6 @@ const (
 	// less the NUL), maxFilesName one path component (NAME_MAX).
 	maxFilesPath = 4095
 	maxFilesName = 255
-	// maxSymlinkHops bounds following symlinks while checking where one
-	// leads (the kernel's MAXSYMLINKS).
-	maxSymlinkHops = 40
 )
 
 // dirService is files or writable_root.
@@ -73,8 +71,6 @@ type dirService struct {
 
 var dirSubs = map[string]string{"files": "files", "writable_root": "writable-root"}
 
-var dirAppName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-
 // Dir is the directory of inst's service ("files" or "writable_root") on a
 // node with h.DataDir: DataDir/files/APP/RESOURCE or
 // DataDir/writable-root/APP/RESOURCE. It is "" for another service or an
@@ -82,7 +78,7 @@ var dirAppName = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 // from one.
 func Dir(h Host, service string, inst Instance) string {
 	sub, ok := dirSubs[service]
-	if !ok || !dirAppName.MatchString(inst.App) || h.DataDir == "" {
+	if !ok || !names.IsApp(inst.App) || h.DataDir == "" {
 		return ""
 	}
 	return filepath.Join(h.DataDir, sub, inst.App, inst.Resource())
@@ -716,41 +712,22 @@ func checkEntry(hdr *tar.Header, kinds map[string]filesEntryKind) (string, error
 // checkSymlinkTarget follows symlink name (relative to the top directory)
 // as the kernel would, through the archive's other symlinks, and refuses it
 // when it leads above the top directory at any step or does not resolve
-// within maxSymlinkHops symlinks. Paths that are not in the archive count
+// within treepath.MaxHops symlinks. Paths that are not in the archive count
 // as directories, so a dangling link is fine as long as it would stay
 // inside.
 func checkSymlinkTarget(name string, links map[string]string) error {
-	var stack []string // the resolved location, from the top
-	if d := path.Dir(name); d != "." {
-		stack = strings.Split(d, "/")
+	_, err := treepath.Resolve(path.Dir(name), links[name], func(p string) (string, bool) {
+		t, ok := links[p]
+		return t, ok
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, treepath.ErrLoop):
+		return fmt.Errorf("entry %q: symlink to %q goes through more than %d symlinks (a loop?)", name, links[name], treepath.MaxHops)
+	default:
+		return fmt.Errorf("entry %q: symlink to %q leads out of the directory", name, links[name])
 	}
-	todo := strings.Split(links[name], "/")
-	hops := 0
-	for len(todo) > 0 {
-		part := todo[0]
-		todo = todo[1:]
-		switch part {
-		case "", ".":
-			continue
-		case "..":
-			if len(stack) == 0 {
-				return fmt.Errorf("entry %q: symlink to %q leads out of the directory", name, links[name])
-			}
-			stack = stack[:len(stack)-1]
-			continue
-		}
-		stack = append(stack, part)
-		target, isLink := links[strings.Join(stack, "/")]
-		if !isLink {
-			continue
-		}
-		if hops++; hops > maxSymlinkHops {
-			return fmt.Errorf("entry %q: symlink to %q goes through more than %d symlinks (a loop?)", name, links[name], maxSymlinkHops)
-		}
-		stack = stack[:len(stack)-1]
-		todo = append(strings.Split(target, "/"), todo...)
-	}
-	return nil
 }
 
 // Restore replaces the directory's contents with a backup. It builds the

@@ -5,17 +5,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/gitreceive/gitreceive/names"
 )
 
 // listenFlag is how the receiver tells a node's agent where app nodes
 // reach it: `service OP SERVICE ... --listen=ADDR`.
 const listenFlag = "--listen="
-
-// hostName is an inventory host that is not an IP literal: a DNS name.
-var hostName = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9.-]{0,252})$`)
 
 // ListenFlag takes the --listen=ADDR arguments out of args and returns
 // the rest with the addresses they name, resolved on this node and each
@@ -64,7 +62,7 @@ func resolveListen(ctx context.Context, v string) ([]string, error) {
 		}
 		return []string{a.Unmap().String()}, nil
 	}
-	if !hostName.MatchString(v) {
+	if !names.IsHost(strings.ToLower(v)) {
 		return nil, fmt.Errorf("--listen=%q is neither an IP address nor a host name", v)
 	}
 	addrs, err := net.DefaultResolver.LookupHost(ctx, v)

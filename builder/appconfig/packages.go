@@ -1,12 +1,10 @@
 package appconfig
 
 import (
-	"regexp"
 	"strings"
-)
 
-// debianPackageName is a package name as Debian policy allows it (§5.6.7).
-var debianPackageName = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
+	"github.com/gitreceive/gitreceive/names"
+)
 
 // checkPackages reads packages: Debian packages the app needs installed,
 // separated by spaces or written one per line.
@@ -18,7 +16,7 @@ func (c *checker) checkPackages() []string {
 	var packages []string
 	for _, l := range c.valueLines(s) {
 		for name := range strings.FieldsSeq(l.text) {
-			if !debianPackageName.MatchString(name) {
+			if !names.IsDebianPackage(name) {
 				c.errorf(l.line, keyPackages, "%q is not a Debian package name; use the name apt-get installs, in lowercase letters, digits and + . - (at least 2 characters, without a version)", name)
 				continue
 			}

@@ -1,9 +1,9 @@
 package appconfig
 
 import (
-	"regexp"
 	"strings"
 
+	"github.com/gitreceive/gitreceive/names"
 	"gopkg.in/ini.v1"
 )
 
@@ -30,9 +30,6 @@ const (
 
 var (
 	stagingKeys = []string{"location", "branches", "seed_from"}
-	// branchGlob is what a branch name or glob may hold (git allows more,
-	// but a staging branch becomes a host name).
-	branchGlob = regexp.MustCompile(`^[A-Za-z0-9*?][A-Za-z0-9._/*?-]{0,199}$`)
 )
 
 // checkStaging reads [staging] and the [branch:NAME] sections into cfg.
@@ -72,14 +69,14 @@ func (c *checker) checkStagingSection(sec *ini.Section, cfg *Config) {
 				continue
 			}
 			for _, g := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' || r == '\n' }) {
-				if !branchGlob.MatchString(g) {
+				if !names.IsBranchGlob(g) {
 					c.errorf(line, "staging branches", "%q is not a branch name or glob (letters, digits, ._/- and * ?); write e.g. branches = staging, feature-*, or none", g)
 					continue
 				}
 				cfg.Staging.Branches = append(cfg.Staging.Branches, g)
 			}
 		case "seed_from":
-			if !branchGlob.MatchString(value) || strings.ContainsAny(value, "*?") {
+			if !names.IsBranchGlob(value) || strings.ContainsAny(value, "*?") {
 				c.errorf(line, "staging seed_from", "%q is not a branch name; write e.g. seed_from = main", value)
 				continue
 			}
@@ -92,7 +89,7 @@ func (c *checker) checkStagingSection(sec *ini.Section, cfg *Config) {
 
 func (c *checker) checkBranchSection(sec *ini.Section, branch string, cfg *Config) {
 	header := c.lines.headerLine(sec.Name())
-	if !branchGlob.MatchString(branch) || strings.ContainsAny(branch, "*?") || strings.Contains(branch, "..") {
+	if !names.IsBranchGlob(branch) || strings.ContainsAny(branch, "*?") || strings.Contains(branch, "..") {
 		c.errorf(header, "", "[%s] does not name a branch; write [branch:NAME], e.g. [branch:beta]", sec.Name())
 		return
 	}

@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
@@ -47,11 +47,7 @@ const ExitPreviousDamaged = 3
 
 var errPreviousDamaged = errors.New("the current release does not match its manifest")
 
-var (
-	appName      = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
-	instanceName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._%-]{0,199}$`)
-	packageName  = regexp.MustCompile(`^[a-z0-9][a-z0-9+.-]+$`)
-)
+var ()
 
 // Status is the agent's answer: one JSON line on stdout.
 type Status struct {
@@ -162,7 +158,7 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 		return json.NewEncoder(stdout).Encode(st)
 	case "setup":
 		for _, p := range args[1:] {
-			if !packageName.MatchString(p) {
+			if !names.IsDebianPackage(p) {
 				return fmt.Errorf("invalid package name %q", p)
 			}
 		}
@@ -305,7 +301,7 @@ func instanceAndNumber(root, app, name, number string) (instance, int, error) {
 }
 
 func instanceDir(root, app, instance string) (string, error) {
-	if !appName.MatchString(app) || !instanceName.MatchString(instance) {
+	if !names.IsApp(app) || !names.IsInstance(instance) {
 		return "", fmt.Errorf("invalid app %q or instance %q", app, instance)
 	}
 	return filepath.Join(root, app, instance), nil
@@ -422,7 +418,7 @@ func status(root, version string) (NodeStatus, error) {
 		return st, err
 	}
 	for _, a := range apps {
-		if !a.IsDir() || !appName.MatchString(a.Name()) {
+		if !a.IsDir() || !names.IsApp(a.Name()) {
 			continue
 		}
 		insts, err := os.ReadDir(filepath.Join(root, a.Name()))
@@ -430,7 +426,7 @@ func status(root, version string) (NodeStatus, error) {
 			return st, err
 		}
 		for _, i := range insts {
-			if !i.IsDir() || !instanceName.MatchString(i.Name()) {
+			if !i.IsDir() || !names.IsInstance(i.Name()) {
 				continue
 			}
 			cur, _, err := current(filepath.Join(root, a.Name(), i.Name()))

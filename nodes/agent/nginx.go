@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -174,7 +175,7 @@ func Unroute(ctx context.Context, rt Runtime, app, instance string) error {
 }
 
 func checkInstanceNames(app, instance string) error {
-	if !appName.MatchString(app) || !instanceName.MatchString(instance) {
+	if !names.IsApp(app) || !names.IsInstance(instance) {
 		return fmt.Errorf("invalid app %q or instance %q", app, instance)
 	}
 	return nil

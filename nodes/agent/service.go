@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -61,7 +62,7 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 	case "client":
 		return services.EnsurePackages(ctx, stdout, svc.ClientPackages())
 	}
-	if !appName.MatchString(args[2]) || !instanceName.MatchString(args[3]) {
+	if !names.IsApp(args[2]) || !names.IsInstance(args[3]) {
 		return fmt.Errorf("invalid app or instance name %q %q", args[2], args[3])
 	}
 	inst := services.Instance{App: args[2], Name: args[3]}

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/gitreceive/gitreceive/names"
 )
 
 // Spec is how a release runs, sent by the receiver to `start` (one JSON
@@ -103,7 +105,6 @@ const (
 )
 
 var (
-	hostName    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
 	urlPathPart = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$`)
 	envName     = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
 	identifier  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
@@ -178,7 +179,7 @@ func (s Spec) Validate() error {
 		if hosts["prev."+l.Host] {
 			return fmt.Errorf("location host prev.%s is where the previous release of %s answers", l.Host, l.Host)
 		}
-		if len(l.Host) > 248 || !hostName.MatchString(l.Host) {
+		if len(l.Host) > 248 || !names.IsHost(l.Host) {
 			return fmt.Errorf("location host %q is not a lowercase DNS name", l.Host)
 		}
 		if l.Path != "" && (!strings.HasPrefix(l.Path, "/") || strings.HasSuffix(l.Path, "/") || !urlPathPart.MatchString(l.Path) || path.Clean(l.Path) != l.Path || strings.Contains(l.Path, "%")) {

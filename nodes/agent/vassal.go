@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/names"
 )
 
 // A release runs as one uWSGI vassal: StartRelease writes its file into
@@ -701,7 +702,7 @@ processes = 1
 const legacyAppUser = "gitreceive-app"
 
 func checkNames(app, instance string, n int) error {
-	if !appName.MatchString(app) || !instanceName.MatchString(instance) {
+	if !names.IsApp(app) || !names.IsInstance(instance) {
 		return fmt.Errorf("invalid app %q or instance %q", app, instance)
 	}
 	if n < 1 {

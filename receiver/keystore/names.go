@@ -1,10 +1,13 @@
 package keystore
 
-import "regexp"
+import (
+	"regexp"
+
+	"github.com/gitreceive/gitreceive/names"
+)
 
 var (
 	keyNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$`)
-	appNamePattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
 )
 
 // ValidName reports whether name can name a key. Names are the key's
@@ -22,7 +25,7 @@ func ValidName(name string) error {
 // ValidAppName reports whether app is a valid app name, as used in the
 // apps= option and for --apps values.
 func ValidAppName(app string) error {
-	if !appNamePattern.MatchString(app) {
+	if !names.IsApp(app) {
 		return errorf(ErrInvalidApp, "app name %+q is not valid; use 1 to 63 lowercase letters, digits or '-', starting with a letter", app)
 	}
 	return nil
