@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -156,5 +157,27 @@ func TestBuildRejects(t *testing.T) {
 				t.Fatalf("want error with %q, got %v", tc.want, err)
 			}
 		})
+	}
+}
+
+func TestBuildNamesEveryBadSymlink(t *testing.T) {
+	files := sampleApp()
+	for i := range 24 {
+		files[fmt.Sprintf("wp/link%02d", i)] = fmt.Sprintf("->/usr/share/wordpress/file%02d", i)
+	}
+	files["wp/up"] = "->../../x"
+	g, commit := gitRepo(t, files)
+	_, err := Build(context.Background(), Input{Git: g, App: "sample", Commit: commit, Number: 1}, hooks.NewProgress(io.Discard))
+	if err == nil {
+		t.Fatal("a push with 25 bad symlinks was accepted")
+	}
+	msg := err.Error()
+	for _, want := range []string{"25 symlinks cannot be deployed", "wp/link00 -> /usr/share/wordpress/file00", "wp/link19 ->", "... and 5 more", "cp -rL", "ln -sr"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the rejection lacks %q:\n%s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "wp/link20") || strings.Count(msg, "\n") != 22 {
+		t.Errorf("the rejection should name 20 links, then a count:\n%s", msg)
 	}
 }

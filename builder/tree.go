@@ -60,17 +60,50 @@ func buildTree(entries []entry, blobs *blobReader, sizeLimit int64) (*tree, erro
 		return nil, fmt.Errorf("the app is %s, more than the release size limit of %s; remove large files from the repository (or raise max_release_size in gitreceive.ini)", hooks.Size(t.size), hooks.Size(sizeLimit))
 	}
 	sort.Strings(t.paths)
-	for _, p := range t.paths {
-		if n := t.blobs[p]; n.isLink() {
-			if err := checkLinkTarget(p, n.target); err != nil {
-				return nil, err
-			}
-			if _, err := t.resolve(p); err != nil {
-				return nil, fmt.Errorf("symlink %s -> %s: %w", p, n.target, err)
-			}
-		}
+	if err := t.checkLinks(); err != nil {
+		return nil, err
 	}
 	return t, nil
+}
+
+// maxLinksShown bounds the symlinks one rejection names.
+const maxLinksShown = 20
+
+// linkFix is the advice after the symlinks a push cannot deploy.
+const linkFix = "replace each with a relative link to a file inside the repository (ln -sr), or commit the files it points to instead (copy with cp -rL, not cp -a)"
+
+// checkLinks refuses symlinks that leave the app or lead nowhere, naming
+// every one (up to maxLinksShown): a tree copied with cp -a can hold dozens,
+// and a push that names one per try wastes as many pushes.
+func (t *tree) checkLinks() error {
+	var bad []string
+	for _, p := range t.paths {
+		n := t.blobs[p]
+		if !n.isLink() {
+			continue
+		}
+		err := checkLinkTarget(p, n.target)
+		if err == nil {
+			if _, rerr := t.resolve(p); rerr != nil {
+				err = fmt.Errorf("symlink %s -> %s: %w", p, n.target, rerr)
+			}
+		}
+		if err != nil {
+			bad = append(bad, err.Error())
+		}
+	}
+	switch {
+	case len(bad) == 0:
+		return nil
+	case len(bad) == 1:
+		return fmt.Errorf("%s (or commit the files it points to: cp -rL, not cp -a)", bad[0])
+	}
+	shown := bad[:min(len(bad), maxLinksShown)]
+	more := ""
+	if len(bad) > len(shown) {
+		more = fmt.Sprintf("\n  ... and %d more", len(bad)-len(shown))
+	}
+	return fmt.Errorf("%d symlinks cannot be deployed:\n  %s%s\n%s", len(bad), strings.Join(shown, "\n  "), more, linkFix)
 }
 
 func checkPath(p string) error {
