@@ -1,0 +1,98 @@
+package receivertest
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/testbed"
+)
+
+// Fleet is a running receiver with an admin (alice) and count test-bed
+// nodes added to it and set up (`nodes setup --all`: nginx and the uWSGI
+// emperor running), for end-to-end tests in packages of their own.
+type Fleet struct {
+	Srv   *Process
+	Alice *Client
+	Bed   *testbed.Bed
+	Data  string
+}
+
+// NewFleet starts a receiver (BIN serve) and a bed of count nodes with
+// prefix and subnet (see testbed.Options), and sets the nodes up.
+func NewFleet(t *testing.T, bin, prefix, subnet string, count int) *Fleet {
+	t.Helper()
+	testbed.Require(t)
+	RequireTools(t, "git", "ssh", "ssh-keygen", "nginx", "uwsgi")
+	f := &Fleet{Data: t.TempDir()}
+	alice := NewKey(t, t.TempDir(), "alice")
+	AddKey(t, bin, f.Data, alice, "--admin")
+	f.Srv = StartProcess(t, bin, f.Data)
+	f.Alice = NewClient(t, f.Srv.Server, alice)
+	line, err := nodes.OpenFleet(f.Data).AuthorizedKeyLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Bed = testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: count, AuthorizedKeys: []string{line}})
+	for _, n := range f.Bed.Nodes {
+		if out, err := exec.Command(bin, "nodes", "--data", f.Data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
+			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
+		}
+	}
+	if out, err := exec.Command(bin, "nodes", "--data", f.Data, "setup", "--all").CombinedOutput(); err != nil {
+		t.Fatalf("nodes setup: %v\n%s", err, out)
+	}
+	return f
+}
+
+// HTTPResult is one answer of a node.
+type HTTPResult struct {
+	Code   int
+	Header http.Header
+	Body   string
+}
+
+// Do sends req to node (req's URL host is replaced by the node's address,
+// req.Host is the virtual host) on a fresh connection, without following
+// redirects; a connection error fails the test.
+func Do(t testing.TB, node *testbed.Node, req *http.Request) HTTPResult {
+	t.Helper()
+	host := req.URL.Host
+	req.URL.Host = node.IP
+	if req.Host == "" {
+		req.Host = host
+	}
+	client := http.Client{
+		Timeout:       30 * time.Second,
+		Transport:     &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s on %s: %v", req.Method, req.URL, node.Name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return HTTPResult{Code: resp.StatusCode, Header: resp.Header, Body: string(body)}
+}
+
+// CopyTree copies src to dst as `cp -rL` would (what the gitreceive
+// rejections advise for a vendored tree), or as `cp -a` when keepLinks.
+func CopyTree(t testing.TB, src, dst string, keepLinks bool) {
+	t.Helper()
+	flag := "-rL"
+	if keepLinks {
+		flag = "-a"
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", flag, strings.TrimSuffix(src, "/")+"/.", dst).CombinedOutput(); err != nil {
+		t.Fatalf("cp %s %s %s: %v\n%s", flag, src, dst, err, out)
+	}
+}
