@@ -162,7 +162,7 @@ func (s *Server) provision(ctx context.Context, log zerolog.Logger, r *builder.R
 				out.Detail("%-13s %s", name, line)
 			}
 		}
-		if svc.Where() == services.OnServicesNode && len(svc.ClientPackages()) > 0 {
+		if svc.Where() == services.OnServicesNode && len(svc.ClientPackages(string(r.Config.Platform))) > 0 {
 			if err := s.fleet.ServiceSetup(ctx, targets, "client", name, say(targets)); err != nil {
 				log.Warn().Err(err).Str("service", name).Msg("client packages")
 				return fmt.Errorf("%s: installing its client packages failed: %w", name, err)

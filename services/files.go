@@ -87,7 +87,7 @@ func Dir(h Host, service string, inst Instance) string {
 func (s dirService) Name() string             { return s.name }
 func (s dirService) Where() Where             { return OnAppNodes }
 func (s dirService) Packages() []string       { return nil }
-func (s dirService) ClientPackages() []string { return nil }
+func (s dirService) ClientPackages(string) []string { return nil }
 
 func (s dirService) Env(inst Instance, c Credentials, host string, h Host) map[string]string {
 	return map[string]string{s.env: Dir(h, s.name, inst)}

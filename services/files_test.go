@@ -117,8 +117,8 @@ func TestFilesDir(t *testing.T) {
 	}
 	for _, ds := range dirServiceCases {
 		s := lookupService(t, ds.name)
-		if s.Where() != OnAppNodes || s.Packages() != nil || s.ClientPackages() != nil {
-			t.Errorf("%s: where %v, packages %v %v", ds.name, s.Where(), s.Packages(), s.ClientPackages())
+		if s.Where() != OnAppNodes || s.Packages() != nil || s.ClientPackages("php") != nil {
+			t.Errorf("%s: where %v, packages %v %v", ds.name, s.Where(), s.Packages(), s.ClientPackages("php"))
 		}
 		env := s.Env(filesInst, Credentials{}, "ignored", h)
 		if len(env) != 1 || env[ds.env] != Dir(h, ds.name, filesInst) {

@@ -58,7 +58,9 @@ var mysqlReserved = map[string]bool{
 func (mysqlService) Name() string             { return "mysql" }
 func (mysqlService) Where() Where             { return OnServicesNode }
 func (mysqlService) Packages() []string       { return []string{"mariadb-server", "mariadb-client"} }
-func (mysqlService) ClientPackages() []string { return []string{"python3-pymysql"} }
+func (mysqlService) ClientPackages(platform string) []string {
+	return clientFor(platform, "python3-pymysql", "php-mysql")
+}
 
 func checkMySQLCredentials(c Credentials) error {
 	if err := c.Check(); err != nil {

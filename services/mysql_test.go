@@ -185,10 +185,17 @@ func TestRegistered(t *testing.T) {
 	if got := (mysqlService{}).Packages(); !reflect.DeepEqual(got, []string{"mariadb-server", "mariadb-client"}) {
 		t.Errorf("mysql packages %v", got)
 	}
-	if got := (mysqlService{}).ClientPackages(); !reflect.DeepEqual(got, []string{"python3-pymysql"}) {
-		t.Errorf("mysql client packages %v", got)
-	}
-	if got := (redisService{}).ClientPackages(); !reflect.DeepEqual(got, []string{"python3-redis"}) {
-		t.Errorf("redis client packages %v", got)
+	for _, tc := range []struct {
+		svc      Service
+		platform string
+		want     string
+	}{
+		{mysqlService{}, "python", "python3-pymysql"}, {mysqlService{}, "php", "php-mysql"},
+		{redisService{}, "python", "python3-redis"}, {redisService{}, "php", "php-redis"},
+		{postgres{}, "python", "python3-psycopg2"}, {postgres{}, "php", "php-pgsql"},
+	} {
+		if got := tc.svc.ClientPackages(tc.platform); !reflect.DeepEqual(got, []string{tc.want}) {
+			t.Errorf("%T client packages for %s: %v, want %s", tc.svc, tc.platform, got, tc.want)
+		}
 	}
 }

@@ -41,7 +41,9 @@ func (postgres) Where() Where { return OnServicesNode }
 // of the PostgreSQL version it finds (postgresql-15-postgis-3 on Debian 12).
 func (postgres) Packages() []string { return []string{"postgresql"} }
 
-func (postgres) ClientPackages() []string { return []string{"python3-psycopg2"} }
+func (postgres) ClientPackages(platform string) []string {
+	return clientFor(platform, "python3-psycopg2", "php-pgsql")
+}
 
 // pgCluster is one line of pg_lsclusters.
 type pgCluster struct {

@@ -74,7 +74,9 @@ sanitize-dump-payload yes
 func (redisService) Name() string             { return "redis" }
 func (redisService) Where() Where             { return OnServicesNode }
 func (redisService) Packages() []string       { return []string{"redis-server"} }
-func (redisService) ClientPackages() []string { return []string{"python3-redis"} }
+func (redisService) ClientPackages(platform string) []string {
+	return clientFor(platform, "python3-redis", "php-redis")
+}
 
 // redisUserRules are the ACL SETUSER rules of an instance's user: every
 // everyday command in its own database, nothing that reaches another

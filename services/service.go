@@ -133,9 +133,10 @@ type Service interface {
 	Name() string
 	Where() Where
 	// Packages are the Debian packages the service needs where it runs;
-	// ClientPackages what apps need on app nodes to talk to it.
+	// ClientPackages what apps of a platform ("python", "php") need on
+	// app nodes to talk to it: the Python module, or PHP's extension.
 	Packages() []string
-	ClientPackages() []string
+	ClientPackages(platform string) []string
 	// Install makes the server ready: packages, configuration (listening
 	// where app nodes reach it, passwords required), running.
 	Install(ctx context.Context, h Host) error
@@ -180,4 +181,13 @@ func Names() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// clientFor picks a service's client package for an app's platform; an
+// unknown platform gets the Python one, as app.ini's default platform is.
+func clientFor(platform, python, php string) []string {
+	if platform == "php" {
+		return []string{php}
+	}
+	return []string{python}
 }

@@ -60,7 +60,7 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 	case "install":
 		return svc.Install(ctx, h)
 	case "client":
-		return services.EnsurePackages(ctx, stdout, svc.ClientPackages())
+		return services.EnsurePackages(ctx, stdout, svc.ClientPackages("python"))
 	}
 	if !names.IsApp(args[2]) || !names.IsInstance(args[3]) {
 		return fmt.Errorf("invalid app or instance name %q %q", args[2], args[3])
