@@ -84,9 +84,9 @@ func Dir(h Host, service string, inst Instance) string {
 	return filepath.Join(h.DataDir, sub, inst.App, inst.Resource())
 }
 
-func (s dirService) Name() string             { return s.name }
-func (s dirService) Where() Where             { return OnAppNodes }
-func (s dirService) Packages() []string       { return nil }
+func (s dirService) Name() string                   { return s.name }
+func (s dirService) Where() Where                   { return OnAppNodes }
+func (s dirService) Packages() []string             { return nil }
 func (s dirService) ClientPackages(string) []string { return nil }
 
 func (s dirService) Env(inst Instance, c Credentials, host string, h Host) map[string]string {

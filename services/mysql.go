@@ -55,9 +55,9 @@ var mysqlReserved = map[string]bool{
 	"sys": true, "root": true, "test": true,
 }
 
-func (mysqlService) Name() string             { return "mysql" }
-func (mysqlService) Where() Where             { return OnServicesNode }
-func (mysqlService) Packages() []string       { return []string{"mariadb-server", "mariadb-client"} }
+func (mysqlService) Name() string       { return "mysql" }
+func (mysqlService) Where() Where       { return OnServicesNode }
+func (mysqlService) Packages() []string { return []string{"mariadb-server", "mariadb-client"} }
 func (mysqlService) ClientPackages(platform string) []string {
 	return clientFor(platform, "python3-pymysql", "php-mysql")
 }

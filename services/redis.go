@@ -71,9 +71,9 @@ sanitize-dump-payload yes
 `, redisMainConf, strings.Join(bindAddrs(h), " "), redisPort, MaxRedisDatabase+1, redisACLFile)
 }
 
-func (redisService) Name() string             { return "redis" }
-func (redisService) Where() Where             { return OnServicesNode }
-func (redisService) Packages() []string       { return []string{"redis-server"} }
+func (redisService) Name() string       { return "redis" }
+func (redisService) Where() Where       { return OnServicesNode }
+func (redisService) Packages() []string { return []string{"redis-server"} }
 func (redisService) ClientPackages(platform string) []string {
 	return clientFor(platform, "python3-redis", "php-redis")
 }
