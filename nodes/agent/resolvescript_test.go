@@ -64,7 +64,7 @@ func TestResolveScript(t *testing.T) {
 	}
 	pathEnv := filepath.Join(release, "bin") + ":relative/dir::" + system
 	py := func(p string) []string {
-		return []string{python3Path, "-c", pyScriptRunner, release, filepath.Join(release, p), "arg"}
+		return []string{python3Path, filepath.Join(release, p), "arg"}
 	}
 	direct := func(p string) []string { return []string{p, "arg"} }
 	for _, c := range []struct {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/names"
+	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
 
 // Spec is how a release runs, sent by the receiver to `start` (one JSON
@@ -282,6 +283,7 @@ type Runtime struct {
 	DataDir      string // services' data kept across releases (files, writable_root); the uid high-water mark
 	CgroupRoot   string // where the cgroup hierarchies are mounted ("": no per-instance cgroups, tests of the pieces)
 	LogrotateDir string // logrotate's include directory: one file per instance, rotating as its user ("": none)
+	PythonDir    string // gitreceive's Python support (pysupport): on every app's PYTHONPATH ("": none)
 	// FixedUser, when set, runs every instance as this existing user
 	// instead of its own (tests of the pieces, which must not add users
 	// to the machine they run on).
@@ -304,6 +306,7 @@ func SystemRuntime() Runtime {
 		DataDir:      "/var/lib/gitreceive",
 		CgroupRoot:   "/sys/fs/cgroup",
 		LogrotateDir: "/etc/logrotate.d",
+		PythonDir:    pysupport.Dir,
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
 	"github.com/gitreceive/gitreceive/names"
+	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
 
 // A release runs as one uWSGI vassal: StartRelease writes its file into
@@ -804,6 +805,15 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	env["SILVER_LOGS"] = logs
 	env["SILVER_SECRET_FILE"] = secret
 	env["PATH"] = filepath.Join(rel, "bin") + ":/usr/local/bin:/usr/bin:/bin"
+	if rt.PythonDir != "" {
+		// Every Python process of the app, whatever starts it, sees the
+		// release (lib/python, silvercustomize) and silversupport.
+		if err := pysupport.Install(rt.PythonDir); err != nil {
+			return instanceFiles{}, err
+		}
+		env["PYTHONPATH"] = rt.PythonDir
+		env[pysupport.AppDirEnv] = rel
+	}
 	envData, err := formatEnvFile(env)
 	if err != nil {
 		return instanceFiles{}, err
@@ -828,7 +838,8 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		Socket:     rt.SocketPath(app, instance, n),
 		LogFile:    uwsgiLogPath(rt, app, instance),
 		UID:        t.uid, GID: t.gid, NginxGID: nginxGID,
-		Cgroup: rt.CgroupRoot != "",
+		Cgroup:    rt.CgroupRoot != "",
+		PythonDir: rt.PythonDir,
 	}
 	var boot []byte
 	switch spec.Platform {
@@ -1171,6 +1182,7 @@ type vassalConfig struct {
 	UID, GID      int    // the instance's user and group
 	NginxGID      int    // the socket's group: nginx's workers connect through it
 	Cgroup        bool   // the emperor's wrapper puts the master into the instance's cgroup
+	PythonDir     string // gitreceive's Python support, "" for none (Runtime.PythonDir)
 }
 
 // iniSafe is what a path may hold in a vassal file. uWSGI expands '%' in
@@ -1295,25 +1307,6 @@ func vassalINI(c vassalConfig) (string, error) {
 	return b.String(), nil
 }
 
-// pySite adds the release's lib/python (and lib/pythonX.Y/site-packages) as
-// site directories, so their .pth files count (a relative line is relative
-// to the directory: what the builder rewrote them to; .egg-link files count
-// through easy-install.pth, as with setuptools), ahead of the system's
-// packages.
-const pySite = `def _gitreceive_site(release):
-    import site
-    before = list(sys.path)
-    dirs = [
-        os.path.join(release, "lib", "python"),
-        os.path.join(release, "lib", "python%d.%d" % sys.version_info[:2], "site-packages"),
-    ]
-    for d in dirs:
-        if os.path.isdir(d):
-            site.addsitedir(d)
-    added = [p for p in sys.path if p not in before]
-    sys.path[:] = added + before
-`
-
 // pythonBootstrap is the WSGI file uWSGI loads: the environment from the
 // env file (verbatim: '%', '$', quotes and spaces arrive as written), laid
 // over the vassal's own (the emperor's clean one: PATH, LANG; and uWSGI's
@@ -1328,8 +1321,8 @@ func pythonBootstrap(c vassalConfig, envFile string) ([]byte, error) {
 	fmt.Fprintf(&b, "# %s/%s v%d: the WSGI file uWSGI loads, written by gitreceive's node agent\n", c.App, c.Instance, c.N)
 	b.WriteString("# at every start of the release. Edits are lost.\n")
 	b.WriteString("import importlib.util\nimport os\nimport sys\n\n")
-	fmt.Fprintf(&b, "RELEASE = %s\nENV_FILE = %s\nRUNNER = %s\nCALLABLE = %s\n\n\n",
-		lit(c.ReleaseDir), lit(envFile), lit(c.Spec.Runner), lit(c.Spec.Callable))
+	fmt.Fprintf(&b, "RELEASE = %s\nENV_FILE = %s\nRUNNER = %s\nCALLABLE = %s\nPYTHON_SUPPORT = %s\n\n\n",
+		lit(c.ReleaseDir), lit(envFile), lit(c.Spec.Runner), lit(c.Spec.Callable), lit(c.PythonDir))
 	b.WriteString(`def _gitreceive_env(path):
     # KEY=VALUE lines, split at the first "=", nothing quoted or expanded.
     with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:
@@ -1340,12 +1333,15 @@ func pythonBootstrap(c vassalConfig, envFile string) ([]byte, error) {
             os.environ[key] = value
 
 
-`)
-	b.WriteString(pySite)
-	b.WriteString(`
+
 
 _gitreceive_env(ENV_FILE)
-_gitreceive_site(RELEASE)
+# The release's site directories and silvercustomize, once the app's
+# environment is in place (see gitreceive_site.py in PYTHON_SUPPORT).
+if PYTHON_SUPPORT:
+    sys.path.insert(0, PYTHON_SUPPORT)
+    import gitreceive_site
+    gitreceive_site.activate(RELEASE)
 _spec = importlib.util.spec_from_file_location("gitreceive_runner", os.path.join(RELEASE, RUNNER))
 _runner = importlib.util.module_from_spec(_spec)
 sys.modules["gitreceive_runner"] = _runner
@@ -1392,14 +1388,6 @@ func phpBootstrap(c vassalConfig, envFile string) ([]byte, error) {
 }
 
 // --- update_fetch ---------------------------------------------------------------
-
-// pyScriptRunner runs a .py script (update_fetch, RunScript) with the
-// release's site directories, like the app: argv is [RELEASE, SCRIPT, ARGS...].
-const pyScriptRunner = "import os, runpy, sys\n" + pySite + `
-_gitreceive_site(sys.argv[1])
-sys.argv = sys.argv[2:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-`
 
 func updateFetch(ctx context.Context, rt Runtime, app, instance string, n int, spec Spec, files instanceFiles,
 	step FetchStep, env []string, out io.Writer) error {
@@ -1459,7 +1447,9 @@ func fetchCommand(release string, step FetchStep) ([]string, error) {
 func scriptArgv(what, name, release, real string, mode fs.FileMode, args []string) ([]string, error) {
 	switch {
 	case strings.HasSuffix(name, ".py"):
-		return append([]string{python3Path, "-c", pyScriptRunner, release, real}, args...), nil
+		// The environment (PYTHONPATH, SILVER_APP_DIR) gives python3 the
+		// release's site directories and silvercustomize (pysupport).
+		return append([]string{python3Path, real}, args...), nil
 	case strings.HasSuffix(name, ".php"):
 		if _, err := os.Stat(phpPath); err != nil {
 			return nil, fmt.Errorf("%s needs %s: add php-cli to app.ini's packages", what, phpPath)

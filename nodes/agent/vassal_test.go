@@ -11,6 +11,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
 
 // envValues are values uWSGI's configuration would mangle: each must
@@ -248,11 +250,13 @@ func TestPythonBootstrap(t *testing.T) {
 	dir := t.TempDir()
 	rel := filepath.Join(dir, "releases", "v1")
 	for name, content := range map[string]string{
-		"lib/python/x.pth":    "# comment\n../../src\nimport os; os.environ['PTH_IMPORT'] = 'ran'\n",
-		"src/helper.py":       "WHERE = 'src via x.pth'\n",
-		"app/wsgi.py":         "import helper\n\ndef app(environ, start_response):\n    return [helper.WHERE.encode()]\n",
-		"app/wsgi_noapp.py":   "x = 1\n",
-		"app/wsgi_failing.py": "raise ValueError('nope')\n",
+		"lib/python/x.pth": "# comment\n../../src\nimport os; os.environ['PTH_IMPORT'] = 'ran'\n",
+		// Imported once the app's environment is loaded, as Silver Lining did.
+		"lib/python/silvercustomize.py": "import os\nos.environ['SILVERCUSTOMIZE'] = os.environ.get('EQUALS', 'no env yet')\n",
+		"src/helper.py":                 "WHERE = 'src via x.pth'\n",
+		"app/wsgi.py":                   "import helper\n\ndef app(environ, start_response):\n    return [helper.WHERE.encode()]\n",
+		"app/wsgi_noapp.py":             "x = 1\n",
+		"app/wsgi_failing.py":           "raise ValueError('nope')\n",
 	} {
 		writeTestFile(t, filepath.Join(rel, name), content)
 	}
@@ -263,9 +267,13 @@ func TestPythonBootstrap(t *testing.T) {
 	}
 	writeTestFile(t, envFile, string(data))
 
+	support := filepath.Join(dir, "python-support")
+	if err := pysupport.Install(support); err != nil {
+		t.Fatal(err)
+	}
 	run := func(runner, callable string) (string, error) {
 		c := testVassalConfig("python", "main")
-		c.ReleaseDir, c.Spec.Runner, c.Spec.Callable = rel, runner, callable
+		c.ReleaseDir, c.Spec.Runner, c.Spec.Callable, c.PythonDir = rel, runner, callable, support
 		boot, err := pythonBootstrap(c, envFile)
 		if err != nil {
 			t.Fatal(err)
@@ -303,6 +311,9 @@ print(json.dumps({"env": dict(os.environ), "body": body, "path": sys.path[:2]}))
 	// The env file is laid over the vassal's environment.
 	if got.Env["UWSGI_RELOADS"] != "1" || got.Env["LANG"] != "C.UTF-8" || got.Env["PTH_IMPORT"] != "ran" {
 		t.Errorf("UWSGI_RELOADS %q LANG %q (the vassal's stay), PTH_IMPORT %q (.pth import lines run)", got.Env["UWSGI_RELOADS"], got.Env["LANG"], got.Env["PTH_IMPORT"])
+	}
+	if got.Env["SILVERCUSTOMIZE"] != envValues["EQUALS"] {
+		t.Errorf("silvercustomize saw EQUALS %q, want %q (the env file loaded first)", got.Env["SILVERCUSTOMIZE"], envValues["EQUALS"])
 	}
 	// The release's site directory and what its .pth adds come first.
 	if want := []string{filepath.Join(rel, "lib", "python"), filepath.Join(rel, "src")}; got.Body != "src via x.pth" || fmt.Sprint(got.Path) != fmt.Sprint(want) {
@@ -519,7 +530,7 @@ func TestFetchCommand(t *testing.T) {
 		t.Errorf("run.sh: %q %v", argv, err)
 	}
 	argv, err = fetchCommand(rel, FetchStep{Script: "bin/task.py", Args: []string{"x"}})
-	if err != nil || argv[0] != python3Path || argv[1] != "-c" || argv[3] != rel || argv[4] != filepath.Join(rel, "bin/task.py") || argv[5] != "x" {
+	if err != nil || argv[0] != python3Path || argv[1] != filepath.Join(rel, "bin/task.py") || argv[2] != "x" {
 		t.Errorf("task.py: %q %v", argv, err)
 	}
 	if _, err := fetchCommand(rel, FetchStep{Script: "bin/plain.sh"}); err == nil || !strings.Contains(err.Error(), "is not executable") {
