@@ -330,6 +330,16 @@ func (w *startWatch) run(ctx context.Context, fail context.CancelCauseFunc) {
 				if respawns < 0 {
 					firstPID, respawns = v.PID, v.Respawns
 				} else if v.Respawns > respawns || (v.PID != firstPID && v.PID != 0 && firstPID != 0) {
+					// It wrote its last words before it exited: read them
+					// all before judging, or the traceback is cut where the
+					// last read happened to stop, its exception unseen.
+					data, _ := readLogFrom(w.logFile, pos)
+					if rest := strings.TrimRight(string(append(partial, data...)), "\n"); rest != "" {
+						if cause, ok := w.addLines(strings.Split(rest, "\n")); ok {
+							fail(&appFailure{cause: cause})
+							return
+						}
+					}
 					fail(&appFailure{cause: "it exited; " + w.lastLine("see "+emperorLog(w.rt))})
 					return
 				}

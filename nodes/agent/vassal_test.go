@@ -6,11 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
@@ -541,5 +544,73 @@ func TestFetchCommand(t *testing.T) {
 	}
 	if _, err := fetchCommand(rel, FetchStep{Script: "bin/missing.sh"}); err == nil {
 		t.Errorf("missing.sh: no error")
+	}
+}
+
+// TestStartWatchReadsTheLastWordsOfAnExitedVassal: a vassal that fails to
+// import writes its traceback and exits; the emperor may report it gone
+// while the watcher's last read stopped inside the traceback. The cause is
+// still the exception, not a line from the middle.
+func TestStartWatchReadsTheLastWordsOfAnExitedVassal(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "app.log")
+	writeTestFile(t, log, "")
+	appendLog := func(s string) {
+		f, err := os.OpenFile(log, os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(s)
+			f.Close()
+		}
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	stats := filepath.Join(dir, "stats.sock")
+	l, err := net.Listen("unix", stats)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	exited := make(chan struct{})
+	var lastWords sync.Once
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			respawns := 0
+			select {
+			case <-exited:
+				// The vassal finished its traceback and exited between the
+				// watcher's read of the log and this question.
+				respawns = 1
+				lastWords.Do(func() {
+					appendLog("return _bootstrap._gcd_import(name[level:], package, level)\nModuleNotFoundError: No module named 'silversupport'\n[v2] - unable to load app 0 (mountpoint='')\n")
+				})
+			default:
+			}
+			fmt.Fprintf(c, `{"vassals":[{"id":"x.ini","pid":%d,"respawns":%d}]}`, 10+respawns, respawns)
+			c.Close()
+		}
+	}()
+	w := &startWatch{rt: Runtime{EmperorStats: stats, LogsDir: dir}, vassalID: "x.ini", logFile: log, offset: 0, prefix: vassalLogPrefix(2)}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	done := make(chan struct{})
+	go func() {
+		w.run(ctx, cancel)
+		close(done)
+	}()
+	appendLog("Traceback (most recent call last):\n  File \"/usr/lib/python3.11/importlib/__init__.py\", line 126, in import_module\n    ")
+	time.Sleep(3 * pollInterval) // the watcher has read this much
+	close(exited)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the watcher did not notice the exit")
+	}
+	var failure *appFailure
+	if cause := context.Cause(ctx); !errors.As(cause, &failure) || failure.Error() != "the app did not start: ModuleNotFoundError: No module named 'silversupport'" {
+		t.Fatalf("cause %v", cause)
 	}
 }
