@@ -432,6 +432,9 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 		if !strings.Contains(res.Out, "GET /fail => generated") {
 			t.Errorf("output lacks the app log's request lines:\n%s", res.Out)
 		}
+		if !strings.Contains(res.Out, "the last answer to GET /fail: 500, beginning:\n  {\"env\": {") {
+			t.Errorf("output lacks the failing answer's body:\n%s", res.Out)
+		}
 		n.expectStopped("probe", "h500", 1)
 	})
 	t.Run("harakiri", func(t *testing.T) {

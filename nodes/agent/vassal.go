@@ -215,6 +215,7 @@ func healthCheck(ctx context.Context, socket string, spec Spec, timeout time.Dur
 	loc := spec.Locations[0]
 	backoff := 20 * time.Millisecond
 	var lastStatus int
+	var lastBody []byte
 	var lastErr error
 	socketSeen := false
 	var refusedSince time.Time
@@ -226,13 +227,13 @@ func healthCheck(ctx context.Context, socket string, spec Spec, timeout time.Dur
 			}
 		}
 		if socketSeen {
-			status, _, err := UwsgiGet(ctx, socket, loc.Host, loc.Path, spec.HealthCheck)
+			status, body, err := UwsgiGet(ctx, socket, loc.Host, loc.Path, spec.HealthCheck)
 			switch {
 			case err == nil && status < 500:
 				fmt.Fprintf(out, "health check GET %s -> %d (%.2fs)\n", spec.HealthCheck, status, time.Since(started).Seconds())
 				return nil
 			case err == nil:
-				lastStatus, lastErr = status, nil
+				lastStatus, lastBody, lastErr = status, body, nil
 			default:
 				lastErr = err
 			}
@@ -250,10 +251,39 @@ func healthCheck(ctx context.Context, socket string, spec Spec, timeout time.Dur
 		}
 		select {
 		case <-ctx.Done():
+			if lastErr == nil && lastStatus != 0 {
+				printAnswer(out, spec.HealthCheck, lastStatus, lastBody)
+			}
 			return healthError(ctx, spec, timeout, socket, socketSeen, lastStatus, lastErr)
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// answerLines bounds how much of a failing health check's answer is shown.
+const answerLines = 15
+
+// printAnswer shows the start of the last answer a failing health check
+// got: an app's error page often says why (a PHP error, a framework's
+// message), where the log holds only request lines.
+func printAnswer(out io.Writer, path string, status int, body []byte) {
+	text := strings.TrimSpace(string(body))
+	if text == "" {
+		fmt.Fprintf(out, "the last answer to GET %s: %d with an empty body\n", path, status)
+		return
+	}
+	lines := strings.Split(text, "\n")
+	fmt.Fprintf(out, "the last answer to GET %s: %d, beginning:\n", path, status)
+	for i, l := range lines {
+		if i == answerLines {
+			fmt.Fprintf(out, "  ... (%d more lines)\n", len(lines)-answerLines)
+			break
+		}
+		if l = strings.TrimRight(l, "\r"); len(l) > maxLineBytes {
+			l = l[:maxLineBytes] + "..."
+		}
+		fmt.Fprintf(out, "  %s\n", l)
 	}
 }
 

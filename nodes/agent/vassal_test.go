@@ -614,3 +614,22 @@ func TestStartWatchReadsTheLastWordsOfAnExitedVassal(t *testing.T) {
 		t.Fatalf("cause %v", cause)
 	}
 }
+
+func TestPrintAnswer(t *testing.T) {
+	long := strings.Repeat("line\n", answerLines+3)
+	for _, tc := range []struct {
+		body []byte
+		want string
+	}{
+		{nil, "the last answer to GET /: 500 with an empty body\n"},
+		{[]byte("<b>Fatal error</b>: Uncaught Error: Call to undefined function mysqli_connect()\r\n"),
+			"the last answer to GET /: 500, beginning:\n  <b>Fatal error</b>: Uncaught Error: Call to undefined function mysqli_connect()\n"},
+		{[]byte(long), "the last answer to GET /: 500, beginning:\n" + strings.Repeat("  line\n", answerLines) + "  ... (3 more lines)\n"},
+	} {
+		var out bytes.Buffer
+		printAnswer(&out, "/", 500, tc.body)
+		if out.String() != tc.want {
+			t.Errorf("got:\n%s\nwant:\n%s", out.String(), tc.want)
+		}
+	}
+}
