@@ -258,17 +258,24 @@ func groupLocations(locs []Location) ([]hostGroup, error) {
 
 // release is what one server block routes to.
 type release struct {
-	n      int
-	socket string // the vassal's uwsgi socket
-	static string // the release's static/ directory
+	n       int
+	socket  string // the vassal's uwsgi socket
+	static  string // the release's static/ directory
+	phpRoot string // php: the directory whose non-PHP files nginx serves; "" for python
 }
 
-func releaseOf(rt Runtime, app, instance string, n int) (release, error) {
+func releaseOf(rt Runtime, app, instance string, n int, spec Spec) (release, error) {
 	r := release{
 		n:      n,
 		socket: rt.SocketPath(app, instance, n),
 		// The concrete release, never `current`: the switch is the reload.
 		static: filepath.Join(rt.ReleaseDir(app, instance, n), "static"),
+	}
+	if spec.Platform == "php" {
+		r.phpRoot = filepath.Join(rt.ReleaseDir(app, instance, n), spec.PHPRoot)
+		if err := checkNginxPath("php_root directory", r.phpRoot); err != nil {
+			return r, err
+		}
 	}
 	if err := checkNginxPath("socket path", r.socket); err != nil {
 		return r, err
@@ -304,7 +311,7 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 	if err := checkNginxPath("pages directory", rt.PagesDir); err != nil {
 		return "", err
 	}
-	cur, err := releaseOf(rt, app, instance, live)
+	cur, err := releaseOf(rt, app, instance, live, spec)
 	if err != nil {
 		return "", err
 	}
@@ -331,7 +338,7 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 		w.server(g.host, g.paths, cur)
 	}
 	if prev > 0 {
-		old, err := releaseOf(rt, app, instance, prev)
+		old, err := releaseOf(rt, app, instance, prev, spec)
 		if err != nil {
 			return "", err
 		}
@@ -449,17 +456,25 @@ func (w *confWriter) location(i int, p string, r release) {
 		w.line(1, "}")
 		return
 	}
-	afterStatic := named
+	// What is not a file in static/ is looked up in the writable root,
+	// then (php) among php_root's files, then goes to the app.
+	afterPHPRoot := named
+	if r.phpRoot != "" {
+		afterPHPRoot = "@files" + strconv.Itoa(i)
+	}
+	afterStatic := afterPHPRoot
 	if w.writableRoot != "" {
 		afterStatic = "@wr" + strconv.Itoa(i)
 	}
 	if p == "" {
 		w.line(1, "location / {")
+		w.phpToApp(2, named, r)
 		w.line(2, "try_files $uri %s;", afterStatic)
 		w.line(1, "}")
 	} else {
 		w.line(1, "location ^~ %s/ {", p)
 		w.line(2, "rewrite (?s)^%s(/.*)$ $1 break;", regexpQuote(p))
+		w.phpToApp(2, named, r)
 		w.line(2, "try_files $uri %s;", afterStatic)
 		w.line(1, "}")
 		w.line(1, "location = %s {", p)
@@ -470,12 +485,37 @@ func (w *confWriter) location(i int, p string, r release) {
 		w.line(1, "location %s {", afterStatic)
 		w.line(2, "root %s;", w.writableRoot)
 		w.line(2, "disable_symlinks on from=%s;", w.writableRoot)
+		w.line(2, "try_files $uri %s;", afterPHPRoot)
+		w.line(1, "}")
+	}
+	if r.phpRoot != "" {
+		w.line(1, "# php_root's other files (CSS, JS, images) are served as they are; its")
+		w.line(1, "# dot files (.htaccess, .user.ini) are nobody's business.")
+		w.line(1, "location %s {", afterPHPRoot)
+		w.line(2, "root %s;", r.phpRoot)
+		w.line(2, `if ($uri ~ "/\.") {`)
+		w.line(3, "return 404;")
+		w.line(2, "}")
 		w.line(2, "try_files $uri %s;", named)
 		w.line(1, "}")
 	}
 	w.line(1, "location %s {", named)
 	w.uwsgi(2, p, false, r)
 	w.line(1, "}")
+}
+
+// phpToApp sends every path that names a PHP file (any case, and with a
+// path after it) straight to the app: nginx never serves a .php file from
+// static/, the writable root or php_root, so PHP source never leaves the
+// node. The jump through error_page keeps the method and the body.
+func (w *confWriter) phpToApp(indent int, named string, r release) {
+	if r.phpRoot == "" {
+		return
+	}
+	w.line(indent, "error_page 418 = %s;", named)
+	w.line(indent, `if ($uri ~* "\.php(/|$)") {`)
+	w.line(indent+1, "return 418;")
+	w.line(indent, "}")
 }
 
 // uwsgi passes the request to r's vassal. Any uwsgi_param here replaces

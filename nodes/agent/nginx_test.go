@@ -724,3 +724,30 @@ while :; do wait; done`)
 		})
 	}
 }
+
+// TestRenderNginxPHP: a PHP app's non-PHP files are served by nginx from
+// php_root (after static/ and the writable root), and no path naming a PHP
+// file is ever looked up as a file: it goes to the app.
+func TestRenderNginxPHP(t *testing.T) {
+	rt := SystemRuntime()
+	spec := Spec{Platform: "php", Runner: "index.php", PHPRoot: "web", Locations: []Location{{Host: "blog.test"}, {Host: "x.test", Path: "/wp"}}}
+	conf, err := renderNginx(rt, "blog", "main", 2, 0, spec, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	guard := "error_page 418 = @app0;\n        if ($uri ~* \"\\.php(/|$)\") {\n            return 418;\n        }\n        try_files $uri @files0;"
+	files := "location @files0 {\n        root /srv/gitreceive/apps/blog/main/releases/v2/web;\n        if ($uri ~ \"/\\.\") {\n            return 404;\n        }\n        try_files $uri @app0;\n    }"
+	for _, host := range []string{"blog.test", "x.test"} {
+		block := serverBlock(conf, host)
+		if !strings.Contains(block, guard) || !strings.Contains(block, files) {
+			t.Errorf("%s:\n%s", host, block)
+		}
+	}
+	if b := serverBlock(conf, "x.test"); !strings.Contains(b, "rewrite (?s)^/wp(/.*)$ $1 break;\n        error_page 418 = @app0;") {
+		t.Errorf("under a path the guard comes after the prefix is stripped:\n%s", b)
+	}
+	py, err := renderNginx(rt, "blog", "main", 2, 0, routeSpec(Location{Host: "py.test"}), false)
+	if err != nil || strings.Contains(py, "@files") || strings.Contains(py, "418") {
+		t.Errorf("a python app has PHP routing (%v):\n%s", err, py)
+	}
+}
