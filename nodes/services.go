@@ -35,16 +35,16 @@ func (n Node) ServiceAddress() string {
 	return n.Host
 }
 
-// ServiceSetup runs `service OP SERVICE` (install, client) on every node
-// in parallel, with their agents brought up to date first; each line they
-// print goes to say.
-func (f *Fleet) ServiceSetup(ctx context.Context, nodes []Node, op, service string, say func(Node, string)) error {
+// ServiceSetup runs `service OP SERVICE [ARGS]` (install; client with the
+// app's platform) on every node in parallel, with their agents brought up
+// to date first; each line they print goes to say.
+func (f *Fleet) ServiceSetup(ctx context.Context, nodes []Node, op, service string, say func(Node, string), args ...string) error {
 	return f.onNodes(nodes, say, func(n Node, w io.Writer) error {
 		c, err := f.serviceConn(ctx, n)
 		if err != nil {
 			return err
 		}
-		if err := c.agent(ctx, nil, w, "service", op, service); err != nil {
+		if err := c.agent(ctx, nil, w, append([]string{"service", op, service}, args...)...); err != nil {
 			return fmt.Errorf("node %s: %s %s: %w", n.Name, op, service, err)
 		}
 		return nil

@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -68,8 +70,17 @@ type Config struct {
 	// nil: every one): the first deploy that asks for one installs its
 	// server, so which servers run is the operator's decision.
 	AllowedServices []string
+	// PackagesAllowed are globs of the Debian packages an app's packages =
+	// may have installed on the nodes (`packages_allowed`; nil: the
+	// default, DefaultPackagesAllowed). They are installed as root, so
+	// which ones is the operator's decision.
+	PackagesAllowed []string
 	Version         string
 }
+
+// DefaultPackagesAllowed lets deployers ask for Python modules and PHP
+// extensions from Debian, nothing that runs as a service of its own.
+var DefaultPackagesAllowed = []string{"python3-*", "php-*", "php8.*-*"}
 
 // ResolveDataDir picks the data dir from the flag, the environment or the default.
 func ResolveDataDir(flagValue string) string {
@@ -159,6 +170,13 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 				return c, fmt.Errorf("%s: services: %w", path, err)
 			}
 			c.AllowedServices = names
+		}
+		if k := sec.Key("packages_allowed"); k.String() != "" {
+			globs, err := parsePackageGlobs(k.String())
+			if err != nil {
+				return c, fmt.Errorf("%s: packages_allowed: %w", path, err)
+			}
+			c.PackagesAllowed = globs
 		}
 		if k := sec.Key("deploy"); k.String() != "" {
 			on, ok := parseOnOff(k.String())
@@ -272,3 +290,20 @@ func (c Config) hookSocket() string   { return filepath.Join(c.runDir(), "hook.s
 
 // KeyStorePath is where the key store lives for this data dir.
 func KeyStorePath(dataDir string) string { return Config{DataDir: dataDir}.keyStorePath() }
+
+var packageGlob = regexp.MustCompile(`^[a-z0-9*?][a-z0-9+.*?-]*$`)
+
+// parsePackageGlobs reads "python3-* php-*" (or "none").
+func parsePackageGlobs(value string) ([]string, error) {
+	globs := []string{}
+	if strings.TrimSpace(value) == "none" {
+		return globs, nil
+	}
+	for _, g := range strings.FieldsFunc(value, func(r rune) bool { return r == ',' || r == ' ' }) {
+		if _, err := path.Match(g, ""); err != nil || !packageGlob.MatchString(g) {
+			return nil, fmt.Errorf("%q is not a package name or glob (lowercase letters, digits, + . - and * ?); write e.g. python3-* php-*, or none", g)
+		}
+		globs = append(globs, g)
+	}
+	return globs, nil
+}

@@ -143,6 +143,9 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 	if err := s.checkAllowedServices(built, specs); err != nil {
 		return nil, err
 	}
+	if err := s.checkAllowedPackages(built); err != nil {
+		return nil, err
+	}
 	// Before anything is provisioned: a host under another app's name, or
 	// claimed by another app, is refused naming that app.
 	doneClaiming, claimErr := s.claimHosts(built, specs)
@@ -156,6 +159,10 @@ func (s *Server) goLive(ctx context.Context, log zerolog.Logger, built []*builde
 		if err != nil {
 			log.Error().Err(err).Msg("reading release history")
 			return nil, fmt.Errorf("cannot read the release history of %s; tell the operator", r.App)
+		}
+		if err := s.installPackages(ctx, log, r, targets, out); err != nil {
+			s.undo(ctx, log, built, prepared)
+			return nil, err
 		}
 		if err := s.provision(ctx, log, r, &specs[i], targets, out); err != nil {
 			s.undo(ctx, log, built, prepared)

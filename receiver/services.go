@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 
@@ -110,6 +111,43 @@ func (s *Server) checkAllowedServices(built []*builder.Release, specs []agent.Sp
 	return nil
 }
 
+// checkAllowedPackages refuses, before anything is provisioned, a package
+// of app.ini's packages = that packages_allowed does not cover: packages
+// are installed on the nodes as root.
+func (s *Server) checkAllowedPackages(built []*builder.Release) error {
+	allowed := s.cfg.PackagesAllowed
+	if allowed == nil {
+		allowed = DefaultPackagesAllowed
+	}
+	for _, r := range built {
+		for _, p := range r.Config.Packages {
+			if !slices.ContainsFunc(allowed, func(g string) bool { ok, _ := path.Match(g, p); return ok }) {
+				return fmt.Errorf("app.ini: packages: %s is not a package this receiver installs for apps (packages_allowed = %s); remove it, vendor what it provides into the app, or ask the operator to add it to packages_allowed in gitreceive.ini",
+					p, globList(allowed))
+			}
+		}
+	}
+	return nil
+}
+
+// installPackages installs what of r's packages = is missing on every app
+// node before the release starts there; a package that does not exist or
+// fails to install on any node stops the deploy.
+func (s *Server) installPackages(ctx context.Context, log zerolog.Logger, r *builder.Release, targets []nodes.Node, out *hooks.Progress) error {
+	if len(r.Config.Packages) == 0 {
+		return nil
+	}
+	out.Step("Packages: %s", strings.Join(r.Config.Packages, " "))
+	err := s.fleet.InstallPackages(ctx, targets, r.Config.Packages, func(n nodes.Node, line string) {
+		out.Detail("%s  %s", n.Name, line)
+	})
+	if err != nil {
+		log.Warn().Err(err).Msg("installing packages failed")
+		return fmt.Errorf("app.ini's packages could not be installed: %w; nothing was deployed", err)
+	}
+	return nil
+}
+
 // provision gives r's instance every service its app.ini asks for before
 // any node starts the release: credentials made once and kept, the server
 // installed and the instance's database made on the services node (its
@@ -163,7 +201,7 @@ func (s *Server) provision(ctx context.Context, log zerolog.Logger, r *builder.R
 			}
 		}
 		if svc.Where() == services.OnServicesNode && len(svc.ClientPackages(string(r.Config.Platform))) > 0 {
-			if err := s.fleet.ServiceSetup(ctx, targets, "client", name, say(targets)); err != nil {
+			if err := s.fleet.ServiceSetup(ctx, targets, "client", name, say(targets), string(r.Config.Platform)); err != nil {
 				log.Warn().Err(err).Str("service", name).Msg("client packages")
 				return fmt.Errorf("%s: installing its client packages failed: %w", name, err)
 			}

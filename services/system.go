@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -82,15 +83,29 @@ func EnsurePackages(ctx context.Context, out io.Writer, pkgs []string) error {
 	if len(missing) == 0 {
 		return nil
 	}
-	fmt.Fprintf(out, "installing %s\n", strings.Join(missing, " "))
-	if _, err := runArgv(ctx, "apt-get", "update", "-qq"); err != nil {
-		return fmt.Errorf("apt-get update (to install %s): %w", strings.Join(missing, " "), err)
+	list := strings.Join(missing, " ")
+	fmt.Fprintf(out, "installing %s\n", list)
+	// Another apt (unattended-upgrades, a second deploy) may hold dpkg's
+	// lock: wait for it within ctx's time rather than fail at once.
+	lock := "-oDPkg::Lock::Timeout=" + strconv.Itoa(aptLockWait(ctx))
+	if _, err := runArgv(ctx, "apt-get", lock, "update", "-qq"); err != nil {
+		return fmt.Errorf("apt-get update (to install %s): %w", list, err)
 	}
-	argv := append([]string{"apt-get", "install", "-y", "-qq", "--no-install-recommends"}, missing...)
+	argv := append([]string{"apt-get", lock, "install", "-y", "-qq", "--no-install-recommends"}, missing...)
 	if _, err := runArgv(ctx, argv...); err != nil {
-		return fmt.Errorf("installing %s: %w", strings.Join(missing, " "), err)
+		return fmt.Errorf("installing %s: %w", list, err)
 	}
+	fmt.Fprintf(out, "installed %s\n", list)
 	return nil
+}
+
+// aptLockWait is how many seconds apt may wait for dpkg's lock: what is
+// left of ctx's time, 120 without a deadline.
+func aptLockWait(ctx context.Context) int {
+	if dl, ok := ctx.Deadline(); ok {
+		return max(1, int(time.Until(dl).Seconds()))
+	}
+	return 120
 }
 
 // systemdRunning is whether systemd manages services here; test-bed nodes

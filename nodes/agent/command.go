@@ -85,10 +85,11 @@ const usage = `usage: gitreceive node VERB ...
   enable     APP INSTANCE
   destroy    APP INSTANCE
   run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
-  service    install|client SERVICE
+  service    install|client SERVICE [PLATFORM]
   service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
   status
-  setup      [PACKAGE...]`
+  setup      [PACKAGE...]
+  packages   PACKAGE...`
 
 // Run is `gitreceive node VERB ...`, run by the receiver on a node (over
 // SSH, or as a child process on the local node):
@@ -113,6 +114,7 @@ const usage = `usage: gitreceive node VERB ...
 //	                                stdin: the credentials (one JSON line), then restore's backup
 //	status                          agent version, free disk, live release of every instance
 //	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
+//	packages   PACKAGE...           install what of an app's packages = is missing (apt, bounded time)
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "enter" {
 		err := Enter(args[1:]) // returns only when it could not exec
@@ -156,6 +158,8 @@ func run(ctx context.Context, root, version string, args []string, stdin io.Read
 			return err
 		}
 		return json.NewEncoder(stdout).Encode(st)
+	case "packages":
+		return installPackages(ctx, root, args[1:], stdout)
 	case "setup":
 		for _, p := range args[1:] {
 			if !names.IsDebianPackage(p) {

@@ -34,6 +34,10 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 	}
 	op, name := args[0], args[1]
 	perInstance, ok := serviceOps[op]
+	platform := "python" // client's: whose client packages (`service client NAME [PLATFORM]`)
+	if op == "client" && len(args) == 3 && (args[2] == "python" || args[2] == "php") {
+		platform, args = args[2], args[:2]
+	}
 	if !ok || (perInstance && len(args) != 4) || (!perInstance && len(args) != 2) {
 		return errors.New(usage)
 	}
@@ -60,7 +64,7 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 	case "install":
 		return svc.Install(ctx, h)
 	case "client":
-		return services.EnsurePackages(ctx, stdout, svc.ClientPackages("python"))
+		return services.EnsurePackages(ctx, stdout, svc.ClientPackages(platform))
 	}
 	if !names.IsApp(args[2]) || !names.IsInstance(args[3]) {
 		return fmt.Errorf("invalid app or instance name %q %q", args[2], args[3])

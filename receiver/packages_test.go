@@ -1,0 +1,63 @@
+package receiver
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/builder/appconfig"
+)
+
+func TestPackagesAllowedSetting(t *testing.T) {
+	for _, tc := range []struct {
+		ini     string
+		want    []string // nil: the default
+		wantErr string
+	}{
+		{"", nil, ""},
+		{"packages_allowed = none\n", []string{}, ""},
+		{"packages_allowed = python3-*, php8.2-* libjs-jquery\n", []string{"python3-*", "php8.2-*", "libjs-jquery"}, ""},
+		{"packages_allowed = python3-[\n", nil, `"python3-[" is not a package name or glob`},
+		{"packages_allowed = $(id)\n", nil, `"$(id)" is not a package name or glob`},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, ConfigFileName), []byte(tc.ini), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		c, err := LoadConfig(dir, "")
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%q: err %v, want %q", tc.ini, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(c.PackagesAllowed, tc.want) || (c.PackagesAllowed == nil) != (tc.want == nil) {
+			t.Errorf("%q: %#v, %v; want %#v", tc.ini, c.PackagesAllowed, err, tc.want)
+		}
+	}
+}
+
+func TestCheckAllowedPackages(t *testing.T) {
+	release := func(pkgs ...string) []*builder.Release {
+		return []*builder.Release{{App: "blog", Config: &appconfig.Config{Packages: pkgs}}}
+	}
+	for _, tc := range []struct {
+		allowed []string
+		pkgs    []string
+		wantErr string
+	}{
+		{nil, []string{"python3-django", "php-mysql", "php8.2-gd"}, ""},
+		{nil, []string{"python3-django", "openssh-server"}, "openssh-server is not a package this receiver installs for apps (packages_allowed = python3-*, php-*, php8.*-*)"},
+		{[]string{}, []string{"python3-django"}, "packages_allowed = none"},
+		{[]string{"libjs-*"}, []string{"libjs-jquery"}, ""},
+	} {
+		s := &Server{cfg: Config{PackagesAllowed: tc.allowed}}
+		err := s.checkAllowedPackages(release(tc.pkgs...))
+		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+			t.Errorf("allowed %v, packages %v: %v, want %q", tc.allowed, tc.pkgs, err, tc.wantErr)
+		}
+	}
+}
