@@ -24,7 +24,7 @@ func buildDeb(t *testing.T, dir, name, content string) string {
 	t.Helper()
 	root := filepath.Join(t.TempDir(), name)
 	files := map[string]string{
-		"DEBIAN/control": fmt.Sprintf("Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: gitreceive tests <tests@example.test>\nDescription: a package for gitreceive's tests\n", name),
+		"DEBIAN/control":                   fmt.Sprintf("Package: %s\nVersion: 1.0\nArchitecture: all\nMaintainer: gitreceive tests <tests@example.test>\nDescription: a package for gitreceive's tests\n", name),
 		"usr/share/" + name + "/hello.txt": content,
 	}
 	for p, c := range files {
