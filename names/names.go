@@ -95,3 +95,24 @@ func Show(s string) string {
 	}
 	return strconv.QuoteToASCII(s)
 }
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+
+// IsEnvName reports whether s may name an environment variable a deployer
+// sets (`run --env`): a shell-style identifier, 128 characters at most.
+func IsEnvName(s string) bool { return envName.MatchString(s) }
+
+// CheckEnvAssignment checks one NAME=VALUE a deployer passes; the error
+// names the variable, never its value.
+func CheckEnvAssignment(kv string) error {
+	name, value, ok := strings.Cut(kv, "=")
+	switch {
+	case !ok:
+		return fmt.Errorf("--env %s has no '='; write --env NAME=VALUE", Show(name))
+	case !IsEnvName(name):
+		return fmt.Errorf("--env %s: not a variable name; use letters, digits and '_', not starting with a digit", Show(name))
+	case strings.ContainsRune(value, 0):
+		return fmt.Errorf("--env %s: the value holds a NUL byte", name)
+	}
+	return nil
+}

@@ -1,6 +1,9 @@
 package names
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNames(t *testing.T) {
 	for _, tc := range []struct {
@@ -46,5 +49,23 @@ func TestCheckBranch(t *testing.T) {
 	}
 	if Instance("main") != "production" || Instance("feature/x") != "branch-feature%2Fx" {
 		t.Error("Instance")
+	}
+}
+
+func TestCheckEnvAssignment(t *testing.T) {
+	for _, tc := range []struct {
+		kv, err string
+	}{
+		{"K=V", ""}, {"DJANGO_SUPERUSER_PASSWORD=p w=x", ""}, {"_x=", ""},
+		{"K", "has no '='"}, {"1K=v", "not a variable name"}, {"K-1=v", "not a variable name"},
+		{"K=a\x00b", "NUL"}, {"$(id)=x", "not a variable name"},
+	} {
+		err := CheckEnvAssignment(tc.kv)
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%q: %v, want %q", tc.kv, err, tc.err)
+		}
+	}
+	if err := CheckEnvAssignment("K-1=secret-value"); err == nil || strings.Contains(err.Error(), "secret-value") {
+		t.Errorf("the error shows the value: %v", err)
 	}
 }

@@ -26,7 +26,7 @@ type Terminal struct {
 // caller's streams flowing both ways and, with term, on a PTY. Ending ctx
 // (the client left) stops it on the node. It returns the script's exit code;
 // err is for not reaching the node or the agent.
-func (f *Fleet) RunScript(ctx context.Context, n Node, app, instance, script string, args []string, stdin io.Reader, stdout, stderr io.Writer, term *Terminal) (int, error) {
+func (f *Fleet) RunScript(ctx context.Context, n Node, app, instance, script string, args, env []string, stdin io.Reader, stdout, stderr io.Writer, term *Terminal) (int, error) {
 	c := &conn{fleet: f, node: n}
 	if !n.Local {
 		// A connection of its own, closed when the client leaves: sshd
@@ -47,6 +47,11 @@ func (f *Fleet) RunScript(ctx context.Context, n Node, app, instance, script str
 	argv := []string{c.agentBin(), "node", "run", app, instance}
 	if term != nil {
 		argv = append(argv, "--tty")
+	}
+	for _, kv := range env {
+		// In the command line only root on the node can see (/proc is
+		// mounted hidepid there), never in a log.
+		argv = append(argv, "--env", kv)
 	}
 	argv = append(append(argv, "--", script), args...)
 	if n.Local {

@@ -21,12 +21,13 @@ import (
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/hooks/termsafe"
+	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/services"
 )
 
 const (
-	runUsage         = "run APP[@BRANCH] [--node NAME | --all-nodes] [--raw] SCRIPT [ARG...]"
+	runUsage         = "run [--env NAME=VALUE]... APP[@BRANCH] [--node NAME | --all-nodes] [--raw] [--env NAME=VALUE]... SCRIPT [ARG...]"
 	appsUsage        = "apps [--json]"
 	destroyUsage     = "destroy APP[@BRANCH] --confirm APP [--with-data]"
 	configUsage      = "config APP[@BRANCH]"
@@ -39,28 +40,20 @@ const (
 // runCommand is Silver Lining's `silver run`: a script of the live release
 // on one node (the services node unless told otherwise), as the app runs.
 func (s *Server) runCommand(c *call) int {
-	args := c.args[1:]
-	if len(args) == 0 {
-		return c.fail("usage: %s", runUsage)
+	o, args, err := parseRunOptions(c.args[1:], true)
+	if err != nil || len(args) == 0 {
+		return c.fail("%s", usageError(err, runUsage))
 	}
 	t, ok := s.appTarget(c, args[0])
 	if !ok {
 		return 1
 	}
-	args = args[1:]
-	node, all, raw := "", false, false
-	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
-		switch {
-		case args[0] == "--all-nodes":
-			all, args = true, args[1:]
-		case args[0] == "--raw":
-			raw, args = true, args[1:]
-		case args[0] == "--node" && len(args) > 1:
-			node, args = args[1], args[2:]
-		default:
-			return c.fail("unknown option %q; usage: %s", args[0], runUsage)
-		}
+	// Options go before or after APP.
+	o, args, err = o.parseMore(args[1:])
+	if err != nil {
+		return c.fail("%s", usageError(err, runUsage))
 	}
+	node, all, raw := o.node, o.all, o.raw
 	if len(args) == 0 || (all && node != "") {
 		return c.fail("usage: %s", runUsage)
 	}
@@ -112,11 +105,12 @@ func (s *Server) runCommand(c *call) int {
 		ctx, cancel = context.WithTimeout(ctx, s.cfg.RunTimeout)
 		defer cancel()
 	}
-	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("script", args[0]).Int("args", len(args)-1).Msg("run")
+	// Names, never values: --env values are often secrets.
+	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("script", args[0]).Int("args", len(args)-1).Strs("env", o.envNames()).Msg("run")
 	code := 0
 	for _, n := range targets {
 		stdout, stderr, flush := runOutput(c, n, all, raw, term != nil)
-		got, err := s.fleet.RunScript(ctx, n, t.app, t.instance, args[0], args[1:], c.sess, stdout, stderr, term)
+		got, err := s.fleet.RunScript(ctx, n, t.app, t.instance, args[0], args[1:], o.env, c.sess, stdout, stderr, term)
 		flush()
 		switch {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
@@ -562,4 +556,61 @@ func (s *Server) setDisabled(c *call, disabled bool) int {
 		fmt.Fprintf(c.stdout(), "%s is enabled again on %d node%s\n", t, len(targets), plural(len(targets)))
 	}
 	return 0
+}
+
+// runOptions are run's options, given before or after APP[@BRANCH].
+type runOptions struct {
+	node     string
+	all, raw bool
+	env      []string // NAME=VALUE, checked
+}
+
+// parseRunOptions reads options from the front of args and returns the
+// rest. Before APP only --env is taken (beforeApp).
+func parseRunOptions(args []string, beforeApp bool) (runOptions, []string, error) {
+	return runOptions{}.parse(args, beforeApp)
+}
+
+func (o runOptions) parseMore(args []string) (runOptions, []string, error) {
+	return o.parse(args, false)
+}
+
+func (o runOptions) parse(args []string, beforeApp bool) (runOptions, []string, error) {
+	for len(args) > 0 && strings.HasPrefix(args[0], "--") {
+		switch {
+		case args[0] == "--env" && len(args) > 1:
+			if err := names.CheckEnvAssignment(args[1]); err != nil {
+				return o, nil, err
+			}
+			o.env, args = append(o.env, args[1]), args[2:]
+		case beforeApp:
+			return o, nil, fmt.Errorf("%s goes after APP", args[0])
+		case args[0] == "--all-nodes":
+			o.all, args = true, args[1:]
+		case args[0] == "--raw":
+			o.raw, args = true, args[1:]
+		case args[0] == "--node" && len(args) > 1:
+			o.node, args = args[1], args[2:]
+		default:
+			return o, nil, fmt.Errorf("unknown option %q", args[0])
+		}
+	}
+	return o, args, nil
+}
+
+// envNames are the names of o.env, for the log.
+func (o runOptions) envNames() []string {
+	out := make([]string, len(o.env))
+	for i, kv := range o.env {
+		out[i], _, _ = strings.Cut(kv, "=")
+	}
+	return out
+}
+
+// usageError is err's sentence followed by the usage, or the usage alone.
+func usageError(err error, usage string) string {
+	if err == nil {
+		return "usage: " + usage
+	}
+	return err.Error() + "; usage: " + usage
 }

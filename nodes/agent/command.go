@@ -84,7 +84,7 @@ const usage = `usage: gitreceive node VERB ...
   disable    APP INSTANCE
   enable     APP INSTANCE
   destroy    APP INSTANCE
-  run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
+  run        APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT [ARG...]
   service    install|client SERVICE [PLATFORM]
   service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
   status
@@ -106,7 +106,7 @@ const usage = `usage: gitreceive node VERB ...
 //	logs       APP INSTANCE LINES   the tail of the app, access and error logs (-f: follow)
 //	disable    APP INSTANCE         answer 503 (kept through later deploys) / enable: serve again
 //	destroy    APP INSTANCE         remove every trace of the instance from this node
-//	run        APP INSTANCE [--tty] -- SCRIPT [ARG...]
+//	run        APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT [ARG...]
 //	                                run a script in the live release as the app would; exits with its code
 //	service    OP SERVICE [APP INSTANCE]
 //	                                install (server) / client (app-node packages) of a service;
@@ -482,6 +482,13 @@ func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, s
 	if rest[0] == "--tty" {
 		rest, tty = rest[1:], true
 	}
+	var env []string // --env NAME=VALUE: laid over the release's environment
+	for len(rest) > 1 && rest[0] == "--env" {
+		if err := names.CheckEnvAssignment(rest[1]); err != nil {
+			return 0, err
+		}
+		env, rest = append(env, rest[1]), rest[2:]
+	}
 	if len(rest) < 2 || rest[0] != "--" {
 		return 0, errors.New(usage)
 	}
@@ -503,7 +510,7 @@ func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, s
 	if live == 0 {
 		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
 	}
-	return RunScript(ctx, *in.rt, in.app, in.name, live, rest[1], rest[2:], stdin, stdout, stderr, tty)
+	return RunScript(ctx, *in.rt, in.app, in.name, live, rest[1], rest[2:], env, stdin, stdout, stderr, tty)
 }
 
 // untilHangUp is ctx, also cancelled once nobody reads stdout any more

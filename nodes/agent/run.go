@@ -70,7 +70,7 @@ const runKillDelay = 5 * time.Second
 // The exit code is the script's, 128+N when a signal N ended it. err is for
 // what kept the script from starting (no such release, not found, refused
 // path, no environment, ctx already cancelled), never for a non-zero exit.
-func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, script string, args []string,
+func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, script string, args, extraEnv []string,
 	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
 	if err := checkNames(app, instance, live); err != nil {
 		return 0, err
@@ -92,6 +92,9 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 	if err != nil {
 		return 0, err
 	}
+	// The deployer's --env NAME=VALUE win over the release's (exec keeps
+	// the last of a name).
+	env = append(env, extraEnv...)
 	argv, err := scriptCommand(release, script, envValue(env, "PATH"), args)
 	if err != nil {
 		return 0, err

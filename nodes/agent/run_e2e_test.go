@@ -95,13 +95,13 @@ func runScriptHelper(helper, args string) int {
 			}
 		}
 		if a.TTY {
-			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, os.Stdin, os.Stdout, os.Stderr, true)
+			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, nil, os.Stdin, os.Stdout, os.Stderr, true)
 			var pgrp int32
 			_, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&pgrp)))
 			res.Foreground = e == 0 && int(pgrp) == syscall.Getpgrp()
 		} else {
 			var stdout, stderr bytes.Buffer
-			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, stdin, &stdout, &stderr, false)
+			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, nil, stdin, &stdout, &stderr, false)
 			res.Stdout, res.Stderr = stdout.String(), stderr.String()
 		}
 	}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
 
 // runFixture is an instance on the host for RunScript, its app user
@@ -78,6 +80,12 @@ func newRunFixture(t *testing.T) *runFixture {
 		"SILVER_LOGS":        rt.InstanceLogsDir(f.app, f.inst),
 		"SILVER_SECRET_FILE": filepath.Join(dir, "secret"),
 		"PATH":               filepath.Join(f.rel, "bin") + ":/usr/local/bin:/usr/bin:/bin",
+		// As prepareInstance writes them: python3 sees the release.
+		"PYTHONPATH":        filepath.Join(base, "python"),
+		pysupport.AppDirEnv: f.rel,
+	}
+	if err := pysupport.Install(filepath.Join(base, "python")); err != nil {
+		t.Fatal(err)
 	}
 	f.writeEnv(filepath.Join(dir, runDirName, "v1.env"), f.env)
 	instEnv := map[string]string{}
@@ -161,7 +169,7 @@ func (f *runFixture) release(files map[string]file) {
 func (f *runFixture) run(ctx context.Context, stdin io.Reader, script string, args ...string) (int, string, string) {
 	f.t.Helper()
 	var stdout, stderr bytes.Buffer
-	code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, script, args, stdin, &stdout, &stderr, false)
+	code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, script, args, nil, stdin, &stdout, &stderr, false)
 	if err != nil {
 		f.t.Fatalf("%s %q: %v", script, args, err)
 	}
@@ -218,12 +226,21 @@ func TestRunScript(t *testing.T) {
 		envFile := filepath.Join(f.rt.InstanceDir(f.app, f.inst), envFileName)
 		envData, _ := os.ReadFile(envFile)
 		os.Remove(envFile)
-		_, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "printenv.sh", nil, nil, io.Discard, io.Discard, false)
+		_, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "printenv.sh", nil, nil, nil, io.Discard, io.Discard, false)
 		if err == nil || !strings.Contains(err.Error(), "has no environment on this node") {
 			t.Errorf("without env files: %v", err)
 		}
 		os.WriteFile(envFile, envData, 0o600)
 		os.WriteFile(snapshot, data, 0o600)
+
+		// run --env: laid over the release's environment.
+		var stdout bytes.Buffer
+		if _, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "printenv.sh", nil, []string{"EXTRA=a b=c", "CONFIG_WHICH=given"}, nil, &stdout, io.Discard, false); err != nil {
+			t.Fatal(err)
+		}
+		if got := parseEnv0(stdout.String()); got["EXTRA"] != "a b=c" || got["CONFIG_WHICH"] != "given" {
+			t.Errorf("with --env: EXTRA=%q CONFIG_WHICH=%q", got["EXTRA"], got["CONFIG_WHICH"])
+		}
 	})
 
 	t.Run("user, directory, arguments", func(t *testing.T) {
@@ -237,7 +254,7 @@ func TestRunScript(t *testing.T) {
 		if code != 0 || out != want {
 			t.Errorf("code %d, stdout:\n%s\nwant:\n%s", code, out, want)
 		}
-		if _, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "show.sh", []string{"a\x00b"}, nil, io.Discard, io.Discard, false); err == nil {
+		if _, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "show.sh", []string{"a\x00b"}, nil, nil, io.Discard, io.Discard, false); err == nil {
 			t.Errorf("an argument with NUL was accepted")
 		}
 	})
@@ -281,7 +298,7 @@ func TestRunScript(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer outFile.Close()
-		code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "upper.sh", nil, file, outFile, io.Discard, false)
+		code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "upper.sh", nil, nil, file, outFile, io.Discard, false)
 		data, _ := os.ReadFile(outFile.Name())
 		if err != nil || code != 0 || string(data) != strings.ToUpper(input) {
 			t.Errorf("file stdin and stdout: %d %v, %d bytes out", code, err, len(data))
@@ -299,7 +316,7 @@ func TestRunScript(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go func() {
-			code, _ := RunScript(ctx, f.rt, f.app, f.inst, 1, "sleeper.sh", nil, nil, w, io.Discard, false)
+			code, _ := RunScript(ctx, f.rt, f.app, f.inst, 1, "sleeper.sh", nil, nil, nil, w, io.Discard, false)
 			w.Close()
 			done <- code
 		}()
@@ -330,7 +347,7 @@ func TestRunScript(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, c.script, nil, nil, w, io.Discard, false)
+				code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, c.script, nil, nil, nil, w, io.Discard, false)
 				w.Close()
 				done <- result{code, err}
 			}()
@@ -381,19 +398,19 @@ func TestRunScript(t *testing.T) {
 			{f.app, f.inst, 1, "../../etc/passwd", `script "../../etc/passwd" is refused`},
 			{f.app, f.inst, 1, "nothing-of-that-name", `script "nothing-of-that-name" is not in`},
 		} {
-			code, err := RunScript(ctx, f.rt, c.app, c.inst, c.n, c.script, nil, nil, io.Discard, io.Discard, false)
+			code, err := RunScript(ctx, f.rt, c.app, c.inst, c.n, c.script, nil, nil, nil, io.Discard, io.Discard, false)
 			if err == nil || code != 0 || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("%s/%s v%d %s: %d %v, want %q", c.app, c.inst, c.n, c.script, code, err, c.want)
 			}
 		}
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := RunScript(cancelled, f.rt, f.app, f.inst, 1, "show.sh", nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "not starting") {
+		if _, err := RunScript(cancelled, f.rt, f.app, f.inst, 1, "show.sh", nil, nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "not starting") {
 			t.Errorf("with a cancelled context: %v", err)
 		}
 		rt := f.rt
 		rt.FixedUser = "root"
-		if _, err := RunScript(ctx, rt, f.app, f.inst, 1, "show.sh", nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "apps never run as root") {
+		if _, err := RunScript(ctx, rt, f.app, f.inst, 1, "show.sh", nil, nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "apps never run as root") {
 			t.Errorf("as root: %v", err)
 		}
 	})
