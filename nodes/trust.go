@@ -30,6 +30,10 @@ type Fleet struct {
 	AgentBin string
 	dataDir  string
 	pool     pool
+
+	// SetupPackages are installed by `nodes setup` besides the stack: what
+	// the live instances' packages = ask for (the receiver knows them).
+	SetupPackages []string
 }
 
 // OpenFleet returns the fleet of a data dir; no I/O.

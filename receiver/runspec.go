@@ -61,6 +61,7 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 	for _, f := range cfg.UpdateFetch {
 		spec.UpdateFetch = append(spec.UpdateFetch, agent.FetchStep{URLPath: f.URLPath, Script: f.Script, Args: f.Args})
 	}
+	spec.Packages = cfg.Packages
 	for _, svc := range cfg.Services {
 		spec.Services = append(spec.Services, svc.Name)
 	}

@@ -51,6 +51,11 @@ type Spec struct {
 	// services themselves reach the app through Env.
 	Services []string `json:"services,omitempty"`
 
+	// Packages are app.ini's packages =, installed on the node before the
+	// release starts; kept here so that `nodes setup` installs what live
+	// instances need on a new node.
+	Packages []string `json:"packages,omitempty"`
+
 	// KeepReleases is how many releases (live included) stay on the node
 	// after a successful switch; older ones are removed (default 5).
 	KeepReleases int `json:"keep_releases,omitempty"`
@@ -141,6 +146,11 @@ func (s Spec) WithDefaults() Spec {
 // quote, newline, brace, semicolon or '%' can reach those files except
 // through Env values, which are written to the env file only.
 func (s Spec) Validate() error {
+	for _, p := range s.Packages {
+		if !names.IsDebianPackage(p) {
+			return fmt.Errorf("package %q is not a Debian package name", p)
+		}
+	}
 	switch s.Platform {
 	case "python":
 		if !identifier.MatchString(s.Callable) {
