@@ -27,6 +27,11 @@ type Release struct {
 	Number   int
 	Manifest agent.Manifest
 	Spec     agent.Spec // how it runs: started and health-checked in phase 1
+	// UpdateFetchOn names the one node that runs the spec's update_fetch;
+	// the others start without it. Its scripts (migrations) act on what
+	// every node shares, a database: run on each node at once they race.
+	// "" runs it everywhere.
+	UpdateFetchOn string
 	// WriteContents writes a tar of the contents with these sha256 hashes,
 	// each entry a regular file named by its hash.
 	WriteContents func(ctx context.Context, hashes []string, w io.Writer) error
@@ -325,7 +330,11 @@ func start(ctx context.Context, c *conn, r Release, stored bool, say func(string
 	if stored {
 		args = append(args, "--stored")
 	} else {
-		spec, err := json.Marshal(r.Spec)
+		s := r.Spec
+		if r.UpdateFetchOn != "" && r.UpdateFetchOn != c.node.Name {
+			s.UpdateFetch = nil
+		}
+		spec, err := json.Marshal(s)
 		if err != nil {
 			return err
 		}

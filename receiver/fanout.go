@@ -22,7 +22,9 @@ func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Rel
 	for i, e := range r.Manifest {
 		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
 	}
-	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec,
+	// update_fetch runs once, on the first node (migrations act on the
+	// instance's shared database).
+	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec, UpdateFetchOn: targets[0].Name,
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
 			testPoint("contents " + r.App) // runs in a goroutine of nodes' own
 			return writeContents(ctx, r, hashes, w)
