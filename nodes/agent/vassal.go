@@ -828,7 +828,7 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	if err := ensureUwsgiLog(rt, app, instance, t); err != nil {
 		return instanceFiles{}, err
 	}
-	if err := ensureSecret(secret, t); err != nil {
+	if err := ensureSecret(secret, spec.Secret, t); err != nil {
 		return instanceFiles{}, fmt.Errorf("the instance's secret %s: %w", secret, err)
 	}
 	if err := resetTempDir(tmp, t); err != nil {
@@ -1091,7 +1091,18 @@ func ensureAppDir(dir string, mode fs.FileMode, t tenant) error {
 // ensureSecret creates the secret once: 32 random bytes, hex. An existing
 // one is kept as it is (apps sign cookies with it), only its owner and
 // mode are put right.
-func ensureSecret(path string, ids tenant) error {
+func ensureSecret(path, want string, ids tenant) error {
+	if want != "" {
+		// The receiver's: the same on every node of the instance, so that
+		// what the app signs with it (sessions, tokens) holds on all.
+		fi, err := os.Lstat(path)
+		if err == nil && !fi.Mode().IsRegular() {
+			return errors.New("it is not a regular file; move it away")
+		}
+		if have, _ := os.ReadFile(path); err != nil || string(have) != want {
+			return atomicfile.WriteOwned(path, []byte(want), 0o600, ids.uid, ids.gid)
+		}
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		fi, err := os.Lstat(path)
