@@ -250,7 +250,7 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	cur, err := readManifest(ctx, c, r)
 	// No agent, or another version: (re)install it. A node that could not
 	// be reached is not dialed again for that.
-	if !c.node.Local && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
+	if c.t.uploadsAgent() && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
 		if err := installAgent(ctx, c); err != nil {
 			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", name, err)
 		}

@@ -30,6 +30,9 @@ type Fleet struct {
 	AgentBin string
 	dataDir  string
 	pool     pool
+	// newTransport, when set, replaces transportTo's choice (the unit
+	// tests' scripted nodes).
+	newTransport func(Node) transport
 }
 
 // OpenFleet returns the fleet of a data dir; no I/O.
