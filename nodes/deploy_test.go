@@ -195,8 +195,10 @@ func TestSwitchFails(t *testing.T) {
 		live    map[string]int
 		unsure  []string
 	}{{
-		name:    "activate fails on c",
-		script:  func(ff *fakeFleet) { ff.script("c", "activate", step{code: 1, msg: "nginx: configuration test failed"}) },
+		name: "activate fails on c",
+		script: func(ff *fakeFleet) {
+			ff.script("c", "activate", step{code: 1, msg: "nginx: configuration test failed"})
+		},
 		wantErr: []string{"node c: switching production to v5: nginx: configuration test failed"},
 		want:    map[string][]string{"a": undone, "b": undone, "c": {"manifest", "receive 5", "start 5", "activate 5", "abort 5"}},
 		live:    map[string]int{"a": 4, "b": 4, "c": 4},
@@ -439,8 +441,11 @@ func TestPrepareNode(t *testing.T) {
 		want:    []string{"manifest"},
 		wantErr: "node a: cannot reach node a",
 	}, {
-		name:    "installing the agent fails",
-		script:  func(ff *fakeFleet) { ff.agents["a"] = "v-old"; ff.script("a", "install", step{code: 1, msg: "read-only file system"}) },
+		name: "installing the agent fails",
+		script: func(ff *fakeFleet) {
+			ff.agents["a"] = "v-old"
+			ff.script("a", "install", step{code: 1, msg: "read-only file system"})
+		},
 		want:    []string{"manifest", "install", "abort 5"},
 		wantErr: "node a: installing the agent: read-only file system",
 	}, {
