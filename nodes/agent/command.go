@@ -88,8 +88,8 @@ const usage = `usage: gitreceive node VERB ...
   service    install|client SERVICE [PLATFORM]
   service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
   status
-  setup      [PACKAGE...]
-  packages   PACKAGE...`
+  packages   PACKAGE...
+  setup      [PACKAGE...]`
 
 // Run is `gitreceive node VERB ...`, run by the receiver on a node (over
 // SSH, or as a child process on the local node):
