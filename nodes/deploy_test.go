@@ -475,3 +475,25 @@ func TestPrepareNode(t *testing.T) {
 		})
 	}
 }
+
+// A rollback (Activate) starts the kept release from its stored spec and
+// switches to it; undoing it never removes that release: it was there
+// before.
+func TestActivateFails(t *testing.T) {
+	ff, nodes := newFakeFleet(t, "a", "b")
+	ff.script("b", "activate", step{code: 1, msg: "refused"})
+	rec := &deployRecord{}
+	_, err := ff.fleet.Activate(context.Background(), nodes, "app", "production", 3, rec.say, rec.ready)
+	wantErr(t, err, "node b: switching production to v3: refused")
+	wantCalls(t, ff, map[string][]string{
+		"a": {"releases", "start 3 --stored", "activate 3", "activate 4"},
+		"b": {"releases", "start 3 --stored", "activate 3"},
+	})
+	wantLive(t, ff, map[string]int{"a": 4, "b": 4})
+
+	warnings, err := ff.fleet.Activate(context.Background(), nodes, "app", "production", 3, rec.say, rec.ready)
+	if err != nil || len(warnings) != 0 {
+		t.Fatalf("Activate: %v %q", err, warnings)
+	}
+	wantLive(t, ff, map[string]int{"a": 3, "b": 3})
+}
