@@ -205,10 +205,11 @@ func (p *Prepared) Undo(ctx context.Context) {
 				err = d.conn.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n)
 			}
 			d.switched = false
-			if err != nil && exitCode(err) == -1 {
-				// Unreachable: asking again now only waits for another
-				// dial timeout. If it switched, the caller takes vN back
-				// once the node answers again (Unsure).
+			if err != nil {
+				// Unreachable (asking again now only waits for another dial
+				// timeout) or refusing (its previous release would not
+				// start): it may still serve vN. The caller takes vN back
+				// once the node answers again (Unsure); vN stays there.
 				d.unsure = true
 				return
 			}
@@ -255,7 +256,7 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	cur, err := readManifest(ctx, c, r)
 	// No agent, or another version: (re)install it. A node that could not
 	// be reached is not dialed again for that.
-	if !c.node.Local && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
+	if c.t.uploadsAgent() && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
 		if err := installAgent(ctx, c); err != nil {
 			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", name, err)
 		}
