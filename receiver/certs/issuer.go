@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v5/acme"
+	"github.com/go-acme/lego/v5/acme/api"
 	"github.com/go-acme/lego/v5/certcrypto"
 	"github.com/go-acme/lego/v5/certificate"
 	"github.com/go-acme/lego/v5/lego"
@@ -236,4 +237,27 @@ func (p spreadProvider) CleanUp(ctx context.Context, domain, token, _ string) er
 		return fmt.Errorf("host %s: removing the HTTP-01 token from the nodes: %w", domain, err)
 	}
 	return nil
+}
+
+// RenewalWindow asks the CA when it suggests renewing c (ACME Renewal
+// Information, RFC 9773): a CA that revoked the certificate or wants its
+// certificates replaced early says so here. ok is false when the CA offers
+// no renewal information.
+func (is *Issuer) RenewalWindow(ctx context.Context, c Cert) (start, end time.Time, ok bool, err error) {
+	leaf, err := certcrypto.ParsePEMCertificate(c.Chain)
+	if err != nil {
+		return start, end, false, fmt.Errorf("host %s: the stored certificate is not readable: %w", c.Meta.Host, err)
+	}
+	client, err := is.acmeClient(ctx)
+	if err != nil {
+		return start, end, false, err
+	}
+	info, err := client.Certificate.GetRenewalInfo(ctx, leaf)
+	if errors.Is(err, api.ErrNoARI) {
+		return start, end, false, nil
+	}
+	if err != nil {
+		return start, end, false, fmt.Errorf("host %s: asking %s when to renew: %w", c.Meta.Host, is.cfg.Directory, err)
+	}
+	return info.SuggestedWindow.Start, info.SuggestedWindow.End, true, nil
 }

@@ -48,6 +48,12 @@ type Obtainer interface {
 	Obtain(ctx context.Context, host string) (Cert, error)
 }
 
+// RenewalAdvisor is an Obtainer that can also say when its CA suggests
+// renewing a certificate (the Issuer, through ARI).
+type RenewalAdvisor interface {
+	RenewalWindow(ctx context.Context, c Cert) (start, end time.Time, ok bool, err error)
+}
+
 // Clock is time for the Renewer, a fake one in tests.
 type Clock interface {
 	Now() time.Time
@@ -120,11 +126,7 @@ func (r *Renewer) Renew(ctx context.Context, host string) error {
 		meta.LastAttempt = now
 		meta.LastError = err.Error()
 		meta.Failures++
-		rnd := r.Rand
-		if rnd == nil {
-			rnd = rand.Int64N
-		}
-		meta.NextAttempt = now.Add(Backoff(meta.Failures, rnd))
+		meta.NextAttempt = now.Add(Backoff(meta.Failures, r.rand()))
 		log.Warn().Err(err).Int("failures", meta.Failures).Time("next_attempt", meta.NextAttempt).Msg("certificate not renewed")
 		if serr := r.Store.SaveMeta(meta); serr != nil {
 			return errors.Join(err, serr)
@@ -140,8 +142,9 @@ func (r *Renewer) Renew(ctx context.Context, host string) error {
 	return nil
 }
 
-// RunOnce attempts every ACME host whose certificate is due, or whose
-// back-off after a failure has passed, one after another. It returns the
+// RunOnce attempts every ACME host whose certificate is due, whose CA
+// suggests renewing it now, or whose back-off after a failure has passed,
+// one after another. It returns the
 // first error that is not a host's own (the Store unreadable); hosts'
 // failures are in their metadata.
 func (r *Renewer) RunOnce(ctx context.Context) error {
@@ -158,7 +161,8 @@ func (r *Renewer) RunOnce(ctx context.Context) error {
 			zerolog.Ctx(ctx).Error().Err(err).Str("host", host).Msg("certificate skipped")
 			continue
 		}
-		if !r.pending(meta, r.clock().Now()) {
+		now := r.clock().Now()
+		if !r.pending(meta, now) && !r.caSaysRenew(ctx, meta, now) {
 			continue
 		}
 		_ = r.Renew(ctx, host) // logged and recorded by Renew
@@ -174,6 +178,42 @@ func (r *Renewer) pending(m Meta, now time.Time) bool {
 		return !now.Before(m.NextAttempt)
 	}
 	return Due(m, now)
+}
+
+// caSaysRenew asks the CA, when the Issuer can, whether a certificate that
+// is not yet due should be renewed now: at a random time within the CA's
+// suggested window, as RFC 9773 recommends, so that renewals spread out.
+// When the CA cannot say, the lifetime rule alone decides.
+func (r *Renewer) caSaysRenew(ctx context.Context, m Meta, now time.Time) bool {
+	adv, ok := r.Issuer.(RenewalAdvisor)
+	if !ok || m.Source != SourceACME || m.NotAfter.IsZero() || m.Failures > 0 {
+		return false
+	}
+	c, err := r.Store.Get(m.Host)
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("certificate skipped")
+		return false
+	}
+	start, end, ok, err := adv.RenewalWindow(ctx, c)
+	if err != nil {
+		zerolog.Ctx(ctx).Debug().Err(err).Str("host", m.Host).Msg("no renewal information; the lifetime decides")
+		return false
+	}
+	if !ok {
+		return false
+	}
+	at := start
+	if end.After(start) {
+		at = at.Add(time.Duration(r.rand()(int64(end.Sub(start)))))
+	}
+	return !now.Before(at)
+}
+
+func (r *Renewer) rand() func(n int64) int64 {
+	if r.Rand == nil {
+		return rand.Int64N
+	}
+	return r.Rand
 }
 
 // Run calls RunOnce every Interval until ctx ends.

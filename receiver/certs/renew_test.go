@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -271,4 +272,56 @@ func TestRenewerKeepsOldCertWhenInstallFails(t *testing.T) {
 	if m := mustMeta(t, store, "app.example.com"); m.Failures != 1 {
 		t.Errorf("a cancelled attempt counted as a failure: %d", m.Failures)
 	}
+}
+
+// A certificate not yet due is renewed when the CA's renewal information
+// says so: pebble suggests renewing a revoked certificate at once.
+func TestRenewerFollowsCARenewalInfo(t *testing.T) {
+	ctx, logs := captureLogs(t)
+	ca := startPebble(t, 0)
+	store := NewStore(t.TempDir())
+	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com", Roots: ca.roots}, store, ca.chal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	clock := newFakeClock(start)
+	r := &Renewer{Store: store, Issuer: is, Clock: clock, Rand: func(n int64) int64 { return n / 2 }}
+	const host = "app.example.com"
+	if err := r.Renew(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	first, err := store.Get(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	clock.mu.Lock()
+	clock.now = start.Add(time.Hour)
+	clock.mu.Unlock()
+	if err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustMeta(t, store, host); !m.Renewed.Equal(start) {
+		t.Fatalf("renewed at %v inside the CA's window for a fresh certificate", m.Renewed)
+	}
+
+	client, err := is.acmeClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Certificate.Revoke(ctx, first.Chain); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := store.Get(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.Meta.Renewed.Equal(start.Add(time.Hour)) || bytes.Equal(second.Chain, first.Chain) {
+		t.Fatalf("the revoked certificate was not replaced: renewed %v", second.Meta.Renewed)
+	}
+	assertNoKeyLogged(t, logs.String())
 }
