@@ -255,3 +255,12 @@ func FuzzCheckBundle(f *testing.F) {
 		}
 	})
 }
+
+// issue makes a certificate for host as the Store keeps one: leaf and
+// intermediate, PKCS#8 key.
+func (ca *testCA) issue(t testing.TB, host string) (chain, key []byte) {
+	t.Helper()
+	k := mustKey(t)
+	now := time.Now()
+	return certPEM(ca.leaf(t, k, now.Add(-time.Hour), now.Add(24*time.Hour), host), ca.inter), keyPEM(t, k, "PRIVATE KEY")
+}

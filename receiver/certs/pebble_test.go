@@ -53,7 +53,9 @@ func startPebble(t *testing.T, validity uint64) *pebbleCA {
 	// Retry-After 1 s (the least there is) on authorizations and orders:
 	// without one lego polls every 5 s.
 	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
-	srv := httptest.NewTLSServer(front.Handler())
+	srv := httptest.NewUnstartedServer(front.Handler())
+	srv.Config.ErrorLog = logger // the handshake a test refuses on purpose is not news
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
 
 	issuing := x509.NewCertPool()

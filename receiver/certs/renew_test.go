@@ -236,13 +236,16 @@ func TestRenewerKeepsOldCertWhenInstallFails(t *testing.T) {
 	ctx, _ := captureLogs(t)
 	store := NewStore(t.TempDir())
 	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	old := Cert{Meta: Meta{Host: "app.example.com", Source: SourceACME, NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}, Chain: []byte("old chain"), Key: SecretPEM("old key")}
+	ca := newTestCA(t)
+	oldChain, oldKey := ca.issue(t, "app.example.com")
+	newChain, newKey := ca.issue(t, "app.example.com")
+	old := Cert{Meta: Meta{Host: "app.example.com", Source: SourceACME, NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}, Chain: oldChain, Key: oldKey}
 	if err := store.Put(old); err != nil {
 		t.Fatal(err)
 	}
 	r := &Renewer{
 		Store:   store,
-		Issuer:  fixedObtainer{Cert{Meta: Meta{Source: SourceACME, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)}, Chain: []byte("new chain"), Key: SecretPEM("new key")}},
+		Issuer:  fixedObtainer{Cert{Meta: Meta{Source: SourceACME, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)}, Chain: newChain, Key: newKey}},
 		Install: func(context.Context, Cert) error { return errors.New("node web2: nginx -t failed") },
 		Clock:   newFakeClock(now),
 		Rand:    func(int64) int64 { return 0 },
@@ -252,9 +255,9 @@ func TestRenewerKeepsOldCertWhenInstallFails(t *testing.T) {
 		t.Fatalf("Renew: %v", err)
 	}
 	got, err := store.Get("app.example.com")
-	if err != nil || string(got.Chain) != "old chain" || string(got.Key) != "old key" || got.Meta.Failures != 1 ||
+	if err != nil || !bytes.Equal(got.Chain, oldChain) || !bytes.Equal(got.Key, oldKey) || got.Meta.Failures != 1 ||
 		!got.Meta.NextAttempt.Equal(now.Add(225*time.Second)) || !got.Meta.LastAttempt.Equal(now) {
-		t.Fatalf("after a failed install: %s %+v, %v", got.Chain, got.Meta, err)
+		t.Fatalf("after a failed install: %+v, %v", got.Meta, err)
 	}
 
 	// An operator's certificate is refused; a cancelled context is not the host's failure.

@@ -202,7 +202,24 @@ func (s *Store) Get(host string) (Cert, error) {
 	if err != nil {
 		return Cert{}, fmt.Errorf("host %s: reading its key: %w", host, err)
 	}
+	if err := matchStored(chain, key); err != nil {
+		return Cert{}, fmt.Errorf("host %s: %w; run certs:renew (or certs:add) for it again", host, err)
+	}
 	return Cert{Meta: m, Chain: chain, Key: key}, nil
+}
+
+// matchStored checks that a stored chain and key belong together: Put
+// writes the key before the chain, so a crash between the two leaves a new
+// key beside the old certificate, which no node should ever be sent.
+func matchStored(chain, key []byte) error {
+	certs, signer, err := parseBundle(append(append([]byte{}, chain...), key...))
+	if err != nil {
+		return fmt.Errorf("the stored certificate and key are not readable (%w)", err)
+	}
+	if checkKey(certs[0], signer) != nil {
+		return errors.New("the stored key is not the stored certificate's (a write cut short)")
+	}
+	return nil
 }
 
 // Hosts lists the hosts with a stored certificate, sorted.

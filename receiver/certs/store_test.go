@@ -41,18 +41,21 @@ func TestStoreCerts(t *testing.T) {
 		t.Fatalf("empty store: %v, %v", hosts, err)
 	}
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ca := newTestCA(t)
+	chains, keys := map[string][]byte{}, map[string][]byte{}
 	for _, h := range []string{"www.example.com", "app.example.com"} {
+		chains[h], keys[h] = ca.issue(t, h)
 		c := Cert{
 			Meta:  Meta{Host: h, Source: SourceACME, Issuer: "Pebble", NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour), Renewed: now},
-			Chain: []byte("chain of " + h),
-			Key:   SecretPEM("key of " + h),
+			Chain: chains[h],
+			Key:   keys[h],
 		}
 		if err := s.Put(c); err != nil {
 			t.Fatal(err)
 		}
 	}
 	got, err := s.Get("app.example.com")
-	if err != nil || string(got.Chain) != "chain of app.example.com" || string(got.Key) != "key of app.example.com" ||
+	if err != nil || !bytes.Equal(got.Chain, chains["app.example.com"]) || !bytes.Equal(got.Key, keys["app.example.com"]) ||
 		!got.Meta.NotAfter.Equal(now.Add(90*24*time.Hour)) || got.Meta.Source != SourceACME {
 		t.Fatalf("Get: %+v, %v", got.Meta, err)
 	}
@@ -69,6 +72,15 @@ func TestStoreCerts(t *testing.T) {
 	}
 	if _, err := s.Get("new.example.com"); err == nil {
 		t.Error("Get of a host without a certificate succeeded")
+	}
+
+	// A key written without its certificate (a Put cut short) is never handed out.
+	if err := os.WriteFile(filepath.Join(s.dir, "certs", "www.example.com", "key.pem"), keys["app.example.com"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get("www.example.com"); err == nil || !strings.Contains(err.Error(), "the stored key is not the stored certificate's") ||
+		strings.Contains(err.Error(), "PRIVATE KEY") {
+		t.Errorf("Get of a mismatched pair: %v", err)
 	}
 
 	if err := s.Remove("www.example.com"); err != nil {
