@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,35 +12,38 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v5/certcrypto"
-	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/rs/zerolog"
 )
 
-// captureLogs sends lego's log and a zerolog logger (in the returned
-// context) to one buffer, for the tests that check no key is ever logged.
+// legoLogs is lego's log (a process-wide setting, made in TestMain) for
+// the scans for keys.
+var legoLogs = &lockedBuffer{}
+
+// captureLogs gives a test a zerolog logger (in the returned context) with
+// its own buffer.
 func captureLogs(t *testing.T) (context.Context, *lockedBuffer) {
 	t.Helper()
 	buf := &lockedBuffer{}
-	old := legolog.Default()
-	legolog.SetDefault(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	t.Cleanup(func() { legolog.SetDefault(old) })
 	logger := zerolog.New(buf).Level(zerolog.DebugLevel)
 	ctx, cancel := context.WithTimeout(logger.WithContext(context.Background()), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx, buf
 }
 
+// assertNoKeyLogged scans a test's log and lego's for keys.
 func assertNoKeyLogged(t *testing.T, logs string) {
 	t.Helper()
-	if strings.Contains(logs, "PRIVATE KEY") {
-		t.Errorf("a private key reached the log:\n%s", logs)
+	all := logs + legoLogs.String()
+	if strings.Contains(all, "PRIVATE KEY") {
+		t.Errorf("a private key reached the log:\n%s", all)
 	}
-	if !strings.Contains(logs, "level") {
-		t.Errorf("nothing was logged; the scan for keys saw nothing:\n%s", logs)
+	if !strings.Contains(legoLogs.String(), "level") {
+		t.Errorf("nothing was logged; the scan for keys saw nothing:\n%s", all)
 	}
 }
 
 func TestIssuerObtainsFromPebble(t *testing.T) {
+	t.Parallel()
 	ctx, logs := captureLogs(t)
 	ca := startPebble(t, 0)
 	store := NewStore(t.TempDir())
@@ -117,14 +119,12 @@ func TestIssuerObtainsFromPebble(t *testing.T) {
 		t.Errorf("after an e-mail change the account is %s %s; want %s certs@example.com", a.URI, a.Email, acct.URI)
 	}
 	assertNoKeyLogged(t, logs.String())
-	if os.Getenv("DEBUGLOG") != "" {
-		t.Log(logs.String())
-	}
 }
 
 // The CA is told to validate only once the spreader holds the token
 // everywhere: when Put fails, the CA never fetches anything.
 func TestIssuerStopsWhenSpreadingFails(t *testing.T) {
+	t.Parallel()
 	ctx, _ := captureLogs(t)
 	ca := startPebble(t, 0)
 	ca.chal.failPuts = errors.New("node web2: disk full")
@@ -143,6 +143,7 @@ func TestIssuerStopsWhenSpreadingFails(t *testing.T) {
 
 // Without acme_ca the pebble test CA is not trusted: the system roots apply.
 func TestIssuerTrustsOnlyConfiguredRoots(t *testing.T) {
+	t.Parallel()
 	ctx, _ := captureLogs(t)
 	ca := startPebble(t, 0)
 	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com"}, NewStore(t.TempDir()), ca.chal)

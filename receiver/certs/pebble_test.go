@@ -7,20 +7,39 @@ import (
 	"encoding/pem"
 	"io"
 	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
 )
+
+// TestMain sets what pebble reads from the environment once for the whole
+// binary, so that the tests starting pebbles can run in parallel (most of
+// their time is lego waiting for its next poll): no random sleeps before
+// validating, no rejected nonces, no reused authorizations. Pebble's
+// deliberate flakiness is for clients' retry code, which lego has and these
+// tests are not about. Lego's log goes to legoLogs.
+func TestMain(m *testing.M) {
+	for k, v := range map[string]string{"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"} {
+		if err := os.Setenv(k, v); err != nil {
+			panic(err)
+		}
+	}
+	legolog.SetDefault(slog.New(slog.NewTextHandler(legoLogs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	os.Exit(m.Run())
+}
 
 // pebbleCA is a real ACME server (pebble, in process) on loopback, whose
 // validation authority resolves every name to 127.0.0.1 through an in-test
@@ -36,13 +55,6 @@ type pebbleCA struct {
 // (0: pebble's default, 90 days).
 func startPebble(t *testing.T, validity uint64) *pebbleCA {
 	t.Helper()
-	// No random sleeps before validating, no rejected nonces, no reused
-	// authorizations: pebble's deliberate flakiness is for clients' retry
-	// code, which lego has and these tests are not about.
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-
 	chal := newChallengeServer(t)
 	logger := log.New(io.Discard, "pebble ", 0)
 	store := db.NewMemoryStore()

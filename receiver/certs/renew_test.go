@@ -138,6 +138,7 @@ func (f *flakyObtainer) setFail(err error) {
 // fake clock: nothing before two thirds of the lifetime, a renewal after,
 // a failure backed off and retried, an operator's certificate never touched.
 func TestRenewerWithPebble(t *testing.T) {
+	t.Parallel()
 	ctx, logs := captureLogs(t)
 	ca := startPebble(t, 3600)
 	store := NewStore(t.TempDir())
@@ -280,6 +281,7 @@ func TestRenewerKeepsOldCertWhenInstallFails(t *testing.T) {
 // A certificate not yet due is renewed when the CA's renewal information
 // says so: pebble suggests renewing a revoked certificate at once.
 func TestRenewerFollowsCARenewalInfo(t *testing.T) {
+	t.Parallel()
 	ctx, logs := captureLogs(t)
 	ca := startPebble(t, 0)
 	store := NewStore(t.TempDir())
