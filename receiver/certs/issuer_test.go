@@ -126,13 +126,9 @@ func TestIssuerObtainsFromPebble(t *testing.T) {
 func TestIssuerStopsWhenSpreadingFails(t *testing.T) {
 	t.Parallel()
 	ctx, _ := captureLogs(t)
-	ca := startPebble(t, 0)
+	ca, _, is := pebbleIssuer(t, 0)
 	ca.chal.failPuts = errors.New("node web2: disk full")
-	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com", Roots: ca.roots}, NewStore(t.TempDir()), ca.chal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = is.Obtain(ctx, "app.example.com")
+	_, err := is.Obtain(ctx, "app.example.com")
 	if err == nil || !strings.Contains(err.Error(), "placing the HTTP-01 token on the nodes") || !strings.Contains(err.Error(), "node web2: disk full") {
 		t.Fatalf("Obtain with a failing spreader: %v", err)
 	}

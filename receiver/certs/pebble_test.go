@@ -80,6 +80,19 @@ func startPebble(t *testing.T, validity uint64) *pebbleCA {
 	}
 }
 
+// pebbleIssuer is an Issuer with a Store of its own for a new pebble
+// issuing certificates valid for validity seconds.
+func pebbleIssuer(t *testing.T, validity uint64) (*pebbleCA, *Store, *Issuer) {
+	t.Helper()
+	ca := startPebble(t, validity)
+	store := NewStore(t.TempDir())
+	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com", Roots: ca.roots}, store, ca.chal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, store, is
+}
+
 // startDNS answers every A question with 127.0.0.1 and every other one with
 // nothing, over TCP (pebble's VA asks over TCP).
 func startDNS(t *testing.T) string {

@@ -140,12 +140,7 @@ func (f *flakyObtainer) setFail(err error) {
 func TestRenewerWithPebble(t *testing.T) {
 	t.Parallel()
 	ctx, logs := captureLogs(t)
-	ca := startPebble(t, 3600)
-	store := NewStore(t.TempDir())
-	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com", Roots: ca.roots}, store, ca.chal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store, is := pebbleIssuer(t, 3600)
 	obtainer := &flakyObtainer{next: is}
 	clock := newFakeClock(time.Now())
 	r := &Renewer{Store: store, Issuer: obtainer, Clock: clock, Interval: time.Minute, Rand: func(n int64) int64 { return n / 2 }}
@@ -283,12 +278,7 @@ func TestRenewerKeepsOldCertWhenInstallFails(t *testing.T) {
 func TestRenewerFollowsCARenewalInfo(t *testing.T) {
 	t.Parallel()
 	ctx, logs := captureLogs(t)
-	ca := startPebble(t, 0)
-	store := NewStore(t.TempDir())
-	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com", Roots: ca.roots}, store, ca.chal)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store, is := pebbleIssuer(t, 0)
 	start := time.Now()
 	clock := newFakeClock(start)
 	r := &Renewer{Store: store, Issuer: is, Clock: clock, Rand: func(n int64) int64 { return n / 2 }}
