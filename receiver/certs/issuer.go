@@ -97,10 +97,14 @@ func NewIssuer(cfg IssuerConfig, store *Store, spreader ChallengeSpreader) (*Iss
 }
 
 // Obtain gets a new certificate for host (one certificate per host) and
-// returns it with its metadata; the caller installs and stores it.
+// returns it with its metadata; the caller installs and stores it. A host
+// no public CA would accept (Eligible) is refused before the CA is asked.
 func (is *Issuer) Obtain(ctx context.Context, host string) (Cert, error) {
 	if !names.IsHost(host) {
 		return Cert{}, fmt.Errorf("host %s: not a host name", names.Show(host))
+	}
+	if ok, why := Eligible(host); !ok {
+		return Cert{}, errors.New(why)
 	}
 	client, err := is.acmeClient(ctx)
 	if err != nil {

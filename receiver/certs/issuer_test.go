@@ -151,6 +151,21 @@ func TestIssuerTrustsOnlyConfiguredRoots(t *testing.T) {
 	}
 }
 
+// Hosts a public CA would refuse never reach the CA (none answers here).
+func TestIssuerRefusesIneligibleHosts(t *testing.T) {
+	is, err := NewIssuer(IssuerConfig{Directory: "https://ca.invalid/dir", Email: "ops@example.com"}, NewStore(t.TempDir()), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]string{
+		"app.localhost": "under .localhost", "10.0.0.1": "is an IP address", "intranet": "has no dot", "Bad_Host": "not a host name",
+	} {
+		if _, err := is.Obtain(context.Background(), host); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Obtain(%q): %v, want %q", host, err, want)
+		}
+	}
+}
+
 func TestNewIssuerRefusesBadSettings(t *testing.T) {
 	tests := []struct {
 		name string
