@@ -1,0 +1,198 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	legolog "github.com/go-acme/lego/v5/log"
+	"github.com/letsencrypt/pebble/v2/ca"
+	"github.com/letsencrypt/pebble/v2/db"
+	"github.com/letsencrypt/pebble/v2/va"
+	"github.com/letsencrypt/pebble/v2/wfe"
+	"github.com/miekg/dns"
+)
+
+// TestMain sets what pebble reads from the environment once for the whole
+// binary, so that the tests starting pebbles can run in parallel (most of
+// their time is lego waiting for its next poll): no random sleeps before
+// validating, no rejected nonces, no reused authorizations. Pebble's
+// deliberate flakiness is for clients' retry code, which lego has and these
+// tests are not about. Lego's log goes to legoLogs.
+func TestMain(m *testing.M) {
+	for k, v := range map[string]string{"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"} {
+		if err := os.Setenv(k, v); err != nil {
+			panic(err)
+		}
+	}
+	legolog.SetDefault(slog.New(slog.NewTextHandler(legoLogs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	os.Exit(m.Run())
+}
+
+// pebbleCA is a real ACME server (pebble, in process) on loopback, whose
+// validation authority resolves every name to 127.0.0.1 through an in-test
+// DNS server and fetches HTTP-01 answers from the test's challengeServer.
+type pebbleCA struct {
+	directory string
+	roots     []byte // the ACME server's TLS root, PEM: what acme_ca would hold
+	issuing   *x509.CertPool
+	chal      *challengeServer
+}
+
+// startPebble starts pebble issuing certificates valid for validity seconds
+// (0: pebble's default, 90 days).
+func startPebble(t *testing.T, validity uint64) *pebbleCA {
+	t.Helper()
+	chal := newChallengeServer(t)
+	logger := log.New(io.Discard, "pebble ", 0)
+	store := db.NewMemoryStore()
+	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
+		"default": {Description: "test", ValidityPeriod: validity},
+	})
+	validator := va.New(logger, chal.port, 0, false, startDNS(t), store)
+	// Retry-After 1 s (the least there is) on authorizations and orders:
+	// without one lego polls every 5 s.
+	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
+	srv := httptest.NewUnstartedServer(front.Handler())
+	srv.Config.ErrorLog = logger // the handshake a test refuses on purpose is not news
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+
+	issuing := x509.NewCertPool()
+	issuing.AddCert(authority.GetRootCert(0).Cert)
+	return &pebbleCA{
+		directory: srv.URL + wfe.DirectoryPath,
+		roots:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}),
+		issuing:   issuing,
+		chal:      chal,
+	}
+}
+
+// pebbleIssuer is an Issuer with a Store of its own for a new pebble
+// issuing certificates valid for validity seconds.
+func pebbleIssuer(t *testing.T, validity uint64) (*pebbleCA, *Store, *Issuer) {
+	t.Helper()
+	ca := startPebble(t, validity)
+	store := NewStore(t.TempDir())
+	is, err := NewIssuer(IssuerConfig{Directory: ca.directory, Email: "ops@example.com", Roots: ca.roots}, store, ca.chal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ca, store, is
+}
+
+// startDNS answers every A question with 127.0.0.1 and every other one with
+// nothing, over TCP (pebble's VA asks over TCP).
+func startDNS(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(q)
+		for _, question := range q.Question {
+			if question.Qtype == dns.TypeA {
+				m.Answer = append(m.Answer, &dns.A{
+					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
+					A:   net.IPv4(127, 0, 0, 1),
+				})
+			}
+		}
+		_ = w.WriteMsg(m)
+	})}
+	go func() { _ = srv.ActivateAndServe() }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+// challengeServer is the test's ChallengeSpreader and the web server the CA
+// validates against: it serves what Put stored, as a node's nginx serves the
+// webroot the receiver writes to.
+type challengeServer struct {
+	port int
+
+	mu       sync.Mutex
+	tokens   map[string]string
+	puts     int
+	removes  int
+	fetches  int
+	failPuts error
+}
+
+func newChallengeServer(t *testing.T) *challengeServer {
+	t.Helper()
+	c := &challengeServer{tokens: map[string]string{}}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, ok := strings.CutPrefix(r.URL.Path, "/.well-known/acme-challenge/")
+		c.mu.Lock()
+		c.fetches++
+		keyAuth, held := c.tokens[token]
+		c.mu.Unlock()
+		if !ok || !held {
+			http.NotFound(w, r)
+			return
+		}
+		_, _ = io.WriteString(w, keyAuth)
+	}))
+	t.Cleanup(srv.Close)
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	c.port, _ = strconv.Atoi(port)
+	return c
+}
+
+func (c *challengeServer) Put(_ context.Context, token, keyAuth string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.puts++
+	if c.failPuts != nil {
+		return c.failPuts
+	}
+	c.tokens[token] = keyAuth
+	return nil
+}
+
+func (c *challengeServer) Remove(_ context.Context, token string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removes++
+	delete(c.tokens, token)
+	return nil
+}
+
+func (c *challengeServer) counts() (held, puts, removes, fetches int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.tokens), c.puts, c.removes, c.fetches
+}
+
+// lockedBuffer collects log output written from several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

@@ -1,0 +1,322 @@
+package certs
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestDue(t *testing.T) {
+	nb := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	m := Meta{NotBefore: nb, NotAfter: nb.Add(90 * 24 * time.Hour)}
+	tests := []struct {
+		name string
+		m    Meta
+		now  time.Time
+		want bool
+	}{
+		{"fresh", m, nb.Add(time.Hour), false},
+		{"31 days left", m, nb.Add(59 * 24 * time.Hour), false},
+		{"30 days left", m, nb.Add(60 * 24 * time.Hour), true},
+		{"expired", m, nb.Add(100 * 24 * time.Hour), true},
+		{"no certificate yet", Meta{}, nb, true},
+		{"short-lived, 21 of 60 min left", Meta{NotBefore: nb, NotAfter: nb.Add(time.Hour)}, nb.Add(39 * time.Minute), false},
+		{"short-lived, 20 of 60 min left", Meta{NotBefore: nb, NotAfter: nb.Add(time.Hour)}, nb.Add(40 * time.Minute), true},
+	}
+	for _, tt := range tests {
+		if got := Due(tt.m, tt.now); got != tt.want {
+			t.Errorf("%s: Due = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	low := func(int64) int64 { return 0 }
+	high := func(n int64) int64 { return n - 1 }
+	tests := []struct {
+		failures int
+		rnd      func(int64) int64
+		min, max time.Duration
+	}{
+		{1, low, 225 * time.Second, 225 * time.Second}, // 5 min - 25%
+		{1, high, 6 * time.Minute, 375 * time.Second},  // < 5 min + 25%
+		{2, low, 450 * time.Second, 450 * time.Second}, // 10 min - 25%
+		{4, low, 30 * time.Minute, 30 * time.Minute},   // 40 min - 25%
+		{9, low, 9 * time.Hour, 9 * time.Hour},         // capped: 12 h - 25%
+		{1000, high, 12 * time.Hour, 15 * time.Hour},   // bounded, no overflow
+	}
+	for _, tt := range tests {
+		got := Backoff(tt.failures, tt.rnd)
+		if got < tt.min || got > tt.max {
+			t.Errorf("Backoff(%d) = %v, want within [%v, %v]", tt.failures, got, tt.min, tt.max)
+		}
+	}
+}
+
+// fakeClock drives a Renewer: Run calls After once per pass, and step
+// moves the time, wakes Run and waits until its pass is over.
+type fakeClock struct {
+	mu      sync.Mutex
+	now     time.Time
+	tick    chan time.Time
+	waiting chan struct{}
+}
+
+func newFakeClock(now time.Time) *fakeClock {
+	return &fakeClock{now: now, tick: make(chan time.Time), waiting: make(chan struct{})}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) After(time.Duration) <-chan time.Time {
+	c.waiting <- struct{}{}
+	return c.tick
+}
+
+func (c *fakeClock) waitIdle(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.waiting:
+	case <-time.After(time.Minute):
+		t.Fatal("the renewer's pass did not end within a minute")
+	}
+}
+
+func (c *fakeClock) step(t *testing.T, to time.Time) {
+	t.Helper()
+	c.mu.Lock()
+	c.now = to
+	c.mu.Unlock()
+	select {
+	case c.tick <- to:
+	case <-time.After(time.Minute):
+		t.Fatal("the renewer is not waiting for the clock")
+	}
+	c.waitIdle(t)
+}
+
+// flakyObtainer counts attempts and fails while fail is set.
+type flakyObtainer struct {
+	next Obtainer
+	mu   sync.Mutex
+	n    int
+	fail error
+}
+
+func (f *flakyObtainer) Obtain(ctx context.Context, host string) (Cert, error) {
+	f.mu.Lock()
+	f.n++
+	fail := f.fail
+	f.mu.Unlock()
+	if fail != nil {
+		return Cert{}, fail
+	}
+	return f.next.Obtain(ctx, host)
+}
+
+func (f *flakyObtainer) attempts() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+func (f *flakyObtainer) setFail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = err
+}
+
+// The background job against pebble issuing one-hour certificates, on a
+// fake clock: nothing before two thirds of the lifetime, a renewal after,
+// a failure backed off and retried, an operator's certificate never touched.
+func TestRenewerWithPebble(t *testing.T) {
+	t.Parallel()
+	ctx, logs := captureLogs(t)
+	_, store, is := pebbleIssuer(t, 3600)
+	obtainer := &flakyObtainer{next: is}
+	clock := newFakeClock(time.Now())
+	r := &Renewer{Store: store, Issuer: obtainer, Clock: clock, Interval: time.Minute, Rand: func(n int64) int64 { return n / 2 }}
+	const host = "app.example.com"
+	if err := r.Renew(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	first := mustMeta(t, store, host)
+	if life := first.NotAfter.Sub(first.NotBefore); life < 59*time.Minute || life > time.Hour {
+		t.Fatalf("pebble issued a certificate for %v, want an hour", life)
+	}
+	if err := store.Put(Cert{Meta: Meta{Host: "own.example.com", Source: SourceOperator, NotAfter: first.NotBefore}}); err != nil {
+		t.Fatal(err)
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- r.Run(runCtx) }()
+	clock.waitIdle(t)
+
+	clock.step(t, first.NotBefore.Add(30*time.Minute))
+	if n := obtainer.attempts(); n != 1 {
+		t.Fatalf("%d attempts with half the lifetime left, want none after the first", n-1)
+	}
+	clock.step(t, first.NotBefore.Add(41*time.Minute))
+	second := mustMeta(t, store, host)
+	if obtainer.attempts() != 2 || !second.Renewed.Equal(clock.Now()) || second.NotAfter.Before(first.NotAfter) {
+		t.Fatalf("after two thirds of the lifetime: %d attempts, renewed %v (now %v), not after %v (was %v)",
+			obtainer.attempts(), second.Renewed, clock.Now(), second.NotAfter, first.NotAfter)
+	}
+
+	obtainer.setFail(errors.New("acme: rate limited"))
+	failedAt := second.NotBefore.Add(50 * time.Minute)
+	clock.step(t, failedAt)
+	failed := mustMeta(t, store, host)
+	wantNext := failedAt.Add(5 * time.Minute) // Backoff(1) with the middle jitter
+	if failed.Failures != 1 || !strings.Contains(failed.LastError, "rate limited") || !failed.NextAttempt.Equal(wantNext) ||
+		!failed.NotAfter.Equal(second.NotAfter) {
+		t.Fatalf("after a failure: %+v; want 1 failure, the error, next attempt %v, the old certificate kept", failed, wantNext)
+	}
+	clock.step(t, failedAt.Add(time.Minute))
+	if n := obtainer.attempts(); n != 3 {
+		t.Fatalf("%d attempts during the back-off, want 3", n)
+	}
+	obtainer.setFail(nil)
+	clock.step(t, wantNext)
+	healed := mustMeta(t, store, host)
+	if obtainer.attempts() != 4 || healed.Failures != 0 || healed.LastError != "" || !healed.NextAttempt.IsZero() {
+		t.Fatalf("after the back-off: %d attempts, %+v", obtainer.attempts(), healed)
+	}
+	if own := mustMeta(t, store, "own.example.com"); !own.Renewed.IsZero() || own.Failures != 0 {
+		t.Errorf("the operator's certificate was touched: %+v", own)
+	}
+
+	stop()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Run returned %v, want context.Canceled", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Run did not stop with its context")
+	}
+	out := logs.String()
+	assertNoKeyLogged(t, out)
+	if !strings.Contains(out, "certificate renewed") || !strings.Contains(out, "certificate not renewed") {
+		t.Errorf("the renewals' outcomes are not logged:\n%s", out)
+	}
+}
+
+func mustMeta(t *testing.T, s *Store, host string) Meta {
+	t.Helper()
+	m, err := s.Meta(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+type fixedObtainer struct{ cert Cert }
+
+func (f fixedObtainer) Obtain(_ context.Context, host string) (Cert, error) {
+	c := f.cert
+	c.Meta.Host = host
+	return c, nil
+}
+
+func TestRenewerKeepsOldCertWhenInstallFails(t *testing.T) {
+	ctx, _ := captureLogs(t)
+	store := NewStore(t.TempDir())
+	now := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	ca := newTestCA(t)
+	oldChain, oldKey := ca.issue(t, "app.example.com")
+	newChain, newKey := ca.issue(t, "app.example.com")
+	old := Cert{Meta: Meta{Host: "app.example.com", Source: SourceACME, NotBefore: now.Add(-80 * 24 * time.Hour), NotAfter: now.Add(10 * 24 * time.Hour)}, Chain: oldChain, Key: oldKey}
+	if err := store.Put(old); err != nil {
+		t.Fatal(err)
+	}
+	r := &Renewer{
+		Store:   store,
+		Issuer:  fixedObtainer{Cert{Meta: Meta{Source: SourceACME, NotBefore: now, NotAfter: now.Add(90 * 24 * time.Hour)}, Chain: newChain, Key: newKey}},
+		Install: func(context.Context, Cert) error { return errors.New("node web2: nginx -t failed") },
+		Clock:   newFakeClock(now),
+		Rand:    func(int64) int64 { return 0 },
+	}
+	err := r.Renew(ctx, "app.example.com")
+	if err == nil || !strings.Contains(err.Error(), "nginx -t failed") {
+		t.Fatalf("Renew: %v", err)
+	}
+	got, err := store.Get("app.example.com")
+	if err != nil || !bytes.Equal(got.Chain, oldChain) || !bytes.Equal(got.Key, oldKey) || got.Meta.Failures != 1 ||
+		!got.Meta.NextAttempt.Equal(now.Add(225*time.Second)) || !got.Meta.LastAttempt.Equal(now) {
+		t.Fatalf("after a failed install: %+v, %v", got.Meta, err)
+	}
+
+	// An operator's certificate is refused; a cancelled context is not the host's failure.
+	if err := store.Put(Cert{Meta: Meta{Host: "own.example.com", Source: SourceOperator}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Renew(ctx, "own.example.com"); !errors.Is(err, ErrOperatorCert) || !strings.Contains(err.Error(), "own.example.com") {
+		t.Errorf("Renew of an operator's certificate: %v", err)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if err := r.Renew(cancelled, "app.example.com"); err == nil {
+		t.Fatal("Renew with a cancelled context succeeded")
+	}
+	if m := mustMeta(t, store, "app.example.com"); m.Failures != 1 {
+		t.Errorf("a cancelled attempt counted as a failure: %d", m.Failures)
+	}
+}
+
+// A certificate not yet due is renewed when the CA's renewal information
+// says so: pebble suggests renewing a revoked certificate at once.
+func TestRenewerFollowsCARenewalInfo(t *testing.T) {
+	t.Parallel()
+	ctx, logs := captureLogs(t)
+	_, store, is := pebbleIssuer(t, 0)
+	start := time.Now()
+	clock := newFakeClock(start)
+	r := &Renewer{Store: store, Issuer: is, Clock: clock, Rand: func(n int64) int64 { return n / 2 }}
+	const host = "app.example.com"
+	if err := r.Renew(ctx, host); err != nil {
+		t.Fatal(err)
+	}
+	first, err := store.Get(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	clock.mu.Lock()
+	clock.now = start.Add(time.Hour)
+	clock.mu.Unlock()
+	if err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m := mustMeta(t, store, host); !m.Renewed.Equal(start) {
+		t.Fatalf("renewed at %v inside the CA's window for a fresh certificate", m.Renewed)
+	}
+
+	client, err := is.acmeClient(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Certificate.Revoke(ctx, first.Chain); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.RunOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	second, err := store.Get(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !second.Meta.Renewed.Equal(start.Add(time.Hour)) || bytes.Equal(second.Chain, first.Chain) {
+		t.Fatalf("the revoked certificate was not replaced: renewed %v", second.Meta.Renewed)
+	}
+	assertNoKeyLogged(t, logs.String())
+}
