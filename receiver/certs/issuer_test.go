@@ -1,3 +1,5 @@
+//go:build e2e
+
 package certs
 
 import (
@@ -12,35 +14,7 @@ import (
 	"time"
 
 	"github.com/go-acme/lego/v5/certcrypto"
-	"github.com/rs/zerolog"
 )
-
-// legoLogs is lego's log (a process-wide setting, made in TestMain) for
-// the scans for keys.
-var legoLogs = &lockedBuffer{}
-
-// captureLogs gives a test a zerolog logger (in the returned context) with
-// its own buffer.
-func captureLogs(t *testing.T) (context.Context, *lockedBuffer) {
-	t.Helper()
-	buf := &lockedBuffer{}
-	logger := zerolog.New(buf).Level(zerolog.DebugLevel)
-	ctx, cancel := context.WithTimeout(logger.WithContext(context.Background()), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx, buf
-}
-
-// assertNoKeyLogged scans a test's log and lego's for keys.
-func assertNoKeyLogged(t *testing.T, logs string) {
-	t.Helper()
-	all := logs + legoLogs.String()
-	if strings.Contains(all, "PRIVATE KEY") {
-		t.Errorf("a private key reached the log:\n%s", all)
-	}
-	if !strings.Contains(legoLogs.String(), "level") {
-		t.Errorf("nothing was logged; the scan for keys saw nothing:\n%s", all)
-	}
-}
 
 func TestIssuerObtainsFromPebble(t *testing.T) {
 	t.Parallel()

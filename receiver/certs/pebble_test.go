@@ -1,45 +1,27 @@
+//go:build e2e
+
 package certs
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
-	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
 )
-
-// TestMain sets what pebble reads from the environment once for the whole
-// binary, so that the tests starting pebbles can run in parallel (most of
-// their time is lego waiting for its next poll): no random sleeps before
-// validating, no rejected nonces, no reused authorizations. Pebble's
-// deliberate flakiness is for clients' retry code, which lego has and these
-// tests are not about. Lego's log goes to legoLogs.
-func TestMain(m *testing.M) {
-	for k, v := range map[string]string{"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0", "PEBBLE_AUTHZREUSE": "0"} {
-		if err := os.Setenv(k, v); err != nil {
-			panic(err)
-		}
-	}
-	legolog.SetDefault(slog.New(slog.NewTextHandler(legoLogs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	os.Exit(m.Run())
-}
 
 // pebbleCA is a real ACME server (pebble, in process) on loopback, whose
 // validation authority resolves every name to 127.0.0.1 through an in-test
@@ -177,22 +159,4 @@ func (c *challengeServer) counts() (held, puts, removes, fetches int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.tokens), c.puts, c.removes, c.fetches
-}
-
-// lockedBuffer collects log output written from several goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
