@@ -19,7 +19,8 @@ FUZZMINIMIZE ?= 100x
 # test bed's nodes run sshd in network namespaces: iproute2, util-linux; they
 # see the host's packages beneath their overlays, so the node stack and the
 # interpreters `run` uses are installed here too, and so are the services' servers and the
-# client libraries of examples/servicesapp: each test node starts its own servers).
+# client libraries of examples/servicesapp: each test node starts its own servers; lintian and
+# systemd's systemd-analyze check the .deb).
 RUN_PKGS  := git
 TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash procps \
              nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3 php-cli \

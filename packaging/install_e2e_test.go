@@ -162,8 +162,10 @@ func TestDebMaintainerScriptsUnderSystemd(t *testing.T) {
 			"deb-systemd-helper enable gitreceive.service",
 			"systemctl --system daemon-reload",
 			"deb-systemd-invoke start gitreceive.service"}},
-		// An upgrade: the old receiver keeps serving through prerm and unpack, postinst restarts it.
-		{"prerm", []string{"upgrade", "0.2.0"}, nil},
+		// An upgrade: the old receiver stops (drains) before its binary is replaced, the new
+		// one starts in postinst.
+		{"prerm", []string{"upgrade", "0.2.0"}, []string{"deb-systemd-invoke stop gitreceive.service"}},
+		{"prerm", []string{"failed-upgrade", "0.2.0"}, nil},
 		{"postinst", []string{"configure", "0.0.1"}, []string{
 			"deb-systemd-helper unmask gitreceive.service",
 			"deb-systemd-helper --quiet was-enabled gitreceive.service",
