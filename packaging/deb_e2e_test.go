@@ -10,20 +10,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-)
 
-// need skips a test without a tool, or fails it under CI=true, where make test installs it.
-func need(t *testing.T, tools ...string) {
-	t.Helper()
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("needs %s (CI=true, so not skipping; make deps-test installs it)", tool)
-			}
-			t.Skipf("needs %s", tool)
-		}
-	}
-}
+	"github.com/gitreceive/gitreceive/receiver/receivertest"
+)
 
 func needRoot(t *testing.T) {
 	t.Helper()
@@ -55,7 +44,7 @@ var built struct {
 
 func buildDeb(t *testing.T) (deb, version string) {
 	t.Helper()
-	need(t, "make", "dpkg-deb", "dpkg")
+	receivertest.RequireTools(t, "make", "dpkg-deb", "dpkg")
 	built.once.Do(func() {
 		dir, err := os.MkdirTemp("", "gitreceive-deb-test-")
 		if err != nil {
@@ -223,7 +212,7 @@ func TestDebUnit(t *testing.T) {
 		}
 	}
 
-	need(t, "systemd-analyze")
+	receivertest.RequireTools(t, "systemd-analyze")
 	unit := filepath.Join(t.TempDir(), "gitreceive.service")
 	local := strings.ReplaceAll(string(text), "ExecStart=/usr/bin/gitreceive", "ExecStart="+filepath.Join(root, "usr/bin/gitreceive"))
 	if err := os.WriteFile(unit, []byte(local), 0o644); err != nil {
@@ -238,7 +227,7 @@ func TestDebUnit(t *testing.T) {
 // TestDebLintian runs lintian; the package's overrides say why each remaining tag is there.
 func TestDebLintian(t *testing.T) {
 	deb, _ := buildDeb(t)
-	need(t, "lintian")
+	receivertest.RequireTools(t, "lintian")
 	cmd := exec.Command("lintian", "--pedantic", "--fail-on", "error,warning,pedantic", deb)
 	out, err := cmd.CombinedOutput()
 	var findings []string

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
 const firstRunHint = "gitreceive keys add NAME --admin"
@@ -20,7 +22,7 @@ const firstRunHint = "gitreceive keys add NAME --admin"
 func TestDebInstallUpgradePurge(t *testing.T) {
 	needRoot(t)
 	deb, version := buildDeb(t)
-	need(t, "deb-systemd-helper", "dpkg-query")
+	receivertest.RequireTools(t, "deb-systemd-helper", "dpkg-query")
 	work := t.TempDir()
 	old := olderPackage(t, deb, "0.0.1", work)
 
@@ -140,7 +142,7 @@ func olderPackage(t *testing.T, deb, version, dir string) string {
 func TestDebMaintainerScriptsUnderSystemd(t *testing.T) {
 	needRoot(t)
 	deb, _ := buildDeb(t)
-	need(t, "unshare", "mount")
+	receivertest.RequireTools(t, "unshare", "mount")
 	ctrl := t.TempDir()
 	run(t, nil, "dpkg-deb", "-e", deb, ctrl)
 	stubs := t.TempDir()
