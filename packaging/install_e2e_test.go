@@ -157,30 +157,32 @@ func TestDebMaintainerScriptsUnderSystemd(t *testing.T) {
 		script string
 		args   []string
 		want   []string // the stubs' calls, in order
+		say    string   // in the script's output
 	}{
 		{"postinst", []string{"configure"}, []string{
 			"deb-systemd-helper unmask gitreceive.service",
 			"deb-systemd-helper --quiet was-enabled gitreceive.service",
 			"deb-systemd-helper enable gitreceive.service",
 			"systemctl --system daemon-reload",
-			"deb-systemd-invoke start gitreceive.service"}},
+			"deb-systemd-invoke start gitreceive.service"},
+			"the service gitreceive listens on port 2222 (logs: journalctl -u gitreceive)"},
 		// An upgrade: the old receiver stops (drains) before its binary is replaced, the new
 		// one starts in postinst.
-		{"prerm", []string{"upgrade", "0.2.0"}, []string{"deb-systemd-invoke stop gitreceive.service"}},
-		{"prerm", []string{"failed-upgrade", "0.2.0"}, nil},
+		{"prerm", []string{"upgrade", "0.2.0"}, []string{"deb-systemd-invoke stop gitreceive.service"}, ""},
+		{"prerm", []string{"failed-upgrade", "0.2.0"}, nil, ""},
 		{"postinst", []string{"configure", "0.0.1"}, []string{
 			"deb-systemd-helper unmask gitreceive.service",
 			"deb-systemd-helper --quiet was-enabled gitreceive.service",
 			"deb-systemd-helper enable gitreceive.service",
 			"systemctl --system daemon-reload",
-			"deb-systemd-invoke restart gitreceive.service"}},
-		{"prerm", []string{"remove"}, []string{"deb-systemd-invoke stop gitreceive.service"}},
+			"deb-systemd-invoke restart gitreceive.service"}, ""},
+		{"prerm", []string{"remove"}, []string{"deb-systemd-invoke stop gitreceive.service"}, ""},
 		{"postrm", []string{"remove"}, []string{
 			"systemctl --system daemon-reload",
-			"deb-systemd-helper mask gitreceive.service"}},
+			"deb-systemd-helper mask gitreceive.service"}, ""},
 		{"postrm", []string{"purge"}, []string{
 			"deb-systemd-helper purge gitreceive.service",
-			"deb-systemd-helper unmask gitreceive.service"}},
+			"deb-systemd-helper unmask gitreceive.service"}, ""},
 	}
 	for _, step := range steps {
 		os.Remove(calls)
@@ -195,6 +197,9 @@ exec "$0" "$@"`
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			t.Fatalf("%s %v: %v\n%s", step.script, step.args, err, out)
+		}
+		if !strings.Contains(string(out), step.say) {
+			t.Errorf("%s %v does not say %q:\n%s", step.script, step.args, step.say, out)
 		}
 		text, err := os.ReadFile(calls)
 		if err != nil && !os.IsNotExist(err) {
