@@ -3,7 +3,9 @@
 
 GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       := bin/gitreceive
-VERSION   := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# The tree's version (packaging/version.sh: the last vX.Y.Z tag or the VERSION file, plus
+# +gitN.HASH after it), which is also the Debian package's version.
+VERSION   := $(shell ./packaging/version.sh || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME  ?= 60s
@@ -17,12 +19,13 @@ FUZZMINIMIZE ?= 100x
 # test bed's nodes run sshd in network namespaces: iproute2, util-linux; they
 # see the host's packages beneath their overlays, so the node stack and the
 # interpreters `run` uses are installed here too, and so are the services' servers and the
-# client libraries of examples/servicesapp: each test node starts its own servers).
+# client libraries of examples/servicesapp: each test node starts its own servers; lintian and
+# systemd's systemd-analyze check the .deb).
 RUN_PKGS  := git
 TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util-linux bash procps \
              nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3 php-cli \
              postgresql postgresql-15-postgis-3 mariadb-server mariadb-client redis-server redis-tools \
-             python3-psycopg2 python3-pymysql python3-redis
+             python3-psycopg2 python3-pymysql python3-redis lintian systemd
 # Real apps the e2e tests deploy as a user would (cmd/gitreceive/realapps), and
 # dpkg-dev to build their local apt repository. A second step: wordpress needs
 # an httpd, which nginx, installed first, provides (so apache2 never comes in).
@@ -30,7 +33,15 @@ TEST_APP_PKGS := python3-django wordpress dpkg-dev
 TESTBED_PREFIX ?= gr
 TESTBED_ARGS   ?= --subnet 10.77.0.0/24 --count 3
 
-.PHONY: all build run install test unit lint fuzz bench testbed-up testbed-down deps-run deps-test clean
+# make deb: DEB_DIR/gitreceive_VERSION_ARCH.deb, built with dpkg-deb alone (packaging/build-deb.sh;
+# what is in it: packaging/debian/). The binary in it is static and built without the build
+# path and without symbol tables (-s -w: panics still print their stacks), its files dated by the
+# commit: one commit gives the same package.
+DEB_DIR   ?= bin
+DEB_ARCH  := $(shell dpkg --print-architecture 2>/dev/null)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+
+.PHONY: all build run install deb test unit lint fuzz bench testbed-up testbed-down deps-run deps-test clean
 
 all: build
 
@@ -47,6 +58,11 @@ run: deps-run build
 
 install: build
 	install -m 0755 $(BIN) /usr/local/bin/gitreceive
+
+deb:
+	@if [ -z "$(DEB_ARCH)" ]; then echo "make deb: dpkg --print-architecture failed: build the package on Debian or Ubuntu"; exit 1; fi
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(DEB_DIR)/deb-build/gitreceive ./cmd/gitreceive
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) ./packaging/build-deb.sh $(DEB_DIR)/deb-build/gitreceive "$(VERSION)" $(DEB_ARCH) $(DEB_DIR)
 
 # Everything CI runs: missing packages installed, checks, every test. The e2e tests (test-bed
 # nodes, root, the built binary driven by real ssh and git) are behind the build tag e2e; a test
