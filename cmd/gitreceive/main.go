@@ -148,6 +148,9 @@ func serve(args []string, stderr io.Writer) int {
 		log.Error().Err(err).Msg("configuration")
 		return 1
 	}
+	for _, w := range cfg.Warnings {
+		log.Warn().Msg(w)
+	}
 	cfg.Version = version
 	srv, err := receiver.New(cfg, log)
 	if err != nil {
