@@ -46,26 +46,27 @@ func parseSettingsFile(path string, data []byte) (settingsFile, error) {
 	known := settingKeys()
 	for _, sec := range f.Sections() {
 		if sec.Name() != ini.DefaultSection {
-			out.warnings = append(out.warnings, fmt.Sprintf("%s: line %d: section [%s] and the %d settings in it are ignored; gitreceive.ini has no sections, put its settings above any [ ] line",
-				path, lines.header(sec.Name()), sec.Name(), len(sec.Keys())))
+			at := settingValue{source: path, line: lines.header(sec.Name())}
+			out.warnings = append(out.warnings, fmt.Sprintf("%s: section [%s] and the %d settings in it are ignored; gitreceive.ini has no sections, put its settings above any [ ] line",
+				at.where(), sec.Name(), len(sec.Keys())))
 			continue
 		}
 		for _, k := range sec.Keys() {
-			at := lines.of(sec.Name(), k.Name())
-			line := 0
-			if len(at) > 0 {
-				line = at[len(at)-1] // ini.v1 keeps the last value
+			lineNumbers := lines.of(sec.Name(), k.Name())
+			v := settingValue{value: k.String(), source: path}
+			if len(lineNumbers) > 0 {
+				v.line = lineNumbers[len(lineNumbers)-1] // ini.v1 keeps the last value
 			}
 			if !slices.Contains(known, k.Name()) {
-				out.warnings = append(out.warnings, fmt.Sprintf("%s: line %d: unknown setting %s is ignored; %s", path, line, k.Name(), suggestSetting(k.Name(), known)))
+				out.warnings = append(out.warnings, fmt.Sprintf("%s: unknown setting %s is ignored; %s", v.where(), k.Name(), suggestSetting(k.Name(), known)))
 				continue
 			}
-			if len(at) > 1 {
-				out.warnings = append(out.warnings, fmt.Sprintf("%s: line %d: %s is set again (first on line %d); the last value counts, remove the others",
-					path, line, k.Name(), at[0]))
+			if len(lineNumbers) > 1 {
+				out.warnings = append(out.warnings, fmt.Sprintf("%s: %s is set again (first on line %d); the last value counts, remove the others",
+					v.where(), k.Name(), lineNumbers[0]))
 			}
-			if v := k.String(); v != "" {
-				out.values[k.Name()] = settingValue{value: v, source: path, line: line}
+			if v.value != "" {
+				out.values[k.Name()] = v
 			}
 		}
 	}
