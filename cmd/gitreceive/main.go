@@ -144,12 +144,12 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(stderr)
 	cfg, err := receiver.LoadConfig(receiver.ResolveDataDir(*data), *listen)
+	for _, w := range cfg.Warnings { // first: a misspelt key may explain the error
+		log.Warn().Msg(w)
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("configuration")
 		return 1
-	}
-	for _, w := range cfg.Warnings {
-		log.Warn().Msg(w)
 	}
 	cfg.Version = version
 	srv, err := receiver.New(cfg, log)
