@@ -15,11 +15,8 @@ import (
 	"strings"
 	"time"
 
-	"gopkg.in/ini.v1"
-
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
-	"github.com/gitreceive/gitreceive/names"
 )
 
 // Defaults for Config.
@@ -34,9 +31,10 @@ const (
 	ConfigFileName          = "gitreceive.ini"
 )
 
-// Config is the receiver's settings. Precedence: command-line flag, then
-// environment (GITRECEIVE_LISTEN, GITRECEIVE_DATA), then DATA/gitreceive.ini,
-// then the defaults above.
+// Config is the receiver's settings. Each one comes from, in this order of
+// precedence: the --listen flag (listen only), the environment
+// (GITRECEIVE_ and the key in capitals; GITRECEIVE_DATA for the data dir),
+// DATA/gitreceive.ini, then the defaults (settingsTable).
 type Config struct {
 	DataDir     string
 	Listen      string
@@ -76,6 +74,10 @@ type Config struct {
 	// which ones is the operator's decision.
 	PackagesAllowed []string
 	Version         string
+	// Warnings are what LoadConfig found odd in gitreceive.ini without
+	// refusing it (an unknown key, a key set twice, a section), each one
+	// naming the file, line and key; whoever loads the config logs them.
+	Warnings []string
 }
 
 // DefaultPackagesAllowed lets deployers ask for Python modules and PHP
@@ -93,6 +95,12 @@ func ResolveDataDir(flagValue string) string {
 	return DefaultDataDir
 }
 
+// defaultConfig is the settings before any source is read.
+func defaultConfig(dataDir string) Config {
+	return Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, Limits: appconfig.DefaultLimits()}
+}
+
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the
 // environment and the flag value for listen (empty when not given).
 func LoadConfig(dataDir, listenFlag string) (Config, error) {
@@ -102,100 +110,49 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 	if abs, err := filepath.Abs(dataDir); err == nil {
 		dataDir = abs
 	}
-	c := Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
-		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, Limits: appconfig.DefaultLimits()}
+	c := defaultConfig(dataDir)
 	path := filepath.Join(dataDir, ConfigFileName)
-	f, err := ini.Load(path)
+	data, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
 		return c, fmt.Errorf("reading %s: %w", path, err)
-	default:
-		sec := f.Section("")
-		if k := sec.Key("listen"); k.String() != "" {
-			c.Listen = k.String()
-		}
-		if k := sec.Key("lock_timeout"); k.String() != "" {
-			d, err := time.ParseDuration(k.String())
-			if err != nil || d <= 0 {
-				return c, fmt.Errorf("%s: lock_timeout = %q is not a positive duration such as 10m", path, k.String())
-			}
-			c.LockTimeout = d
-		}
-		if k := sec.Key("max_release_size"); k.String() != "" {
-			n, err := k.Int64()
-			if err != nil || n <= 0 {
-				return c, fmt.Errorf("%s: max_release_size = %q is not a positive number of bytes", path, k.String())
-			}
-			c.ReleaseSizeLimit = n
-		}
-		if k := sec.Key("domain"); k.String() != "" {
-			d := strings.ToLower(strings.TrimSuffix(k.String(), "."))
-			if !names.IsHost(d) || len(d) > 200 {
-				return c, fmt.Errorf("%s: domain = %q is not a DNS name such as apps.example.com", path, k.String())
-			}
-			c.Domain = d
-		}
-		if k := sec.Key("run_timeout"); k.String() != "" {
-			d, err := time.ParseDuration(k.String())
-			if err != nil || d < 0 {
-				return c, fmt.Errorf("%s: run_timeout = %q is not a duration such as 1h (0 for none)", path, k.String())
-			}
-			c.RunTimeout = d
-		}
-		if k := sec.Key("staging_branches"); k.String() != "" {
-			globs, err := parseBranchGlobs(k.String())
-			if err != nil {
-				return c, fmt.Errorf("%s: staging_branches: %w", path, err)
-			}
-			c.StagingBranches = globs
-		}
-		if k := sec.Key("staging_idle"); k.String() != "" {
-			d, err := time.ParseDuration(k.String())
-			if err != nil || d < 0 || (d > 0 && d < time.Second) || d > 7*24*time.Hour {
-				return c, fmt.Errorf("%s: staging_idle = %q is not a duration from 1s to 168h, such as 30m (0 for never)", path, k.String())
-			}
-			c.StagingIdle = d
-		}
-		if k := sec.Key("keep_releases"); k.String() != "" {
-			n, err := k.Int()
-			if err != nil || n < 2 || n > 100 {
-				return c, fmt.Errorf("%s: keep_releases = %q must be a number from 2 to 100 (the live release and the previous one at least)", path, k.String())
-			}
-			c.KeepReleases = n
-		}
-		if k := sec.Key("services"); k.String() != "" {
-			names, err := parseAllowedServices(k.String())
-			if err != nil {
-				return c, fmt.Errorf("%s: services: %w", path, err)
-			}
-			c.AllowedServices = names
-		}
-		if k := sec.Key("packages_allowed"); k.String() != "" {
-			globs, err := parsePackageGlobs(k.String())
-			if err != nil {
-				return c, fmt.Errorf("%s: packages_allowed: %w", path, err)
-			}
-			c.PackagesAllowed = globs
-		}
-		if k := sec.Key("deploy"); k.String() != "" {
-			on, ok := parseOnOff(k.String())
-			if !ok {
-				return c, fmt.Errorf("%s: deploy = %q must be true or false (false: accept pushes without building or deploying them)", path, k.String())
-			}
-			c.DeployOff = !on
-		}
-		if c.Limits, err = loadLimits(path, sec); err != nil {
-			return c, err
-		}
 	}
-	if v := os.Getenv("GITRECEIVE_LISTEN"); v != "" {
-		c.Listen = v
+	file, err := parseSettingsFile(path, data)
+	if err != nil {
+		return c, err
+	}
+	c.Warnings = file.warnings
+	values := file.values
+	for _, s := range settingsTable {
+		if v := os.Getenv(s.envName()); v != "" {
+			values[s.key] = settingValue{value: v, source: "environment " + s.envName()}
+		}
 	}
 	if listenFlag != "" {
-		c.Listen = listenFlag
+		values["listen"] = settingValue{value: listenFlag, source: "--listen"}
 	}
-	return c, nil
+	if err := applySettings(&c, values); err != nil {
+		return c, err
+	}
+	return c, checkLimits(c.Limits, values, path)
+}
+
+// applySettings reads every value given into c, in the table's order.
+func applySettings(c *Config, values map[string]settingValue) error {
+	for _, s := range settingsTable {
+		v, ok := values[s.key]
+		if !ok {
+			continue
+		}
+		if err := s.set(c, v.value); err != nil {
+			if s.list {
+				return fmt.Errorf("%s: %s: %w", v.where(), s.key, err)
+			}
+			return fmt.Errorf("%s: %s = %q %w", v.where(), s.key, v.value, err)
+		}
+	}
+	return nil
 }
 
 // parseOnOff reads a boolean setting: true/false, yes/no, on/off, 1/0, in
@@ -210,40 +167,46 @@ func parseOnOff(v string) (on, ok bool) {
 	return false, false
 }
 
-// loadLimits reads the instance resource settings, each one alone and
-// then together: a default above its cap would refuse every app.ini that
-// leaves the key out.
-func loadLimits(path string, sec *ini.Section) (appconfig.Limits, error) {
-	l := appconfig.DefaultLimits()
-	for _, set := range []struct {
-		key   string
-		v     *int
-		parse func(string) (int, error)
+// checkLimits refuses a default above its cap: it would refuse every
+// app.ini that leaves the key out. The message starts where the operator
+// set the cap (or the default, when the cap is the default's).
+func checkLimits(l appconfig.Limits, values map[string]settingValue, path string) error {
+	for _, pair := range []struct {
+		defaultKey, capKey string
+		def, cap           int
+		format             func(int) string
 	}{
-		{"default_memory", &l.DefaultMemoryMB, parseMemorySetting},
-		{"max_memory", &l.MaxMemoryMB, parseMemorySetting},
-		{"default_max_processes", &l.DefaultMaxProcesses, parseProcessesSetting},
-		{"max_processes", &l.MaxProcesses, parseProcessesSetting},
+		{"default_memory", "max_memory", l.DefaultMemoryMB, l.MaxMemoryMB, appconfig.FormatSize},
+		{"default_max_processes", "max_processes", l.DefaultMaxProcesses, l.MaxProcesses, strconv.Itoa},
 	} {
-		value := sec.Key(set.key).String()
-		if value == "" {
+		if pair.def <= pair.cap {
 			continue
 		}
-		n, err := set.parse(value)
-		if err != nil {
-			return l, fmt.Errorf("%s: %s = %q %w", path, set.key, value, err)
+		at := settingValue{source: path}
+		if v, ok := values[pair.capKey]; ok {
+			at = v
+		} else if v, ok := values[pair.defaultKey]; ok {
+			at = v
 		}
-		*set.v = n
+		return fmt.Errorf("%s: %s = %s%s is more than %s = %s%s; lower %s or raise %s",
+			at.where(), pair.defaultKey, pair.format(pair.def), originNote(values, pair.defaultKey, at.source),
+			pair.capKey, pair.format(pair.cap), originNote(values, pair.capKey, at.source), pair.defaultKey, pair.capKey)
 	}
-	if l.DefaultMemoryMB > l.MaxMemoryMB {
-		return l, fmt.Errorf("%s: default_memory = %s%s is more than max_memory = %s; lower default_memory or raise max_memory",
-			path, appconfig.FormatSize(l.DefaultMemoryMB), unsetNote(sec, "default_memory"), appconfig.FormatSize(l.MaxMemoryMB))
+	return nil
+}
+
+// originNote marks a value in a message with where it was set when that is
+// not the source the message starts with, and as the default when nothing
+// set it, so that the operator knows which line to change or add.
+func originNote(values map[string]settingValue, key, source string) string {
+	v, ok := values[key]
+	switch {
+	case !ok:
+		return " (the default)"
+	case v.source != source:
+		return " (" + v.where() + ")"
 	}
-	if l.DefaultMaxProcesses > l.MaxProcesses {
-		return l, fmt.Errorf("%s: default_max_processes = %d%s is more than max_processes = %d; lower default_max_processes or raise max_processes",
-			path, l.DefaultMaxProcesses, unsetNote(sec, "default_max_processes"), l.MaxProcesses)
-	}
-	return l, nil
+	return ""
 }
 
 // parseMemorySetting reads default_memory or max_memory; its errors
@@ -269,15 +232,6 @@ func parseProcessesSetting(value string) (int, error) {
 			appconfig.MinMaxProcesses, appconfig.ProcessesCeiling)
 	}
 	return n, nil
-}
-
-// unsetNote marks a value in a message as the default when the file does
-// not set it, so that the operator knows which line to add.
-func unsetNote(sec *ini.Section, key string) string {
-	if sec.Key(key).String() == "" {
-		return " (the default)"
-	}
-	return ""
 }
 
 // Paths inside the data dir.

@@ -611,37 +611,66 @@ func (c *filesCountingReader) Read(p []byte) (int, error) {
 // checkEntry checks one header against the entries before it (kinds,
 // which it updates) and returns the entry's clean relative name.
 func checkEntry(hdr *tar.Header, kinds map[string]filesEntryKind) (string, error) {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("entry %q: "+format, append([]any{hdr.Name}, args...)...)
+	if err := checkEntryTypeAndSize(hdr); err != nil {
+		return "", err
 	}
+	name, top, err := cleanEntryName(hdr)
+	if err != nil || top {
+		return "", err
+	}
+	if err := checkEntryPlace(hdr, name, kinds); err != nil {
+		return "", err
+	}
+	if hdr.Typeflag == tar.TypeSymlink {
+		if err := checkSymlinkEntry(hdr); err != nil {
+			return "", err
+		}
+	}
+	return name, nil
+}
+
+// badEntry is an error about the archive entry hdr.
+func badEntry(hdr *tar.Header, format string, args ...any) error {
+	return fmt.Errorf("entry %q: "+format, append([]any{hdr.Name}, args...)...)
+}
+
+// checkEntryTypeAndSize refuses what a backup does not hold: links, devices,
+// FIFOs, sparse files, and sizes out of bounds.
+func checkEntryTypeAndSize(hdr *tar.Header) error {
 	switch hdr.Typeflag {
 	case tar.TypeReg, tar.TypeDir, tar.TypeSymlink:
 	case tar.TypeLink:
-		return "", bad("is a hard link (to %q); a backup holds only regular files, directories and symlinks", hdr.Linkname)
+		return badEntry(hdr, "is a hard link (to %q); a backup holds only regular files, directories and symlinks", hdr.Linkname)
 	case tar.TypeChar, tar.TypeBlock:
-		return "", bad("is a device; a backup holds only regular files, directories and symlinks")
+		return badEntry(hdr, "is a device; a backup holds only regular files, directories and symlinks")
 	case tar.TypeFifo:
-		return "", bad("is a FIFO; a backup holds only regular files, directories and symlinks")
+		return badEntry(hdr, "is a FIFO; a backup holds only regular files, directories and symlinks")
 	default:
-		return "", bad("has type %q; a backup holds only regular files, directories and symlinks", hdr.Typeflag)
+		return badEntry(hdr, "has type %q; a backup holds only regular files, directories and symlinks", hdr.Typeflag)
 	}
 	for k := range hdr.PAXRecords {
 		if strings.HasPrefix(k, "GNU.sparse.") {
-			return "", bad("is a sparse file; a backup holds only plain regular files")
+			return badEntry(hdr, "is a sparse file; a backup holds only plain regular files")
 		}
 	}
 	if hdr.Size < 0 || hdr.Typeflag != tar.TypeReg && hdr.Size != 0 {
-		return "", bad("has size %d", hdr.Size)
+		return badEntry(hdr, "has size %d", hdr.Size)
 	}
 	if hdr.Size > MaxFilesBackupSize {
-		return "", bad("claims %d bytes, more than the %d a backup may hold", hdr.Size, int64(MaxFilesBackupSize))
+		return badEntry(hdr, "claims %d bytes, more than the %d a backup may hold", hdr.Size, int64(MaxFilesBackupSize))
 	}
-	name := hdr.Name
+	return nil
+}
+
+// cleanEntryName is the entry's path relative to the top directory; top
+// is set for the top directory itself.
+func cleanEntryName(hdr *tar.Header) (name string, top bool, err error) {
+	name = hdr.Name
 	if strings.ContainsRune(name, 0) {
-		return "", bad("has a NUL in its path")
+		return "", false, badEntry(hdr, "has a NUL in its path")
 	}
 	if strings.HasPrefix(name, "/") {
-		return "", bad("has an absolute path")
+		return "", false, badEntry(hdr, "has an absolute path")
 	}
 	name = strings.TrimPrefix(name, "./")
 	if hdr.Typeflag == tar.TypeDir {
@@ -649,25 +678,31 @@ func checkEntry(hdr *tar.Header, kinds map[string]filesEntryKind) (string, error
 	}
 	if name == "" || name == "." {
 		if hdr.Typeflag == tar.TypeDir {
-			return "", nil // the top directory: its owner and mode are the service's
+			return "", true, nil // the top directory: its owner and mode are the service's
 		}
-		return "", bad("has an empty path")
+		return "", false, badEntry(hdr, "has an empty path")
 	}
 	if len(name) > maxFilesPath {
-		return "", bad("has a path longer than %d bytes", maxFilesPath)
+		return "", false, badEntry(hdr, "has a path longer than %d bytes", maxFilesPath)
 	}
 	for _, part := range strings.Split(name, "/") {
 		if part == ".." {
-			return "", bad("has a \"..\" component")
+			return "", false, badEntry(hdr, "has a \"..\" component")
 		}
 		if len(part) > maxFilesName {
-			return "", bad("has a component longer than %d bytes", maxFilesName)
+			return "", false, badEntry(hdr, "has a component longer than %d bytes", maxFilesName)
 		}
 	}
 	if path.Clean(name) != name {
-		return "", bad("has a path that is not clean (empty or \".\" components, a trailing slash)")
+		return "", false, badEntry(hdr, "has a path that is not clean (empty or \".\" components, a trailing slash)")
 	}
-	// Every parent is a directory of the archive (listed or implied).
+	return name, false, nil
+}
+
+// checkEntryPlace checks name against the entries before it: every parent
+// is a directory of the archive (listed or implied), and no path comes
+// twice. It records name's kind in kinds.
+func checkEntryPlace(hdr *tar.Header, name string, kinds map[string]filesEntryKind) error {
 	for i := 0; i < len(name); i++ {
 		if name[i] != '/' {
 			continue
@@ -677,9 +712,9 @@ func checkEntry(hdr *tar.Header, kinds map[string]filesEntryKind) (string, error
 		case 0:
 			kinds[parent] = kindImplicitDir
 		case kindFile:
-			return "", bad("lies below %q, a regular file of the archive", parent)
+			return badEntry(hdr, "lies below %q, a regular file of the archive", parent)
 		case kindSymlink:
-			return "", bad("lies below %q, a symlink of the archive; restoring it would write through the symlink", parent)
+			return badEntry(hdr, "lies below %q, a symlink of the archive; restoring it would write through the symlink", parent)
 		}
 	}
 	kind := map[byte]filesEntryKind{tar.TypeReg: kindFile, tar.TypeDir: kindDir, tar.TypeSymlink: kindSymlink}[hdr.Typeflag]
@@ -688,25 +723,29 @@ func checkEntry(hdr *tar.Header, kinds map[string]filesEntryKind) (string, error
 	case prev == kindImplicitDir && kind == kindDir:
 		// Listed after something inside it: unusual, harmless.
 	case prev == kindImplicitDir:
-		return "", bad("comes after entries below it, but is not a directory")
+		return badEntry(hdr, "comes after entries below it, but is not a directory")
 	default:
-		return "", bad("appears twice in the archive")
+		return badEntry(hdr, "appears twice in the archive")
 	}
 	kinds[name] = kind
-	if hdr.Typeflag == tar.TypeSymlink {
-		t := hdr.Linkname
-		switch {
-		case t == "":
-			return "", bad("is a symlink with an empty target")
-		case strings.ContainsRune(t, 0):
-			return "", bad("is a symlink whose target holds NUL")
-		case strings.HasPrefix(t, "/"):
-			return "", bad("is a symlink to the absolute path %q; only relative targets inside the directory are restored", t)
-		case len(t) > maxFilesPath:
-			return "", bad("is a symlink whose target is longer than %d bytes", maxFilesPath)
-		}
+	return nil
+}
+
+// checkSymlinkEntry checks a symlink's target on its own; where it leads
+// is checkSymlinkTarget's, once every link is known.
+func checkSymlinkEntry(hdr *tar.Header) error {
+	t := hdr.Linkname
+	switch {
+	case t == "":
+		return badEntry(hdr, "is a symlink with an empty target")
+	case strings.ContainsRune(t, 0):
+		return badEntry(hdr, "is a symlink whose target holds NUL")
+	case strings.HasPrefix(t, "/"):
+		return badEntry(hdr, "is a symlink to the absolute path %q; only relative targets inside the directory are restored", t)
+	case len(t) > maxFilesPath:
+		return badEntry(hdr, "is a symlink whose target is longer than %d bytes", maxFilesPath)
 	}
-	return name, nil
+	return nil
 }
 
 // checkSymlinkTarget follows symlink name (relative to the top directory)
@@ -810,109 +849,140 @@ func extractFilesArchive(ctx context.Context, top string, r io.Reader, o dirOwne
 		return err
 	}
 	defer root.Close()
-	type made struct {
-		name  string
-		dir   bool
-		mode  os.FileMode
-		mtime time.Time
-	}
-	var all []made
-	dirs := map[string]int{} // index in all
-	linkTimes := map[string]time.Time{}
-	mkdirs := func(name string) error {
-		// Parents first: they may be implied.
-		parts := strings.Split(name, "/")
-		for i := 1; i <= len(parts); i++ {
-			p := strings.Join(parts[:i], "/")
-			if _, ok := dirs[p]; ok {
-				continue
-			}
-			if err := root.Mkdir(p, 0o700); err != nil {
-				return fmt.Errorf("entry %q: %w", name, err)
-			}
-			dirs[p] = len(all)
-			all = append(all, made{name: p, dir: true, mode: 0o750})
-		}
-		return nil
-	}
-	write := func(e filesArchiveEntry) error {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if e.name == "" {
-			return nil // the top directory
-		}
-		switch e.hdr.Typeflag {
-		case tar.TypeDir:
-			if err := mkdirs(e.name); err != nil {
-				return err
-			}
-			i := dirs[e.name]
-			all[i].mode, all[i].mtime = os.FileMode(e.hdr.Mode)&0o777, e.hdr.ModTime
-		case tar.TypeReg:
-			if d := path.Dir(e.name); d != "." {
-				if err := mkdirs(d); err != nil {
-					return err
-				}
-			}
-			f, err := root.OpenFile(e.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return fmt.Errorf("entry %q: %w", e.hdr.Name, err)
-			}
-			_, err = io.Copy(f, e.data)
-			if closeErr := f.Close(); err == nil {
-				err = closeErr
-			}
-			if err != nil {
-				return fmt.Errorf("entry %q: %w", e.hdr.Name, err)
-			}
-			all = append(all, made{name: e.name, mode: os.FileMode(e.hdr.Mode) & 0o777, mtime: e.hdr.ModTime})
-		case tar.TypeSymlink:
-			// Made last, once every target is checked.
-			linkTimes[e.name] = e.hdr.ModTime
-		}
-		return nil
-	}
-	links, err := walkFilesArchive(r, write)
+	x := &filesExtraction{ctx: ctx, root: root, owner: o, dirs: map[string]int{}, linkTimes: map[string]time.Time{}}
+	links, err := walkFilesArchive(r, x.write)
 	if err != nil {
 		return err
 	}
-	// Symlinks last, all checked: nothing is written through them.
+	if err := x.symlinks(links); err != nil {
+		return err
+	}
+	return x.finish()
+}
+
+// filesExtraction is extractFilesArchive's state: what it made, to be
+// given owners, modes and times at the end.
+type filesExtraction struct {
+	ctx       context.Context
+	root      *os.Root
+	owner     dirOwner
+	all       []madeEntry
+	dirs      map[string]int // index in all
+	linkTimes map[string]time.Time
+}
+
+// madeEntry is a directory or regular file extractFilesArchive made.
+type madeEntry struct {
+	name  string
+	dir   bool
+	mode  os.FileMode
+	mtime time.Time
+}
+
+// mkdirs makes the directory name and its parents, parents first: they
+// may be implied.
+func (x *filesExtraction) mkdirs(name string) error {
+	parts := strings.Split(name, "/")
+	for i := 1; i <= len(parts); i++ {
+		p := strings.Join(parts[:i], "/")
+		if _, ok := x.dirs[p]; ok {
+			continue
+		}
+		if err := x.root.Mkdir(p, 0o700); err != nil {
+			return fmt.Errorf("entry %q: %w", name, err)
+		}
+		x.dirs[p] = len(x.all)
+		x.all = append(x.all, madeEntry{name: p, dir: true, mode: 0o750})
+	}
+	return nil
+}
+
+// mkParent makes the directory name lies in, unless it is the top.
+func (x *filesExtraction) mkParent(name string) error {
+	if d := path.Dir(name); d != "." {
+		return x.mkdirs(d)
+	}
+	return nil
+}
+
+// write extracts one checked entry, as walkFilesArchive hands it over.
+func (x *filesExtraction) write(e filesArchiveEntry) error {
+	if err := x.ctx.Err(); err != nil {
+		return err
+	}
+	if e.name == "" {
+		return nil // the top directory
+	}
+	switch e.hdr.Typeflag {
+	case tar.TypeDir:
+		if err := x.mkdirs(e.name); err != nil {
+			return err
+		}
+		i := x.dirs[e.name]
+		x.all[i].mode, x.all[i].mtime = os.FileMode(e.hdr.Mode)&0o777, e.hdr.ModTime
+	case tar.TypeReg:
+		if err := x.mkParent(e.name); err != nil {
+			return err
+		}
+		f, err := x.root.OpenFile(e.name, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", e.hdr.Name, err)
+		}
+		_, err = io.Copy(f, e.data)
+		if closeErr := f.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			return fmt.Errorf("entry %q: %w", e.hdr.Name, err)
+		}
+		x.all = append(x.all, madeEntry{name: e.name, mode: os.FileMode(e.hdr.Mode) & 0o777, mtime: e.hdr.ModTime})
+	case tar.TypeSymlink:
+		// Made last, once every target is checked.
+		x.linkTimes[e.name] = e.hdr.ModTime
+	}
+	return nil
+}
+
+// symlinks makes the archive's symlinks, last and all checked: nothing is
+// written through them.
+func (x *filesExtraction) symlinks(links map[string]string) error {
 	for _, name := range slices.Sorted(maps.Keys(links)) {
-		if d := path.Dir(name); d != "." {
-			if err := mkdirs(d); err != nil {
-				return err
-			}
+		if err := x.mkParent(name); err != nil {
+			return err
 		}
-		if err := root.Symlink(links[name], name); err != nil {
+		if err := x.root.Symlink(links[name], name); err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
-		if err := root.Lchown(name, o.uid, o.gid); err != nil {
+		if err := x.root.Lchown(name, x.owner.uid, x.owner.gid); err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
-		if err := lchtimes(root, name, linkTimes[name]); err != nil {
+		if err := lchtimes(x.root, name, x.linkTimes[name]); err != nil {
 			return fmt.Errorf("entry %q: %w", name, err)
 		}
 	}
-	// Owners, modes and times, deepest first so that a directory's time
-	// is set after everything in it.
-	slices.SortStableFunc(all, func(a, b made) int { return strings.Count(b.name, "/") - strings.Count(a.name, "/") })
-	for _, m := range all {
-		if err := ctx.Err(); err != nil {
+	return nil
+}
+
+// finish sets owners, modes and times, deepest first so that a
+// directory's time is set after everything in it.
+func (x *filesExtraction) finish() error {
+	slices.SortStableFunc(x.all, func(a, b madeEntry) int { return strings.Count(b.name, "/") - strings.Count(a.name, "/") })
+	for _, m := range x.all {
+		if err := x.ctx.Err(); err != nil {
 			return err
 		}
-		if err := root.Lchown(m.name, o.uid, o.gid); err != nil {
+		if err := x.root.Lchown(m.name, x.owner.uid, x.owner.gid); err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
 		mode := m.mode
-		if m.dir && o.setgid {
+		if m.dir && x.owner.setgid {
 			mode |= os.ModeSetgid
 		}
-		if err := root.Chmod(m.name, mode); err != nil {
+		if err := x.root.Chmod(m.name, mode); err != nil {
 			return fmt.Errorf("%s: %w", m.name, err)
 		}
 		if !m.mtime.IsZero() {
-			if err := root.Chtimes(m.name, m.mtime, m.mtime); err != nil {
+			if err := x.root.Chtimes(m.name, m.mtime, m.mtime); err != nil {
 				return fmt.Errorf("%s: %w", m.name, err)
 			}
 		}

@@ -129,102 +129,124 @@ func (bw *redisBackupWriter) close() error {
 // readRedisBackup parses a whole backup, calling fn (if not nil) for each
 // record, and fails on anything malformed, truncated or trailing.
 func readRedisBackup(r io.Reader, fn func(redisRecord) error) error {
-	crc := crc32.NewIEEE() // of every byte consumed so far
-	br := bufio.NewReaderSize(r, 64<<10)
-	var off int64 // for error messages
-	readFull := func(what string, n int64) ([]byte, error) {
-		// Grows with the data, not with the declared length.
-		b, err := io.ReadAll(io.LimitReader(br, n))
-		if err != nil {
-			return nil, fmt.Errorf("redis backup: reading %s at byte %d: %w", what, off, err)
-		}
-		if int64(len(b)) != n {
-			return nil, fmt.Errorf("redis backup: truncated in %s at byte %d", what, off+int64(len(b)))
-		}
-		off += n
-		crc.Write(b)
-		return b, nil
-	}
-
-	magic, err := readFull("header", int64(len(redisBackupMagic)))
+	br := &redisBackupReader{br: bufio.NewReaderSize(r, 64<<10), crc: crc32.NewIEEE()}
+	magic, err := br.readFull("header", int64(len(redisBackupMagic)))
 	if err != nil || string(magic) != redisBackupMagic {
 		return errors.New("redis backup: not a gitreceive redis backup (bad header)")
 	}
 	var n uint64
 	for {
-		tag, err := readFull("record tag", 1)
+		tag, err := br.readFull("record tag", 1)
 		if err != nil {
 			return err
 		}
 		switch tag[0] {
 		case redisTagRecord:
 		case redisTagEnd:
-			count, err := readFull("end record", 8)
-			if err != nil {
-				return err
-			}
-			if got := binary.BigEndian.Uint64(count); got != n {
-				return fmt.Errorf("redis backup: end record counts %d keys, but there are %d", got, n)
-			}
-			want := crc.Sum32() // everything before the checksum
-			sum, err := readFull("checksum", 4)
-			if err != nil {
-				return err
-			}
-			if got := binary.BigEndian.Uint32(sum); got != want {
-				return fmt.Errorf("redis backup: checksum %08x does not match the content's %08x", got, want)
-			}
-			if _, err := br.ReadByte(); err == nil {
-				return fmt.Errorf("redis backup: trailing data after the end record at byte %d", off)
-			} else if !errors.Is(err, io.EOF) {
-				return fmt.Errorf("redis backup: %w", err)
-			}
-			return nil
+			return br.readEnd(n)
 		default:
-			return fmt.Errorf("redis backup: bad record tag %q at byte %d", tag[0], off-1)
+			return fmt.Errorf("redis backup: bad record tag %q at byte %d", tag[0], br.off-1)
 		}
-		klen, err := readFull("key length", 4)
+		rec, err := br.readRecord()
 		if err != nil {
 			return err
-		}
-		kl := int64(binary.BigEndian.Uint32(klen))
-		if kl > redisMaxKeyLen {
-			return fmt.Errorf("redis backup: key length %d at byte %d is over Redis' limit", kl, off-4)
-		}
-		key, err := readFull("key", kl)
-		if err != nil {
-			return err
-		}
-		ttl, err := readFull("PTTL", 8)
-		if err != nil {
-			return err
-		}
-		pttl := int64(binary.BigEndian.Uint64(ttl))
-		if pttl < -1 {
-			return fmt.Errorf("redis backup: bad PTTL %d for key %q", pttl, truncateKey(key))
-		}
-		plen, err := readFull("payload length", 4)
-		if err != nil {
-			return err
-		}
-		pl := int64(binary.BigEndian.Uint32(plen))
-		if pl < redisMinPayload {
-			return fmt.Errorf("redis backup: payload of key %q is %d bytes, too short", truncateKey(key), pl)
-		}
-		payload, err := readFull("payload", pl)
-		if err != nil {
-			return err
-		}
-		if err := checkDumpPayload(payload); err != nil {
-			return fmt.Errorf("redis backup: key %q: %w", truncateKey(key), err)
 		}
 		n++
 		if fn != nil {
-			if err := fn(redisRecord{Key: key, PTTL: pttl, Payload: payload}); err != nil {
+			if err := fn(rec); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// redisBackupReader reads a backup's fields, keeping the checksum of every
+// byte consumed so far and the offset for error messages.
+type redisBackupReader struct {
+	br  *bufio.Reader
+	crc hash.Hash32
+	off int64
+}
+
+// readFull reads the n bytes of the field what.
+func (r *redisBackupReader) readFull(what string, n int64) ([]byte, error) {
+	// Grows with the data, not with the declared length.
+	b, err := io.ReadAll(io.LimitReader(r.br, n))
+	if err != nil {
+		return nil, fmt.Errorf("redis backup: reading %s at byte %d: %w", what, r.off, err)
+	}
+	if int64(len(b)) != n {
+		return nil, fmt.Errorf("redis backup: truncated in %s at byte %d", what, r.off+int64(len(b)))
+	}
+	r.off += n
+	r.crc.Write(b)
+	return b, nil
+}
+
+// readEnd reads what follows the end tag: the count of records (n were
+// read), the checksum, and nothing more.
+func (r *redisBackupReader) readEnd(n uint64) error {
+	count, err := r.readFull("end record", 8)
+	if err != nil {
+		return err
+	}
+	if got := binary.BigEndian.Uint64(count); got != n {
+		return fmt.Errorf("redis backup: end record counts %d keys, but there are %d", got, n)
+	}
+	want := r.crc.Sum32() // everything before the checksum
+	sum, err := r.readFull("checksum", 4)
+	if err != nil {
+		return err
+	}
+	if got := binary.BigEndian.Uint32(sum); got != want {
+		return fmt.Errorf("redis backup: checksum %08x does not match the content's %08x", got, want)
+	}
+	if _, err := r.br.ReadByte(); err == nil {
+		return fmt.Errorf("redis backup: trailing data after the end record at byte %d", r.off)
+	} else if !errors.Is(err, io.EOF) {
+		return fmt.Errorf("redis backup: %w", err)
+	}
+	return nil
+}
+
+// readRecord reads one record after its tag: key, PTTL and DUMP payload.
+func (r *redisBackupReader) readRecord() (redisRecord, error) {
+	klen, err := r.readFull("key length", 4)
+	if err != nil {
+		return redisRecord{}, err
+	}
+	kl := int64(binary.BigEndian.Uint32(klen))
+	if kl > redisMaxKeyLen {
+		return redisRecord{}, fmt.Errorf("redis backup: key length %d at byte %d is over Redis' limit", kl, r.off-4)
+	}
+	key, err := r.readFull("key", kl)
+	if err != nil {
+		return redisRecord{}, err
+	}
+	ttl, err := r.readFull("PTTL", 8)
+	if err != nil {
+		return redisRecord{}, err
+	}
+	pttl := int64(binary.BigEndian.Uint64(ttl))
+	if pttl < -1 {
+		return redisRecord{}, fmt.Errorf("redis backup: bad PTTL %d for key %q", pttl, truncateKey(key))
+	}
+	plen, err := r.readFull("payload length", 4)
+	if err != nil {
+		return redisRecord{}, err
+	}
+	pl := int64(binary.BigEndian.Uint32(plen))
+	if pl < redisMinPayload {
+		return redisRecord{}, fmt.Errorf("redis backup: payload of key %q is %d bytes, too short", truncateKey(key), pl)
+	}
+	payload, err := r.readFull("payload", pl)
+	if err != nil {
+		return redisRecord{}, err
+	}
+	if err := checkDumpPayload(payload); err != nil {
+		return redisRecord{}, fmt.Errorf("redis backup: key %q: %w", truncateKey(key), err)
+	}
+	return redisRecord{Key: key, PTTL: pttl, Payload: payload}, nil
 }
 
 func truncateKey(k []byte) string {

@@ -62,3 +62,7 @@ func absDiff(a, b int) int {
 	}
 	return b - a
 }
+
+// Closest is the candidate nearest to word, as closest picks it, for other
+// settings files' "did you mean" (the receiver's gitreceive.ini).
+func Closest(word string, candidates []string) string { return closest(word, candidates) }

@@ -144,6 +144,9 @@ func serve(args []string, stderr io.Writer) int {
 	}
 	log := newLogger(stderr)
 	cfg, err := receiver.LoadConfig(receiver.ResolveDataDir(*data), *listen)
+	for _, w := range cfg.Warnings { // first: a misspelt key may explain the error
+		log.Warn().Msg(w)
+	}
 	if err != nil {
 		log.Error().Err(err).Msg("configuration")
 		return 1
