@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -28,18 +27,6 @@ func captureLogs(t *testing.T) (context.Context, *lockedBuffer) {
 	ctx, cancel := context.WithTimeout(logger.WithContext(context.Background()), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx, buf
-}
-
-// assertNoKeyLogged scans a test's log and lego's for keys.
-func assertNoKeyLogged(t *testing.T, logs string) {
-	t.Helper()
-	all := logs + legoLogs.String()
-	if strings.Contains(all, "PRIVATE KEY") {
-		t.Errorf("a private key reached the log:\n%s", all)
-	}
-	if !strings.Contains(legoLogs.String(), "level") {
-		t.Errorf("nothing was logged; the scan for keys saw nothing:\n%s", all)
-	}
 }
 
 // TestMain sets what pebble reads from the environment once for the whole

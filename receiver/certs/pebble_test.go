@@ -160,3 +160,15 @@ func (c *challengeServer) counts() (held, puts, removes, fetches int) {
 	defer c.mu.Unlock()
 	return len(c.tokens), c.puts, c.removes, c.fetches
 }
+
+// assertNoKeyLogged scans a test's log and lego's for keys.
+func assertNoKeyLogged(t *testing.T, logs string) {
+	t.Helper()
+	all := logs + legoLogs.String()
+	if strings.Contains(all, "PRIVATE KEY") {
+		t.Errorf("a private key reached the log:\n%s", all)
+	}
+	if !strings.Contains(legoLogs.String(), "level") {
+		t.Errorf("nothing was logged; the scan for keys saw nothing:\n%s", all)
+	}
+}

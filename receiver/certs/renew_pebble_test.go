@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -134,4 +135,57 @@ func TestRenewerFollowsCARenewalInfo(t *testing.T) {
 		t.Fatalf("the revoked certificate was not replaced: renewed %v", second.Meta.Renewed)
 	}
 	assertNoKeyLogged(t, logs.String())
+}
+
+// flakyObtainer counts attempts and fails while fail is set.
+type flakyObtainer struct {
+	next Obtainer
+	mu   sync.Mutex
+	n    int
+	fail error
+}
+
+func (f *flakyObtainer) Obtain(ctx context.Context, host string) (Cert, error) {
+	f.mu.Lock()
+	f.n++
+	fail := f.fail
+	f.mu.Unlock()
+	if fail != nil {
+		return Cert{}, fail
+	}
+	return f.next.Obtain(ctx, host)
+}
+
+func (f *flakyObtainer) attempts() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.n
+}
+
+func (f *flakyObtainer) setFail(err error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail = err
+}
+
+func (c *fakeClock) step(t *testing.T, to time.Time) {
+	t.Helper()
+	c.mu.Lock()
+	c.now = to
+	c.mu.Unlock()
+	select {
+	case c.tick <- to:
+	case <-time.After(time.Minute):
+		t.Fatal("the renewer is not waiting for the clock")
+	}
+	c.waitIdle(t)
+}
+
+func (c *fakeClock) waitIdle(t *testing.T) {
+	t.Helper()
+	select {
+	case <-c.waiting:
+	case <-time.After(time.Minute):
+		t.Fatal("the renewer's pass did not end within a minute")
+	}
 }

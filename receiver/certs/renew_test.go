@@ -81,59 +81,6 @@ func (c *fakeClock) After(time.Duration) <-chan time.Time {
 	return c.tick
 }
 
-func (c *fakeClock) waitIdle(t *testing.T) {
-	t.Helper()
-	select {
-	case <-c.waiting:
-	case <-time.After(time.Minute):
-		t.Fatal("the renewer's pass did not end within a minute")
-	}
-}
-
-func (c *fakeClock) step(t *testing.T, to time.Time) {
-	t.Helper()
-	c.mu.Lock()
-	c.now = to
-	c.mu.Unlock()
-	select {
-	case c.tick <- to:
-	case <-time.After(time.Minute):
-		t.Fatal("the renewer is not waiting for the clock")
-	}
-	c.waitIdle(t)
-}
-
-// flakyObtainer counts attempts and fails while fail is set.
-type flakyObtainer struct {
-	next Obtainer
-	mu   sync.Mutex
-	n    int
-	fail error
-}
-
-func (f *flakyObtainer) Obtain(ctx context.Context, host string) (Cert, error) {
-	f.mu.Lock()
-	f.n++
-	fail := f.fail
-	f.mu.Unlock()
-	if fail != nil {
-		return Cert{}, fail
-	}
-	return f.next.Obtain(ctx, host)
-}
-
-func (f *flakyObtainer) attempts() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.n
-}
-
-func (f *flakyObtainer) setFail(err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.fail = err
-}
-
 func mustMeta(t *testing.T, s *Store, host string) Meta {
 	t.Helper()
 	m, err := s.Meta(host)
