@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
@@ -25,7 +26,7 @@ type Release struct {
 	App      string
 	Instance string
 	Number   int
-	Manifest agent.Manifest
+	Manifest manifest.Manifest
 	Spec     agent.Spec // how it runs: started and health-checked in phase 1
 	// WriteContents writes a tar of the contents with these sha256 hashes,
 	// each entry a regular file named by its hash.
@@ -276,13 +277,13 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 			return 0, rep, fmt.Errorf("node %s: %w", name, err)
 		}
 	}
-	need := agent.Needed(cur.Manifest, r.Manifest)
+	need := manifest.Needed(cur.Manifest, r.Manifest)
 	st, err := receive(ctx, c, r, need, false)
 	if exitCode(err) == agent.ExitPreviousDamaged {
 		// Files of the live release were changed on the node: hard links
 		// to them cannot be trusted, so send everything.
 		rep.Full = true
-		need = agent.Needed(nil, r.Manifest)
+		need = manifest.Needed(nil, r.Manifest)
 		st, err = receive(ctx, c, r, need, true)
 	}
 	if err != nil {

@@ -18,11 +18,7 @@ import (
 // prepare sends a built release to every node (phase 1); Switch makes it
 // live.
 func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Release, spec agent.Spec, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
-	m := make(agent.Manifest, len(r.Manifest))
-	for i, e := range r.Manifest {
-		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
-	}
-	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec,
+	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: r.Manifest.WithoutBlobs(), Spec: spec,
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
 			testPoint("contents " + r.App) // runs in a goroutine of nodes' own
 			return writeContents(ctx, r, hashes, w)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/names"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
@@ -51,11 +52,11 @@ var ()
 
 // Status is the agent's answer: one JSON line on stdout.
 type Status struct {
-	Agent    string   `json:"agent,omitempty"`    // manifest: the agent's version, so the receiver knows whether to upgrade it
-	Release  int      `json:"release"`            // current (manifest) or built (receive) release; 0 = none
-	Manifest Manifest `json:"manifest,omitempty"` // manifest: the current release's files
-	Files    int      `json:"files,omitempty"`
-	Received int64    `json:"received,omitempty"` // bytes of content received
+	Agent    string            `json:"agent,omitempty"`    // manifest: the agent's version, so the receiver knows whether to upgrade it
+	Release  int               `json:"release"`            // current (manifest) or built (receive) release; 0 = none
+	Manifest manifest.Manifest `json:"manifest,omitempty"` // manifest: the current release's files
+	Files    int               `json:"files,omitempty"`
+	Received int64             `json:"received,omitempty"` // bytes of content received
 }
 
 // NodeStatus is the answer to `status`: what `nodes check` shows.
@@ -315,7 +316,7 @@ func releaseDir(dir string, n int) string   { return filepath.Join(dir, "release
 func manifestPath(dir string, n int) string { return releaseDir(dir, n) + ".manifest.json" }
 
 // current reads the live release number and its manifest (0, nil: none).
-func current(dir string) (int, Manifest, error) {
+func current(dir string) (int, manifest.Manifest, error) {
 	target, err := os.Readlink(filepath.Join(dir, "current"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil, nil
@@ -331,7 +332,7 @@ func current(dir string) (int, Manifest, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var m Manifest
+	var m manifest.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return 0, nil, fmt.Errorf("manifest of v%d: %w", n, err)
 	}
@@ -360,7 +361,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 			return Status{}, fmt.Errorf("the manifest is larger than %d bytes", maxManifest)
 		}
 	}
-	var want Manifest
+	var want manifest.Manifest
 	if err := json.Unmarshal(line, &want); err != nil {
 		return Status{}, fmt.Errorf("reading the manifest: %w", err)
 	}
@@ -406,7 +407,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 
 // allProven marks every file of m proven: verify then checks presence,
 // type, mode and size only, which is cheap.
-func allProven(m Manifest) map[string]bool {
+func allProven(m manifest.Manifest) map[string]bool {
 	p := make(map[string]bool, len(m))
 	for _, f := range m {
 		p[f.Path] = true

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/manifest"
 )
 
 func runAgent(t *testing.T, root string, stdin []byte, args ...string) (Status, string, int) {
@@ -24,11 +26,11 @@ func runAgent(t *testing.T, root string, stdin []byte, args ...string) (Status, 
 	return st, errOut.String(), code
 }
 
-func receiveInput(t *testing.T, files map[string]string, have Manifest) []byte {
+func receiveInput(t *testing.T, files map[string]string, have manifest.Manifest) []byte {
 	t.Helper()
 	m := manifestOf(files)
 	line, _ := json.Marshal(m)
-	return append(append(line, '\n'), tarOf(t, files, Needed(have, m)).Bytes()...)
+	return append(append(line, '\n'), tarOf(t, files, manifest.Needed(have, m)).Bytes()...)
 }
 
 func TestAgentLifecycle(t *testing.T) {

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/manifest"
 )
 
 // FuzzAssembleContents feeds arbitrary bytes as the tar stream of a small
@@ -15,7 +17,7 @@ import (
 func FuzzAssembleContents(f *testing.F) {
 	files := map[string]string{"a.py": "a", "lib/b.py": "b", "bin/run": "#!/bin/sh\n", "link": "->a.py"}
 	m := manifestOf(files)
-	good := tarOf(f, files, Needed(nil, m)).Bytes()
+	good := tarOf(f, files, manifest.Needed(nil, m)).Bytes()
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{})
@@ -80,21 +82,21 @@ func FuzzManifest(f *testing.F) {
 		data, _ := json.Marshal(es)
 		f.Add(data)
 	}
-	seed(entry{"a.py", ModeFile, "", "a"}, entry{"lib/b.py", ModeExec, "", "b"}, entry{"l", ModeSymlink, "lib/b.py", ""})
-	seed(entry{"x/../../etc/passwd", ModeFile, "", "x"})
-	seed(entry{"lib", ModeSymlink, "..", ""}, entry{"lib/x", ModeFile, "", "x"})
-	seed(entry{"a/l", ModeSymlink, "../../b", ""})
-	seed(entry{"d", ModeSymlink, "d/e", ""}, entry{"d/e", ModeSymlink, "../..", ""})
+	seed(entry{"a.py", manifest.ModeFile, "", "a"}, entry{"lib/b.py", manifest.ModeExec, "", "b"}, entry{"l", manifest.ModeSymlink, "lib/b.py", ""})
+	seed(entry{"x/../../etc/passwd", manifest.ModeFile, "", "x"})
+	seed(entry{"lib", manifest.ModeSymlink, "..", ""}, entry{"lib/x", manifest.ModeFile, "", "x"})
+	seed(entry{"a/l", manifest.ModeSymlink, "../../b", ""})
+	seed(entry{"d", manifest.ModeSymlink, "d/e", ""}, entry{"d/e", manifest.ModeSymlink, "../..", ""})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var es []entry
 		if json.Unmarshal(data, &es) != nil || len(es) > 64 {
 			return
 		}
-		var m Manifest
+		var m manifest.Manifest
 		files := map[string]string{}
 		for _, e := range es {
-			file := File{Path: e.Path, Mode: e.Mode, Target: e.Target, Size: int64(len(e.Content)), SHA256: hashOf(e.Content)}
-			if e.Mode == ModeSymlink {
+			file := manifest.Entry{Path: e.Path, Mode: e.Mode, Target: e.Target, Size: int64(len(e.Content)), SHA256: hashOf(e.Content)}
+			if e.Mode == manifest.ModeSymlink {
 				file.Size, file.SHA256 = int64(len(e.Target)), hashOf(e.Target)
 			} else {
 				files[e.Path] = e.Content
@@ -114,7 +116,7 @@ func FuzzManifest(f *testing.F) {
 		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err := Assemble(dst, "", nil, m, tarOf(t, files, Needed(nil, m)))
+		err := Assemble(dst, "", nil, m, tarOf(t, files, manifest.Needed(nil, m)))
 		if entries, _ := os.ReadDir(root); len(entries) != 1 {
 			t.Fatalf("Assemble wrote beside its release directory: %v", entries)
 		}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gitreceive/gitreceive/services"
 	"io"
 	"io/fs"
 	"net/http"
@@ -22,6 +21,8 @@ import (
 	"testing"
 	"time"
 	"unsafe"
+
+	"github.com/gitreceive/gitreceive/services"
 
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 )

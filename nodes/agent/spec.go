@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
@@ -238,10 +239,10 @@ func (s Spec) Validate() error {
 	return nil
 }
 
-// checkSafeRelPath is checkRelPath plus a character allow-list, for paths
+// checkSafeRelPath is manifest.CheckRelPath plus a character allow-list, for paths
 // that are written into uWSGI and nginx configuration.
 func checkSafeRelPath(p string) error {
-	if err := checkRelPath(p); err != nil {
+	if err := manifest.CheckRelPath(p); err != nil {
 		return err
 	}
 	if !regexp.MustCompile(`^[A-Za-z0-9._/+@-]+$`).MatchString(p) {
