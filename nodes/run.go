@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/creack/pty"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 	gossh "golang.org/x/crypto/ssh"
 )
 
@@ -44,16 +45,10 @@ func (f *Fleet) RunScript(ctx context.Context, n Node, app, instance, script str
 			client.Close()
 		}()
 	}
-	argv := []string{c.agentBin(), "node", "run", app, instance}
-	if term != nil {
-		argv = append(argv, "--tty")
-	}
-	for _, kv := range env {
-		// In the command line only root on the node can see (/proc is
-		// mounted hidepid there), never in a log.
-		argv = append(argv, "--env", kv)
-	}
-	argv = append(append(argv, "--", script), args...)
+	// env goes in the command line only root on the node can see (/proc
+	// is mounted hidepid there), never in a log.
+	req := agentapi.Run{Target: agentapi.At(app, instance), TTY: term != nil, Env: env, Script: script, Args: args}
+	argv := append([]string{c.agentBin(), "node"}, req.Argv()...)
 	if n.Local {
 		return runLocalInteractive(ctx, stdin, stdout, stderr, term, argv)
 	}

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // instance is one APP/INSTANCE on this node. rt is nil when the agent's
@@ -30,18 +31,17 @@ type instance struct {
 	rt        *Runtime
 }
 
-func openInstance(root, app, name string) (instance, error) {
-	dir, err := instanceDir(root, app, name)
-	if err != nil {
-		return instance{}, err
-	}
-	in := instance{app: app, name: name, dir: dir}
+func openInstance(root string, t agentapi.Target) instance {
+	in := instance{app: t.App, name: t.Instance, dir: instanceDir(root, t)}
 	if root == DefaultRoot {
 		rt := SystemRuntime()
 		in.rt = &rt
 	}
-	return in, nil
+	return in
 }
+
+// instance is the instance a request names, under the call's root.
+func (c *call) instance(t agentapi.Target) instance { return openInstance(c.root, t) }
 
 // maxSpec bounds the spec read from the receiver.
 const maxSpec = 1 << 20
