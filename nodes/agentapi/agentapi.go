@@ -61,7 +61,9 @@ type Release struct {
 	Number int
 }
 
-func (r Release) words(verb string) []string { return append(r.Target.words(verb), strconv.Itoa(r.Number)) }
+func (r Release) words(verb string) []string {
+	return append(r.Target.words(verb), strconv.Itoa(r.Number))
+}
 
 // The verbs. Each is its request; the comments say what the agent does.
 type (
