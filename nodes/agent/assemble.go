@@ -23,15 +23,15 @@ import (
 	"github.com/gitreceive/gitreceive/manifest"
 )
 
-// MaxEntries bounds the tar entries read from one stream.
-const MaxEntries = 1 << 20
+// maxEntries bounds the tar entries read from one stream.
+const maxEntries = 1 << 20
 
-// Assemble builds dst from prev (the current release directory and its
+// assemble builds dst from prev (the current release directory and its
 // manifest; "" and nil for none) and contents, a tar stream of the needed
 // contents, each a regular file named by its sha256. Unchanged contents are
 // hard-linked from prev, so a one-file change costs one file. On any error
 // dst is removed. dst must not exist.
-func Assemble(dst, prev string, prevManifest, want manifest.Manifest, contents io.Reader) (err error) {
+func assemble(dst, prev string, prevManifest, want manifest.Manifest, contents io.Reader) (err error) {
 	if err := want.Validate(); err != nil {
 		return err
 	}
@@ -120,7 +120,7 @@ func receiveContents(staging string, contents io.Reader, needed map[string]bool,
 		if err != nil {
 			return fmt.Errorf("reading the release contents: %w", err)
 		}
-		if n >= MaxEntries {
+		if n >= maxEntries {
 			return errors.New("the release contents have too many entries")
 		}
 		if hdr.Typeflag != tar.TypeReg || !manifest.IsSHA256(hdr.Name) || !needed[hdr.Name] {

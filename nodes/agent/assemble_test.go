@@ -78,7 +78,7 @@ func TestAssembleFullThenDelta(t *testing.T) {
 		t.Fatalf("needed %d contents, want 4", len(need))
 	}
 	d1 := filepath.Join(root, "v1")
-	if err := Assemble(d1, "", nil, v1, tarOf(t, v1files, need)); err != nil {
+	if err := assemble(d1, "", nil, v1, tarOf(t, v1files, need)); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := os.Stat(filepath.Join(d1, "bin/manage.py")); st.Mode().Perm() != 0o755 {
@@ -100,7 +100,7 @@ func TestAssembleFullThenDelta(t *testing.T) {
 		t.Fatalf("delta needs %v, want only the changed file", need)
 	}
 	d2 := filepath.Join(root, "v2")
-	if err := Assemble(d2, d1, v1, v2, tarOf(t, v2files, need)); err != nil {
+	if err := assemble(d2, d1, v1, v2, tarOf(t, v2files, need)); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, filepath.Join(d1, "src/app.ini")) != inode(t, filepath.Join(d2, "src/app.ini")) {
@@ -169,7 +169,7 @@ func TestAssembleRefusesHostileInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			dst := filepath.Join(root, "v1")
-			err := Assemble(dst, "", nil, tc.manifest, tc.contents)
+			err := assemble(dst, "", nil, tc.manifest, tc.contents)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want error with %q, got %v", tc.want, err)
 			}

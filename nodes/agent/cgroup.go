@@ -183,7 +183,8 @@ func (c cgroups) remove(id string) error {
 // removeInstanceCgroup removes the instance's cgroup once its processes
 // are gone; a cgroup whose last processes are still exiting is busy for a
 // moment.
-func removeInstanceCgroup(rt Runtime, app, instance string) error {
+func (ri runtimeInstance) removeInstanceCgroup() error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if rt.CgroupRoot == "" {
 		return nil
 	}
@@ -202,7 +203,8 @@ func removeInstanceCgroup(rt Runtime, app, instance string) error {
 
 // memoryKills says how many of the instance's processes the kernel killed
 // for going over its memory limit ("" when none, or no cgroups here).
-func memoryKills(rt Runtime, app, instance string) string {
+func (ri runtimeInstance) memoryKills() string {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if rt.CgroupRoot == "" {
 		return ""
 	}

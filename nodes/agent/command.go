@@ -23,24 +23,24 @@ import (
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
-// DefaultRoot is where a node keeps the releases of every instance:
+// defaultRoot is where a node keeps the releases of every instance:
 // ROOT/APP/INSTANCE/releases/vN, ROOT/APP/INSTANCE/current -> releases/vN.
-const DefaultRoot = serverfiles.AppsDir
+const defaultRoot = serverfiles.AppsDir
 
 // RootEnv names the variable that moves the root, so that tests and people
 // trying gitreceive out can run the local node without touching /srv.
 const RootEnv = "GITRECEIVE_NODE_ROOT"
 
-// Root is $GITRECEIVE_NODE_ROOT, else DefaultRoot.
+// Root is $GITRECEIVE_NODE_ROOT, else defaultRoot.
 func Root() string {
 	if r := os.Getenv(RootEnv); r != "" {
 		return r
 	}
-	return DefaultRoot
+	return defaultRoot
 }
 
-// ServerFilesDir is where `setup` unpacks server-files on a node.
-const ServerFilesDir = "/usr/local/lib/gitreceive/server-files"
+// serverFilesDir is where `setup` unpacks server-files on a node.
+const serverFilesDir = "/usr/local/lib/gitreceive/server-files"
 
 // ExitPreviousDamaged is receive's exit code when the node's current
 // release does not match its manifest, so hard links from it cannot be
@@ -78,7 +78,7 @@ type Instance struct {
 // others answer 0, ExitPreviousDamaged, or 1 with a message on stderr.
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "enter" {
-		err := Enter(args[1:]) // returns only when it could not exec
+		err := enter(args[1:]) // returns only when it could not exec
 		fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
 		return 127
 	}
@@ -163,13 +163,13 @@ func packagesVerb(ctx context.Context, c *call, r agentapi.Packages) error {
 func setupVerb(ctx context.Context, c *call, r agentapi.Setup) error {
 	// The local node never had the agent uploaded, so nothing made the
 	// agent's directory there yet.
-	if err := os.MkdirAll(filepath.Dir(ServerFilesDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(serverFilesDir), 0o755); err != nil {
 		return err
 	}
 	if err := linkVassalWrapper(c.stdout); err != nil {
 		return err
 	}
-	return serverfiles.Setup(ctx, ServerFilesDir, r.Packages, c.stdout, c.stderr)
+	return serverfiles.Setup(ctx, serverFilesDir, r.Packages, c.stdout, c.stderr)
 }
 
 func manifestVerb(_ context.Context, c *call, r agentapi.Manifest) error {
@@ -213,7 +213,7 @@ func destroyVerb(ctx context.Context, c *call, r agentapi.Destroy) error {
 	if in.rt == nil {
 		return os.RemoveAll(in.dir)
 	}
-	return DestroyInstance(ctx, *in.rt, in.app, in.name)
+	return (*in.rt).instance(in.app, in.name).destroy(ctx)
 }
 
 func (c *call) setDisabled(ctx context.Context, t agentapi.Target, disabled bool) error {
@@ -315,7 +315,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 		have = nil
 	}
 	counted := &countingReader{r: in}
-	if err := Assemble(dst, prev, have, want, counted); err != nil {
+	if err := assemble(dst, prev, have, want, counted); err != nil {
 		// Linking from a release that was changed on the node fails in
 		// ways the receiver can repair by sending everything: say so.
 		if prev != "" && verify(prev, have, allProven(have)) != nil {
@@ -420,7 +420,7 @@ func runVerb(ctx context.Context, root string, r agentapi.Run, stdin io.Reader, 
 	if live == 0 {
 		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
 	}
-	return RunScript(ctx, *in.rt, in.app, in.name, live, r.Script, r.Args, r.Env, stdin, stdout, stderr, r.TTY)
+	return (*in.rt).instance(in.app, in.name).runScript(ctx, live, r.Script, r.Args, r.Env, stdin, stdout, stderr, r.TTY)
 }
 
 // untilHangUp is ctx, also cancelled once nobody reads stdout any more

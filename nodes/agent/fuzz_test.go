@@ -12,7 +12,7 @@ import (
 )
 
 // FuzzAssembleContents feeds arbitrary bytes as the tar stream of a small
-// release: Assemble must never panic, never write outside its release
+// release: assemble must never panic, never write outside its release
 // directory, and either fail leaving nothing or produce a verified release.
 func FuzzAssembleContents(f *testing.F) {
 	files := map[string]string{"a.py": "a", "lib/b.py": "b", "bin/run": "#!/bin/sh\n", "link": "->a.py"}
@@ -27,19 +27,19 @@ func FuzzAssembleContents(f *testing.F) {
 		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err := Assemble(dst, "", nil, m, bytes.NewReader(data))
+		err := assemble(dst, "", nil, m, bytes.NewReader(data))
 		entries, _ := os.ReadDir(root)
 		if len(entries) != 1 {
-			t.Fatalf("Assemble wrote beside its release directory: %v", entries)
+			t.Fatalf("assemble wrote beside its release directory: %v", entries)
 		}
 		if err != nil {
 			if _, statErr := os.Stat(dst); statErr == nil {
-				t.Fatal("a failed Assemble left its release directory")
+				t.Fatal("a failed assemble left its release directory")
 			}
 			return
 		}
 		if err := Verify(dst, m); err != nil {
-			t.Fatalf("Assemble succeeded but Verify fails: %v", err)
+			t.Fatalf("assemble succeeded but Verify fails: %v", err)
 		}
 	})
 }
@@ -65,7 +65,7 @@ func FuzzSpec(f *testing.F) {
 		if spec.Validate() != nil {
 			return
 		}
-		if _, err := renderNginx(rt, "app", "production", 2, 1, spec, false); err != nil {
+		if _, err := rt.instance("app", "production").renderNginx(2, 1, spec, false); err != nil {
 			t.Fatalf("a valid spec does not render: %v\n%s", err, data)
 		}
 	})
@@ -73,8 +73,8 @@ func FuzzSpec(f *testing.F) {
 
 // FuzzManifest feeds arbitrary JSON as the manifest `receive` reads from
 // the wire, its contents made to match (so that the fuzzer reaches
-// Assemble, not only the hash check): Validate never panics, and from any
-// manifest it accepts Assemble writes only inside its release directory,
+// assemble, not only the hash check): Validate never panics, and from any
+// manifest it accepts assemble writes only inside its release directory,
 // where no symlink leads out of it.
 func FuzzManifest(f *testing.F) {
 	type entry struct{ Path, Mode, Target, Content string }
@@ -116,9 +116,9 @@ func FuzzManifest(f *testing.F) {
 		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err := Assemble(dst, "", nil, m, tarOf(t, files, manifest.Needed(nil, m)))
+		err := assemble(dst, "", nil, m, tarOf(t, files, manifest.Needed(nil, m)))
 		if entries, _ := os.ReadDir(root); len(entries) != 1 {
-			t.Fatalf("Assemble wrote beside its release directory: %v", entries)
+			t.Fatalf("assemble wrote beside its release directory: %v", entries)
 		}
 		if err != nil {
 			return

@@ -37,7 +37,7 @@ func healthCheck(ctx context.Context, socket string, spec Spec, timeout time.Dur
 			}
 		}
 		if socketSeen {
-			status, body, err := UwsgiGet(ctx, socket, loc.Host, loc.Path, spec.HealthCheck)
+			status, body, err := uwsgiGet(ctx, socket, loc.Host, loc.Path, spec.HealthCheck)
 			switch {
 			case err == nil && status < 500:
 				fmt.Fprintf(out, "health check GET %s -> %d (%.2fs)\n", spec.HealthCheck, status, time.Since(started).Seconds())

@@ -54,10 +54,11 @@ type instanceFiles struct {
 //
 // An instance that ran as the shared user of earlier versions is moved
 // over here: what it owns in its log directory is given to its own user.
-func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenant) (instanceFiles, error) {
-	dir := rt.InstanceDir(app, instance)
-	rel := rt.ReleaseDir(app, instance, n)
-	logs := rt.InstanceLogsDir(app, instance)
+func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceFiles, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
+	dir := rt.instanceDir(app, instance)
+	rel := rt.releaseDir(app, instance, n)
+	logs := rt.instanceLogsDir(app, instance)
 	secret := filepath.Join(dir, secretFileName)
 	tmp := filepath.Join(dir, tmpDirName)
 	run := filepath.Join(dir, runDirName)
@@ -67,7 +68,7 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	// the instance's directories stay traversable (not listable) by
 	// others until tidy stops it (closeInstanceDirs).
 	closed := fs.FileMode(0o750)
-	if len(legacyVassals(rt, app, instance, t)) > 0 {
+	if len(ri.legacyVassals(t)) > 0 {
 		closed = 0o751
 	}
 	nginxGID, err := lookupGroupID(rt.NginxGroup)
@@ -86,10 +87,10 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 		{filepath.Join(dir, "releases"), t.gid, closed},
 		{rel, t.gid, 0o750},
 		{run, t.gid, closed},
-		{filepath.Dir(rt.InstanceNginxLogsDir(app, instance)), 0, 0o711},
+		{filepath.Dir(rt.instanceNginxLogsDir(app, instance)), 0, 0o711},
 		// nginx (root) writes the instance's access and error logs here;
 		// the instance may read them (`logs` tails them as its user).
-		{rt.InstanceNginxLogsDir(app, instance), t.gid, 0o750},
+		{rt.instanceNginxLogsDir(app, instance), t.gid, 0o750},
 		// Nodes set up by earlier versions let the shared app user write
 		// here; no app may rename or replace a socket.
 		{rt.SocketsDir, nginxGID, 0o750},
@@ -104,10 +105,10 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	if err := reownEntries(logs, t); err != nil {
 		return instanceFiles{}, fmt.Errorf("the instance's log directory: %w", err)
 	}
-	if err := writeLogrotate(rt, app, instance, t); err != nil {
+	if err := ri.writeLogrotate(t); err != nil {
 		return instanceFiles{}, err
 	}
-	if err := ensureUwsgiLog(rt, app, instance, t); err != nil {
+	if err := ri.ensureUwsgiLog(t); err != nil {
 		return instanceFiles{}, err
 	}
 	if err := ensureSecret(secret, t); err != nil {
@@ -157,8 +158,8 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 	c := vassalConfig{
 		App: app, Instance: instance, N: n, Spec: spec,
 		ReleaseDir: realRel,
-		Socket:     rt.SocketPath(app, instance, n),
-		LogFile:    uwsgiLogPath(rt, app, instance),
+		Socket:     rt.socketPath(app, instance, n),
+		LogFile:    ri.uwsgiLogPath(),
 		UID:        t.uid, GID: t.gid, NginxGID: nginxGID,
 		Cgroup:    rt.CgroupRoot != "",
 		PythonDir: rt.PythonDir,
@@ -183,13 +184,14 @@ func prepareInstance(rt Runtime, app, instance string, n int, spec Spec, t tenan
 
 // legacyVassals lists the releases of the instance whose vassal runs as
 // another user than t: the shared user of earlier versions.
-func legacyVassals(rt Runtime, app, instance string, t tenant) []int {
+func (ri runtimeInstance) legacyVassals(t tenant) []int {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if _, err := lookupUser(legacyAppUser); err != nil {
 		return nil // a node set up since has no such user, so no such vassal
 	}
 	var ns []int
-	for _, n := range instanceVassals(context.Background(), rt, app, instance) {
-		if uid, ok := vassalUID(rt.VassalPath(app, instance, n)); ok && uid != t.uid {
+	for _, n := range ri.instanceVassals(context.Background()) {
+		if uid, ok := vassalUID(rt.vassalPath(app, instance, n)); ok && uid != t.uid {
 			ns = append(ns, n)
 		}
 	}
@@ -218,8 +220,9 @@ func vassalUID(path string) (int, bool) {
 
 // closeInstanceDirs takes the others' bit off the instance's directories
 // once no vassal of the shared user is left (see prepareInstance).
-func closeInstanceDirs(rt Runtime, app, instance string, t tenant) error {
-	dir := rt.InstanceDir(app, instance)
+func (ri runtimeInstance) closeInstanceDirs(t tenant) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
+	dir := rt.instanceDir(app, instance)
 	for _, p := range []string{dir, filepath.Join(dir, "releases"), filepath.Join(dir, runDirName)} {
 		if err := ensureRootDir(p, t.gid, 0o750); err != nil {
 			return err

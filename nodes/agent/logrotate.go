@@ -18,16 +18,17 @@ var logrotateSafe = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]+$`)
 // it set up logging before dropping privileges), and root must never open a
 // path in a directory the app can write, where a symlink would lead it
 // anywhere. SILVER_LOGS stays the app's own.
-func uwsgiLogPath(rt Runtime, app, instance string) string {
-	return filepath.Join(rt.InstanceNginxLogsDir(app, instance), appLogName)
+func (ri runtimeInstance) uwsgiLogPath() string {
+	rt, app, instance := ri.rt, ri.app, ri.name
+	return filepath.Join(rt.instanceNginxLogsDir(app, instance), appLogName)
 }
 
 // ensureUwsgiLog makes the instance's uWSGI log root's, group the
 // instance's, 0660: the vassal keeps writing it after dropping privileges
 // and reopens it on a reload; the app can read and truncate it, not
 // replace it.
-func ensureUwsgiLog(rt Runtime, app, instance string, t tenant) error {
-	p := uwsgiLogPath(rt, app, instance)
+func (ri runtimeInstance) ensureUwsgiLog(t tenant) error {
+	p := ri.uwsgiLogPath()
 	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND|syscall.O_NOFOLLOW, 0o660)
 	if err != nil {
 		return fmt.Errorf("the instance's log %s: %w", p, err)
@@ -46,11 +47,12 @@ func logrotateName(app, instance string) string { return "gitreceive-app-" + Ins
 // instance's user: as root, a symlink the app put in its own directory
 // could make logrotate copy or truncate any file. uWSGI's app.log lies with
 // nginx's logs of the instance, rotated as root by server-files' file.
-func writeLogrotate(rt Runtime, app, instance string, t tenant) error {
+func (ri runtimeInstance) writeLogrotate(t tenant) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if rt.LogrotateDir == "" {
 		return nil
 	}
-	logs := rt.InstanceLogsDir(app, instance)
+	logs := rt.instanceLogsDir(app, instance)
 	if !logrotateSafe.MatchString(logs) {
 		// A name logrotate would read as a glob or split: uWSGI's own cap
 		// on app.log still holds.

@@ -68,7 +68,7 @@ const (
 	maxSocketPath = 107
 )
 
-// Route writes the instance's nginx server blocks to rt.NginxPath(app,
+// Route writes the instance's nginx server blocks to rt.nginxPath(app,
 // instance), checks the whole nginx configuration, and reloads nginx.
 //
 // Every location of spec goes to release live (its vassal's socket, its
@@ -81,11 +81,12 @@ const (
 // previous file is put back (or the new one removed) and the error quotes
 // nginx. Route returns once the reload has been signalled; nginx's workers
 // switch a moment later.
-func Route(ctx context.Context, rt Runtime, app, instance string, live, prev int, spec Spec, disabled bool) error {
+func (ri runtimeInstance) route(ctx context.Context, live, prev int, spec Spec, disabled bool) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkInstanceNames(app, instance); err != nil {
 		return err
 	}
-	text, err := renderNginx(rt, app, instance, live, prev, spec, disabled)
+	text, err := ri.renderNginx(live, prev, spec, disabled)
 	if err != nil {
 		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
 	}
@@ -98,15 +99,15 @@ func Route(ctx context.Context, rt Runtime, app, instance string, live, prev int
 	}
 	defer unlock()
 
-	if err := checkHostConflicts(rt, app, instance, spec); err != nil {
+	if err := ri.checkHostConflicts(spec); err != nil {
 		return err
 	}
 	// nginx -t opens the log files (as root, creating them): their
 	// directory must exist before the test.
-	if err := os.MkdirAll(rt.InstanceNginxLogsDir(app, instance), 0o711); err != nil {
+	if err := os.MkdirAll(rt.instanceNginxLogsDir(app, instance), 0o711); err != nil {
 		return fmt.Errorf("routing %s/%s: logs: %w", app, instance, err)
 	}
-	path := rt.NginxPath(app, instance)
+	path := rt.nginxPath(app, instance)
 	old, hadOld, err := readOld(path)
 	if err != nil {
 		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
@@ -137,7 +138,8 @@ func Route(ctx context.Context, rt Runtime, app, instance string, live, prev int
 // without a file is not an error. As with Route, a configuration nginx
 // rejects (someone else's broken file) puts the file back, so what is on
 // disk stays what nginx serves and a retry does the whole job.
-func Unroute(ctx context.Context, rt Runtime, app, instance string) error {
+func (ri runtimeInstance) unroute(ctx context.Context) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkInstanceNames(app, instance); err != nil {
 		return err
 	}
@@ -150,7 +152,7 @@ func Unroute(ctx context.Context, rt Runtime, app, instance string) error {
 	}
 	defer unlock()
 
-	path := rt.NginxPath(app, instance)
+	path := rt.nginxPath(app, instance)
 	old, hadOld, err := readOld(path)
 	if err != nil {
 		return fmt.Errorf("unrouting %s/%s: %w", app, instance, err)
@@ -264,15 +266,16 @@ type release struct {
 	phpRoot string // php: the directory whose non-PHP files nginx serves; "" for python
 }
 
-func releaseOf(rt Runtime, app, instance string, n int, spec Spec) (release, error) {
+func (ri runtimeInstance) releaseOf(n int, spec Spec) (release, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	r := release{
 		n:      n,
-		socket: rt.SocketPath(app, instance, n),
+		socket: rt.socketPath(app, instance, n),
 		// The concrete release, never `current`: the switch is the reload.
-		static: filepath.Join(rt.ReleaseDir(app, instance, n), "static"),
+		static: filepath.Join(rt.releaseDir(app, instance, n), "static"),
 	}
 	if spec.Platform == "php" {
-		r.phpRoot = filepath.Join(rt.ReleaseDir(app, instance, n), spec.PHPRoot)
+		r.phpRoot = filepath.Join(rt.releaseDir(app, instance, n), spec.PHPRoot)
 		if err := checkNginxPath("php_root directory", r.phpRoot); err != nil {
 			return r, err
 		}
@@ -289,7 +292,8 @@ func releaseOf(rt Runtime, app, instance string, n int, spec Spec) (release, err
 // renderNginx is the text of APP/INSTANCE's nginx file: a server block per
 // location host for release live and, with prev > 0, one per "prev." host
 // for release prev. It checks everything it writes.
-func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, disabled bool) (string, error) {
+func (ri runtimeInstance) renderNginx(live, prev int, spec Spec, disabled bool) (string, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkInstanceNames(app, instance); err != nil {
 		return "", err
 	}
@@ -304,18 +308,18 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 	if err != nil {
 		return "", err
 	}
-	logs := rt.InstanceNginxLogsDir(app, instance)
+	logs := rt.instanceNginxLogsDir(app, instance)
 	if err := checkNginxPath("logs directory", logs); err != nil {
 		return "", err
 	}
 	if err := checkNginxPath("pages directory", rt.PagesDir); err != nil {
 		return "", err
 	}
-	cur, err := releaseOf(rt, app, instance, live, spec)
+	cur, err := ri.releaseOf(live, spec)
 	if err != nil {
 		return "", err
 	}
-	wr, err := writableRoot(rt, app, instance, spec)
+	wr, err := ri.writableRoot(spec)
 	if err != nil {
 		return "", err
 	}
@@ -338,7 +342,7 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 		w.server(g.host, g.paths, cur)
 	}
 	if prev > 0 {
-		old, err := releaseOf(rt, app, instance, prev, spec)
+		old, err := ri.releaseOf(prev, spec)
 		if err != nil {
 			return "", err
 		}
@@ -352,7 +356,8 @@ func renderNginx(rt Runtime, app, instance string, live, prev int, spec Spec, di
 // writableRoot is the directory of the instance's writable_root service
 // when its spec has one, else "". The directory is per instance, not per
 // release: the previous release at prev.HOST is served the same one.
-func writableRoot(rt Runtime, app, instance string, spec Spec) (string, error) {
+func (ri runtimeInstance) writableRoot(spec Spec) (string, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if !slices.Contains(spec.Services, "writable_root") {
 		return "", nil
 	}
@@ -588,8 +593,9 @@ func claims(hosts []string) map[string]bool {
 // another file in rt.NginxDir. nginx only warns about a duplicate
 // server_name and routes to whichever block it read first, so this check
 // is ours. Two instances never share a host, even on different paths.
-func checkHostConflicts(rt Runtime, app, instance string, spec Spec) error {
-	own := rt.NginxPath(app, instance)
+func (ri runtimeInstance) checkHostConflicts(spec Spec) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
+	own := rt.nginxPath(app, instance)
 	files, err := filepath.Glob(filepath.Join(rt.NginxDir, "*.conf"))
 	if err != nil {
 		return err

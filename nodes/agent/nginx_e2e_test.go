@@ -47,9 +47,9 @@ func routeHelper(helper, args string) int {
 	defer cancel()
 	var err error
 	if helper == "route" {
-		err = Route(ctx, a.Runtime, a.App, a.Instance, a.Live, a.Prev, a.Spec, a.Disabled)
+		err = a.Runtime.instance(a.App, a.Instance).route(ctx, a.Live, a.Prev, a.Spec, a.Disabled)
 	} else {
-		err = Unroute(ctx, a.Runtime, a.App, a.Instance)
+		err = a.Runtime.instance(a.App, a.Instance).unroute(ctx)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -151,7 +151,7 @@ func (n *routeNode) helper(name string, a routeArgs) error {
 // test's stand-in for the emperor), and waits for its socket to accept.
 func (n *routeNode) release(app, instance string, v int) {
 	n.t.Helper()
-	dir := n.rt.ReleaseDir(app, instance, v)
+	dir := n.rt.releaseDir(app, instance, v)
 	if err := os.MkdirAll(n.fs(filepath.Join(dir, "static", "css")), 0o755); err != nil {
 		n.t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ def application(env, start_response):
 	if err := os.MkdirAll(n.fs(n.rt.SocketsDir), 0o755); err != nil {
 		n.t.Fatal(err)
 	}
-	socket := n.rt.SocketPath(app, instance, v)
+	socket := n.rt.socketPath(app, instance, v)
 	n.mustExec("uwsgi", "--plugins", "python3", "--master", "--processes", "1", "--need-app",
 		"--socket", socket, "--chmod-socket=666", "--wsgi-file", filepath.Join(dir, "app.py"),
 		"--daemonize", filepath.Join(dir, "uwsgi.log"), "--pidfile", filepath.Join(dir, "uwsgi.pid"))
@@ -199,7 +199,7 @@ def application(env, start_response):
 
 // hits is what the app of a release was asked, one PATH_INFO a line.
 func (n *routeNode) hits(app, instance string, v int) string {
-	data, err := os.ReadFile(n.fs(filepath.Join(n.rt.ReleaseDir(app, instance, v), "hits.log")))
+	data, err := os.ReadFile(n.fs(filepath.Join(n.rt.releaseDir(app, instance, v), "hits.log")))
 	if err != nil && !os.IsNotExist(err) {
 		n.t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestRouteOnTestNode(t *testing.T) {
 			return
 		}
 		n.t = t
-		for _, p := range []string{"/var/log/nginx/error.log", n.rt.InstanceNginxLogsDir("shop", "main") + "/error.log"} {
+		for _, p := range []string{"/var/log/nginx/error.log", n.rt.instanceNginxLogsDir("shop", "main") + "/error.log"} {
 			data, _ := os.ReadFile(n.fs(p))
 			t.Logf("%s on the node:\n%s", p, data)
 		}
@@ -387,7 +387,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		// The catch-all is still there, and prev.HOST is not routed.
 		n.expectNow(http.MethodGet, "unknown.test", "/", catchAll)
 		n.expectNow(http.MethodGet, "prev.shop.test", "/hello", catchAll)
-		access, err := os.ReadFile(n.fs(filepath.Join(n.rt.InstanceNginxLogsDir("shop", "main"), "access.log")))
+		access, err := os.ReadFile(n.fs(filepath.Join(n.rt.instanceNginxLogsDir("shop", "main"), "access.log")))
 		if err != nil || !strings.Contains(string(access), "GET /hello ") || !strings.Contains(string(access), "GET /style.css ") {
 			t.Errorf("the instance's access.log: %v\n%s", err, access)
 		}
@@ -557,7 +557,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		n.expectNow(http.MethodGet, "prev.shop.test", "/style.css", fromStatic(css(v1)))
 		n.expectNow(http.MethodGet, "prev.www.shop.test", "/p/x", fromApp(v1, "prev.www.shop.test", "/p", "/x"))
 		n.expectNow(http.MethodGet, "prev.www.shop.test", "/p/style.css", fromStatic(css(v1)))
-		conf, err := os.ReadFile(n.fs(n.rt.NginxPath("shop", "main")))
+		conf, err := os.ReadFile(n.fs(n.rt.nginxPath("shop", "main")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -576,7 +576,7 @@ func TestRouteOnTestNode(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "blog/main") || !strings.Contains(err.Error(), "shop/main") {
 				t.Fatalf("routing blog/main to %v: %v, want a refusal naming both instances", locs, err)
 			}
-			if _, err := os.Lstat(n.fs(n.rt.NginxPath("blog", "main"))); !os.IsNotExist(err) {
+			if _, err := os.Lstat(n.fs(n.rt.nginxPath("blog", "main"))); !os.IsNotExist(err) {
 				t.Fatalf("blog/main's file was written although refused (%v)", err)
 			}
 		}
@@ -589,7 +589,7 @@ func TestRouteOnTestNode(t *testing.T) {
 
 	t.Run("a configuration nginx rejects changes nothing", func(t *testing.T) {
 		n.t = t
-		path := n.fs(n.rt.NginxPath("shop", "main"))
+		path := n.fs(n.rt.nginxPath("shop", "main"))
 		before, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -610,7 +610,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		if err := n.route("new", "main", 1, 0, []Location{{Host: "new.test"}}, false); err == nil {
 			t.Errorf("routing new/main with a broken file beside succeeded")
 		}
-		if _, err := os.Lstat(n.fs(n.rt.NginxPath("new", "main"))); !os.IsNotExist(err) {
+		if _, err := os.Lstat(n.fs(n.rt.nginxPath("new", "main"))); !os.IsNotExist(err) {
 			t.Errorf("new/main's refused file is still there (%v)", err)
 		}
 		if err := n.unroute("blog", "main"); err == nil {

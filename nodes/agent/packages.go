@@ -18,7 +18,7 @@ const packagesTimeout = 10 * time.Minute
 // decided what a deployer may ask for), saying what it installed. A node
 // whose root is moved serves no apps and installs nothing.
 func installPackages(ctx context.Context, root string, pkgs []string, stdout io.Writer) error {
-	if root != DefaultRoot {
+	if root != defaultRoot {
 		fmt.Fprintf(stdout, "not installed: this node's root is moved (%s)\n", RootEnv)
 		return nil
 	}

@@ -20,13 +20,13 @@ import (
 )
 
 // `ssh silver run APP SCRIPT ARGS...` (Silver Lining's `silver run`) runs a
-// script of the live release on a node, as the app runs: RunScript.
+// script of the live release on a node, as the app runs: runScript.
 
 // runKillDelay is how long a script has between SIGTERM (its run was
 // cancelled) and SIGKILL.
 const runKillDelay = 5 * time.Second
 
-// RunScript runs script with args in release live of APP/INSTANCE, as
+// runScript runs script with args in release live of APP/INSTANCE, as
 // `ssh silver run APP SCRIPT ARGS...` asks: as the instance's user, in its cgroup,
 // in the release directory, with exactly the environment the app's vassal
 // gets: the release's run/vN.env (the instance's env file when the release
@@ -46,7 +46,7 @@ const runKillDelay = 5 * time.Second
 //
 // args are an argv vector, never seen by a shell. stdin, stdout and stderr
 // are the script's (an *os.File is handed over as it is; other readers and
-// writers are copied as data comes). RunScript does not wait for stdin to
+// writers are copied as data comes). runScript does not wait for stdin to
 // end once the script has exited.
 //
 // The script runs in its own process group. With tty, when the agent has a
@@ -60,18 +60,19 @@ const runKillDelay = 5 * time.Second
 // continued at once: nothing could resume it.
 //
 // Cancelling ctx sends SIGTERM to the script's process group and SIGKILL 5 s
-// later. Whatever it started is gone when RunScript returns, whether the
+// later. Whatever it started is gone when runScript returns, whether the
 // script ended by itself or not: the rest of its process group is killed,
 // and so is every process it left behind that runs as the app user (the
 // agent is their subreaper while the script runs, so even those that left
-// the group or daemonized come back to it). RunScript must be the only
+// the group or daemonized come back to it). runScript must be the only
 // thing in its process that starts processes as the app user.
 //
 // The exit code is the script's, 128+N when a signal N ended it. err is for
 // what kept the script from starting (no such release, not found, refused
 // path, no environment, ctx already cancelled), never for a non-zero exit.
-func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, script string, args, extraEnv []string,
+func (ri runtimeInstance) runScript(ctx context.Context, live int, script string, args, extraEnv []string,
 	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkNames(app, instance, live); err != nil {
 		return 0, err
 	}
@@ -80,7 +81,7 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 			return 0, fmt.Errorf("script %q: an argument holds a NUL byte", script)
 		}
 	}
-	rel := rt.ReleaseDir(app, instance, live)
+	rel := rt.releaseDir(app, instance, live)
 	if fi, err := os.Stat(rel); err != nil || !fi.IsDir() {
 		return 0, fmt.Errorf("release v%d of %s/%s is not on this node (%s)", live, app, instance, rel)
 	}
@@ -88,7 +89,7 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 	if err != nil {
 		return 0, err
 	}
-	env, err := runEnv(rt, app, instance, live, tty)
+	env, err := ri.runEnv(live, tty)
 	if err != nil {
 		return 0, err
 	}
@@ -99,24 +100,25 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 	if err != nil {
 		return 0, err
 	}
-	t, err := instanceUser(rt, app, instance, true)
+	t, err := ri.instanceUser(true)
 	if err != nil {
 		return 0, err
 	}
-	spec, _ := readSpec(rt.InstanceDir(app, instance), live) // limits: the release's, else the defaults
-	if err := ensureInstanceCgroup(rt, app, instance, spec); err != nil {
+	spec, _ := readSpec(rt.instanceDir(app, instance), live) // limits: the release's, else the defaults
+	if err := ri.ensureInstanceCgroup(spec); err != nil {
 		return 0, err
 	}
-	cmd, cred, err := asInstance(rt, app, instance, t, argv)
+	cmd, cred, err := ri.asInstance(t, argv)
 	if err != nil {
 		return 0, err
 	}
 	return runAsApp(ctx, cmd, cred, t.uid, release, env, stdin, stdout, stderr, tty)
 }
 
-// runEnv is the environment a script of release n gets (see RunScript).
-func runEnv(rt Runtime, app, instance string, n int, tty bool) ([]string, error) {
-	dir := rt.InstanceDir(app, instance)
+// runEnv is the environment a script of release n gets (see runScript).
+func (ri runtimeInstance) runEnv(n int, tty bool) ([]string, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
+	dir := rt.instanceDir(app, instance)
 	var env []string
 	var err error
 	for _, p := range []string{filepath.Join(dir, runDirName, "v"+strconv.Itoa(n)+".env"), filepath.Join(dir, envFileName)} {
@@ -152,7 +154,7 @@ func envValue(env []string, key string) string {
 }
 
 // scriptCommand is the argv that runs script with args in release (a real
-// path), looked up as RunScript says; pathEnv is the script's PATH.
+// path), looked up as runScript says; pathEnv is the script's PATH.
 func scriptCommand(release, script, pathEnv string, args []string) ([]string, error) {
 	real, mode, err := resolveScript(release, script, pathEnv)
 	if err != nil {
@@ -161,7 +163,7 @@ func scriptCommand(release, script, pathEnv string, args []string) ([]string, er
 	return scriptArgv(fmt.Sprintf("script %q", script), script, release, real, mode, args)
 }
 
-// resolveScript finds script for RunScript in release (a real path) and
+// resolveScript finds script for runScript in release (a real path) and
 // returns the real path of the file to run and its mode. pathEnv is the
 // script's PATH.
 func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error) {
@@ -246,7 +248,7 @@ func releaseFile(release, p, script string) (string, fs.FileInfo, error) {
 }
 
 // runAsApp runs argv (which drops to uid itself, or with cred) in dir with
-// env and the given streams, and returns its exit code (see RunScript).
+// env and the given streams, and returns its exit code (see runScript).
 func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid int, dir string, env []string,
 	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
 	if err := ctx.Err(); err != nil {

@@ -27,7 +27,7 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 )
 
-// runArgs are RunScript's (DestroyInstance's) arguments for the helper
+// runArgs are runScript's (destroy's) arguments for the helper
 // that runs them in a test node (or, for the PTY test, on the host).
 type runArgs struct {
 	Runtime     *Runtime `json:",omitempty"` // nil: SystemRuntime
@@ -80,7 +80,7 @@ func runScriptHelper(helper, args string) int {
 	started := time.Now()
 	switch helper {
 	case "destroy":
-		err = DestroyInstance(ctx, rt, a.App, a.Instance)
+		err = rt.instance(a.App, a.Instance).destroy(ctx)
 	case "run":
 		var stdin io.Reader
 		if a.StdinFile != "" {
@@ -96,13 +96,13 @@ func runScriptHelper(helper, args string) int {
 			}
 		}
 		if a.TTY {
-			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, nil, os.Stdin, os.Stdout, os.Stderr, true)
+			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, a.Script, a.Args, nil, os.Stdin, os.Stdout, os.Stderr, true)
 			var pgrp int32
 			_, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&pgrp)))
 			res.Foreground = e == 0 && int(pgrp) == syscall.Getpgrp()
 		} else {
 			var stdout, stderr bytes.Buffer
-			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, nil, stdin, &stdout, &stderr, false)
+			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, a.Script, a.Args, nil, stdin, &stdout, &stderr, false)
 			res.Stdout, res.Stderr = stdout.String(), stderr.String()
 		}
 	}
@@ -136,7 +136,7 @@ func parseRunResult(t *testing.T, out string) runResult {
 	return res
 }
 
-// run runs RunScript inside the node.
+// run runs runScript inside the node.
 func (n *rtNode) run(a runArgs) runResult {
 	n.t.Helper()
 	data, err := json.Marshal(a)
@@ -505,10 +505,10 @@ func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
 	}
 
 	paths := []string{
-		n.rt.VassalPath(app, inst, 1), n.rt.VassalPath(app, inst, 2),
-		n.rt.SocketPath(app, inst, 1), n.rt.SocketPath(app, inst, 2),
-		n.rt.NginxPath(app, inst),
-		n.rt.InstanceDir(app, inst), n.rt.InstanceLogsDir(app, inst), n.rt.InstanceNginxLogsDir(app, inst),
+		n.rt.vassalPath(app, inst, 1), n.rt.vassalPath(app, inst, 2),
+		n.rt.socketPath(app, inst, 1), n.rt.socketPath(app, inst, 2),
+		n.rt.nginxPath(app, inst),
+		n.rt.instanceDir(app, inst), n.rt.instanceLogsDir(app, inst), n.rt.instanceNginxLogsDir(app, inst),
 		filepath.Join(n.rt.AppsDir, app), filepath.Join(n.rt.LogsDir, app), filepath.Join(n.rt.NginxLogsDir, app),
 	}
 	for _, p := range paths {
@@ -567,7 +567,7 @@ func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
 	if res := n.destroy(app, inst); res.Error != "" {
 		t.Errorf("second destroy: %s", res.Error)
 	}
-	// RunScript on what is gone says so.
+	// runScript on what is gone says so.
 	if res := n.run(runArgs{App: app, Instance: inst, Live: 1, Script: "show.sh"}); !strings.Contains(res.Error, "is not on this node") {
 		t.Errorf("run after destroy: %q", res.Error)
 	}

@@ -22,7 +22,7 @@ import (
 	"github.com/gitreceive/gitreceive/services"
 )
 
-// runtimeArgs are StartRelease's (StopRelease's, DemoteRelease's) arguments
+// runtimeArgs are startRelease's (stopRelease's, demoteRelease's) arguments
 // for the helper that runs them inside a test node.
 type runtimeArgs struct {
 	App      string
@@ -56,11 +56,11 @@ func runtimeHelper(helper, args string) int {
 	var err error
 	switch helper {
 	case "start":
-		err = StartRelease(ctx, rt, a.App, a.Instance, a.N, a.Spec, &out)
+		err = rt.instance(a.App, a.Instance).startRelease(ctx, a.N, a.Spec, &out)
 	case "stop":
-		err = StopRelease(ctx, rt, a.App, a.Instance, a.N)
+		err = rt.instance(a.App, a.Instance).stopRelease(ctx, a.N)
 	case "demote":
-		err = DemoteRelease(ctx, rt, a.App, a.Instance, a.N)
+		err = rt.instance(a.App, a.Instance).demoteRelease(ctx, a.N)
 	}
 	res := runtimeResult{Out: out.String(), Seconds: time.Since(started).Seconds()}
 	if err != nil {
@@ -104,7 +104,7 @@ func setUpTestNode(t *testing.T, node *testbed.Node, exec func(args ...string) (
 	}
 	// As the agent's setup does: the emperor starts vassals through this
 	// binary (TestMain answers to the wrapper's name).
-	if out, err := exec("sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && ln -sfn \"$2\" \"$1\"", "sh", VassalWrapperPath, helperPath); err != nil {
+	if out, err := exec("sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && ln -sfn \"$2\" \"$1\"", "sh", vassalWrapperPath, helperPath); err != nil {
 		t.Fatalf("linking the vassal wrapper: %v\n%s", err, out)
 	}
 	if out, err := exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
@@ -142,7 +142,7 @@ func (n *rtNode) mustExec(args ...string) string {
 	return strings.TrimSpace(out)
 }
 
-// helper runs StartRelease & co. inside the node.
+// helper runs startRelease & co. inside the node.
 func (n *rtNode) helper(verb, app, instance string, v int, spec Spec) runtimeResult {
 	n.t.Helper()
 	data, err := json.Marshal(runtimeArgs{App: app, Instance: instance, N: v, Spec: spec})
@@ -171,7 +171,7 @@ func (n *rtNode) mustStart(app, instance string, v int, spec Spec) runtimeResult
 func (n *rtNode) get(app, instance string, v int, host, scriptName, path string, timeout time.Duration) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return UwsgiGet(ctx, n.fs(n.rt.SocketPath(app, instance, v)), host, scriptName, path)
+	return uwsgiGet(ctx, n.fs(n.rt.socketPath(app, instance, v)), host, scriptName, path)
 }
 
 func (n *rtNode) mustGet(app, instance string, v int, host, scriptName, path string) []byte {
@@ -187,7 +187,7 @@ func (n *rtNode) mustGet(app, instance string, v int, host, scriptName, path str
 // owned by root, below AppsDir.
 func (n *rtNode) writeRelease(app, instance string, v int, files map[string]file) string {
 	n.t.Helper()
-	dir := n.rt.ReleaseDir(app, instance, v)
+	dir := n.rt.releaseDir(app, instance, v)
 	for name, f := range files {
 		p := n.fs(filepath.Join(dir, name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -227,7 +227,7 @@ func (n *rtNode) stat(format, path string) string {
 // vassalProcesses counts the processes of a vassal (master and workers).
 func (n *rtNode) vassalProcesses(app, instance string, v int) int {
 	n.t.Helper()
-	out, _ := n.exec("pgrep", "-c", "-f", "--", "--ini "+regexp.QuoteMeta(filepath.Base(n.rt.VassalPath(app, instance, v)))+"$")
+	out, _ := n.exec("pgrep", "-c", "-f", "--", "--ini "+regexp.QuoteMeta(filepath.Base(n.rt.vassalPath(app, instance, v)))+"$")
 	c, _ := strconv.Atoi(strings.TrimSpace(out))
 	return c
 }
@@ -235,7 +235,7 @@ func (n *rtNode) vassalProcesses(app, instance string, v int) int {
 // expectStopped checks that nothing of release v is left running.
 func (n *rtNode) expectStopped(app, instance string, v int) {
 	n.t.Helper()
-	for _, p := range []string{n.rt.VassalPath(app, instance, v), n.rt.SocketPath(app, instance, v)} {
+	for _, p := range []string{n.rt.vassalPath(app, instance, v), n.rt.socketPath(app, instance, v)} {
 		if _, err := os.Lstat(n.fs(p)); !errors.Is(err, fs.ErrNotExist) {
 			n.t.Errorf("%s is still there (%v)", p, err)
 		}
@@ -248,7 +248,7 @@ func (n *rtNode) expectStopped(app, instance string, v int) {
 		n.t.Fatal(err)
 	}
 	for _, vs := range ids {
-		if vs.ID == filepath.Base(n.rt.VassalPath(app, instance, v)) {
+		if vs.ID == filepath.Base(n.rt.vassalPath(app, instance, v)) {
 			n.t.Errorf("the emperor still lists %s", vs.ID)
 		}
 	}
@@ -465,7 +465,7 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 		t.Logf("the stuck request: %d %v after %s", r.status, r.err, r.took.Round(time.Millisecond))
 		n.mustGet("probe", "slow", 1, "slow.probe.test", "", "/")
 		// Stopping right after a harakiri can catch a worker being
-		// respawned, which ignores the emperor's stop: StopRelease kills.
+		// respawned, which ignores the emperor's stop: stopRelease kills.
 		if res := n.helper("stop", "probe", "slow", 1, Spec{}); res.Error != "" {
 			t.Errorf("stop: %s", res.Error)
 		}
@@ -546,13 +546,13 @@ func testPythonApp(n *rtNode) {
 	}
 
 	a := parseProbe(t, n.mustGet("probe", "main", 1, "probe.test", "/sub", "/hello%20there?x=1&y=%25"))
-	inst := n.rt.InstanceDir("probe", "main")
+	inst := n.rt.instanceDir("probe", "main")
 	user := services.Instance{App: "probe", Name: "main"}.UnixUser()
 	appUID := n.uid("probe", "main")
 	want := map[string]string{
 		"TEMP":               filepath.Join(inst, "tmp"),
 		"TMPDIR":             filepath.Join(inst, "tmp"),
-		"SILVER_LOGS":        n.rt.InstanceLogsDir("probe", "main"),
+		"SILVER_LOGS":        n.rt.instanceLogsDir("probe", "main"),
 		"SILVER_SECRET_FILE": filepath.Join(inst, "secret"),
 		"PATH":               filepath.Join(rel, "bin") + ":/usr/local/bin:/usr/bin:/bin",
 	}
@@ -609,15 +609,15 @@ func testPythonApp(n *rtNode) {
 		filepath.Join(inst, "env"):                          "600 " + user + " " + user,
 		filepath.Join(inst, "secret"):                       "600 " + user + " " + user,
 		filepath.Join(inst, "tmp"):                          "700 " + user + " " + user,
-		n.rt.InstanceLogsDir("probe", "main"):               "700 " + user + " " + user,
-		n.rt.SocketPath("probe", "main", 1):                 "660 " + user + " www-data",
-		n.rt.VassalPath("probe", "main", 1):                 "644 root root",
+		n.rt.instanceLogsDir("probe", "main"):               "700 " + user + " " + user,
+		n.rt.socketPath("probe", "main", 1):                 "660 " + user + " www-data",
+		n.rt.vassalPath("probe", "main", 1):                 "644 root root",
 		filepath.Join(inst, "run"):                          "750 root " + user,
 		filepath.Join(inst, "run", "v1.env"):                "600 " + user + " " + user,
 		filepath.Join(inst, "run", "v1.wsgi.py"):            "640 root " + user,
-		n.rt.InstanceNginxLogsDir("probe", "main"):          "750 root " + user,
-		uwsgiLogPath(n.rt, "probe", "main"):                 "660 root " + user,
-		filepath.Dir(n.rt.InstanceLogsDir("probe", "main")): "711 root root",
+		n.rt.instanceNginxLogsDir("probe", "main"):          "750 root " + user,
+		n.rt.instance("probe", "main").uwsgiLogPath():       "660 root " + user,
+		filepath.Dir(n.rt.instanceLogsDir("probe", "main")): "711 root root",
 	} {
 		format := "%a %U %G"
 		if got := n.stat(format, path); got != want {
@@ -635,7 +635,7 @@ func testPythonApp(n *rtNode) {
 	if len(parsed) != len(want) {
 		t.Errorf("env file has %d variables, want %d", len(parsed), len(want))
 	}
-	vassal, err := os.ReadFile(n.fs(n.rt.VassalPath("probe", "main", 1)))
+	vassal, err := os.ReadFile(n.fs(n.rt.vassalPath("probe", "main", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -676,7 +676,7 @@ func testPythonApp(n *rtNode) {
 func testExampleApp(n *rtNode) {
 	t := n.t
 	src := filepath.Join("..", "..", "examples", "djangoapp")
-	dst := n.fs(n.rt.ReleaseDir("sampleapp", "main", 1))
+	dst := n.fs(n.rt.releaseDir("sampleapp", "main", 1))
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -813,7 +813,7 @@ func testFetchScripts(n *rtNode) {
 	if err := json.Unmarshal([]byte(m[1]), &env); err != nil {
 		t.Fatal(err)
 	}
-	envFile, err := os.ReadFile(n.fs(filepath.Join(n.rt.InstanceDir("probe", "fetch"), "env")))
+	envFile, err := os.ReadFile(n.fs(filepath.Join(n.rt.instanceDir("probe", "fetch"), "env")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -857,7 +857,7 @@ func testDemote(n *rtNode) {
 	if res := n.helper("demote", "probe", "demo", 1, Spec{}); res.Error != "" {
 		t.Fatalf("demote: %s", res.Error)
 	}
-	vassal, err := os.ReadFile(n.fs(n.rt.VassalPath("probe", "demo", 1)))
+	vassal, err := os.ReadFile(n.fs(n.rt.vassalPath("probe", "demo", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

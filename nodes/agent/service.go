@@ -34,7 +34,7 @@ func serviceVerb(ctx context.Context, cl *call, r agentapi.Service) error {
 	if !ok {
 		return fmt.Errorf("no service %q here; this agent knows %v", name, services.Names())
 	}
-	if root != DefaultRoot {
+	if root != defaultRoot {
 		// A node whose root is moved (tests, trying gitreceive out) does
 		// not serve apps, so it sets up no servers either.
 		if op == "provision" || op == "install" || op == "client" {
@@ -46,7 +46,7 @@ func serviceVerb(ctx context.Context, cl *call, r agentapi.Service) error {
 	rt := SystemRuntime()
 	h := services.Host{DataDir: rt.DataDir, NginxGroup: rt.NginxGroup, Listen: listen, Output: stdout,
 		UserOf: func(inst services.Instance) (string, error) {
-			t, err := instanceUser(rt, inst.App, inst.Name, true)
+			t, err := rt.instance(inst.App, inst.Name).instanceUser(true)
 			return t.name, err
 		}}
 	switch op {

@@ -252,7 +252,7 @@ func checkSafeRelPath(p string) error {
 }
 
 // HealthTimeout is the health check's time limit.
-func (s Spec) HealthTimeout() time.Duration {
+func (s Spec) healthTimeout() time.Duration {
 	return time.Duration(s.WithDefaults().HealthCheckTimeout) * time.Second
 }
 
@@ -294,7 +294,7 @@ type Runtime struct {
 // SystemRuntime is the runtime nodes set up by server-files have.
 func SystemRuntime() Runtime {
 	return Runtime{
-		AppsDir:      DefaultRoot,
+		AppsDir:      defaultRoot,
 		VassalsDir:   "/etc/gitreceive/vassals",
 		NginxDir:     "/etc/gitreceive/nginx",
 		SocketsDir:   "/run/gitreceive/sockets",
@@ -312,40 +312,40 @@ func SystemRuntime() Runtime {
 }
 
 // InstanceDir is APP/INSTANCE's directory under AppsDir.
-func (rt Runtime) InstanceDir(app, instance string) string {
+func (rt Runtime) instanceDir(app, instance string) string {
 	return filepath.Join(rt.AppsDir, app, instance)
 }
 
 // ReleaseDir is release n of APP/INSTANCE.
-func (rt Runtime) ReleaseDir(app, instance string, n int) string {
-	return releaseDir(rt.InstanceDir(app, instance), n)
+func (rt Runtime) releaseDir(app, instance string, n int) string {
+	return releaseDir(rt.instanceDir(app, instance), n)
 }
 
 // VassalPath is release n's uWSGI vassal file.
-func (rt Runtime) VassalPath(app, instance string, n int) string {
+func (rt Runtime) vassalPath(app, instance string, n int) string {
 	return filepath.Join(rt.VassalsDir, InstanceID(app, instance)+".v"+strconv.Itoa(n)+".ini")
 }
 
 // SocketPath is where release n's vassal listens (uwsgi protocol).
-func (rt Runtime) SocketPath(app, instance string, n int) string {
+func (rt Runtime) socketPath(app, instance string, n int) string {
 	return filepath.Join(rt.SocketsDir, InstanceID(app, instance)+".v"+strconv.Itoa(n)+".sock")
 }
 
 // NginxPath is the instance's nginx server-block file.
-func (rt Runtime) NginxPath(app, instance string) string {
+func (rt Runtime) nginxPath(app, instance string) string {
 	return filepath.Join(rt.NginxDir, InstanceID(app, instance)+".conf")
 }
 
 // InstanceNginxLogsDir holds the instance's access and error logs. It is
 // not the app's SILVER_LOGS: nginx opens its logs as root, and a symlink
 // the app put in its own directory would make root write anywhere.
-func (rt Runtime) InstanceNginxLogsDir(app, instance string) string {
+func (rt Runtime) instanceNginxLogsDir(app, instance string) string {
 	return filepath.Join(rt.NginxLogsDir, app, instance)
 }
 
 // InstanceLogsDir is SILVER_LOGS, owned by the app user: app.log and what
 // the app writes itself.
-func (rt Runtime) InstanceLogsDir(app, instance string) string {
+func (rt Runtime) instanceLogsDir(app, instance string) string {
 	return filepath.Join(rt.LogsDir, app, instance)
 }
 
@@ -356,4 +356,17 @@ type Releases struct {
 	Current  int   `json:"current"`  // live release (0: none)
 	Previous int   `json:"previous"` // the one at prev.HOST (0: none)
 	Present  []int `json:"present"`  // every release on the node, oldest first
+}
+
+// runtimeInstance is one APP/INSTANCE in a runtime: what starts, stops,
+// routes and runs its releases works on it.
+type runtimeInstance struct {
+	rt   Runtime
+	app  string
+	name string
+}
+
+// instance is APP/NAME in rt.
+func (rt Runtime) instance(app, name string) runtimeInstance {
+	return runtimeInstance{rt: rt, app: app, name: name}
 }

@@ -15,15 +15,16 @@ import (
 	"time"
 )
 
-func updateFetch(ctx context.Context, rt Runtime, app, instance string, n int, spec Spec, files instanceFiles,
+func (ri runtimeInstance) updateFetch(ctx context.Context, n int, spec Spec, files instanceFiles,
 	step FetchStep, env []string, out io.Writer) error {
-	timeout := spec.HealthTimeout()
+	rt, app, instance := ri.rt, ri.app, ri.name
+	timeout := spec.healthTimeout()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	started := time.Now()
 	if step.URLPath != "" {
 		loc := spec.Locations[0]
-		status, _, err := UwsgiGet(sctx, rt.SocketPath(app, instance, n), loc.Host, loc.Path, step.URLPath)
+		status, _, err := uwsgiGet(sctx, rt.socketPath(app, instance, n), loc.Host, loc.Path, step.URLPath)
 		if err != nil {
 			return fmt.Errorf("update_fetch GET %s failed: %v", step.URLPath, err)
 		}
@@ -34,7 +35,7 @@ func updateFetch(ctx context.Context, rt Runtime, app, instance string, n int, s
 		return nil
 	}
 	t := tenant{uid: files.vassal.UID, gid: files.vassal.GID}
-	if err := runFetchScript(sctx, rt, app, instance, files.vassal.ReleaseDir, step, env, t, out); err != nil {
+	if err := ri.runFetchScript(sctx, files.vassal.ReleaseDir, step, env, t, out); err != nil {
 		if sctx.Err() != nil && ctx.Err() == nil {
 			return fmt.Errorf("update_fetch script %s did not finish within %s", step.Script, timeout)
 		}
@@ -90,12 +91,12 @@ func scriptArgv(what, name, release, real string, mode fs.FileMode, args []strin
 // runFetchScript runs a script as the instance's user (in its cgroup) in the
 // release with exactly the env file's environment and no shell; its output
 // lines go to out.
-func runFetchScript(ctx context.Context, rt Runtime, app, instance, release string, step FetchStep, env []string, t tenant, out io.Writer) error {
+func (ri runtimeInstance) runFetchScript(ctx context.Context, release string, step FetchStep, env []string, t tenant, out io.Writer) error {
 	script, err := fetchCommand(release, step)
 	if err != nil {
 		return err
 	}
-	argv, cred, err := asInstance(rt, app, instance, t, script)
+	argv, cred, err := ri.asInstance(t, script)
 	if err != nil {
 		return err
 	}

@@ -19,8 +19,8 @@ import (
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
-// A release runs as one uWSGI vassal: StartRelease writes its file into
-// Runtime.VassalsDir and rings the emperor, StopRelease removes it. Around
+// A release runs as one uWSGI vassal: startRelease writes its file into
+// Runtime.VassalsDir and rings the emperor, stopRelease removes it. Around
 // the vassal, each instance directory holds (next to releases/ and current):
 //
 //	env       the app's environment, KEY=VALUE lines (0600, instance user)
@@ -48,7 +48,7 @@ const (
 
 // Bounds of the vassal's life cycle.
 const (
-	stopTimeout    = 5 * time.Second        // StopRelease waits this long for the emperor, then kills
+	stopTimeout    = 5 * time.Second        // stopRelease waits this long for the emperor, then kills
 	logTailLines   = 20                     // lines of app.log shown when a start fails
 	maxScriptLines = 2000                   // update_fetch script output lines copied to out
 	maxLineBytes   = 2000                   // longer output lines are cut
@@ -61,13 +61,14 @@ var (
 	phpPath     = "/usr/bin/php"
 )
 
-// StartRelease starts release n of APP/INSTANCE, whose files are already at
-// rt.ReleaseDir(app, instance, n), and returns once it is healthy and its
+// startRelease starts release n of APP/INSTANCE, whose files are already at
+// rt.releaseDir(app, instance, n), and returns once it is healthy and its
 // update_fetch ran, or with an error after stopping it. Progress lines go
 // to out; on failure the relevant tail of the app's log goes to out too,
 // and the error is one sentence naming the cause. Starting a release that
 // runs already (a retry) stops it first.
-func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, spec Spec, out io.Writer) error {
+func (ri runtimeInstance) startRelease(ctx context.Context, n int, spec Spec, out io.Writer) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if out == nil {
 		out = io.Discard
 	}
@@ -78,26 +79,26 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 	if err := checkNames(app, instance, n); err != nil {
 		return err
 	}
-	rel := rt.ReleaseDir(app, instance, n)
+	rel := rt.releaseDir(app, instance, n)
 	if fi, err := os.Stat(rel); err != nil || !fi.IsDir() {
 		return fmt.Errorf("release v%d of %s/%s is not on this node (%s); receive it first", n, app, instance, rel)
 	}
 	if err := checkReleaseFiles(rel, spec); err != nil {
 		return err
 	}
-	t, err := instanceUser(rt, app, instance, true)
+	t, err := ri.instanceUser(true)
 	if err != nil {
 		return err
 	}
-	if err := ensureInstanceCgroup(rt, app, instance, spec); err != nil {
+	if err := ri.ensureInstanceCgroup(spec); err != nil {
 		return err
 	}
 	// A retry starts from nothing: rewriting a running vassal's file only
 	// makes the emperor reload it, which keeps its socket and its past.
-	if err := StopRelease(ctx, rt, app, instance, n); err != nil {
+	if err := ri.stopRelease(ctx, n); err != nil {
 		return fmt.Errorf("stopping the earlier start of v%d: %w", n, err)
 	}
-	files, err := prepareInstance(rt, app, instance, n, spec, t)
+	files, err := ri.prepareInstance(n, spec, t)
 	if err != nil {
 		return err
 	}
@@ -105,23 +106,23 @@ func StartRelease(ctx context.Context, rt Runtime, app, instance string, n int, 
 	if err != nil {
 		return err
 	}
-	logFile := uwsgiLogPath(rt, app, instance)
-	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.VassalPath(app, instance, n)), logFile: logFile, prefix: vassalLogPrefix(n)}
+	logFile := ri.uwsgiLogPath()
+	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.vassalPath(app, instance, n)), logFile: logFile, prefix: vassalLogPrefix(n)}
 	w.offset = fileSize(logFile)
 
-	killsBefore := memoryKills(rt, app, instance)
-	err = startAndCheck(ctx, rt, app, instance, n, spec, files, ini, w, out)
+	killsBefore := ri.memoryKills()
+	err = ri.startAndCheck(ctx, n, spec, files, ini, w, out)
 	if err == nil {
 		return nil
 	}
-	if kills := memoryKills(rt, app, instance); kills != killsBefore {
+	if kills := ri.memoryKills(); kills != killsBefore {
 		fmt.Fprintln(out, kills)
 	}
 	// The caller's context may be what ended the start: stopping must not
 	// depend on it.
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout+2*time.Second)
 	defer cancel()
-	if stopErr := StopRelease(stopCtx, rt, app, instance, n); stopErr != nil {
+	if stopErr := ri.stopRelease(stopCtx, n); stopErr != nil {
 		fmt.Fprintf(out, "stopping v%d after the failure: %v\n", n, stopErr)
 	}
 	return err
@@ -143,9 +144,10 @@ func checkReleaseFiles(rel string, spec Spec) error {
 
 // startAndCheck writes the vassal, waits for its socket and a healthy
 // answer, then runs update_fetch.
-func startAndCheck(ctx context.Context, rt Runtime, app, instance string, n int, spec Spec, files instanceFiles,
+func (ri runtimeInstance) startAndCheck(ctx context.Context, n int, spec Spec, files instanceFiles,
 	ini string, w *startWatch, out io.Writer) error {
-	vassal := rt.VassalPath(app, instance, n)
+	rt, app, instance := ri.rt, ri.app, ri.name
+	vassal := rt.vassalPath(app, instance, n)
 	if err := atomicfile.Write(vassal, []byte(ini), 0o644); err != nil {
 		return fmt.Errorf("the vassal file: %w", err)
 	}
@@ -156,7 +158,7 @@ func startAndCheck(ctx context.Context, rt Runtime, app, instance string, n int,
 		return fmt.Errorf("the uWSGI emperor is not running (nothing answers on %s); run `gitreceive nodes setup` for this node", rt.EmperorStats)
 	}
 
-	timeout := spec.HealthTimeout()
+	timeout := spec.healthTimeout()
 	hctx, cancel := context.WithTimeoutCause(ctx, timeout, errHealthTimeout)
 	defer cancel()
 	// The watcher ends the health check early when the app cannot load.
@@ -168,7 +170,7 @@ func startAndCheck(ctx context.Context, rt Runtime, app, instance string, n int,
 		defer wg.Done()
 		w.run(wctx, fail)
 	}()
-	err := healthCheck(wctx, rt.SocketPath(app, instance, n), spec, timeout, started, out)
+	err := healthCheck(wctx, rt.socketPath(app, instance, n), spec, timeout, started, out)
 	fail(nil)
 	wg.Wait()
 	if err != nil {
@@ -184,7 +186,7 @@ func startAndCheck(ctx context.Context, rt Runtime, app, instance string, n int,
 		return err
 	}
 	for _, step := range spec.UpdateFetch {
-		if err := updateFetch(ctx, rt, app, instance, n, spec, files, step, env, out); err != nil {
+		if err := ri.updateFetch(ctx, n, spec, files, step, env, out); err != nil {
 			w.printTail(out)
 			return err
 		}
@@ -192,16 +194,17 @@ func startAndCheck(ctx context.Context, rt Runtime, app, instance string, n int,
 	return nil
 }
 
-// StopRelease removes release n's vassal file, so the emperor stops it, and
+// stopRelease removes release n's vassal file, so the emperor stops it, and
 // waits (at most a few seconds) for it to go; its socket and its run/ files
 // are removed too. No error if it was not running.
-func StopRelease(ctx context.Context, rt Runtime, app, instance string, n int) error {
+func (ri runtimeInstance) stopRelease(ctx context.Context, n int) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkNames(app, instance, n); err != nil {
 		return err
 	}
-	vassal := rt.VassalPath(app, instance, n)
+	vassal := rt.vassalPath(app, instance, n)
 	id := filepath.Base(vassal)
-	socket := rt.SocketPath(app, instance, n)
+	socket := rt.socketPath(app, instance, n)
 	err := os.Remove(vassal)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the vassal file %s: %w", vassal, err)
@@ -220,7 +223,7 @@ func StopRelease(ctx context.Context, rt Runtime, app, instance string, n int) e
 				return fmt.Errorf("v%d of %s/%s is still running %s after its vassal file was removed; see %s", n, app, instance, stopTimeout, emperorLog(rt))
 			}
 			// The emperor asked it to stop and it did not: end it.
-			killVassal(rt, app, instance, pid)
+			ri.killVassal(pid)
 			killed = true
 			deadline = time.Now().Add(2 * time.Second)
 		}
@@ -234,7 +237,7 @@ func StopRelease(ctx context.Context, rt Runtime, app, instance string, n int) e
 	if err := os.Remove(socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the socket %s: %w", socket, err)
 	}
-	runDir := filepath.Join(rt.InstanceDir(app, instance), runDirName)
+	runDir := filepath.Join(rt.instanceDir(app, instance), runDirName)
 	for _, suffix := range []string{".env", ".wsgi.py", ".env.php"} {
 		p := filepath.Join(runDir, "v"+strconv.Itoa(n)+suffix)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -272,9 +275,9 @@ func vassalRunning(ctx context.Context, rt Runtime, id, socket string) (pid int,
 // (a reused pid must never be root's or another instance's). It is the
 // last resort: uWSGI ignores the emperor's stop while it respawns a worker
 // (seen right after a harakiri).
-func killVassal(rt Runtime, app, instance string, master int) {
+func (ri runtimeInstance) killVassal(master int) {
 	uids := map[int]bool{}
-	if t, err := instanceUser(rt, app, instance, false); err == nil {
+	if t, err := ri.instanceUser(false); err == nil {
 		uids[t.uid] = true
 	}
 	if t, err := lookupUser(legacyAppUser); err == nil {
@@ -324,17 +327,18 @@ func procPIDs(match func(pid int) bool) []int {
 	return pids
 }
 
-// DemoteRelease rewrites release n's vassal as a cheap one: no workers
+// demoteRelease rewrites release n's vassal as a cheap one: no workers
 // until a request comes, back to none after demoteIdle seconds without
 // requests, one worker at most. That is the previous release, kept
 // reachable at prev.HOST. The emperor reloads the vassal gracefully: its
 // socket stays, requests wait for the reload. No error if it is not
 // running.
-func DemoteRelease(ctx context.Context, rt Runtime, app, instance string, n int) error {
+func (ri runtimeInstance) demoteRelease(ctx context.Context, n int) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkNames(app, instance, n); err != nil {
 		return err
 	}
-	vassal := rt.VassalPath(app, instance, n)
+	vassal := rt.vassalPath(app, instance, n)
 	data, err := os.ReadFile(vassal)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

@@ -99,7 +99,7 @@ func vassalINI(c vassalConfig) (string, error) {
 	line("chown-socket = %d:%d", c.UID, c.NginxGID)
 	line("chmod-socket = 660")
 	line("; No vacuum: the instance's user cannot remove the socket from root's")
-	line("; directory; StopRelease does.")
+	line("; directory; stopRelease does.")
 	line("; Room for long URLs and cookies (uWSGI's default is 4 KB).")
 	line("buffer-size = 32768")
 	line("; Every vassal of the instance logs to app.log; uWSGI's own lines say which.")
