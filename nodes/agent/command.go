@@ -213,7 +213,7 @@ func destroyVerb(ctx context.Context, c *call, r agentapi.Destroy) error {
 	if in.rt == nil {
 		return os.RemoveAll(in.dir)
 	}
-	return (*in.rt).instance(in.app, in.name).destroy(ctx)
+	return in.runtime().destroy(ctx)
 }
 
 func (c *call) setDisabled(ctx context.Context, t agentapi.Target, disabled bool) error {
@@ -420,7 +420,7 @@ func runVerb(ctx context.Context, root string, r agentapi.Run, stdin io.Reader, 
 	if live == 0 {
 		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
 	}
-	return (*in.rt).instance(in.app, in.name).runScript(ctx, live, r.Script, r.Args, r.Env, stdin, stdout, stderr, r.TTY)
+	return in.runtime().runScript(ctx, live, r.Script, r.Args, r.Env, stdin, stdout, stderr, r.TTY)
 }
 
 // untilHangUp is ctx, also cancelled once nobody reads stdout any more

@@ -86,7 +86,7 @@ func (in instance) start(ctx context.Context, n int, stored bool, stdin io.Reade
 	if _, err := os.Stat(in.rt.VassalsDir); err != nil {
 		return fmt.Errorf("not set up to serve apps (no %s); run `gitreceive nodes setup` for this node on the receiver", in.rt.VassalsDir)
 	}
-	return (*in.rt).instance(in.app, in.name).startRelease(ctx, n, spec, out)
+	return in.runtime().startRelease(ctx, n, spec, out)
 }
 
 // spec reads release n's kept spec.
@@ -145,7 +145,7 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 	if in.rt != nil {
 		var spec Spec
 		if spec, err = in.spec(n); err == nil {
-			err = (*in.rt).instance(in.app, in.name).route(ctx, n, prev, spec, in.disabled())
+			err = in.runtime().route(ctx, n, prev, spec, in.disabled())
 		}
 	}
 	if err != nil && ctx.Err() == nil {
@@ -185,13 +185,13 @@ func (in instance) switchBack(ctx context.Context, old, prev int) error {
 		return err
 	}
 	if old == 0 {
-		return (*in.rt).instance(in.app, in.name).unroute(ctx)
+		return in.runtime().unroute(ctx)
 	}
 	spec, err := in.spec(old)
 	if err != nil {
 		return err
 	}
-	return (*in.rt).instance(in.app, in.name).route(ctx, old, prev, spec, in.disabled())
+	return in.runtime().route(ctx, old, prev, spec, in.disabled())
 }
 
 // setCurrent points current at release n (0: removes it).
@@ -205,23 +205,22 @@ const switchBackTimeout = 30 * time.Second
 // after the next deploy), and the instance's directories are closed to
 // everyone else now that nothing of that user serves it.
 func (in instance) demoteOrRetire(ctx context.Context, prev int) error {
-	rt := *in.rt
-	t, err := rt.instance(in.app, in.name).instanceUser(false)
+	t, err := in.runtime().instanceUser(false)
 	if err != nil {
 		return err
 	}
-	legacy := rt.instance(in.app, in.name).legacyVassals(t)
+	legacy := in.runtime().legacyVassals(t)
 	if !slices.Contains(legacy, prev) {
-		if err := rt.instance(in.app, in.name).demoteRelease(ctx, prev); err != nil {
+		if err := in.runtime().demoteRelease(ctx, prev); err != nil {
 			return err
 		}
-	} else if err := rt.instance(in.app, in.name).stopRelease(ctx, prev); err != nil {
+	} else if err := in.runtime().stopRelease(ctx, prev); err != nil {
 		return err
 	}
 	if len(legacy) == 0 {
 		return nil
 	}
-	return rt.instance(in.app, in.name).closeInstanceDirs(t)
+	return in.runtime().closeInstanceDirs(t)
 }
 
 // tidy keeps the vassals of live and prev only (prev demoted to a cheap
@@ -236,7 +235,7 @@ func (in instance) tidy(ctx context.Context, live, prev int) error {
 	if in.rt != nil {
 		for _, r := range all {
 			if r != live && r != prev {
-				if err := (*in.rt).instance(in.app, in.name).stopRelease(ctx, r); err != nil {
+				if err := in.runtime().stopRelease(ctx, r); err != nil {
 					return err
 				}
 			}
@@ -294,10 +293,10 @@ func (in instance) deactivate(ctx context.Context, n int) error {
 		return fmt.Errorf("v%d is not live (current is v%d)", n, cur)
 	}
 	if in.rt != nil {
-		if err := (*in.rt).instance(in.app, in.name).unroute(ctx); err != nil {
+		if err := in.runtime().unroute(ctx); err != nil {
 			return err
 		}
-		if err := (*in.rt).instance(in.app, in.name).stopRelease(ctx, n); err != nil {
+		if err := in.runtime().stopRelease(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -317,7 +316,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 		return fmt.Errorf("v%d is live; it cannot be aborted", n)
 	}
 	if in.rt != nil {
-		if err := (*in.rt).instance(in.app, in.name).stopRelease(ctx, n); err != nil {
+		if err := in.runtime().stopRelease(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -334,7 +333,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 	if in.rt != nil && cur > 0 {
 		spec, err := in.spec(cur)
 		if err == nil {
-			err = (*in.rt).instance(in.app, in.name).route(ctx, cur, prev, spec, in.disabled())
+			err = in.runtime().route(ctx, cur, prev, spec, in.disabled())
 		}
 		if err != nil {
 			return err
@@ -391,12 +390,12 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	if in.rt == nil {
 		return fmt.Errorf("no logs: %s moves the releases away from nginx and uWSGI", RootEnv)
 	}
-	if line := (*in.rt).instance(in.app, in.name).memoryKills(); line != "" {
+	if line := in.runtime().memoryKills(); line != "" {
 		fmt.Fprintln(out, line)
 	}
 	var files []string
 	for _, p := range []string{
-		(*in.rt).instance(in.app, in.name).uwsgiLogPath(),
+		in.runtime().uwsgiLogPath(),
 		filepath.Join(in.rt.instanceNginxLogsDir(in.app, in.name), "access.log"),
 		filepath.Join(in.rt.instanceNginxLogsDir(in.app, in.name), "error.log"),
 	} {
@@ -414,7 +413,7 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	// tail runs as the instance's user, which may read them all (they are
 	// its group's): root opening files named by the instance's paths is
 	// what must never happen.
-	t, err := (*in.rt).instance(in.app, in.name).instanceUser(false)
+	t, err := in.runtime().instanceUser(false)
 	if err != nil {
 		return err
 	}
@@ -461,5 +460,8 @@ func (in instance) setDisabled(ctx context.Context, disabled bool) error {
 	if err != nil {
 		return err
 	}
-	return (*in.rt).instance(in.app, in.name).route(ctx, cur, readLink(in.dir, "previous"), spec, disabled)
+	return in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled)
 }
+
+// runtime is the instance in its runtime (in.rt must not be nil).
+func (in instance) runtime() runtimeInstance { return in.rt.instance(in.app, in.name) }
