@@ -137,7 +137,7 @@ func parseRunResult(t *testing.T, out string) runResult {
 }
 
 // run runs runScript inside the node.
-func (n *rtNode) run(a runArgs) runResult {
+func (n *testNode) run(a runArgs) runResult {
 	n.t.Helper()
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -157,7 +157,7 @@ func clip(s string) string {
 	return s
 }
 
-func (n *rtNode) mustRun(a runArgs, code int) runResult {
+func (n *testNode) mustRun(a runArgs, code int) runResult {
 	n.t.Helper()
 	res := n.run(a)
 	if res.Error != "" || res.Code != code {
@@ -166,7 +166,7 @@ func (n *rtNode) mustRun(a runArgs, code int) runResult {
 	return res
 }
 
-func (n *rtNode) destroy(app, instance string) runResult {
+func (n *testNode) destroy(app, instance string) runResult {
 	n.t.Helper()
 	data, err := json.Marshal(runArgs{App: app, Instance: instance})
 	if err != nil {
@@ -183,12 +183,12 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 
 // setupRuntimeNode starts a one-node test bed and sets it up as the
 // runtime tests do: server-files' setup, this test binary at rtHelperPath.
-func setupRuntimeNode(t *testing.T, prefix, subnet string) *rtNode {
+func setupRuntimeNode(t *testing.T, prefix, subnet string) *testNode {
 	t.Helper()
 	testbed.Require(t)
 	requireRuntimeStack(t)
 	bed := testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: 1})
-	n := &rtNode{t: t, bed: bed, node: bed.Nodes[0], rt: SystemRuntime()}
+	n := &testNode{t: t, bed: bed, node: bed.Nodes[0], rt: SystemRuntime()}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -257,7 +257,7 @@ func pidsOf(out string) map[string]int {
 }
 
 // expectGone checks that none of pids is a process of the node.
-func (n *rtNode) expectGone(what string, pids map[string]int) {
+func (n *testNode) expectGone(what string, pids map[string]int) {
 	n.t.Helper()
 	for name, pid := range pids {
 		if pid == 0 {
@@ -459,7 +459,7 @@ func TestRunScriptOnTestNode(t *testing.T) {
 	})
 }
 
-func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
+func testDestroyOnNode(n *testNode, app, inst, host string, spec Spec) {
 	t := n.t
 	appUser := services.Instance{App: app, Name: inst}.UnixUser()
 	appUID := n.uid(app, inst)
