@@ -55,6 +55,20 @@ type instanceFiles struct {
 // An instance that ran as the shared user of earlier versions is moved
 // over here: what it owns in its log directory is given to its own user.
 func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceFiles, error) {
+	nginxGID, err := ri.ensureInstanceDirs(n, t)
+	if err != nil {
+		return instanceFiles{}, err
+	}
+	snapshot, err := ri.writeEnv(n, spec, t)
+	if err != nil {
+		return instanceFiles{}, err
+	}
+	return ri.writeBootstrap(n, spec, t, nginxGID, snapshot)
+}
+
+// ensureInstanceDirs makes the instance's directories, logs, secret and
+// TEMP as a start of release n needs them, returning nginx's group id.
+func (ri runtimeInstance) ensureInstanceDirs(n int, t tenant) (nginxGID int, err error) {
 	rt, app, instance := ri.rt, ri.app, ri.name
 	dir := rt.instanceDir(app, instance)
 	rel := rt.releaseDir(app, instance, n)
@@ -71,9 +85,9 @@ func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceF
 	if len(ri.legacyVassals(t)) > 0 {
 		closed = 0o751
 	}
-	nginxGID, err := lookupGroupID(rt.NginxGroup)
+	nginxGID, err = lookupGroupID(rt.NginxGroup)
 	if err != nil {
-		return instanceFiles{}, err
+		return 0, err
 	}
 	for _, d := range []struct {
 		path string
@@ -96,28 +110,39 @@ func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceF
 		{rt.SocketsDir, nginxGID, 0o750},
 	} {
 		if err := ensureRootDir(d.path, d.gid, d.mode); err != nil {
-			return instanceFiles{}, err
+			return 0, err
 		}
 	}
 	if err := ensureAppDir(logs, 0o700, t); err != nil {
-		return instanceFiles{}, fmt.Errorf("the instance's log directory: %w", err)
+		return 0, fmt.Errorf("the instance's log directory: %w", err)
 	}
 	if err := reownEntries(logs, t); err != nil {
-		return instanceFiles{}, fmt.Errorf("the instance's log directory: %w", err)
+		return 0, fmt.Errorf("the instance's log directory: %w", err)
 	}
 	if err := ri.writeLogrotate(t); err != nil {
-		return instanceFiles{}, err
+		return 0, err
 	}
 	if err := ri.ensureUwsgiLog(t); err != nil {
-		return instanceFiles{}, err
+		return 0, err
 	}
 	if err := ensureSecret(secret, t); err != nil {
-		return instanceFiles{}, fmt.Errorf("the instance's secret %s: %w", secret, err)
+		return 0, fmt.Errorf("the instance's secret %s: %w", secret, err)
 	}
 	if err := resetTempDir(tmp, t); err != nil {
-		return instanceFiles{}, fmt.Errorf("the instance's TEMP %s: %w", tmp, err)
+		return 0, fmt.Errorf("the instance's TEMP %s: %w", tmp, err)
 	}
+	return nginxGID, nil
+}
 
+// writeEnv writes the instance's env file and release n's snapshot of it
+// (returned): the spec's environment and this node's paths.
+func (ri runtimeInstance) writeEnv(n int, spec Spec, t tenant) (snapshot string, err error) {
+	rt := ri.rt
+	dir := rt.instanceDir(ri.app, ri.name)
+	rel := rt.releaseDir(ri.app, ri.name, n)
+	logs := rt.instanceLogsDir(ri.app, ri.name)
+	secret := filepath.Join(dir, secretFileName)
+	tmp := filepath.Join(dir, tmpDirName)
 	env := map[string]string{}
 	for k, v := range spec.Env {
 		env[k] = v
@@ -132,24 +157,36 @@ func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceF
 		// Every Python process of the app, whatever starts it, sees the
 		// release (lib/python, silvercustomize) and silversupport.
 		if err := pysupport.Install(rt.PythonDir); err != nil {
-			return instanceFiles{}, err
+			return "", err
 		}
 		env["PYTHONPATH"] = rt.PythonDir
 		env[pysupport.AppDirEnv] = rel
 	}
 	envData, err := formatEnvFile(env)
 	if err != nil {
-		return instanceFiles{}, err
+		return "", err
 	}
 	if err := atomicfile.WriteOwned(filepath.Join(dir, envFileName), envData, 0o600, t.uid, t.gid); err != nil {
-		return instanceFiles{}, fmt.Errorf("the env file: %w", err)
+		return "", fmt.Errorf("the env file: %w", err)
 	}
-	prefix := filepath.Join(run, "v"+strconv.Itoa(n))
-	snapshot := prefix + ".env"
+	snapshot = releaseRunPrefix(dir, n) + ".env"
 	if err := atomicfile.WriteOwned(snapshot, envData, 0o600, t.uid, t.gid); err != nil {
-		return instanceFiles{}, err // names the file
+		return "", err // names the file
 	}
+	return snapshot, nil
+}
 
+// releaseRunPrefix starts the names of release n's files in run/.
+func releaseRunPrefix(dir string, n int) string {
+	return filepath.Join(dir, runDirName, "v"+strconv.Itoa(n))
+}
+
+// writeBootstrap writes release n's bootstrap (the WSGI file, the PHP
+// prepend file) and returns the files its vassal is made of.
+func (ri runtimeInstance) writeBootstrap(n int, spec Spec, t tenant, nginxGID int, snapshot string) (instanceFiles, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
+	rel := rt.releaseDir(app, instance, n)
+	prefix := releaseRunPrefix(rt.instanceDir(app, instance), n)
 	// PHP compares real paths with the allowed document root.
 	realRel, err := filepath.EvalSymlinks(rel)
 	if err != nil {

@@ -306,44 +306,16 @@ func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid 
 		}()
 	}
 
-	// The group is signalled only while its leader is not reaped: until
-	// then, its id cannot belong to anyone else.
-	var mu sync.Mutex
-	exited := false
-	signalGroup := func(sig syscall.Signal) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !exited {
-			syscall.Kill(-pid, sig)
-		}
-	}
+	g := &processGroup{pid: pid}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-stop:
-			return
-		}
-		signalGroup(syscall.SIGTERM)
-		signalGroup(syscall.SIGCONT) // a stopped process would never see it
-		select {
-		case <-stop:
-		case <-time.After(runKillDelay):
-			signalGroup(syscall.SIGKILL)
-		}
-	}()
+	g.stopOnCancel(ctx, stop, &wg)
 
-	waitLeader(pid, func() { signalGroup(syscall.SIGCONT) })
+	waitLeader(pid, func() { g.signal(syscall.SIGCONT) })
 	if term != nil {
 		term.restore()
 	}
-	mu.Lock()
-	exited = true
-	syscall.Kill(-pid, syscall.SIGKILL) // the rest of its group; the unreaped leader holds the id
-	mu.Unlock()
+	g.leaderExited()
 	close(stop)
 	wg.Wait()
 	killOrphans(uid, pid)
@@ -351,18 +323,7 @@ func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid 
 		stdinPipe.Close()
 	}
 
-	err := cmd.Wait()
-	if cmd.ProcessState == nil {
-		return 0, fmt.Errorf("waiting for %s: %v", argv[0], err)
-	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok {
-		return 0, fmt.Errorf("waiting for %s: %v", argv[0], err)
-	}
-	if ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
+	return exitCode(cmd, argv[0])
 }
 
 // waitLeader returns once process pid has exited, without reaping it (so
@@ -495,3 +456,67 @@ func (f *foreground) restore() {
 }
 
 func (f *foreground) close() { f.tty.Close() }
+
+// exitCode waits for cmd and returns its exit code (128+N: killed by
+// signal N).
+func exitCode(cmd *exec.Cmd, name string) (int, error) {
+	err := cmd.Wait()
+	if cmd.ProcessState == nil {
+		return 0, fmt.Errorf("waiting for %s: %v", name, err)
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return 0, fmt.Errorf("waiting for %s: %v", name, err)
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// processGroup is a script's process group. It is signalled only while
+// its leader is not reaped: until then, its id cannot belong to anyone
+// else.
+type processGroup struct {
+	pid    int
+	mu     sync.Mutex
+	exited bool
+}
+
+func (g *processGroup) signal(sig syscall.Signal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.exited {
+		syscall.Kill(-g.pid, sig)
+	}
+}
+
+// leaderExited kills the rest of the group (the unreaped leader holds the
+// id) and signals it no more.
+func (g *processGroup) leaderExited() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.exited = true
+	syscall.Kill(-g.pid, syscall.SIGKILL)
+}
+
+// stopOnCancel terminates the group once ctx ends (then kills it after
+// runKillDelay), until stop is closed; wg is done when it returns.
+func (g *processGroup) stopOnCancel(ctx context.Context, stop chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-stop:
+			return
+		}
+		g.signal(syscall.SIGTERM)
+		g.signal(syscall.SIGCONT) // a stopped process would never see it
+		select {
+		case <-stop:
+		case <-time.After(runKillDelay):
+			g.signal(syscall.SIGKILL)
+		}
+	}()
+}

@@ -114,33 +114,9 @@ func vassalINI(c vassalConfig) (string, error) {
 		line("wsgi-file = %s", q["bootstrap"])
 		line("callable = application")
 	case "php":
-		docroot := c.ReleaseDir
-		if s.PHPRoot != "" && s.PHPRoot != "." {
-			docroot = filepath.Join(c.ReleaseDir, s.PHPRoot)
+		if err := phpINI(c, q, line); err != nil {
+			return "", err
 		}
-		qdoc, err := iniPath(docroot)
-		if err != nil {
-			return "", fmt.Errorf("vassal file, php_root: %w", err)
-		}
-		qrunner, err := iniPath(filepath.Join(c.ReleaseDir, s.Runner))
-		if err != nil {
-			return "", fmt.Errorf("vassal file, runner: %w", err)
-		}
-		line("php-docroot = %s", qdoc)
-		line("; Only .php files under the document root run (and the front controller).")
-		line("; No trailing slash: uWSGI checks the docroot itself, for its index.")
-		line("php-allowed-docroot = %s", qdoc)
-		if !strings.HasPrefix(filepath.Join(c.ReleaseDir, s.Runner), docroot+"/") {
-			line("php-allowed-docroot = %s", qrunner)
-		}
-		line("php-allowed-ext = .php")
-		line("php-index = index.php")
-		if base := filepath.Base(s.Runner); filepath.Dir(filepath.Join(c.ReleaseDir, s.Runner)) == docroot && base != "index.php" {
-			line("php-index = %s", base)
-		}
-		line("; The front controller answers paths that are not files.")
-		line("php-fallback = %s", qrunner)
-		line("php-exec-before = require '%s';", q["bootstrap"])
 	}
 	return b.String(), nil
 }
@@ -223,4 +199,38 @@ func phpBootstrap(c vassalConfig, envFile string) ([]byte, error) {
 })();
 `)
 	return []byte(b.String()), nil
+}
+
+// phpINI writes the php vassal's lines: document root, what may run, the
+// front controller and the bootstrap (q: the paths quoted for the file).
+func phpINI(c vassalConfig, q map[string]string, line func(format string, args ...any)) error {
+	s := c.Spec
+	docroot := c.ReleaseDir
+	if s.PHPRoot != "" && s.PHPRoot != "." {
+		docroot = filepath.Join(c.ReleaseDir, s.PHPRoot)
+	}
+	qdoc, err := iniPath(docroot)
+	if err != nil {
+		return fmt.Errorf("vassal file, php_root: %w", err)
+	}
+	qrunner, err := iniPath(filepath.Join(c.ReleaseDir, s.Runner))
+	if err != nil {
+		return fmt.Errorf("vassal file, runner: %w", err)
+	}
+	line("php-docroot = %s", qdoc)
+	line("; Only .php files under the document root run (and the front controller).")
+	line("; No trailing slash: uWSGI checks the docroot itself, for its index.")
+	line("php-allowed-docroot = %s", qdoc)
+	if !strings.HasPrefix(filepath.Join(c.ReleaseDir, s.Runner), docroot+"/") {
+		line("php-allowed-docroot = %s", qrunner)
+	}
+	line("php-allowed-ext = .php")
+	line("php-index = index.php")
+	if base := filepath.Base(s.Runner); filepath.Dir(filepath.Join(c.ReleaseDir, s.Runner)) == docroot && base != "index.php" {
+		line("php-index = %s", base)
+	}
+	line("; The front controller answers paths that are not files.")
+	line("php-fallback = %s", qrunner)
+	line("php-exec-before = require '%s';", q["bootstrap"])
+	return nil
 }
