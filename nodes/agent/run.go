@@ -171,22 +171,7 @@ func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error)
 		return "", 0, fmt.Errorf("script %q is not a file name", script)
 	}
 	if strings.Contains(script, "/") {
-		p := strings.TrimPrefix(script, "./")
-		if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
-			return "", 0, fmt.Errorf("script %q is refused: a path must lead inside the release, relative to its top (bin/NAME), without \"..\"; "+
-				"a NAME without '/' is looked up in bin/, the top directory, then PATH", script)
-		}
-		real, fi, err := releaseFile(release, p, script)
-		if err != nil {
-			return "", 0, err
-		}
-		if fi == nil {
-			return "", 0, fmt.Errorf("script %q is not in the release", script)
-		}
-		if !fi.Mode().IsRegular() {
-			return "", 0, fmt.Errorf("script %q is not a file", script)
-		}
-		return real, fi.Mode(), nil
+		return scriptInRelease(release, script)
 	}
 	if script == "." || script == ".." {
 		return "", 0, fmt.Errorf("script %q is not a file name", script)
@@ -200,6 +185,35 @@ func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error)
 			return real, fi.Mode(), nil
 		}
 	}
+	if real, mode, ok := scriptOnPath(script, pathEnv); ok {
+		return real, mode, nil
+	}
+	return "", 0, fmt.Errorf("script %q is not in the release's bin/ or top directory, nor on its PATH (%s)", script, pathEnv)
+}
+
+// scriptInRelease resolves a script named by a path (with a '/'), which
+// must lead inside the release.
+func scriptInRelease(release, script string) (string, fs.FileMode, error) {
+	p := strings.TrimPrefix(script, "./")
+	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+		return "", 0, fmt.Errorf("script %q is refused: a path must lead inside the release, relative to its top (bin/NAME), without \"..\"; "+
+			"a NAME without '/' is looked up in bin/, the top directory, then PATH", script)
+	}
+	real, fi, err := releaseFile(release, p, script)
+	if err != nil {
+		return "", 0, err
+	}
+	if fi == nil {
+		return "", 0, fmt.Errorf("script %q is not in the release", script)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("script %q is not a file", script)
+	}
+	return real, fi.Mode(), nil
+}
+
+// scriptOnPath finds script on pathEnv's absolute directories.
+func scriptOnPath(script, pathEnv string) (string, fs.FileMode, bool) {
 	// The PATH: like a shell, files that cannot run are passed over. The
 	// release's own directories were searched above.
 	for _, dir := range filepath.SplitList(pathEnv) {
@@ -216,10 +230,10 @@ func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error)
 			if err != nil {
 				continue
 			}
-			return real, fi.Mode(), nil
+			return real, fi.Mode(), true
 		}
 	}
-	return "", 0, fmt.Errorf("script %q is not in the release's bin/ or top directory, nor on its PATH (%s)", script, pathEnv)
+	return "", 0, false
 }
 
 // releaseFile resolves the release-relative p (a clean path) through its

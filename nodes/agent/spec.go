@@ -142,6 +142,21 @@ func (s Spec) WithDefaults() Spec {
 // quote, newline, brace, semicolon or '%' can reach those files except
 // through Env values, which are written to the env file only.
 func (s Spec) Validate() error {
+	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	for k, v := range s.Env {
+		if !envName.MatchString(k) || strings.ContainsAny(v, "\x00\n\r") {
+			return fmt.Errorf("env %q: names are A-Z, 0-9 and _, values one line", k)
+		}
+	}
+	return nil
+}
+
+// validatePlatform checks the platform and what runs the app.
+func (s Spec) validatePlatform() error {
 	switch s.Platform {
 	case "python":
 		if !identifier.MatchString(s.Callable) {
@@ -165,6 +180,11 @@ func (s Spec) Validate() error {
 	if err := checkSafeRelPath(s.Runner); err != nil {
 		return fmt.Errorf("runner: %w", err)
 	}
+	return nil
+}
+
+// validateLocations checks where the app answers and its health check.
+func (s Spec) validateLocations() error {
 	if len(s.Locations) == 0 || len(s.Locations) > 64 {
 		return fmt.Errorf("a release needs 1 to 64 locations, got %d", len(s.Locations))
 	}
@@ -191,6 +211,10 @@ func (s Spec) Validate() error {
 	if !strings.HasPrefix(s.HealthCheck, "/") || !urlPathPart.MatchString(s.HealthCheck) || len(s.HealthCheck) > 1024 {
 		return fmt.Errorf("health_check %q is not a URL path", s.HealthCheck)
 	}
+	return nil
+}
+
+func (s Spec) validateUpdateFetch() error {
 	for _, f := range s.UpdateFetch {
 		switch {
 		case f.URLPath != "" && f.Script == "":
@@ -210,6 +234,11 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("update_fetch entry needs exactly one of url_path and script")
 		}
 	}
+	return nil
+}
+
+// validateNumbers checks the uWSGI settings and the cgroup limits.
+func (s Spec) validateNumbers() error {
 	for name, v := range map[string]int{"health_check_timeout": s.HealthCheckTimeout, "workers": s.Workers, "harakiri": s.Harakiri,
 		"max_requests": s.MaxRequests, "reload_on_rss": s.ReloadOnRSS, "keep_releases": s.KeepReleases, "idle_stop": s.IdleStop} {
 		if v < 0 || v > 1_000_000 {
@@ -229,11 +258,6 @@ func (s Spec) Validate() error {
 	} {
 		if b.v != 0 && (b.v < b.min || b.v > b.max) {
 			return fmt.Errorf("%s = %d is out of range (%d to %d, or 0 for the default)", b.name, b.v, b.min, b.max)
-		}
-	}
-	for k, v := range s.Env {
-		if !envName.MatchString(k) || strings.ContainsAny(v, "\x00\n\r") {
-			return fmt.Errorf("env %q: names are A-Z, 0-9 and _, values one line", k)
 		}
 	}
 	return nil
