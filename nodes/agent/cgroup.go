@@ -184,7 +184,7 @@ func (c cgroups) remove(id string) error {
 // are gone; a cgroup whose last processes are still exiting is busy for a
 // moment.
 func (ri runtimeInstance) removeInstanceCgroup() error {
-	rt, app, instance := ri.rt, ri.app, ri.name
+	rt := ri.rt
 	if rt.CgroupRoot == "" {
 		return nil
 	}
@@ -193,7 +193,7 @@ func (ri runtimeInstance) removeInstanceCgroup() error {
 		return err
 	}
 	for i := 0; ; i++ {
-		err := cg.remove(InstanceID(app, instance))
+		err := cg.remove(ri.id())
 		if err == nil || !errors.Is(err, syscall.EBUSY) || i == 50 {
 			return err
 		}
@@ -212,7 +212,7 @@ func (ri runtimeInstance) memoryKills() string {
 	if err != nil {
 		return ""
 	}
-	id := InstanceID(app, instance)
+	id := ri.id()
 	n := cg.oomKills(id)
 	if n == 0 {
 		return ""

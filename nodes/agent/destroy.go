@@ -54,7 +54,7 @@ func (ri runtimeInstance) destroy(ctx context.Context) error {
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, errors.Join(errs...))
 	}
 
-	id := regexp.QuoteMeta(InstanceID(app, instance))
+	id := regexp.QuoteMeta(ri.id())
 	errs = append(errs,
 		removeMatching(rt.SocketsDir, regexp.MustCompile(`^`+id+`\.v[0-9]+\.sock$`)),
 		removeMatching(rt.VassalsDir, regexp.MustCompile(`^\.`+id+`\.v[0-9]+\.ini\.tmp-`)),
@@ -69,7 +69,7 @@ func (ri runtimeInstance) destroy(ctx context.Context) error {
 			unlock()
 		}
 	}
-	for _, dir := range []string{rt.instanceDir(app, instance), rt.instanceLogsDir(app, instance), rt.instanceNginxLogsDir(app, instance)} {
+	for _, dir := range []string{ri.dir(), ri.logsDir(), ri.nginxLogsDir()} {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))
 		}
@@ -95,9 +95,9 @@ func (ri runtimeInstance) destroy(ctx context.Context) error {
 // the vassals' and sockets' directories, the instance's run/ and releases/,
 // and the emperor.
 func (ri runtimeInstance) instanceVassals(ctx context.Context) []int {
-	rt, app, instance := ri.rt, ri.app, ri.name
-	id := regexp.QuoteMeta(InstanceID(app, instance))
-	dir := rt.instanceDir(app, instance)
+	rt := ri.rt
+	id := regexp.QuoteMeta(ri.id())
+	dir := ri.dir()
 	found := map[int]bool{}
 	scan := func(dir string, re *regexp.Regexp) {
 		entries, _ := os.ReadDir(dir)

@@ -72,7 +72,7 @@ func linkVassalWrapper(out io.Writer) error {
 // ensureInstanceCgroup makes the instance's cgroup with spec's limits, on
 // a runtime that has cgroups (tests of the pieces have none).
 func (ri runtimeInstance) ensureInstanceCgroup(spec Spec) error {
-	rt, app, instance := ri.rt, ri.app, ri.name
+	rt := ri.rt
 	if rt.CgroupRoot == "" {
 		return nil
 	}
@@ -82,7 +82,7 @@ func (ri runtimeInstance) ensureInstanceCgroup(spec Spec) error {
 	}
 	spec = spec.WithDefaults()
 	l := Limits{MemoryMB: spec.MemoryMB, MaxProcesses: spec.MaxProcesses, CPUWeight: spec.CPUWeight}
-	if err := cg.ensure(InstanceID(app, instance), l); err != nil {
+	if err := cg.ensure(ri.id(), l); err != nil {
 		return fmt.Errorf("the instance's cgroup: %w", err)
 	}
 	return nil
@@ -92,7 +92,7 @@ func (ri runtimeInstance) ensureInstanceCgroup(spec Spec) error {
 // enter` on a runtime with cgroups, else (tests of the pieces) with a plain
 // credential change, which the caller sets when cred is not nil.
 func (ri runtimeInstance) asInstance(t tenant, argv []string) (cmd []string, cred *syscall.Credential, err error) {
-	rt, app, instance := ri.rt, ri.app, ri.name
+	rt := ri.rt
 	if rt.CgroupRoot == "" {
 		return argv, &syscall.Credential{Uid: uint32(t.uid), Gid: uint32(t.gid), Groups: []uint32{}}, nil
 	}
@@ -100,7 +100,7 @@ func (ri runtimeInstance) asInstance(t tenant, argv []string) (cmd []string, cre
 	if err != nil {
 		return nil, nil, fmt.Errorf("finding the agent's own binary: %w", err)
 	}
-	head := []string{self, "node", "enter", InstanceID(app, instance), strconv.Itoa(t.uid), strconv.Itoa(t.gid), "--"}
+	head := []string{self, "node", "enter", ri.id(), strconv.Itoa(t.uid), strconv.Itoa(t.gid), "--"}
 	return append(head, argv...), nil, nil
 }
 

@@ -69,10 +69,10 @@ func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceF
 // ensureInstanceDirs makes the instance's directories, logs, secret and
 // TEMP as a start of release n needs them, returning nginx's group id.
 func (ri runtimeInstance) ensureInstanceDirs(n int, t tenant) (nginxGID int, err error) {
-	rt, app, instance := ri.rt, ri.app, ri.name
-	dir := rt.instanceDir(app, instance)
-	rel := rt.releaseDir(app, instance, n)
-	logs := rt.instanceLogsDir(app, instance)
+	rt := ri.rt
+	dir := ri.dir()
+	rel := ri.releaseDir(n)
+	logs := ri.logsDir()
 	secret := filepath.Join(dir, secretFileName)
 	tmp := filepath.Join(dir, tmpDirName)
 	run := filepath.Join(dir, runDirName)
@@ -101,10 +101,10 @@ func (ri runtimeInstance) ensureInstanceDirs(n int, t tenant) (nginxGID int, err
 		{filepath.Join(dir, "releases"), t.gid, closed},
 		{rel, t.gid, 0o750},
 		{run, t.gid, closed},
-		{filepath.Dir(rt.instanceNginxLogsDir(app, instance)), 0, 0o711},
+		{filepath.Dir(ri.nginxLogsDir()), 0, 0o711},
 		// nginx (root) writes the instance's access and error logs here;
 		// the instance may read them (`logs` tails them as its user).
-		{rt.instanceNginxLogsDir(app, instance), t.gid, 0o750},
+		{ri.nginxLogsDir(), t.gid, 0o750},
 		// Nodes set up by earlier versions let the shared app user write
 		// here; no app may rename or replace a socket.
 		{rt.SocketsDir, nginxGID, 0o750},
@@ -185,8 +185,8 @@ func releaseRunPrefix(dir string, n int) string {
 // prepend file) and returns the files its vassal is made of.
 func (ri runtimeInstance) writeBootstrap(n int, spec Spec, t tenant, nginxGID int, snapshot string) (instanceFiles, error) {
 	rt, app, instance := ri.rt, ri.app, ri.name
-	rel := rt.releaseDir(app, instance, n)
-	prefix := releaseRunPrefix(rt.instanceDir(app, instance), n)
+	rel := ri.releaseDir(n)
+	prefix := releaseRunPrefix(ri.dir(), n)
 	// PHP compares real paths with the allowed document root.
 	realRel, err := filepath.EvalSymlinks(rel)
 	if err != nil {
@@ -195,7 +195,7 @@ func (ri runtimeInstance) writeBootstrap(n int, spec Spec, t tenant, nginxGID in
 	c := vassalConfig{
 		App: app, Instance: instance, N: n, Spec: spec,
 		ReleaseDir: realRel,
-		Socket:     rt.socketPath(app, instance, n),
+		Socket:     ri.socketPath(n),
 		LogFile:    ri.uwsgiLogPath(),
 		UID:        t.uid, GID: t.gid, NginxGID: nginxGID,
 		Cgroup:    rt.CgroupRoot != "",
@@ -222,13 +222,12 @@ func (ri runtimeInstance) writeBootstrap(n int, spec Spec, t tenant, nginxGID in
 // legacyVassals lists the releases of the instance whose vassal runs as
 // another user than t: the shared user of earlier versions.
 func (ri runtimeInstance) legacyVassals(t tenant) []int {
-	rt, app, instance := ri.rt, ri.app, ri.name
 	if _, err := lookupUser(legacyAppUser); err != nil {
 		return nil // a node set up since has no such user, so no such vassal
 	}
 	var ns []int
 	for _, n := range ri.instanceVassals(context.Background()) {
-		if uid, ok := vassalUID(rt.vassalPath(app, instance, n)); ok && uid != t.uid {
+		if uid, ok := vassalUID(ri.vassalPath(n)); ok && uid != t.uid {
 			ns = append(ns, n)
 		}
 	}
@@ -258,8 +257,7 @@ func vassalUID(path string) (int, bool) {
 // closeInstanceDirs takes the others' bit off the instance's directories
 // once no vassal of the shared user is left (see prepareInstance).
 func (ri runtimeInstance) closeInstanceDirs(t tenant) error {
-	rt, app, instance := ri.rt, ri.app, ri.name
-	dir := rt.instanceDir(app, instance)
+	dir := ri.dir()
 	for _, p := range []string{dir, filepath.Join(dir, "releases"), filepath.Join(dir, runDirName)} {
 		if err := ensureRootDir(p, t.gid, 0o750); err != nil {
 			return err

@@ -19,8 +19,7 @@ var logrotateSafe = regexp.MustCompile(`^/[A-Za-z0-9._/+@-]+$`)
 // path in a directory the app can write, where a symlink would lead it
 // anywhere. SILVER_LOGS stays the app's own.
 func (ri runtimeInstance) uwsgiLogPath() string {
-	rt, app, instance := ri.rt, ri.app, ri.name
-	return filepath.Join(rt.instanceNginxLogsDir(app, instance), appLogName)
+	return filepath.Join(ri.nginxLogsDir(), appLogName)
 }
 
 // ensureUwsgiLog makes the instance's uWSGI log root's, group the
@@ -52,7 +51,7 @@ func (ri runtimeInstance) writeLogrotate(t tenant) error {
 	if rt.LogrotateDir == "" {
 		return nil
 	}
-	logs := rt.instanceLogsDir(app, instance)
+	logs := ri.logsDir()
 	if !logrotateSafe.MatchString(logs) {
 		// A name logrotate would read as a glob or split: uWSGI's own cap
 		// on app.log still holds.

@@ -104,10 +104,10 @@ func (ri runtimeInstance) route(ctx context.Context, live, prev int, spec Spec, 
 	}
 	// nginx -t opens the log files (as root, creating them): their
 	// directory must exist before the test.
-	if err := os.MkdirAll(rt.instanceNginxLogsDir(app, instance), 0o711); err != nil {
+	if err := os.MkdirAll(ri.nginxLogsDir(), 0o711); err != nil {
 		return fmt.Errorf("routing %s/%s: logs: %w", app, instance, err)
 	}
-	path := rt.nginxPath(app, instance)
+	path := ri.nginxPath()
 	old, hadOld, err := readOld(path)
 	if err != nil {
 		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
@@ -152,7 +152,7 @@ func (ri runtimeInstance) unroute(ctx context.Context) error {
 	}
 	defer unlock()
 
-	path := rt.nginxPath(app, instance)
+	path := ri.nginxPath()
 	old, hadOld, err := readOld(path)
 	if err != nil {
 		return fmt.Errorf("unrouting %s/%s: %w", app, instance, err)
@@ -267,15 +267,14 @@ type release struct {
 }
 
 func (ri runtimeInstance) releaseOf(n int, spec Spec) (release, error) {
-	rt, app, instance := ri.rt, ri.app, ri.name
 	r := release{
 		n:      n,
-		socket: rt.socketPath(app, instance, n),
+		socket: ri.socketPath(n),
 		// The concrete release, never `current`: the switch is the reload.
-		static: filepath.Join(rt.releaseDir(app, instance, n), "static"),
+		static: filepath.Join(ri.releaseDir(n), "static"),
 	}
 	if spec.Platform == "php" {
-		r.phpRoot = filepath.Join(rt.releaseDir(app, instance, n), spec.PHPRoot)
+		r.phpRoot = filepath.Join(ri.releaseDir(n), spec.PHPRoot)
 		if err := checkNginxPath("php_root directory", r.phpRoot); err != nil {
 			return r, err
 		}
@@ -308,7 +307,7 @@ func (ri runtimeInstance) renderNginx(live, prev int, spec Spec, disabled bool) 
 	if err != nil {
 		return "", err
 	}
-	logs := rt.instanceNginxLogsDir(app, instance)
+	logs := ri.nginxLogsDir()
 	if err := checkNginxPath("logs directory", logs); err != nil {
 		return "", err
 	}
@@ -595,7 +594,7 @@ func claims(hosts []string) map[string]bool {
 // is ours. Two instances never share a host, even on different paths.
 func (ri runtimeInstance) checkHostConflicts(spec Spec) error {
 	rt, app, instance := ri.rt, ri.app, ri.name
-	own := rt.nginxPath(app, instance)
+	own := ri.nginxPath()
 	files, err := filepath.Glob(filepath.Join(rt.NginxDir, "*.conf"))
 	if err != nil {
 		return err

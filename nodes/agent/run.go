@@ -72,7 +72,7 @@ const runKillDelay = 5 * time.Second
 // path, no environment, ctx already cancelled), never for a non-zero exit.
 func (ri runtimeInstance) runScript(ctx context.Context, live int, script string, args, extraEnv []string,
 	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
-	rt, app, instance := ri.rt, ri.app, ri.name
+	app, instance := ri.app, ri.name
 	if err := checkNames(app, instance, live); err != nil {
 		return 0, err
 	}
@@ -81,7 +81,7 @@ func (ri runtimeInstance) runScript(ctx context.Context, live int, script string
 			return 0, fmt.Errorf("script %q: an argument holds a NUL byte", script)
 		}
 	}
-	rel := rt.releaseDir(app, instance, live)
+	rel := ri.releaseDir(live)
 	if fi, err := os.Stat(rel); err != nil || !fi.IsDir() {
 		return 0, fmt.Errorf("release v%d of %s/%s is not on this node (%s)", live, app, instance, rel)
 	}
@@ -104,7 +104,7 @@ func (ri runtimeInstance) runScript(ctx context.Context, live int, script string
 	if err != nil {
 		return 0, err
 	}
-	spec, _ := readSpec(rt.instanceDir(app, instance), live) // limits: the release's, else the defaults
+	spec, _ := readSpec(ri.dir(), live) // limits: the release's, else the defaults
 	if err := ri.ensureInstanceCgroup(spec); err != nil {
 		return 0, err
 	}
@@ -117,8 +117,8 @@ func (ri runtimeInstance) runScript(ctx context.Context, live int, script string
 
 // runEnv is the environment a script of release n gets (see runScript).
 func (ri runtimeInstance) runEnv(n int, tty bool) ([]string, error) {
-	rt, app, instance := ri.rt, ri.app, ri.name
-	dir := rt.instanceDir(app, instance)
+	app, instance := ri.app, ri.name
+	dir := ri.dir()
 	var env []string
 	var err error
 	for _, p := range []string{filepath.Join(dir, runDirName, "v"+strconv.Itoa(n)+".env"), filepath.Join(dir, envFileName)} {

@@ -394,3 +394,13 @@ type runtimeInstance struct {
 func (rt Runtime) instance(app, name string) runtimeInstance {
 	return runtimeInstance{rt: rt, app: app, name: name}
 }
+
+// The instance's paths in its runtime.
+func (ri runtimeInstance) id() string              { return InstanceID(ri.app, ri.name) }
+func (ri runtimeInstance) dir() string             { return ri.rt.instanceDir(ri.app, ri.name) }
+func (ri runtimeInstance) releaseDir(n int) string { return ri.rt.releaseDir(ri.app, ri.name, n) }
+func (ri runtimeInstance) vassalPath(n int) string { return ri.rt.vassalPath(ri.app, ri.name, n) }
+func (ri runtimeInstance) socketPath(n int) string { return ri.rt.socketPath(ri.app, ri.name, n) }
+func (ri runtimeInstance) nginxPath() string       { return ri.rt.nginxPath(ri.app, ri.name) }
+func (ri runtimeInstance) logsDir() string         { return ri.rt.instanceLogsDir(ri.app, ri.name) }
+func (ri runtimeInstance) nginxLogsDir() string    { return ri.rt.instanceNginxLogsDir(ri.app, ri.name) }

@@ -81,7 +81,7 @@ func lookupUser(name string) (tenant, error) {
 // instances starting at once on one node must not take the same uid, and
 // useradd refuses to run while another holds /etc/passwd's lock.
 func (ri runtimeInstance) createTenant(name string) (tenant, error) {
-	rt, app, instance := ri.rt, ri.app, ri.name
+	rt := ri.rt
 	unlock, err := lockTenants(context.Background(), rt)
 	if err != nil {
 		return tenant{}, fmt.Errorf("creating the user %s: %w", name, err)
@@ -98,8 +98,8 @@ func (ri runtimeInstance) createTenant(name string) (tenant, error) {
 	steps := [][]string{
 		{"groupadd", "--gid", id, name},
 		{"useradd", "--uid", id, "--gid", id, "--no-create-home", "--no-user-group",
-			"--home-dir", rt.instanceDir(app, instance), "--shell", tenantShell,
-			"--comment", "gitreceive " + InstanceID(app, instance), name},
+			"--home-dir", ri.dir(), "--shell", tenantShell,
+			"--comment", "gitreceive " + ri.id(), name},
 		// nginx serves the instance's static files through the group.
 		{"gpasswd", "--add", rt.NginxUser, name},
 	}

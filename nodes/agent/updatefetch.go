@@ -17,14 +17,13 @@ import (
 
 func (ri runtimeInstance) updateFetch(ctx context.Context, n int, spec Spec, files instanceFiles,
 	step FetchStep, env []string, out io.Writer) error {
-	rt, app, instance := ri.rt, ri.app, ri.name
 	timeout := spec.healthTimeout()
 	sctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	started := time.Now()
 	if step.URLPath != "" {
 		loc := spec.Locations[0]
-		status, _, err := uwsgiGet(sctx, rt.socketPath(app, instance, n), loc.Host, loc.Path, step.URLPath)
+		status, _, err := uwsgiGet(sctx, ri.socketPath(n), loc.Host, loc.Path, step.URLPath)
 		if err != nil {
 			return fmt.Errorf("update_fetch GET %s failed: %v", step.URLPath, err)
 		}

@@ -79,7 +79,7 @@ func (ri runtimeInstance) startRelease(ctx context.Context, n int, spec Spec, ou
 	if err := checkNames(app, instance, n); err != nil {
 		return err
 	}
-	rel := rt.releaseDir(app, instance, n)
+	rel := ri.releaseDir(n)
 	if fi, err := os.Stat(rel); err != nil || !fi.IsDir() {
 		return fmt.Errorf("release v%d of %s/%s is not on this node (%s); receive it first", n, app, instance, rel)
 	}
@@ -107,7 +107,7 @@ func (ri runtimeInstance) startRelease(ctx context.Context, n int, spec Spec, ou
 		return err
 	}
 	logFile := ri.uwsgiLogPath()
-	w := &startWatch{rt: rt, vassalID: filepath.Base(rt.vassalPath(app, instance, n)), logFile: logFile, prefix: vassalLogPrefix(n)}
+	w := &startWatch{rt: rt, vassalID: filepath.Base(ri.vassalPath(n)), logFile: logFile, prefix: vassalLogPrefix(n)}
 	w.offset = fileSize(logFile)
 
 	killsBefore := ri.memoryKills()
@@ -146,8 +146,8 @@ func checkReleaseFiles(rel string, spec Spec) error {
 // answer, then runs update_fetch.
 func (ri runtimeInstance) startAndCheck(ctx context.Context, n int, spec Spec, files instanceFiles,
 	ini string, w *startWatch, out io.Writer) error {
-	rt, app, instance := ri.rt, ri.app, ri.name
-	vassal := rt.vassalPath(app, instance, n)
+	rt := ri.rt
+	vassal := ri.vassalPath(n)
 	if err := atomicfile.Write(vassal, []byte(ini), 0o644); err != nil {
 		return fmt.Errorf("the vassal file: %w", err)
 	}
@@ -170,7 +170,7 @@ func (ri runtimeInstance) startAndCheck(ctx context.Context, n int, spec Spec, f
 		defer wg.Done()
 		w.run(wctx, fail)
 	}()
-	err := healthCheck(wctx, rt.socketPath(app, instance, n), spec, timeout, started, out)
+	err := healthCheck(wctx, ri.socketPath(n), spec, timeout, started, out)
 	fail(nil)
 	wg.Wait()
 	if err != nil {
@@ -202,9 +202,9 @@ func (ri runtimeInstance) stopRelease(ctx context.Context, n int) error {
 	if err := checkNames(app, instance, n); err != nil {
 		return err
 	}
-	vassal := rt.vassalPath(app, instance, n)
+	vassal := ri.vassalPath(n)
 	id := filepath.Base(vassal)
-	socket := rt.socketPath(app, instance, n)
+	socket := ri.socketPath(n)
 	err := os.Remove(vassal)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the vassal file %s: %w", vassal, err)
@@ -237,7 +237,7 @@ func (ri runtimeInstance) stopRelease(ctx context.Context, n int) error {
 	if err := os.Remove(socket); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("removing the socket %s: %w", socket, err)
 	}
-	runDir := filepath.Join(rt.instanceDir(app, instance), runDirName)
+	runDir := filepath.Join(ri.dir(), runDirName)
 	for _, suffix := range []string{".env", ".wsgi.py", ".env.php"} {
 		p := filepath.Join(runDir, "v"+strconv.Itoa(n)+suffix)
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -338,7 +338,7 @@ func (ri runtimeInstance) demoteRelease(ctx context.Context, n int) error {
 	if err := checkNames(app, instance, n); err != nil {
 		return err
 	}
-	vassal := rt.vassalPath(app, instance, n)
+	vassal := ri.vassalPath(n)
 	data, err := os.ReadFile(vassal)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
