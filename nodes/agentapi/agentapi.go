@@ -7,7 +7,6 @@
 package agentapi
 
 import (
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -35,8 +34,13 @@ const Usage = `usage: gitreceive node VERB ...
   setup      [PACKAGE...]
   packages   PACKAGE...`
 
-// ErrUsage is a command line that does not have the shape of its verb.
-var ErrUsage = errors.New(Usage)
+// ErrUsage is a command line that does not have the shape of its verb:
+// its message is Usage.
+var ErrUsage error = usageError{}
+
+type usageError struct{}
+
+func (usageError) Error() string { return Usage }
 
 // MaxLogLines bounds `logs`' line count.
 const MaxLogLines = 100000
