@@ -420,7 +420,7 @@ func runVerb(ctx context.Context, root string, r agentapi.Run, stdin io.Reader, 
 	if live == 0 {
 		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
 	}
-	return in.runtime().runScript(ctx, live, r.Script, r.Args, r.Env, stdin, stdout, stderr, r.TTY)
+	return in.runtime().runScript(ctx, live, scriptRun{name: r.Script, args: r.Args, env: r.Env, tty: r.TTY}, stdin, stdout, stderr)
 }
 
 // untilHangUp is ctx, also cancelled once nobody reads stdout any more

@@ -70,9 +70,9 @@ const runKillDelay = 5 * time.Second
 // The exit code is the script's, 128+N when a signal N ended it. err is for
 // what kept the script from starting (no such release, not found, refused
 // path, no environment, ctx already cancelled), never for a non-zero exit.
-func (ri runtimeInstance) runScript(ctx context.Context, live int, script string, args, extraEnv []string,
-	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
+func (ri runtimeInstance) runScript(ctx context.Context, live int, r scriptRun, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
 	app, instance := ri.app, ri.name
+	script, args, extraEnv, tty := r.name, r.args, r.env, r.tty
 	if err := checkNames(app, instance, live); err != nil {
 		return 0, err
 	}
@@ -161,6 +161,16 @@ func scriptCommand(release, script, pathEnv string, args []string) ([]string, er
 		return nil, err
 	}
 	return scriptArgv(fmt.Sprintf("script %q", script), script, release, real, mode, args)
+}
+
+// scriptRun is what runScript runs: a script of the release (NAME or
+// bin/NAME, see resolveScript), its arguments, NAME=VALUE pairs laid over
+// the release's environment, and whether it gets the caller's terminal.
+type scriptRun struct {
+	name string
+	args []string
+	env  []string
+	tty  bool
 }
 
 // resolveScript finds script for runScript in release (a real path) and

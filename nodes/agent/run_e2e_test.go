@@ -96,13 +96,13 @@ func runScriptHelper(helper, args string) int {
 			}
 		}
 		if a.TTY {
-			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, a.Script, a.Args, nil, os.Stdin, os.Stdout, os.Stderr, true)
+			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, scriptRun{name: a.Script, args: a.Args, tty: true}, os.Stdin, os.Stdout, os.Stderr)
 			var pgrp int32
 			_, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&pgrp)))
 			res.Foreground = e == 0 && int(pgrp) == syscall.Getpgrp()
 		} else {
 			var stdout, stderr bytes.Buffer
-			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, a.Script, a.Args, nil, stdin, &stdout, &stderr, false)
+			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, scriptRun{name: a.Script, args: a.Args}, stdin, &stdout, &stderr)
 			res.Stdout, res.Stderr = stdout.String(), stderr.String()
 		}
 	}
