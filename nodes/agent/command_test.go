@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/gitreceive/gitreceive/manifest"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 func runAgent(t *testing.T, root string, stdin []byte, args ...string) (Status, string, int) {
@@ -167,5 +168,18 @@ func TestAgentDeactivateAndStatus(t *testing.T) {
 	out.Reset()
 	if code := Run(context.Background(), filepath.Join(root, "none", "apps"), "v", []string{"status"}, nil, &out, &errOut); code != 0 {
 		t.Fatal(errOut.String())
+	}
+}
+
+// Every verb of agentapi has its handler here (run answers with an exit
+// code, apart from the table).
+func TestEveryVerbHasAHandler(t *testing.T) {
+	for _, verb := range agentapi.Verbs() {
+		if _, ok := handlers[verb]; !ok && verb != "run" {
+			t.Errorf("verb %q has no handler", verb)
+		}
+	}
+	if len(handlers) != len(agentapi.Verbs())-1 {
+		t.Errorf("%d handlers for %d verbs besides run", len(handlers), len(agentapi.Verbs())-1)
 	}
 }

@@ -8,6 +8,7 @@ package agentapi
 
 import (
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -403,3 +404,13 @@ func At(app, instance string) Target { return Target{App: app, Instance: instanc
 
 // Release is release n of t.
 func (t Target) Release(n int) Release { return Release{Target: t, Number: n} }
+
+// Verbs are every verb Parse reads, sorted.
+func Verbs() []string {
+	verbs := make([]string, 0, len(parsers))
+	for v := range parsers {
+		verbs = append(verbs, v)
+	}
+	sort.Strings(verbs)
+	return verbs
+}
