@@ -23,6 +23,10 @@ TEST_PKGS := git openssh-client openssh-server openssh-sftp-server iproute2 util
              nginx uwsgi-core uwsgi-emperor uwsgi-plugin-python3 uwsgi-plugin-php python3 php-cli \
              postgresql postgresql-15-postgis-3 mariadb-server mariadb-client redis-server redis-tools \
              python3-psycopg2 python3-pymysql python3-redis
+# Real apps the e2e tests deploy as a user would (cmd/gitreceive/realapps), and
+# dpkg-dev to build their local apt repository. A second step: wordpress needs
+# an httpd, which nginx, installed first, provides (so apache2 never comes in).
+TEST_APP_PKGS := python3-django wordpress dpkg-dev
 TESTBED_PREFIX ?= gr
 TESTBED_ARGS   ?= --subnet 10.77.0.0/24 --count 3
 
@@ -108,6 +112,7 @@ deps-run:
 
 deps-test:
 	@./.ci/apt-ensure $(TEST_PKGS)
+	@./.ci/apt-ensure $(TEST_APP_PKGS)
 
 clean:
 	rm -rf bin

@@ -126,6 +126,10 @@ func Build(ctx context.Context, in Input, out *hooks.Progress) (*Release, error)
 		return nil, err
 	}
 	out.Detail("%s", describeConfig(cfg))
+	if len(cfg.BackgroundWorkers)+len(cfg.CronJobs) > 0 {
+		// Checked now so that app.ini stays valid when they start to run.
+		out.Detail("warning: worker and cron processes are checked but not started yet by this version of gitreceive")
+	}
 
 	fixed, err := fixPthFiles(t, blobs, out)
 	if err != nil {
@@ -170,7 +174,34 @@ func readAppConfig(t *tree, blobs *blobReader, app string, out *hooks.Progress) 
 	for _, w := range warnings {
 		out.Detail("warning: %s", w)
 	}
-	return cfg, err
+	if err != nil {
+		return nil, err
+	}
+	return cfg, readProcfile(t, blobs, cfg, out)
+}
+
+// readProcfile adds a Procfile's processes to cfg (app.ini wins where both
+// name one), for Heroku-style apps.
+func readProcfile(t *tree, blobs *blobReader, cfg *appconfig.Config, out *hooks.Progress) error {
+	if !t.IsFile(appconfig.ProcfileName) {
+		return nil
+	}
+	target, err := t.resolve(appconfig.ProcfileName)
+	if err != nil {
+		return err
+	}
+	data, err := blobs.read(t.blobs[target].oid, maxSmallFile)
+	if err != nil {
+		return fmt.Errorf("%s: %w", appconfig.ProcfileName, err)
+	}
+	p, warnings, err := appconfig.ParseProcfile(data, t)
+	if err == nil {
+		warnings = append(warnings, cfg.MergeProcfile(p)...)
+	}
+	for _, w := range warnings {
+		out.Detail("warning: %s", w)
+	}
+	return err
 }
 
 func describeConfig(c *appconfig.Config) string {
@@ -182,6 +213,12 @@ func describeConfig(c *appconfig.Config) string {
 	parts = append(parts, "runner = "+runner)
 	if c.Platform != "python" {
 		parts = append(parts, "platform = "+string(c.Platform))
+	}
+	for _, w := range c.BackgroundWorkers {
+		parts = append(parts, "worker "+w.Name)
+	}
+	for _, j := range c.CronJobs {
+		parts = append(parts, "cron "+j.Name+" ("+j.Schedule+")")
 	}
 	if len(c.Services) > 0 {
 		names := make([]string, len(c.Services))

@@ -181,3 +181,35 @@ func TestBuildNamesEveryBadSymlink(t *testing.T) {
 		t.Errorf("the rejection should name 20 links, then a count:\n%s", msg)
 	}
 }
+
+func TestBuildReadsProcfile(t *testing.T) {
+	files := sampleApp()
+	files["Procfile"] = "web: ignored\nworker: bin/manage.py qcluster\nrelease: bin/manage.py migrate --noinput\n"
+	files["src/sample/silver-app.ini"] += "cron.clean = 0 3 * * * bin/manage.py clearsessions\n"
+	g, commit := gitRepo(t, files)
+	var out bytes.Buffer
+	r, err := Build(context.Background(), Input{Git: g, App: "sample", Commit: commit, Number: 1}, hooks.NewProgress(&out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.Config
+	if len(cfg.BackgroundWorkers) != 1 || cfg.BackgroundWorkers[0].Name != "worker" || cfg.BackgroundWorkers[0].From != "Procfile:2" {
+		t.Errorf("workers %+v", cfg.BackgroundWorkers)
+	}
+	if len(cfg.CronJobs) != 1 || cfg.CronJobs[0].Schedule != "0 3 * * *" {
+		t.Errorf("cron jobs %+v", cfg.CronJobs)
+	}
+	if len(cfg.UpdateFetch) != 1 || cfg.UpdateFetch[0].Script != "bin/manage.py" {
+		t.Errorf("update_fetch %+v", cfg.UpdateFetch)
+	}
+	if !strings.Contains(out.String(), "Procfile:1: web is served from app.ini's runner") || !strings.Contains(out.String(), "worker worker, cron clean (0 3 * * *)") {
+		t.Errorf("output:\n%s", out.String())
+	}
+
+	files["Procfile"] = "worker: celery -A x\n"
+	g, commit = gitRepo(t, files)
+	_, err = Build(context.Background(), Input{Git: g, App: "sample", Commit: commit, Number: 1}, hooks.NewProgress(io.Discard))
+	if err == nil || !strings.Contains(err.Error(), "Procfile:1") || !strings.Contains(err.Error(), "celery") {
+		t.Errorf("a Procfile command outside the release: %v", err)
+	}
+}

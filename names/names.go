@@ -116,3 +116,10 @@ func CheckEnvAssignment(kv string) error {
 	}
 	return nil
 }
+
+var process = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
+
+// IsProcess reports whether s may name a background process (worker.NAME,
+// cron.NAME, a Procfile entry): it becomes part of file names and log
+// lines on the nodes.
+func IsProcess(s string) bool { return process.MatchString(s) }

@@ -66,7 +66,7 @@ func (f *Fleet) Command(ctx context.Context, args []string, stdout, stderr io.Wr
 			}
 			nodes = []Node{n}
 		}
-		if err := f.Setup(ctx, nodes, nil, stdout); err != nil {
+		if err := f.Setup(ctx, nodes, f.SetupPackages, stdout); err != nil {
 			return fail("%v", err)
 		}
 		return 0

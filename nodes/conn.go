@@ -6,13 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
-	"time"
-
-	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/gitreceive/gitreceive/hooks/termsafe"
 )
@@ -20,37 +14,20 @@ import (
 // AgentPath is where the node agent (this same binary) lives on a node.
 const AgentPath = "/usr/local/lib/gitreceive/gitreceive"
 
-// A node refusing a new session (all MaxSessions in use) is asked again
-// this often, this many times.
-const (
-	sessionRetries    = 300
-	sessionRetryDelay = 100 * time.Millisecond
-)
-
-// conn runs commands on one node: over the pooled SSH connection, or, for
-// the local node, as child processes of the receiver. Both carry the same
-// agent protocol (stdin, stdout, stderr and the exit code).
+// conn runs commands, mostly the agent's, on one node over its transport.
 type conn struct {
-	fleet  *Fleet
-	node   Node
-	client *gossh.Client // nil for the local node
+	fleet *Fleet
+	node  Node
+	t     transport
 }
 
-// connect returns a conn to n, reusing the pooled SSH connection.
+// connect returns a conn to n over its transport, opened.
 func (f *Fleet) connect(ctx context.Context, n Node) (*conn, error) {
-	if n.Local {
-		return &conn{fleet: f, node: n}, nil
-	}
-	pins := ""
-	if st, err := os.Stat(f.knownHostsPath()); err == nil {
-		pins = fmt.Sprint(st.ModTime().UnixNano(), st.Size())
-	}
-	f.pool.checkPins(pins)
-	c, err := f.pool.get(ctx, n, f.Dial)
-	if err != nil {
+	t := f.transportTo(n)
+	if err := t.open(ctx); err != nil {
 		return nil, err
 	}
-	return &conn{fleet: f, node: n, client: c}, nil
+	return &conn{fleet: f, node: n, t: t}, nil
 }
 
 // exitError is a command that ran and failed: its exit code and what it
@@ -118,10 +95,7 @@ func nodeMessage(b *bytes.Buffer) string {
 
 // agentBin is the agent's path on the node.
 func (c *conn) agentBin() string {
-	if c.node.Local {
-		return c.fleet.AgentBin
-	}
-	return AgentPath
+	return c.t.agentBin()
 }
 
 // run runs argv on the node. With stderr nil, what the command prints
@@ -131,149 +105,10 @@ func (c *conn) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Write
 	if stderr == nil {
 		stderr = &errBuf
 	}
-	var err error
-	if c.node.Local {
-		err = runLocal(ctx, stdin, stdout, stderr, argv)
-	} else {
-		err = c.runSSH(ctx, stdin, stdout, stderr, argv)
-	}
+	err := c.t.run(ctx, stdin, stdout, stderr, argv)
 	var ee *exitError
 	if errors.As(err, &ee) {
 		ee.msg = nodeMessage(&errBuf)
-	}
-	return err
-}
-
-// runSSH runs argv in a session of the pooled connection.
-func (c *conn) runSSH(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
-	sess, err := c.session(ctx)
-	if err != nil {
-		return &notStartedError{err}
-	}
-	defer sess.Close()
-	sess.Stdin, sess.Stdout, sess.Stderr = stdin, stdout, stderr
-	done := make(chan error, 1)
-	go func() { done <- sess.Run(shellWords(argv)) }()
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		_ = sess.Signal(gossh.SIGTERM)
-		sess.Close()
-		return ctx.Err()
-	}
-	var ee *gossh.ExitError
-	if errors.As(err, &ee) {
-		return &exitError{code: ee.ExitStatus()}
-	}
-	var missing *gossh.ExitMissingError
-	if errors.As(err, &missing) {
-		return errors.New("the connection to the node dropped before its answer arrived")
-	}
-	return err
-}
-
-// shellWords is argv as a command line for the node's shell, which SSH
-// hands it to: every word single-quoted.
-func shellWords(argv []string) string {
-	quoted := make([]string, len(argv))
-	for i, a := range argv {
-		quoted[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
-	}
-	return strings.Join(quoted, " ")
-}
-
-// session opens a session on the pooled connection. A pooled connection
-// that died since its last use is dialed again, once.
-func (c *conn) session(ctx context.Context) (*gossh.Session, error) {
-	sess, err := openSession(ctx, c.client)
-	if err != nil && ctx.Err() != nil {
-		return nil, ctx.Err() // cancelled: the connection may be fine
-	}
-	// sshd caps sessions per connection (MaxSessions, 10 by default):
-	// when deploys of other apps hold them all, wait for one to end.
-	var refused *gossh.OpenChannelError
-	for tries := 0; errors.As(err, &refused) && tries < sessionRetries; tries++ {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(sessionRetryDelay):
-		}
-		sess, err = openSession(ctx, c.client)
-	}
-	if errors.As(err, &refused) {
-		return nil, fmt.Errorf("node %s: no free SSH session: %w", c.node.Name, err)
-	}
-	if err != nil {
-		c.fleet.pool.drop(c.node, c.client)
-		// c.client keeps the dead connection when the node cannot be
-		// dialed: the next command on this conn (undoing the deploy) must
-		// fail the same way, not on a nil client.
-		client, err := c.fleet.pool.get(ctx, c.node, c.fleet.Dial)
-		if err != nil {
-			return nil, err
-		}
-		c.client = client
-		if sess, err = openSession(ctx, c.client); err != nil {
-			return nil, fmt.Errorf("node %s: opening a session: %w", c.node.Name, err)
-		}
-	}
-	return sess, nil
-}
-
-// sessionOpenTimeout bounds opening a session, which takes one round
-// trip on a live connection: a node that stopped answering since the last
-// keepalive (a cut link) fails its step now, and its connection is dialed
-// again, rather than holding the deploy until the keepalive gives up.
-const sessionOpenTimeout = 10 * time.Second
-
-var errSessionTimeout = fmt.Errorf("no answer to opening a session within %s", sessionOpenTimeout)
-
-// openSession is client.NewSession bounded by ctx and sessionOpenTimeout.
-func openSession(ctx context.Context, client *gossh.Client) (*gossh.Session, error) {
-	type opened struct {
-		sess *gossh.Session
-		err  error
-	}
-	done := make(chan opened, 1)
-	go func() {
-		sess, err := client.NewSession()
-		done <- opened{sess, err}
-	}()
-	timer := time.NewTimer(sessionOpenTimeout)
-	defer timer.Stop()
-	var err error
-	select {
-	case o := <-done:
-		return o.sess, o.err
-	case <-ctx.Done():
-		err = ctx.Err()
-	case <-timer.C:
-		err = errSessionTimeout
-	}
-	// Given up on: closed if it opens after all.
-	go func() {
-		if o := <-done; o.sess != nil {
-			o.sess.Close()
-		}
-	}()
-	return nil, err
-}
-
-// runLocal runs argv as a child process in its own process group, killed
-// whole when ctx ends.
-func runLocal(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdin, stdout, stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		return ctx.Err()
-	}
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.Exited() {
-		return &exitError{code: ee.ExitCode()}
 	}
 	return err
 }

@@ -52,7 +52,7 @@ func TestSessionAfterFailedRedial(t *testing.T) {
 
 	// No known_hosts in the data dir: dialing the node again fails.
 	f := OpenFleet(t.TempDir())
-	c := &conn{fleet: f, node: Node{Name: "gone", User: "root", Host: "127.0.0.1", Port: 1}, client: client}
+	c := &sshTransport{fleet: f, node: Node{Name: "gone", User: "root", Host: "127.0.0.1", Port: 1}, client: client}
 	for i := range 3 {
 		if _, err := c.session(context.Background()); err == nil {
 			t.Fatalf("session %d on a dead node succeeded", i)

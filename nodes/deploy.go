@@ -28,6 +28,11 @@ type Release struct {
 	Number   int
 	Manifest manifest.Manifest
 	Spec     agent.Spec // how it runs: started and health-checked in phase 1
+	// UpdateFetchOn names the one node that runs the spec's update_fetch;
+	// the others start without it. Its scripts (migrations) act on what
+	// every node shares, a database: run on each node at once they race.
+	// "" runs it everywhere.
+	UpdateFetchOn string
 	// WriteContents writes a tar of the contents with these sha256 hashes,
 	// each entry a regular file named by its hash.
 	WriteContents func(ctx context.Context, hashes []string, w io.Writer) error
@@ -200,10 +205,11 @@ func (p *Prepared) Undo(ctx context.Context) {
 				err = d.conn.agent(ctx, nil, nil, agentapi.Deactivate{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)
 			}
 			d.switched = false
-			if err != nil && exitCode(err) == -1 {
-				// Unreachable: asking again now only waits for another
-				// dial timeout. If it switched, the caller takes vN back
-				// once the node answers again (Unsure).
+			if err != nil {
+				// Unreachable (asking again now only waits for another dial
+				// timeout) or refusing (its previous release would not
+				// start): it may still serve vN. The caller takes vN back
+				// once the node answers again (Unsure); vN stays there.
 				d.unsure = true
 				return
 			}
@@ -250,7 +256,7 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 	cur, err := readManifest(ctx, c, r)
 	// No agent, or another version: (re)install it. A node that could not
 	// be reached is not dialed again for that.
-	if !c.node.Local && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
+	if c.t.uploadsAgent() && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
 		if err := installAgent(ctx, c); err != nil {
 			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", name, err)
 		}
@@ -322,7 +328,11 @@ func start(ctx context.Context, c *conn, r Release, stored bool, say func(string
 	args := agentapi.Start{Release: agentapi.At(r.App, r.Instance).Release(r.Number), Stored: stored}.Argv()
 	var stdin io.Reader
 	if !stored {
-		spec, err := json.Marshal(r.Spec)
+		s := r.Spec
+		if r.UpdateFetchOn != "" && r.UpdateFetchOn != c.node.Name {
+			s.UpdateFetch = nil
+		}
+		spec, err := json.Marshal(s)
 		if err != nil {
 			return err
 		}

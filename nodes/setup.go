@@ -47,7 +47,7 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 	if err != nil {
 		return err
 	}
-	if !n.Local {
+	if c.t.uploadsAgent() {
 		installed, err := ensureAgent(ctx, c, version)
 		if err != nil {
 			return err
@@ -64,7 +64,7 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 // ensureAgent installs this binary as c's agent unless the node has this
 // version already; it says whether it installed.
 func ensureAgent(ctx context.Context, c *conn, version string) (bool, error) {
-	if c.node.Local {
+	if !c.t.uploadsAgent() {
 		return false, nil
 	}
 	var got bytes.Buffer

@@ -30,6 +30,13 @@ type Fleet struct {
 	AgentBin string
 	dataDir  string
 	pool     pool
+	// newTransport, when set, replaces transportTo's choice (the unit
+	// tests' scripted nodes).
+	newTransport func(Node) transport
+
+	// SetupPackages are installed by `nodes setup` besides the stack: what
+	// the live instances' packages = ask for (the receiver knows them).
+	SetupPackages []string
 }
 
 // OpenFleet returns the fleet of a data dir; no I/O.

@@ -4,7 +4,10 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -316,4 +319,36 @@ func (s *Server) build(ctx context.Context, p *Push, branch, commit string, out 
 		p.log.Info().Str("instance", instance).Int("release", r.Number).Dur("duration", time.Since(start)).Msg("release built")
 	}
 	return r, err
+}
+
+// LivePackages are the packages = of every instance's newest release
+// under the data dir, sorted, each once: what `nodes setup` installs on a
+// node so that it can serve them.
+func LivePackages(dataDir string) ([]string, error) {
+	s := &Server{cfg: Config{DataDir: dataDir}}
+	s.history = builder.History{Dir: s.cfg.releasesDir()}
+	apps, err := os.ReadDir(s.cfg.releasesDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading the releases: %w", err)
+	}
+	seen := map[string]bool{}
+	for _, a := range apps {
+		instances, err := s.appInstances(a.Name())
+		if err != nil {
+			return nil, fmt.Errorf("reading the releases of %s: %w", a.Name(), err)
+		}
+		for _, inst := range instances {
+			spec, _, err := s.lastSpec(a.Name(), inst)
+			if err != nil {
+				return nil, fmt.Errorf("reading the spec of %s/%s: %w", a.Name(), inst, err)
+			}
+			for _, p := range spec.Packages {
+				seen[p] = true
+			}
+		}
+	}
+	return slices.Sorted(maps.Keys(seen)), nil
 }

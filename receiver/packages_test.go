@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
 func TestPackagesAllowedSetting(t *testing.T) {
@@ -59,5 +60,27 @@ func TestCheckAllowedPackages(t *testing.T) {
 		if (tc.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("allowed %v, packages %v: %v, want %q", tc.allowed, tc.pkgs, err, tc.wantErr)
 		}
+	}
+}
+
+func TestLivePackages(t *testing.T) {
+	dir := t.TempDir()
+	s := &Server{cfg: Config{DataDir: dir}}
+	s.history = builder.History{Dir: s.cfg.releasesDir()}
+	rec := func(app, instance string, n int, pkgs ...string) {
+		r := &builder.Release{App: app, Instance: instance, Number: n, Config: &appconfig.Config{}}
+		if err := s.record(r, agent.Spec{Packages: pkgs}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, err := LivePackages(dir); err != nil || len(got) != 0 {
+		t.Fatalf("no releases: %v %v", got, err)
+	}
+	rec("blog", "production", 1, "php-gd")
+	rec("blog", "production", 2, "php-intl", "php-mysql") // the newest counts
+	rec("shop", "branch-x", 1, "python3-django", "php-mysql")
+	got, err := LivePackages(dir)
+	if want := []string{"php-intl", "php-mysql", "python3-django"}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("LivePackages = %v, %v; want %v", got, err, want)
 	}
 }

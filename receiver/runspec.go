@@ -61,6 +61,10 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 	for _, f := range cfg.UpdateFetch {
 		spec.UpdateFetch = append(spec.UpdateFetch, agent.FetchStep{URLPath: f.URLPath, Script: f.Script, Args: f.Args})
 	}
+	spec.Packages = cfg.Packages
+	if spec.Secret, err = s.instanceSecret(r.App, r.Instance); err != nil {
+		return agent.Spec{}, err
+	}
 	for _, svc := range cfg.Services {
 		spec.Services = append(spec.Services, svc.Name)
 	}

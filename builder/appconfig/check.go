@@ -25,6 +25,7 @@ func (c *checker) check() *Config {
 	cfg.MemoryMB = c.checkMemory()
 	c.recordPositions(cfg)
 
+	var procs processKeys
 	for _, s := range c.settings {
 		switch {
 		case slices.Contains(knownKeys, s.key):
@@ -37,10 +38,13 @@ func (c *checker) check() *Config {
 			if name, ok := c.checkConfigKey(s); ok {
 				cfg.Config[name] = s.value // verbatim: it is the app's business
 			}
+		case procs.collect(c, s):
+			// judged with the rest of its process below
 		default:
 			c.warnUnknown(s)
 		}
 	}
+	c.checkProcesses(procs, cfg)
 	slices.SortFunc(cfg.Services, func(a, b Service) int { return strings.Compare(a.Name, b.Name) })
 	return cfg
 }

@@ -71,6 +71,12 @@ type Config struct {
 	MaxProcesses int // processes and threads the instance may run at once
 	CPUWeight    int // share of CPU time against other instances, 1-10000 (default 100)
 
+	// Background processes (worker.NAME, cron.NAME, and a Procfile's
+	// entries once MergeProcfile has run), sorted by name.
+	BackgroundWorkers []Worker
+	CronJobs          []CronJob
+	CronTimezone      string // IANA name the schedules are read in; "" is UTC
+
 	// at is where the keys CheckLimits judges were set; nil for a Config
 	// not made by Parse.
 	at *keyPositions

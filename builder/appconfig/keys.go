@@ -29,11 +29,14 @@ const (
 var knownKeys = []string{
 	keyAppName, keyRunner, keyPlatform, keyPHPRoot, keyUpdateFetch, keyDefaultLocation,
 	keyPackages, keyHealthCheck, keyWorkers, keyHarakiri, keyMaxRequests, keyReloadOnRSS,
-	keyHealthTimeout, keyMemory, keyMaxProcesses, keyCPUWeight,
+	keyHealthTimeout, keyMemory, keyMaxProcesses, keyCPUWeight, keyCronTimezone,
 }
 
 // keyFamilies are the prefixes of service.NAME and config.NAME, without the dot.
-var keyFamilies = []string{strings.TrimSuffix(servicePrefix, "."), strings.TrimSuffix(configPrefix, ".")}
+var keyFamilies = []string{
+	strings.TrimSuffix(servicePrefix, "."), strings.TrimSuffix(configPrefix, "."),
+	strings.TrimSuffix(workerPrefix, "."), strings.TrimSuffix(cronPrefix, "."),
+}
 
 // warnUnknown warns about a key nothing reads. Such a key is ignored, not
 // refused, but it is often a typo that silently drops a setting, so the
@@ -79,8 +82,13 @@ func familyWithoutName(key string) (string, bool) {
 }
 
 func familyExample(family string) string {
-	if family+"." == servicePrefix {
+	switch family + "." {
+	case servicePrefix:
 		return "service.postgresql ="
+	case workerPrefix:
+		return "worker.mailer = bin/mailer.py"
+	case cronPrefix:
+		return "cron.cleanup = 0 3 * * * bin/cleanup.py"
 	}
 	return "config.secret_key = ..."
 }

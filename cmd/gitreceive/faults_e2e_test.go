@@ -192,22 +192,21 @@ func (p *pushRun) wait(t *testing.T) error {
 }
 
 // The apps the fault cases deploy answer with their name, version and
-// release number. The update_fetch script holds phase 1 on a node for as
-// long as /tmp/flt-hold exists there (at most a minute).
-const (
-	holdPy = "import os, time\ndeadline = time.time() + 60\n" +
-		"while os.path.exists('/tmp/flt-hold') and time.time() < deadline:\n    time.sleep(0.02)\n"
-	holdFile = "/tmp/flt-hold"
-)
+// release number. Their health check holds phase 1 on a node for as long
+// as /tmp/flt-hold exists there (at most 50 s, within harakiri and the
+// health check's timeout).
+const holdFile = "/tmp/flt-hold"
 
 func faultApp(app, version string) map[string]string {
 	return map[string]string{
 		"app.ini": "[production]\napp_name = " + app + "\nrunner = app.py\ndefault_location = " + app + ".example.com\n" +
-			"health_check = /health\nupdate_fetch = script:hold.py\n",
-		"hold.py": holdPy,
-		"app.py": "import os\nBODY = " + fmt.Sprintf("%q", app+" "+version) + "\n" +
+			"health_check = /health\nhealth_check_timeout = 90\n",
+		"app.py": "import os, time\nBODY = " + fmt.Sprintf("%q", app+" "+version) + "\n" +
 			"def application(environ, start_response):\n" +
-			"    if environ.get('PATH_INFO') == '/health':\n        body = b'ok'\n" +
+			"    if environ.get('PATH_INFO') == '/health':\n" +
+			"        deadline = time.time() + 50\n" +
+			"        while os.path.exists('" + holdFile + "') and time.time() < deadline:\n            time.sleep(0.02)\n" +
+			"        body = b'ok'\n" +
 			"    else:\n        body = ('%s release %s\\n' % (BODY, os.environ.get('SILVER_RELEASE', '?'))).encode()\n" +
 			"    start_response('200 OK', [('Content-Type', 'text/plain'), ('Content-Length', str(len(body)))])\n" +
 			"    return [body]\n",
@@ -471,7 +470,7 @@ func until(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// holdPhase1 keeps node n in phase 1 (its update_fetch script waits) until
+// holdPhase1 keeps node n in phase 1 (its health check waits) until
 // the returned func is called.
 func holdPhase1(t *testing.T, n *testbed.Node) (release func()) {
 	t.Helper()

@@ -76,8 +76,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		fleet := nodes.OpenFleet(receiver.ResolveDataDir(data))
+		dir := receiver.ResolveDataDir(data)
+		fleet := nodes.OpenFleet(dir)
 		defer fleet.Close()
+		if fleet.SetupPackages, err = receiver.LivePackages(dir); err != nil {
+			fmt.Fprintf(stderr, "gitreceive: %v\n", err)
+			return 1
+		}
 		return fleet.Command(ctx, rest, stdout, stderr, true)
 	case "node":
 		// The agent side, run by the receiver on a node (over SSH, or as a

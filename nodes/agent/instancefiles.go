@@ -55,7 +55,7 @@ type instanceFiles struct {
 // An instance that ran as the shared user of earlier versions is moved
 // over here: what it owns in its log directory is given to its own user.
 func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceFiles, error) {
-	nginxGID, err := ri.ensureInstanceDirs(n, t)
+	nginxGID, err := ri.ensureInstanceDirs(n, spec, t)
 	if err != nil {
 		return instanceFiles{}, err
 	}
@@ -66,9 +66,10 @@ func (ri runtimeInstance) prepareInstance(n int, spec Spec, t tenant) (instanceF
 	return ri.writeBootstrap(n, spec, t, nginxGID, snapshot)
 }
 
-// ensureInstanceDirs makes the instance's directories, logs, secret and
-// TEMP as a start of release n needs them, returning nginx's group id.
-func (ri runtimeInstance) ensureInstanceDirs(n int, t tenant) (nginxGID int, err error) {
+// ensureInstanceDirs makes the instance's directories, logs, secret (the
+// spec's, else one of its own) and TEMP as a start of release n needs
+// them, returning nginx's group id.
+func (ri runtimeInstance) ensureInstanceDirs(n int, spec Spec, t tenant) (nginxGID int, err error) {
 	rt := ri.rt
 	dir := ri.dir()
 	rel := ri.releaseDir(n)
@@ -125,7 +126,7 @@ func (ri runtimeInstance) ensureInstanceDirs(n int, t tenant) (nginxGID int, err
 	if err := ri.ensureUwsgiLog(t); err != nil {
 		return 0, err
 	}
-	if err := ensureSecret(secret, t); err != nil {
+	if err := ensureSecret(secret, spec.Secret, t); err != nil {
 		return 0, fmt.Errorf("the instance's secret %s: %w", secret, err)
 	}
 	if err := resetTempDir(tmp, t); err != nil {
@@ -343,7 +344,18 @@ func ensureAppDir(dir string, mode fs.FileMode, t tenant) error {
 // ensureSecret creates the secret once: 32 random bytes, hex. An existing
 // one is kept as it is (apps sign cookies with it), only its owner and
 // mode are put right.
-func ensureSecret(path string, ids tenant) error {
+func ensureSecret(path, want string, ids tenant) error {
+	if want != "" {
+		// The receiver's: the same on every node of the instance, so that
+		// what the app signs with it (sessions, tokens) holds on all.
+		fi, err := os.Lstat(path)
+		if err == nil && !fi.Mode().IsRegular() {
+			return errors.New("it is not a regular file; move it away")
+		}
+		if have, _ := os.ReadFile(path); err != nil || string(have) != want {
+			return atomicfile.WriteOwned(path, []byte(want), 0o600, ids.uid, ids.gid)
+		}
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if errors.Is(err, fs.ErrExist) {
 		fi, err := os.Lstat(path)

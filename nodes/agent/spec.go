@@ -3,6 +3,7 @@ package agent
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -51,6 +52,16 @@ type Spec struct {
 	// Services are the app.ini service.NAME names, shown by `apps`; the
 	// services themselves reach the app through Env.
 	Services []string `json:"services,omitempty"`
+
+	// Packages are app.ini's packages =, installed on the node before the
+	// release starts; kept here so that `nodes setup` installs what live
+	// instances need on a new node.
+	Packages []string `json:"packages,omitempty"`
+
+	// Secret is the instance's secret (SILVER_SECRET_FILE's content, what
+	// silversupport's get_secret returns): the receiver's, the same on
+	// every node. "" (an older receiver): each node makes its own once.
+	Secret string `json:"secret,omitempty"`
 
 	// KeepReleases is how many releases (live included) stay on the node
 	// after a successful switch; older ones are removed (default 5).
@@ -142,6 +153,14 @@ func (s Spec) WithDefaults() Spec {
 // quote, newline, brace, semicolon or '%' can reach those files except
 // through Env values, which are written to the env file only.
 func (s Spec) Validate() error {
+	if s.Secret != "" && !manifest.IsSHA256(s.Secret) {
+		return errors.New("the instance's secret is not 64 hex digits")
+	}
+	for _, p := range s.Packages {
+		if !names.IsDebianPackage(p) {
+			return fmt.Errorf("package %q is not a Debian package name", p)
+		}
+	}
 	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers} {
 		if err := check(); err != nil {
 			return err

@@ -633,3 +633,39 @@ func TestPrintAnswer(t *testing.T) {
 		}
 	}
 }
+
+func TestEnsureSecret(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "secret")
+	me := tenant{uid: os.Getuid(), gid: os.Getgid()}
+	// Without the receiver's: a random one, made once.
+	if err := ensureSecret(path, "", me); err != nil {
+		t.Fatal(err)
+	}
+	first, _ := os.ReadFile(path)
+	if err := ensureSecret(path, "", me); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(path); len(first) != 64 || string(again) != string(first) {
+		t.Fatalf("random secret %q then %q", first, again)
+	}
+	// With the receiver's: exactly it, replacing a node's own.
+	want := strings.Repeat("ab", 32)
+	if err := ensureSecret(path, want, me); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(path); string(got) != want {
+		t.Errorf("secret %q, want the receiver's", got)
+	}
+	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v", fi.Mode())
+	}
+	link := filepath.Join(dir, "link")
+	os.Symlink(path, link)
+	if err := ensureSecret(link, want, me); err == nil {
+		t.Error("a symlink in the secret's place was written through")
+	}
+	if err := (Spec{Platform: "python", Runner: "a.py", Callable: "application", Secret: "xyz"}).Validate(); err == nil || !strings.Contains(err.Error(), "64 hex") {
+		t.Errorf("a bad secret in the spec: %v", err)
+	}
+}

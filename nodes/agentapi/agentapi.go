@@ -32,8 +32,8 @@ const Usage = `usage: gitreceive node VERB ...
   service    install|client SERVICE [PLATFORM]
   service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
   status
-  setup      [PACKAGE...]
-  packages   PACKAGE...`
+  packages   PACKAGE...
+  setup      [PACKAGE...]`
 
 // ErrUsage is a command line that does not have the shape of its verb:
 // its message is Usage.

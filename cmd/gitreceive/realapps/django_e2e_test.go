@@ -23,6 +23,7 @@ var djangoApp = map[string]string{
 	"app.ini": `[production]
 app_name = sampleapp
 runner = src/sampleapp/wsgi.py
+default_location = sampleapp.example.test
 service.postgis =
 update_fetch = script:bin/manage.py migrate --noinput
 `,

@@ -77,7 +77,7 @@ func TestPackagesAreInstalled(t *testing.T) {
 	useLocalAptRepo(t, f.Bed)
 	const host = "hello.example.test"
 	app := receivertest.App("hello", map[string]string{
-		"app.ini": "[production]\napp_name = hello\nrunner = app.py\npackages = " + testPackage + "\n",
+		"app.ini": "[production]\napp_name = hello\nrunner = app.py\ndefault_location = " + host + "\npackages = " + testPackage + "\n",
 		"app.py": "def application(environ, start_response):\n    start_response('200 OK', [])\n" +
 			"    return [open('/usr/share/" + testPackage + "/hello.txt', 'rb').read()]\n",
 	})
@@ -106,7 +106,7 @@ func TestPackagesAreInstalled(t *testing.T) {
 	// A package that does not exist rejects the push, naming it and a
 	// node; nothing switches.
 	f.Alice.Commit(t, work, "missing package", map[string]string{
-		"app.ini": "[production]\napp_name = hello\nrunner = app.py\npackages = python3-gitreceive-test-missing\n",
+		"app.ini": "[production]\napp_name = hello\nrunner = app.py\ndefault_location = " + host + "\npackages = python3-gitreceive-test-missing\n",
 	})
 	r = f.Alice.Git(t, work, "push", "silver", "main")
 	if r.Code == 0 {
@@ -123,7 +123,7 @@ func TestPackagesAreInstalled(t *testing.T) {
 
 	// A package outside packages_allowed is refused before any node is asked.
 	f.Alice.Commit(t, work, "not allowed", map[string]string{
-		"app.ini": "[production]\napp_name = hello\nrunner = app.py\npackages = openssh-server\n",
+		"app.ini": "[production]\napp_name = hello\nrunner = app.py\ndefault_location = " + host + "\npackages = openssh-server\n",
 	})
 	r = f.Alice.Git(t, work, "push", "silver", "main")
 	if r.Code == 0 {

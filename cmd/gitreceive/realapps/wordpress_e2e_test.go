@@ -47,7 +47,7 @@ func TestWordPress(t *testing.T) {
 	// serves a dot file.
 	f.Alice.Commit(t, work, "WordPress from Debian", map[string]string{
 		"wp-config.php": wpConfig,
-		"app.ini":       "[production]\napp_name = blog\nplatform = php\nrunner = index.php\nservice.mysql =\n",
+		"app.ini":       "[production]\napp_name = blog\nplatform = php\nrunner = index.php\nservice.mysql =\ndefault_location = " + host + "\n",
 	})
 	f.Alice.MustGit(t, work, "remote", "add", "silver", f.Alice.URL("blog"))
 	r := f.Alice.MustGit(t, work, "push", "silver", "main")
