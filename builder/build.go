@@ -136,7 +136,7 @@ func Build(ctx context.Context, in Input, out *hooks.Progress) (*Release, error)
 		return nil, err
 	}
 
-	m, err := manifest(ctx, t, blobs, fixed, in.Previous.blobHashes())
+	m, err := manifest(ctx, t, blobs, fixed, blobHashes(in.Previous))
 	if err != nil {
 		return nil, err
 	}

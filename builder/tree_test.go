@@ -97,7 +97,7 @@ func TestManifestHashIdentifiesContent(t *testing.T) {
 			t.Errorf("changed manifest %v kept the hash", c)
 		}
 	}
-	if got := a.blobHashes(); len(got) != 1 || got["1"] != "y" {
+	if got := blobHashes(a); len(got) != 1 || got["1"] != "y" {
 		t.Fatalf("blobHashes = %v", got)
 	}
 }

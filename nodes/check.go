@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // maxParallel bounds how many nodes are talked to at once.
@@ -72,7 +73,7 @@ func (f *Fleet) check(ctx context.Context, n Node) Status {
 	}
 	st.Latency = time.Since(start)
 	var out bytes.Buffer
-	if err := c.agent(ctx, nil, &out, "status"); err == nil {
+	if err := c.agent(ctx, nil, &out, agentapi.Status{}.Argv()...); err == nil {
 		var ns agent.NodeStatus
 		if err := json.Unmarshal(out.Bytes(), &ns); err != nil {
 			st.Err = fmt.Errorf("node %s: reading the agent's status: %w", n.Name, err)

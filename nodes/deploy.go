@@ -9,11 +9,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // cleanupTimeout bounds undoing a failed deploy (abort, switch back),
@@ -25,7 +26,7 @@ type Release struct {
 	App      string
 	Instance string
 	Number   int
-	Manifest agent.Manifest
+	Manifest manifest.Manifest
 	Spec     agent.Spec // how it runs: started and health-checked in phase 1
 	// UpdateFetchOn names the one node that runs the spec's update_fetch;
 	// the others start without it. Its scripts (migrations) act on what
@@ -149,7 +150,7 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 		r := p.release
 		pErrs := make([]error, len(p.nodes))
 		forEachNode(p.nodes, func(i int, n Node) {
-			warnings, err := p.deploys[i].conn.agentWarnings(switchCtx, "activate", r.App, r.Instance, strconv.Itoa(r.Number))
+			warnings, err := p.deploys[i].conn.agentWarnings(switchCtx, agentapi.Activate{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)
 			p.deploys[i].warnings = warnings
 			// An activate that started and never answered (the connection
 			// died) may have switched the node: undoing treats it as
@@ -186,7 +187,6 @@ func (p *Prepared) Undo(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	r := p.release
-	n := strconv.Itoa(r.Number)
 	var reached []*nodeDeploy
 	var nodes []Node
 	for i := range p.deploys {
@@ -200,9 +200,9 @@ func (p *Prepared) Undo(ctx context.Context) {
 		if d.switched {
 			var err error
 			if d.prev > 0 {
-				err = d.conn.agent(ctx, nil, nil, "activate", r.App, r.Instance, strconv.Itoa(d.prev))
+				err = d.conn.agent(ctx, nil, nil, agentapi.Activate{Release: agentapi.At(r.App, r.Instance).Release(d.prev)}.Argv()...)
 			} else {
-				err = d.conn.agent(ctx, nil, nil, "deactivate", r.App, r.Instance, n)
+				err = d.conn.agent(ctx, nil, nil, agentapi.Deactivate{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)
 			}
 			d.switched = false
 			if err != nil {
@@ -215,7 +215,7 @@ func (p *Prepared) Undo(ctx context.Context) {
 			}
 		}
 		if !p.existing {
-			_ = d.conn.agent(ctx, nil, nil, "abort", r.App, r.Instance, n)
+			_ = d.conn.agent(ctx, nil, nil, agentapi.Abort{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)
 		}
 	})
 }
@@ -282,13 +282,13 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 			return 0, rep, fmt.Errorf("node %s: %w", name, err)
 		}
 	}
-	need := agent.Needed(cur.Manifest, r.Manifest)
+	need := manifest.Needed(cur.Manifest, r.Manifest)
 	st, err := receive(ctx, c, r, need, false)
 	if exitCode(err) == agent.ExitPreviousDamaged {
 		// Files of the live release were changed on the node: hard links
 		// to them cannot be trusted, so send everything.
 		rep.Full = true
-		need = agent.Needed(nil, r.Manifest)
+		need = manifest.Needed(nil, r.Manifest)
 		st, err = receive(ctx, c, r, need, true)
 	}
 	if err != nil {
@@ -304,33 +304,30 @@ func upload(ctx context.Context, c *conn, r Release, version string) (int, Repor
 // removes rel.Current so that it can be built afresh. It returns the
 // release the node serves now.
 func takeBack(ctx context.Context, c *conn, app, instance string, rel agent.Releases) (int, error) {
-	n := strconv.Itoa(rel.Current)
 	back := rel.Previous
 	if back > 0 && back < rel.Current {
-		if err := c.agent(ctx, nil, nil, "start", app, instance, strconv.Itoa(back), "--stored"); err != nil {
+		if err := c.agent(ctx, nil, nil, agentapi.Start{Release: agentapi.At(app, instance).Release(back), Stored: true}.Argv()...); err != nil {
 			return 0, err
 		}
-		if err := c.agent(ctx, nil, nil, "activate", app, instance, strconv.Itoa(back)); err != nil {
+		if err := c.agent(ctx, nil, nil, agentapi.Activate{Release: agentapi.At(app, instance).Release(back)}.Argv()...); err != nil {
 			return 0, err
 		}
 	} else {
 		back = 0
-		if err := c.agent(ctx, nil, nil, "deactivate", app, instance, n); err != nil {
+		if err := c.agent(ctx, nil, nil, agentapi.Deactivate{Release: agentapi.At(app, instance).Release(rel.Current)}.Argv()...); err != nil {
 			return 0, err
 		}
 	}
-	return back, c.agent(ctx, nil, nil, "abort", app, instance, n)
+	return back, c.agent(ctx, nil, nil, agentapi.Abort{Release: agentapi.At(app, instance).Release(rel.Current)}.Argv()...)
 }
 
 // start has the node start release r and health-check it, sending the
 // spec (stored: the node uses the spec it kept when it received r). Each
 // line the agent prints goes to say.
 func start(ctx context.Context, c *conn, r Release, stored bool, say func(string)) error {
-	args := []string{"start", r.App, r.Instance, strconv.Itoa(r.Number)}
+	args := agentapi.Start{Release: agentapi.At(r.App, r.Instance).Release(r.Number), Stored: stored}.Argv()
 	var stdin io.Reader
-	if stored {
-		args = append(args, "--stored")
-	} else {
+	if !stored {
 		s := r.Spec
 		if r.UpdateFetchOn != "" && r.UpdateFetchOn != c.node.Name {
 			s.UpdateFetch = nil
@@ -369,10 +366,7 @@ func receive(ctx context.Context, c *conn, r Release, need []string, full bool) 
 			err = r.WriteContents(ctx, need, pw)
 		}
 	}()
-	args := []string{"receive", r.App, r.Instance, strconv.Itoa(r.Number)}
-	if full {
-		args = append(args, "--full")
-	}
+	args := agentapi.Receive{Release: agentapi.At(r.App, r.Instance).Release(r.Number), Full: full}.Argv()
 	var out bytes.Buffer
 	err := c.agent(ctx, pr, &out, args...)
 	pr.CloseWithError(io.ErrClosedPipe)
@@ -402,7 +396,7 @@ func localVersion(ctx context.Context, bin string) (string, error) {
 func readManifest(ctx context.Context, c *conn, r Release) (agent.Status, error) {
 	var out bytes.Buffer
 	var st agent.Status
-	if err := c.agent(ctx, nil, &out, "manifest", r.App, r.Instance); err != nil {
+	if err := c.agent(ctx, nil, &out, agentapi.Manifest{Target: agentapi.At(r.App, r.Instance)}.Argv()...); err != nil {
 		return st, err
 	}
 	if err := json.Unmarshal(out.Bytes(), &st); err != nil {

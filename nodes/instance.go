@@ -6,9 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strconv"
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // Activate makes release n of app's instance live again without uploading
@@ -59,7 +59,7 @@ func (f *Fleet) Releases(ctx context.Context, nodes []Node, app, instance string
 func releasesOn(ctx context.Context, c *conn, app, instance string) (InstanceReleases, error) {
 	var out bytes.Buffer
 	var ir InstanceReleases
-	if err := c.agent(ctx, nil, &out, "releases", app, instance); err != nil {
+	if err := c.agent(ctx, nil, &out, agentapi.Releases{Target: agentapi.At(app, instance)}.Argv()...); err != nil {
 		return ir, fmt.Errorf("node %s: %w", c.node.Name, err)
 	}
 	if err := json.Unmarshal(out.Bytes(), &ir.Releases); err != nil {
@@ -72,10 +72,7 @@ func releasesOn(ctx context.Context, c *conn, app, instance string) (InstanceRel
 // parallel), and with follow keeps streaming until ctx ends. Each line goes
 // to say with its node.
 func (f *Fleet) Logs(ctx context.Context, nodes []Node, app, instance string, lines int, follow bool, say func(Node, string)) error {
-	args := []string{"logs", app, instance, strconv.Itoa(lines)}
-	if follow {
-		args = append(args, "-f")
-	}
+	args := agentapi.Logs{Target: agentapi.At(app, instance), Lines: lines, Follow: follow}.Argv()
 	errs := make([]error, len(nodes))
 	forEachNodeUnbounded(nodes, func(i int, n Node) {
 		c, err := f.connect(ctx, n)
@@ -95,25 +92,25 @@ func (f *Fleet) Logs(ctx context.Context, nodes []Node, app, instance string, li
 // env, secret and logs. Every node is tried; the error names those that
 // failed.
 func (f *Fleet) Destroy(ctx context.Context, nodes []Node, app, instance string) error {
-	return f.onEveryNode(ctx, nodes, "destroy", app, instance)
+	return f.onEveryNode(ctx, nodes, agentapi.Destroy{Target: agentapi.At(app, instance)})
 }
 
 // SetDisabled makes the instance answer 503 on every node (or serve again).
 func (f *Fleet) SetDisabled(ctx context.Context, nodes []Node, app, instance string, disabled bool) error {
-	verb := "enable"
+	var req agentapi.Request = agentapi.Enable{Target: agentapi.At(app, instance)}
 	if disabled {
-		verb = "disable"
+		req = agentapi.Disable{Target: agentapi.At(app, instance)}
 	}
-	return f.onEveryNode(ctx, nodes, verb, app, instance)
+	return f.onEveryNode(ctx, nodes, req)
 }
 
-// onEveryNode runs the agent's VERB APP INSTANCE on every node in parallel.
-func (f *Fleet) onEveryNode(ctx context.Context, nodes []Node, verb, app, instance string) error {
+// onEveryNode runs the agent's request on every node in parallel.
+func (f *Fleet) onEveryNode(ctx context.Context, nodes []Node, req agentapi.Request) error {
 	errs := make([]error, len(nodes))
 	forEachNode(nodes, func(i int, n Node) {
 		c, err := f.connect(ctx, n)
 		if err == nil {
-			err = c.agent(ctx, nil, nil, verb, app, instance)
+			err = c.agent(ctx, nil, nil, req.Argv()...)
 		}
 		if err != nil {
 			errs[i] = fmt.Errorf("node %s: %w", n.Name, err)

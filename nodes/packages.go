@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // InstallPackages installs what of pkgs (an app's packages = line, checked
@@ -20,7 +22,7 @@ func (f *Fleet) InstallPackages(ctx context.Context, nodes []Node, pkgs []string
 		if err != nil {
 			return err
 		}
-		if err := c.agent(ctx, nil, w, append([]string{"packages"}, pkgs...)...); err != nil {
+		if err := c.agent(ctx, nil, w, agentapi.Packages{Packages: pkgs}.Argv()...); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		return nil

@@ -3,6 +3,8 @@ package nodes
 import (
 	"context"
 	"io"
+
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // Terminal is a client's PTY request, carried to the node so that `ssh -t
@@ -20,15 +22,9 @@ type Terminal struct {
 // err is for not reaching the node or the agent.
 func (f *Fleet) RunScript(ctx context.Context, n Node, app, instance, script string, args, env []string, stdin io.Reader, stdout, stderr io.Writer, term *Terminal) (int, error) {
 	t := f.transportTo(n)
-	argv := []string{t.agentBin(), "node", "run", app, instance}
-	if term != nil {
-		argv = append(argv, "--tty")
-	}
-	for _, kv := range env {
-		// In the command line only root on the node can see (/proc is
-		// mounted hidepid there), never in a log.
-		argv = append(argv, "--env", kv)
-	}
-	argv = append(append(argv, "--", script), args...)
+	// env goes in the command line only root on the node can see (/proc
+	// is mounted hidepid there), never in a log.
+	req := agentapi.Run{Target: agentapi.At(app, instance), TTY: term != nil, Env: env, Script: script, Args: args}
+	argv := append([]string{t.agentBin(), "node"}, req.Argv()...)
 	return t.interactive(ctx, stdin, stdout, stderr, term, argv)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strings"
 
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -44,7 +45,11 @@ func (f *Fleet) ServiceSetup(ctx context.Context, nodes []Node, op, service stri
 		if err != nil {
 			return err
 		}
-		if err := c.agent(ctx, nil, w, append([]string{"service", op, service}, args...)...); err != nil {
+		req := agentapi.Service{Op: op, Service: service}
+		if len(args) > 0 {
+			req.Platform = args[0] // client's: whose client packages
+		}
+		if err := c.agent(ctx, nil, w, req.Argv()...); err != nil {
 			return fmt.Errorf("node %s: %s %s: %w", n.Name, op, service, err)
 		}
 		return nil
@@ -90,13 +95,13 @@ func (f *Fleet) ServiceCall(ctx context.Context, n Node, op, service, app, insta
 	if out == nil {
 		out = io.Discard
 	}
-	args := []string{"service", op, service, app, instance}
+	req := agentapi.Service{Op: op, Service: service, Target: agentapi.At(app, instance)}
 	if svc, ok := services.Lookup(service); ok && op == "provision" && svc.Where() == services.OnServicesNode {
 		// Provisioning installs the server first: it binds where app
 		// nodes reach n and to loopback, never every interface.
-		args = append(args, services.ListenArg(n.ServiceAddress()))
+		req.Listen = []string{n.ServiceAddress()}
 	}
-	if err := c.agent(ctx, stdin, out, args...); err != nil {
+	if err := c.agent(ctx, stdin, out, req.Argv()...); err != nil {
 		return fmt.Errorf("node %s: %s of %s: %w", n.Name, op, service, err)
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/gitreceive/gitreceive/hooks/termsafe"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // Setup brings every node of nodes up to this binary, in parallel
@@ -57,7 +58,7 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 			fmt.Fprintf(w, "agent: %s, current\n", version)
 		}
 	}
-	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node", "setup"}, packages...)...)
+	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node"}, agentapi.Setup{Packages: packages}.Argv()...)...)
 }
 
 // ensureAgent installs this binary as c's agent unless the node has this

@@ -18,13 +18,9 @@ import (
 // prepare sends a built release to every node (phase 1); Switch makes it
 // live.
 func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Release, spec agent.Spec, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
-	m := make(agent.Manifest, len(r.Manifest))
-	for i, e := range r.Manifest {
-		m[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
-	}
 	// update_fetch runs once, on the first node (migrations act on the
 	// instance's shared database).
-	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: m, Spec: spec, UpdateFetchOn: targets[0].Name,
+	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: r.Manifest.WithoutBlobs(), Spec: spec, UpdateFetchOn: targets[0].Name,
 		WriteContents: func(ctx context.Context, hashes []string, w io.Writer) error {
 			testPoint("contents " + r.App) // runs in a goroutine of nodes' own
 			return writeContents(ctx, r, hashes, w)

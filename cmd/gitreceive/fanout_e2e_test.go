@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
@@ -36,17 +37,13 @@ func currentOf(n *testbed.Node, app string) string {
 }
 
 // lastManifest is the newest release's manifest, as the receiver recorded it.
-func lastManifest(t *testing.T, f *fixture, app string) agent.Manifest {
+func lastManifest(t *testing.T, f *fixture, app string) manifest.Manifest {
 	t.Helper()
 	_, m, _, err := builder.History{Dir: filepath.Join(f.data, "releases")}.Last(app, "production")
 	if err != nil {
 		t.Fatal(err)
 	}
-	am := make(agent.Manifest, len(m))
-	for i, e := range m {
-		am[i] = agent.File{Path: e.Path, Mode: e.Mode, Size: e.Size, SHA256: e.SHA256, Target: e.Target}
-	}
-	return am
+	return m.WithoutBlobs()
 }
 
 func TestFanOutToThreeNodes(t *testing.T) {
@@ -56,7 +53,7 @@ func TestFanOutToThreeNodes(t *testing.T) {
 		loginsBefore[n.Name] = logins(t, n)
 	}
 	instanceDir := func(n *testbed.Node) string { return instanceDir(n, "sampleapp") }
-	manifestOf := func() agent.Manifest { return lastManifest(t, f, "sampleapp") }
+	manifestOf := func() manifest.Manifest { return lastManifest(t, f, "sampleapp") }
 
 	work := exampleWorkTree(t, f.alice, "djangoapp")
 	f.alice.MustGit(t, work, "remote", "add", "silver", f.alice.URL("sampleapp"))

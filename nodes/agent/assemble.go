@@ -17,111 +17,21 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/gitreceive/gitreceive/manifest"
 )
 
-// File modes in a manifest (the builder's names).
-const (
-	ModeFile    = "file"
-	ModeExec    = "exec"
-	ModeSymlink = "symlink"
-)
+// maxEntries bounds the tar entries read from one stream.
+const maxEntries = 1 << 20
 
-// File is one manifest entry as it crosses the wire.
-type File struct {
-	Path   string `json:"path"`
-	Mode   string `json:"mode"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-	Target string `json:"target,omitempty"`
-}
-
-// Manifest is every file of a release.
-type Manifest []File
-
-var sha256Hex = regexp.MustCompile(`^[0-9a-f]{64}$`)
-
-// Validate checks a manifest from the wire: clean relative UTF-8 paths,
-// known modes, hex hashes, relative symlink targets that stay inside, no
-// duplicate paths, and no path beneath a file or a symlink (writing through
-// a symlink could leave the release directory).
-func (m Manifest) Validate() error {
-	seen := make(map[string]string, len(m))
-	for _, f := range m {
-		if err := checkRelPath(f.Path); err != nil {
-			return err
-		}
-		if _, dup := seen[f.Path]; dup {
-			return fmt.Errorf("manifest lists %q twice", f.Path)
-		}
-		seen[f.Path] = f.Mode
-		switch f.Mode {
-		case ModeFile, ModeExec:
-			if !sha256Hex.MatchString(f.SHA256) || f.Size < 0 {
-				return fmt.Errorf("manifest entry %q has a bad hash or size", f.Path)
-			}
-		case ModeSymlink:
-			if f.Target == "" || strings.HasPrefix(f.Target, "/") || strings.ContainsRune(f.Target, 0) {
-				return fmt.Errorf("symlink %q has a bad target %q", f.Path, f.Target)
-			}
-			if t := path.Join(path.Dir(f.Path), f.Target); t == ".." || strings.HasPrefix(t, "../") {
-				return fmt.Errorf("symlink %q -> %q leaves the release", f.Path, f.Target)
-			}
-		default:
-			return fmt.Errorf("manifest entry %q has unknown mode %q", f.Path, f.Mode)
-		}
-	}
-	for p := range seen {
-		for dir := path.Dir(p); dir != "."; dir = path.Dir(dir) {
-			if _, isEntry := seen[dir]; isEntry {
-				return fmt.Errorf("manifest puts %q beneath the file or symlink %q", p, dir)
-			}
-		}
-	}
-	return nil
-}
-
-func checkRelPath(p string) error {
-	if p == "" || !utf8.ValidString(p) || strings.ContainsRune(p, 0) || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
-		return fmt.Errorf("manifest path %q is not a clean relative path", p)
-	}
-	return nil
-}
-
-// Needed returns the content hashes of want that have no regular file in
-// have: what the receiver must send. Each content is sent once.
-func Needed(have, want Manifest) []string {
-	present := map[string]bool{}
-	for _, f := range have {
-		if f.Mode != ModeSymlink {
-			present[f.SHA256] = true
-		}
-	}
-	var need []string
-	for _, f := range want {
-		if f.Mode != ModeSymlink && !present[f.SHA256] {
-			present[f.SHA256] = true
-			need = append(need, f.SHA256)
-		}
-	}
-	sort.Strings(need)
-	return need
-}
-
-// MaxEntries bounds the tar entries read from one stream.
-const MaxEntries = 1 << 20
-
-// Assemble builds dst from prev (the current release directory and its
+// assemble builds dst from prev (the current release directory and its
 // manifest; "" and nil for none) and contents, a tar stream of the needed
 // contents, each a regular file named by its sha256. Unchanged contents are
 // hard-linked from prev, so a one-file change costs one file. On any error
 // dst is removed. dst must not exist.
-func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader) (err error) {
+func assemble(dst, prev string, prevManifest, want manifest.Manifest, contents io.Reader) (err error) {
 	if err := want.Validate(); err != nil {
 		return err
 	}
@@ -143,13 +53,13 @@ func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader)
 	source := map[string]content{}
 	if prev != "" {
 		for _, f := range prevManifest {
-			if f.Mode != ModeSymlink && checkRelPath(f.Path) == nil {
+			if f.Mode != manifest.ModeSymlink && manifest.CheckRelPath(f.Path) == nil {
 				source[f.SHA256] = content{path: filepath.Join(prev, filepath.FromSlash(f.Path)), mode: permOf(f.Mode)}
 			}
 		}
 	}
 	needed := map[string]bool{}
-	for _, h := range Needed(prevManifest, want) {
+	for _, h := range manifest.Needed(prevManifest, want) {
 		needed[h] = true
 	}
 	if err := receiveContents(staging, contents, needed, source); err != nil {
@@ -167,7 +77,7 @@ func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader)
 	proven := map[string]bool{}
 	dirs := map[string]bool{dst: true}
 	for _, f := range want {
-		if f.Mode == ModeSymlink {
+		if f.Mode == manifest.ModeSymlink {
 			continue
 		}
 		linked, err := place(dst, f, source[f.SHA256], dirs)
@@ -177,7 +87,7 @@ func Assemble(dst, prev string, prevManifest, want Manifest, contents io.Reader)
 		proven[f.Path] = linked
 	}
 	for _, f := range want {
-		if f.Mode != ModeSymlink {
+		if f.Mode != manifest.ModeSymlink {
 			continue
 		}
 		p := filepath.Join(dst, filepath.FromSlash(f.Path))
@@ -210,10 +120,10 @@ func receiveContents(staging string, contents io.Reader, needed map[string]bool,
 		if err != nil {
 			return fmt.Errorf("reading the release contents: %w", err)
 		}
-		if n >= MaxEntries {
+		if n >= maxEntries {
 			return errors.New("the release contents have too many entries")
 		}
-		if hdr.Typeflag != tar.TypeReg || !sha256Hex.MatchString(hdr.Name) || !needed[hdr.Name] {
+		if hdr.Typeflag != tar.TypeReg || !manifest.IsSHA256(hdr.Name) || !needed[hdr.Name] {
 			return fmt.Errorf("unexpected entry %q (type %c) in the release contents", hdr.Name, hdr.Typeflag)
 		}
 		delete(needed, hdr.Name)
@@ -249,7 +159,7 @@ type content struct {
 }
 
 func permOf(mode string) fs.FileMode {
-	if mode == ModeExec {
+	if mode == manifest.ModeExec {
 		return 0o755
 	}
 	return 0o644
@@ -270,7 +180,7 @@ func mkdirs(dir string, made map[string]bool) error {
 
 // place puts f into dst: a hard link to src when the mode allows
 // (reporting true), else a copy.
-func place(dst string, f File, src content, dirs map[string]bool) (linked bool, err error) {
+func place(dst string, f manifest.Entry, src content, dirs map[string]bool) (linked bool, err error) {
 	if src.path == "" {
 		return false, fmt.Errorf("no content for %s", f.Path)
 	}
@@ -302,12 +212,12 @@ func place(dst string, f File, src content, dirs map[string]bool) (linked bool, 
 }
 
 // Verify checks that dir holds exactly the files of m, byte for byte.
-func Verify(dir string, m Manifest) error { return verify(dir, m, nil) }
+func Verify(dir string, m manifest.Manifest) error { return verify(dir, m, nil) }
 
 // verify is Verify that skips hashing the files in proven (mode, size and
 // type are still checked).
-func verify(dir string, m Manifest, proven map[string]bool) error {
-	want := make(map[string]File, len(m))
+func verify(dir string, m manifest.Manifest, proven map[string]bool) error {
+	want := make(map[string]manifest.Entry, len(m))
 	for _, f := range m {
 		want[f.Path] = f
 	}
@@ -342,12 +252,12 @@ func verify(dir string, m Manifest, proven map[string]bool) error {
 	return nil
 }
 
-func verifyFile(p, rel string, f File, d fs.DirEntry, contentProven bool) error {
+func verifyFile(p, rel string, f manifest.Entry, d fs.DirEntry, contentProven bool) error {
 	info, err := d.Info()
 	if err != nil {
 		return err
 	}
-	if f.Mode == ModeSymlink {
+	if f.Mode == manifest.ModeSymlink {
 		target, err := os.Readlink(p)
 		if err != nil || info.Mode()&fs.ModeSymlink == 0 || target != f.Target {
 			return fmt.Errorf("%s is not the symlink -> %s", rel, f.Target)
@@ -355,7 +265,7 @@ func verifyFile(p, rel string, f File, d fs.DirEntry, contentProven bool) error 
 		return nil
 	}
 	wantPerm := fs.FileMode(0o644)
-	if f.Mode == ModeExec {
+	if f.Mode == manifest.ModeExec {
 		wantPerm = 0o755
 	}
 	if !info.Mode().IsRegular() || info.Mode().Perm() != wantPerm || info.Size() != f.Size {

@@ -11,18 +11,20 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/manifest"
 )
 
 // release describes files as path -> content; "->x" is a symlink, a path
 // under bin/ is executable.
-func manifestOf(files map[string]string) Manifest {
-	var m Manifest
+func manifestOf(files map[string]string) manifest.Manifest {
+	var m manifest.Manifest
 	for p, c := range files {
-		f := File{Path: p, Mode: ModeFile, Size: int64(len(c)), SHA256: hashOf(c)}
+		f := manifest.Entry{Path: p, Mode: manifest.ModeFile, Size: int64(len(c)), SHA256: hashOf(c)}
 		if t, ok := strings.CutPrefix(c, "->"); ok {
-			f = File{Path: p, Mode: ModeSymlink, Size: int64(len(t)), SHA256: hashOf(t), Target: t}
+			f = manifest.Entry{Path: p, Mode: manifest.ModeSymlink, Size: int64(len(t)), SHA256: hashOf(t), Target: t}
 		} else if strings.HasPrefix(p, "bin/") {
-			f.Mode = ModeExec
+			f.Mode = manifest.ModeExec
 		}
 		m = append(m, f)
 	}
@@ -71,12 +73,12 @@ func TestAssembleFullThenDelta(t *testing.T) {
 		"bin/manage.py": "#!/bin/sh\n", "static/a.css": "a", "static/copy.css": "a",
 	}
 	v1 := manifestOf(v1files)
-	need := Needed(nil, v1)
+	need := manifest.Needed(nil, v1)
 	if len(need) != 4 { // "a" is sent once for two files; symlinks carry no content
 		t.Fatalf("needed %d contents, want 4", len(need))
 	}
 	d1 := filepath.Join(root, "v1")
-	if err := Assemble(d1, "", nil, v1, tarOf(t, v1files, need)); err != nil {
+	if err := assemble(d1, "", nil, v1, tarOf(t, v1files, need)); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := os.Stat(filepath.Join(d1, "bin/manage.py")); st.Mode().Perm() != 0o755 {
@@ -93,12 +95,12 @@ func TestAssembleFullThenDelta(t *testing.T) {
 	// cannot carry both modes, so the executable is a copy.
 	v2files["bin/same-as-ini"] = v1files["src/app.ini"]
 	v2 := manifestOf(v2files)
-	need = Needed(v1, v2)
+	need = manifest.Needed(v1, v2)
 	if len(need) != 1 || need[0] != hashOf(v2files["src/wsgi.py"]) {
 		t.Fatalf("delta needs %v, want only the changed file", need)
 	}
 	d2 := filepath.Join(root, "v2")
-	if err := Assemble(d2, d1, v1, v2, tarOf(t, v2files, need)); err != nil {
+	if err := assemble(d2, d1, v1, v2, tarOf(t, v2files, need)); err != nil {
 		t.Fatal(err)
 	}
 	if inode(t, filepath.Join(d1, "src/app.ini")) != inode(t, filepath.Join(d2, "src/app.ini")) {
@@ -132,7 +134,7 @@ func TestAssembleFullThenDelta(t *testing.T) {
 func TestAssembleRefusesHostileInput(t *testing.T) {
 	files := map[string]string{"a.py": "a", "lib/b.py": "b"}
 	good := manifestOf(files)
-	goodTar := func() *bytes.Buffer { return tarOf(t, files, Needed(nil, good)) }
+	goodTar := func() *bytes.Buffer { return tarOf(t, files, manifest.Needed(nil, good)) }
 	entry := func(name string, flag byte, body string) *bytes.Buffer {
 		var buf bytes.Buffer
 		tw := tar.NewWriter(&buf)
@@ -143,19 +145,19 @@ func TestAssembleRefusesHostileInput(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name     string
-		manifest Manifest
+		manifest manifest.Manifest
 		contents *bytes.Buffer
 		want     string
 	}{
-		{"dot-dot path", append(Manifest{{Path: "../evil", Mode: ModeFile, SHA256: hashOf("a"), Size: 1}}, good...), goodTar(), "not a clean relative path"},
-		{"absolute path", Manifest{{Path: "/etc/evil", Mode: ModeFile, SHA256: hashOf("a"), Size: 1}}, goodTar(), "not a clean relative path"},
-		{"unclean path", Manifest{{Path: "a/./b", Mode: ModeFile, SHA256: hashOf("a"), Size: 1}}, goodTar(), "not a clean relative path"},
-		{"duplicate path", Manifest{good[0], good[0]}, goodTar(), "twice"},
-		{"write through symlink", Manifest{{Path: "lib", Mode: ModeSymlink, Target: "x", SHA256: hashOf("x"), Size: 1}, good[1]}, goodTar(), "beneath the file or symlink"},
-		{"escaping symlink", Manifest{{Path: "s", Mode: ModeSymlink, Target: "../../etc", SHA256: hashOf("x"), Size: 1}}, goodTar(), "leaves the release"},
-		{"absolute symlink", Manifest{{Path: "s", Mode: ModeSymlink, Target: "/etc", SHA256: hashOf("x"), Size: 1}}, goodTar(), "bad target"},
-		{"bad mode", Manifest{{Path: "a", Mode: "device", SHA256: hashOf("a"), Size: 1}}, goodTar(), "unknown mode"},
-		{"bad hash", Manifest{{Path: "a", Mode: ModeFile, SHA256: "zz", Size: 1}}, goodTar(), "bad hash"},
+		{"dot-dot path", append(manifest.Manifest{{Path: "../evil", Mode: manifest.ModeFile, SHA256: hashOf("a"), Size: 1}}, good...), goodTar(), "not a clean relative path"},
+		{"absolute path", manifest.Manifest{{Path: "/etc/evil", Mode: manifest.ModeFile, SHA256: hashOf("a"), Size: 1}}, goodTar(), "not a clean relative path"},
+		{"unclean path", manifest.Manifest{{Path: "a/./b", Mode: manifest.ModeFile, SHA256: hashOf("a"), Size: 1}}, goodTar(), "not a clean relative path"},
+		{"duplicate path", manifest.Manifest{good[0], good[0]}, goodTar(), "twice"},
+		{"write through symlink", manifest.Manifest{{Path: "lib", Mode: manifest.ModeSymlink, Target: "x", SHA256: hashOf("x"), Size: 1}, good[1]}, goodTar(), "beneath the file or symlink"},
+		{"escaping symlink", manifest.Manifest{{Path: "s", Mode: manifest.ModeSymlink, Target: "../../etc", SHA256: hashOf("x"), Size: 1}}, goodTar(), "leaves the release"},
+		{"absolute symlink", manifest.Manifest{{Path: "s", Mode: manifest.ModeSymlink, Target: "/etc", SHA256: hashOf("x"), Size: 1}}, goodTar(), "bad target"},
+		{"bad mode", manifest.Manifest{{Path: "a", Mode: "device", SHA256: hashOf("a"), Size: 1}}, goodTar(), "unknown mode"},
+		{"bad hash", manifest.Manifest{{Path: "a", Mode: manifest.ModeFile, SHA256: "zz", Size: 1}}, goodTar(), "bad hash"},
 		{"tar path trick", good, entry("../../etc/passwd", tar.TypeReg, "x"), "unexpected entry"},
 		{"tar symlink", good, entry(hashOf("a"), tar.TypeSymlink, ""), "unexpected entry"},
 		{"tar hard link", good, entry(hashOf("a"), tar.TypeLink, ""), "unexpected entry"},
@@ -167,7 +169,7 @@ func TestAssembleRefusesHostileInput(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
 			dst := filepath.Join(root, "v1")
-			err := Assemble(dst, "", nil, tc.manifest, tc.contents)
+			err := assemble(dst, "", nil, tc.manifest, tc.contents)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want error with %q, got %v", tc.want, err)
 			}

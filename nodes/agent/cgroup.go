@@ -183,7 +183,8 @@ func (c cgroups) remove(id string) error {
 // removeInstanceCgroup removes the instance's cgroup once its processes
 // are gone; a cgroup whose last processes are still exiting is busy for a
 // moment.
-func removeInstanceCgroup(rt Runtime, app, instance string) error {
+func (ri runtimeInstance) removeInstanceCgroup() error {
+	rt := ri.rt
 	if rt.CgroupRoot == "" {
 		return nil
 	}
@@ -192,7 +193,7 @@ func removeInstanceCgroup(rt Runtime, app, instance string) error {
 		return err
 	}
 	for i := 0; ; i++ {
-		err := cg.remove(InstanceID(app, instance))
+		err := cg.remove(ri.id())
 		if err == nil || !errors.Is(err, syscall.EBUSY) || i == 50 {
 			return err
 		}
@@ -202,7 +203,8 @@ func removeInstanceCgroup(rt Runtime, app, instance string) error {
 
 // memoryKills says how many of the instance's processes the kernel killed
 // for going over its memory limit ("" when none, or no cgroups here).
-func memoryKills(rt Runtime, app, instance string) string {
+func (ri runtimeInstance) memoryKills() string {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if rt.CgroupRoot == "" {
 		return ""
 	}
@@ -210,7 +212,7 @@ func memoryKills(rt Runtime, app, instance string) string {
 	if err != nil {
 		return ""
 	}
-	id := InstanceID(app, instance)
+	id := ri.id()
 	n := cg.oomKills(id)
 	if n == 0 {
 		return ""

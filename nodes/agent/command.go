@@ -17,28 +17,30 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/names"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 )
 
-// DefaultRoot is where a node keeps the releases of every instance:
+// defaultRoot is where a node keeps the releases of every instance:
 // ROOT/APP/INSTANCE/releases/vN, ROOT/APP/INSTANCE/current -> releases/vN.
-const DefaultRoot = serverfiles.AppsDir
+const defaultRoot = serverfiles.AppsDir
 
 // RootEnv names the variable that moves the root, so that tests and people
 // trying gitreceive out can run the local node without touching /srv.
 const RootEnv = "GITRECEIVE_NODE_ROOT"
 
-// Root is $GITRECEIVE_NODE_ROOT, else DefaultRoot.
+// Root is $GITRECEIVE_NODE_ROOT, else defaultRoot.
 func Root() string {
 	if r := os.Getenv(RootEnv); r != "" {
 		return r
 	}
-	return DefaultRoot
+	return defaultRoot
 }
 
-// ServerFilesDir is where `setup` unpacks server-files on a node.
-const ServerFilesDir = "/usr/local/lib/gitreceive/server-files"
+// serverFilesDir is where `setup` unpacks server-files on a node.
+const serverFilesDir = "/usr/local/lib/gitreceive/server-files"
 
 // ExitPreviousDamaged is receive's exit code when the node's current
 // release does not match its manifest, so hard links from it cannot be
@@ -47,15 +49,13 @@ const ExitPreviousDamaged = 3
 
 var errPreviousDamaged = errors.New("the current release does not match its manifest")
 
-var ()
-
 // Status is the agent's answer: one JSON line on stdout.
 type Status struct {
-	Agent    string   `json:"agent,omitempty"`    // manifest: the agent's version, so the receiver knows whether to upgrade it
-	Release  int      `json:"release"`            // current (manifest) or built (receive) release; 0 = none
-	Manifest Manifest `json:"manifest,omitempty"` // manifest: the current release's files
-	Files    int      `json:"files,omitempty"`
-	Received int64    `json:"received,omitempty"` // bytes of content received
+	Agent    string            `json:"agent,omitempty"`    // manifest: the agent's version, so the receiver knows whether to upgrade it
+	Release  int               `json:"release"`            // current (manifest) or built (receive) release; 0 = none
+	Manifest manifest.Manifest `json:"manifest,omitempty"` // manifest: the current release's files
+	Files    int               `json:"files,omitempty"`
+	Received int64             `json:"received,omitempty"` // bytes of content received
 }
 
 // NodeStatus is the answer to `status`: what `nodes check` shows.
@@ -72,66 +72,31 @@ type Instance struct {
 	Release  int    `json:"release"` // 0: received but never activated
 }
 
-const usage = `usage: gitreceive node VERB ...
-  manifest   APP INSTANCE          the current release and its manifest
-  receive    APP INSTANCE N [--full]
-  start      APP INSTANCE N [--stored]
-  activate   APP INSTANCE N
-  deactivate APP INSTANCE N
-  abort      APP INSTANCE N
-  releases   APP INSTANCE
-  logs       APP INSTANCE LINES [-f]
-  disable    APP INSTANCE
-  enable     APP INSTANCE
-  destroy    APP INSTANCE
-  run        APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT [ARG...]
-  service    install|client SERVICE [PLATFORM]
-  service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
-  status
-  packages   PACKAGE...
-  setup      [PACKAGE...]`
-
 // Run is `gitreceive node VERB ...`, run by the receiver on a node (over
-// SSH, or as a child process on the local node):
-//
-//	manifest   APP INSTANCE         the current release and its manifest
-//	receive    APP INSTANCE N       stdin: one JSON line (the manifest), then a tar of the needed contents;
-//	                                --full: build from the stream alone, ignoring the current release
-//	start      APP INSTANCE N       stdin: the Spec; start vN's vassal, health-check it, run update_fetch
-//	                                (--stored: the spec kept from before, for activating an older release)
-//	activate   APP INSTANCE N       point current at vN and route nginx to it (prev.HOST to the one before)
-//	deactivate APP INSTANCE N       undo an instance's first activation: no route, no current, no vassal
-//	abort      APP INSTANCE N       stop and remove vN unless it is current
-//	releases   APP INSTANCE         current, previous and present releases
-//	logs       APP INSTANCE LINES   the tail of the app, access and error logs (-f: follow)
-//	disable    APP INSTANCE         answer 503 (kept through later deploys) / enable: serve again
-//	destroy    APP INSTANCE         remove every trace of the instance from this node
-//	run        APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT [ARG...]
-//	                                run a script in the live release as the app would; exits with its code
-//	service    OP SERVICE [APP INSTANCE]
-//	                                install (server) / client (app-node packages) of a service;
-//	                                provision, backup, restore, clear, destroy one instance's data:
-//	                                stdin: the credentials (one JSON line), then restore's backup
-//	status                          agent version, free disk, live release of every instance
-//	setup      [PACKAGE...]         unpack server-files and run the setup script (also installs PACKAGEs)
-//	packages   PACKAGE...           install what of an app's packages = is missing (apt, bounded time)
+// SSH, or as a child process on the local node): the verbs are package
+// agentapi's requests. `run`'s answer is its script's exit code; the
+// others answer 0, ExitPreviousDamaged, or 1 with a message on stderr.
 func Run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "enter" {
-		err := Enter(args[1:]) // returns only when it could not exec
+		err := enter(args[1:]) // returns only when it could not exec
 		fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
 		return 127
 	}
-	if len(args) > 0 && args[0] == "run" {
+	req, err := agentapi.Parse(args)
+	if run, ok := req.(agentapi.Run); ok && err == nil {
 		// The script's exit code is the answer; 127 (as shells say
 		// "command not found") when it could not be run at all.
-		code, err := runVerb(ctx, root, args[1:], stdin, stdout, stderr)
+		code, err := runVerb(ctx, root, run, stdin, stdout, stderr)
 		if err != nil {
 			fmt.Fprintf(stderr, "gitreceive node: %v\n", err)
 			return 127
 		}
 		return code
 	}
-	err := run(ctx, root, version, args, stdin, stdout, stderr)
+	if err == nil {
+		c := &call{root: root, version: version, stdin: stdin, stdout: stdout, stderr: stderr}
+		err = handlers[req.Argv()[0]](ctx, c, req)
+	}
 	if err == nil {
 		return 0
 	}
@@ -139,183 +104,148 @@ func Run(ctx context.Context, root, version string, args []string, stdin io.Read
 	if errors.Is(err, errPreviousDamaged) {
 		return ExitPreviousDamaged
 	}
+	if len(args) > 0 && args[0] == "run" {
+		return 127
+	}
 	return 1
 }
 
-func run(ctx context.Context, root, version string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New(usage)
-	}
-	switch verb := args[0]; verb {
-	case "service":
-		return serviceVerb(ctx, root, args[1:], stdin, stdout)
-	case "status":
-		if len(args) != 1 {
-			return errors.New(usage)
-		}
-		st, err := status(root, version)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(stdout).Encode(st)
-	case "packages":
-		return installPackages(ctx, root, args[1:], stdout)
-	case "setup":
-		for _, p := range args[1:] {
-			if !names.IsDebianPackage(p) {
-				return fmt.Errorf("invalid package name %q", p)
-			}
-		}
-		// The local node never had the agent uploaded, so nothing made
-		// the agent's directory there yet.
-		if err := os.MkdirAll(filepath.Dir(ServerFilesDir), 0o755); err != nil {
-			return err
-		}
-		if err := linkVassalWrapper(stdout); err != nil {
-			return err
-		}
-		return serverfiles.Setup(ctx, ServerFilesDir, args[1:], stdout, stderr)
-	case "manifest":
-		if len(args) != 3 {
-			return errors.New(usage)
-		}
-		dir, err := instanceDir(root, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		cur, m, err := current(dir)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(stdout).Encode(Status{Agent: version, Release: cur, Manifest: m})
-	case "start":
-		stored := len(args) == 5 && args[4] == "--stored"
-		if len(args) != 4 && !stored {
-			return errors.New(usage)
-		}
-		in, n, err := instanceAndNumber(root, args[1], args[2], args[3])
-		if err != nil {
-			return err
-		}
-		// A receiver that hung up will not switch to n: stop its vassal
-		// rather than leave it running.
-		ctx, cancel := untilHangUp(ctx, stdout)
-		defer cancel()
-		return in.start(ctx, n, stored, stdin, stdout)
-	case "releases":
-		if len(args) != 3 {
-			return errors.New(usage)
-		}
-		in, err := openInstance(root, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		list, err := in.list()
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(stdout).Encode(list)
-	case "logs":
-		follow := len(args) == 5 && args[4] == "-f"
-		if len(args) != 4 && !follow {
-			return errors.New(usage)
-		}
-		in, err := openInstance(root, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		lines, err := strconv.Atoi(args[3])
-		if err != nil || lines < 0 || lines > 100000 {
-			return fmt.Errorf("invalid line count %q", args[3])
-		}
-		return in.logs(ctx, lines, follow, stdout)
-	case "destroy":
-		if len(args) != 3 {
-			return errors.New(usage)
-		}
-		in, err := openInstance(root, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		if in.rt == nil {
-			return os.RemoveAll(in.dir)
-		}
-		return DestroyInstance(ctx, *in.rt, in.app, in.name)
-	case "disable", "enable":
-		if len(args) != 3 {
-			return errors.New(usage)
-		}
-		in, err := openInstance(root, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		return in.setDisabled(ctx, verb == "disable")
-	case "activate", "deactivate", "abort":
-		if len(args) != 4 {
-			return errors.New(usage)
-		}
-		in, n, err := instanceAndNumber(root, args[1], args[2], args[3])
-		if err != nil {
-			return err
-		}
-		switch verb {
-		case "activate":
-			// A receiver that hangs up before it heard the answer must not
-			// leave this node switched: the rest of the fleet goes back.
-			ctx, cancel := untilHangUp(ctx, stdout)
-			defer cancel()
-			return in.activate(ctx, n, stderr)
-		case "deactivate":
-			return in.deactivate(ctx, n)
-		}
-		return in.abort(ctx, n)
-	case "receive":
-		full := len(args) == 5 && args[4] == "--full"
-		if len(args) != 4 && !full {
-			return errors.New(usage)
-		}
-		dir, err := instanceDir(root, args[1], args[2])
-		if err != nil {
-			return err
-		}
-		n, err := strconv.Atoi(args[3])
-		if err != nil || n < 1 {
-			return fmt.Errorf("invalid release number %q", args[3])
-		}
-		st, err := receive(dir, n, stdin, full)
-		if err != nil {
-			return err
-		}
-		return json.NewEncoder(stdout).Encode(st)
-	}
-	return fmt.Errorf("unknown verb %q\n%s", args[0], usage)
+// call is one run of the agent: where it works and its standard streams.
+type call struct {
+	root, version  string
+	stdin          io.Reader
+	stdout, stderr io.Writer
 }
 
-// instanceAndNumber opens APP INSTANCE and parses release number N.
-func instanceAndNumber(root, app, name, number string) (instance, int, error) {
-	in, err := openInstance(root, app, name)
+// handler answers one verb's request.
+type handler func(ctx context.Context, c *call, req agentapi.Request) error
+
+// handle makes a handler of a function of one request type.
+func handle[R agentapi.Request](f func(context.Context, *call, R) error) handler {
+	return func(ctx context.Context, c *call, req agentapi.Request) error { return f(ctx, c, req.(R)) }
+}
+
+// handlers answer every verb but run (its answer is an exit code).
+var handlers = map[string]handler{
+	"service":  handle(serviceVerb),
+	"status":   handle(statusVerb),
+	"packages": handle(packagesVerb),
+	"setup":    handle(setupVerb),
+	"manifest": handle(manifestVerb),
+	"receive":  handle(receiveVerb),
+	"start":    handle(startVerb),
+	"releases": handle(releasesVerb),
+	"logs":     handle(logsVerb),
+	"destroy":  handle(destroyVerb),
+	"disable": handle(func(ctx context.Context, c *call, r agentapi.Disable) error {
+		return c.setDisabled(ctx, r.Target, true)
+	}),
+	"enable": handle(func(ctx context.Context, c *call, r agentapi.Enable) error {
+		return c.setDisabled(ctx, r.Target, false)
+	}),
+	"activate":   handle(activateVerb),
+	"deactivate": handle(deactivateVerb),
+	"abort":      handle(abortVerb),
+}
+
+func statusVerb(_ context.Context, c *call, _ agentapi.Status) error {
+	st, err := status(c.root, c.version)
 	if err != nil {
-		return in, 0, err
+		return err
 	}
-	n, err := strconv.Atoi(number)
-	if err != nil || n < 1 {
-		return in, 0, fmt.Errorf("invalid release number %q", number)
-	}
-	return in, n, nil
+	return json.NewEncoder(c.stdout).Encode(st)
 }
 
-func instanceDir(root, app, instance string) (string, error) {
-	if !names.IsApp(app) || !names.IsInstance(instance) {
-		return "", fmt.Errorf("invalid app %q or instance %q", app, instance)
+func packagesVerb(ctx context.Context, c *call, r agentapi.Packages) error {
+	return installPackages(ctx, c.root, r.Packages, c.stdout)
+}
+
+func setupVerb(ctx context.Context, c *call, r agentapi.Setup) error {
+	// The local node never had the agent uploaded, so nothing made the
+	// agent's directory there yet.
+	if err := os.MkdirAll(filepath.Dir(serverFilesDir), 0o755); err != nil {
+		return err
 	}
-	return filepath.Join(root, app, instance), nil
+	if err := linkVassalWrapper(c.stdout); err != nil {
+		return err
+	}
+	return serverfiles.Setup(ctx, serverFilesDir, r.Packages, c.stdout, c.stderr)
+}
+
+func manifestVerb(_ context.Context, c *call, r agentapi.Manifest) error {
+	cur, m, err := current(instanceDir(c.root, r.Target))
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(c.stdout).Encode(Status{Agent: c.version, Release: cur, Manifest: m})
+}
+
+func receiveVerb(_ context.Context, c *call, r agentapi.Receive) error {
+	st, err := receive(instanceDir(c.root, r.Target), r.Number, c.stdin, r.Full)
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(c.stdout).Encode(st)
+}
+
+func startVerb(ctx context.Context, c *call, r agentapi.Start) error {
+	// A receiver that hung up will not switch to the release: stop its
+	// vassal rather than leave it running.
+	ctx, cancel := untilHangUp(ctx, c.stdout)
+	defer cancel()
+	return c.instance(r.Target).start(ctx, r.Number, r.Stored, c.stdin, c.stdout)
+}
+
+func releasesVerb(_ context.Context, c *call, r agentapi.Releases) error {
+	list, err := c.instance(r.Target).list()
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(c.stdout).Encode(list)
+}
+
+func logsVerb(ctx context.Context, c *call, r agentapi.Logs) error {
+	return c.instance(r.Target).logs(ctx, r.Lines, r.Follow, c.stdout)
+}
+
+func destroyVerb(ctx context.Context, c *call, r agentapi.Destroy) error {
+	in := c.instance(r.Target)
+	if in.rt == nil {
+		return os.RemoveAll(in.dir)
+	}
+	return in.runtime().destroy(ctx)
+}
+
+func (c *call) setDisabled(ctx context.Context, t agentapi.Target, disabled bool) error {
+	return c.instance(t).setDisabled(ctx, disabled)
+}
+
+func activateVerb(ctx context.Context, c *call, r agentapi.Activate) error {
+	// A receiver that hangs up before it heard the answer must not leave
+	// this node switched: the rest of the fleet goes back.
+	ctx, cancel := untilHangUp(ctx, c.stdout)
+	defer cancel()
+	return c.instance(r.Target).activate(ctx, r.Number, c.stderr)
+}
+
+func deactivateVerb(ctx context.Context, c *call, r agentapi.Deactivate) error {
+	return c.instance(r.Target).deactivate(ctx, r.Number)
+}
+
+func abortVerb(ctx context.Context, c *call, r agentapi.Abort) error {
+	return c.instance(r.Target).abort(ctx, r.Number)
+}
+
+// instanceDir is where an instance's releases live under root.
+func instanceDir(root string, t agentapi.Target) string {
+	return filepath.Join(root, t.App, t.Instance)
 }
 
 func releaseDir(dir string, n int) string   { return filepath.Join(dir, "releases", "v"+strconv.Itoa(n)) }
 func manifestPath(dir string, n int) string { return releaseDir(dir, n) + ".manifest.json" }
 
 // current reads the live release number and its manifest (0, nil: none).
-func current(dir string) (int, Manifest, error) {
+func current(dir string) (int, manifest.Manifest, error) {
 	target, err := os.Readlink(filepath.Join(dir, "current"))
 	if errors.Is(err, fs.ErrNotExist) {
 		return 0, nil, nil
@@ -331,7 +261,7 @@ func current(dir string) (int, Manifest, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	var m Manifest
+	var m manifest.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return 0, nil, fmt.Errorf("manifest of v%d: %w", n, err)
 	}
@@ -360,7 +290,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 			return Status{}, fmt.Errorf("the manifest is larger than %d bytes", maxManifest)
 		}
 	}
-	var want Manifest
+	var want manifest.Manifest
 	if err := json.Unmarshal(line, &want); err != nil {
 		return Status{}, fmt.Errorf("reading the manifest: %w", err)
 	}
@@ -385,7 +315,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 		have = nil
 	}
 	counted := &countingReader{r: in}
-	if err := Assemble(dst, prev, have, want, counted); err != nil {
+	if err := assemble(dst, prev, have, want, counted); err != nil {
 		// Linking from a release that was changed on the node fails in
 		// ways the receiver can repair by sending everything: say so.
 		if prev != "" && verify(prev, have, allProven(have)) != nil {
@@ -406,7 +336,7 @@ func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 
 // allProven marks every file of m proven: verify then checks presence,
 // type, mode and size only, which is cheap.
-func allProven(m Manifest) map[string]bool {
+func allProven(m manifest.Manifest) map[string]bool {
 	p := make(map[string]bool, len(m))
 	for _, f := range m {
 		p[f.Path] = true
@@ -468,30 +398,10 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// runVerb is `run APP INSTANCE [--tty] -- SCRIPT [ARG...]`: the script in
-// the live release, as the app runs.
-func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
-	if len(args) < 4 {
-		return 0, errors.New(usage)
-	}
-	in, err := openInstance(root, args[0], args[1])
-	if err != nil {
-		return 0, err
-	}
-	rest, tty := args[2:], false
-	if rest[0] == "--tty" {
-		rest, tty = rest[1:], true
-	}
-	var env []string // --env NAME=VALUE: laid over the release's environment
-	for len(rest) > 1 && rest[0] == "--env" {
-		if err := names.CheckEnvAssignment(rest[1]); err != nil {
-			return 0, err
-		}
-		env, rest = append(env, rest[1]), rest[2:]
-	}
-	if len(rest) < 2 || rest[0] != "--" {
-		return 0, errors.New(usage)
-	}
+// runVerb is `run APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT
+// [ARG...]`: the script in the live release, as the app runs.
+func runVerb(ctx context.Context, root string, r agentapi.Run, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	in := openInstance(root, r.Target)
 	if in.rt == nil {
 		return 0, fmt.Errorf("nothing runs here: %s moves the releases away from the app's runtime", RootEnv)
 	}
@@ -500,7 +410,7 @@ func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, s
 	// session ends: that is the hang-up to watch for.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	if f, ok := stdout.(*os.File); ok && !tty {
+	if f, ok := stdout.(*os.File); ok && !r.TTY {
 		go watchHangUp(f, cancel)
 	}
 	live, _, err := current(in.dir)
@@ -510,7 +420,7 @@ func runVerb(ctx context.Context, root string, args []string, stdin io.Reader, s
 	if live == 0 {
 		return 0, fmt.Errorf("%s@%s has no live release on this node; push it first", in.app, in.name)
 	}
-	return RunScript(ctx, *in.rt, in.app, in.name, live, rest[1], rest[2:], env, stdin, stdout, stderr, tty)
+	return in.runtime().runScript(ctx, live, scriptRun{name: r.Script, args: r.Args, env: r.Env, tty: r.TTY}, stdin, stdout, stderr)
 }
 
 // untilHangUp is ctx, also cancelled once nobody reads stdout any more

@@ -9,6 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/manifest"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 func runAgent(t *testing.T, root string, stdin []byte, args ...string) (Status, string, int) {
@@ -24,11 +27,11 @@ func runAgent(t *testing.T, root string, stdin []byte, args ...string) (Status, 
 	return st, errOut.String(), code
 }
 
-func receiveInput(t *testing.T, files map[string]string, have Manifest) []byte {
+func receiveInput(t *testing.T, files map[string]string, have manifest.Manifest) []byte {
 	t.Helper()
 	m := manifestOf(files)
 	line, _ := json.Marshal(m)
-	return append(append(line, '\n'), tarOf(t, files, Needed(have, m)).Bytes()...)
+	return append(append(line, '\n'), tarOf(t, files, manifest.Needed(have, m)).Bytes()...)
 }
 
 func TestAgentLifecycle(t *testing.T) {
@@ -165,5 +168,18 @@ func TestAgentDeactivateAndStatus(t *testing.T) {
 	out.Reset()
 	if code := Run(context.Background(), filepath.Join(root, "none", "apps"), "v", []string{"status"}, nil, &out, &errOut); code != 0 {
 		t.Fatal(errOut.String())
+	}
+}
+
+// Every verb of agentapi has its handler here (run answers with an exit
+// code, apart from the table).
+func TestEveryVerbHasAHandler(t *testing.T) {
+	for _, verb := range agentapi.Verbs() {
+		if _, ok := handlers[verb]; !ok && verb != "run" {
+			t.Errorf("verb %q has no handler", verb)
+		}
+	}
+	if len(handlers) != len(agentapi.Verbs())-1 {
+		t.Errorf("%d handlers for %d verbs besides run", len(handlers), len(agentapi.Verbs())-1)
 	}
 }

@@ -13,7 +13,7 @@ import (
 	"syscall"
 )
 
-// DestroyInstance removes every trace of APP/INSTANCE on this node, in
+// destroy removes every trace of APP/INSTANCE on this node, in
 // this order:
 //
 //  1. its nginx file (Unroute: nginx -t, reload), so nothing routes to it;
@@ -21,7 +21,7 @@ import (
 //     log files, which nginx -t must still be able to open);
 //  2. every vassal of the instance, whatever its release number (those
 //     with a vassal file, a socket, a run/ file, a release directory, or
-//     that the emperor lists), stopped with StopRelease; on failure the
+//     that the emperor lists), stopped with stopRelease; on failure the
 //     files stay, for a retry;
 //  3. its sockets and the temporary files of interrupted writes in the
 //     vassals' and nginx's directories;
@@ -36,16 +36,17 @@ import (
 // symlink, and the paths all come from Runtime with checked names.
 // Destroying what is not there is not an error, so a failed destroy can be
 // run again.
-func DestroyInstance(ctx context.Context, rt Runtime, app, instance string) error {
+func (ri runtimeInstance) destroy(ctx context.Context) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkInstanceNames(app, instance); err != nil {
 		return err
 	}
-	if err := Unroute(ctx, rt, app, instance); err != nil {
+	if err := ri.unroute(ctx); err != nil {
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, err)
 	}
 	var errs []error
-	for _, n := range instanceVassals(ctx, rt, app, instance) {
-		if err := StopRelease(ctx, rt, app, instance, n); err != nil {
+	for _, n := range ri.instanceVassals(ctx) {
+		if err := ri.stopRelease(ctx, n); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -53,7 +54,7 @@ func DestroyInstance(ctx context.Context, rt Runtime, app, instance string) erro
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, errors.Join(errs...))
 	}
 
-	id := regexp.QuoteMeta(InstanceID(app, instance))
+	id := regexp.QuoteMeta(ri.id())
 	errs = append(errs,
 		removeMatching(rt.SocketsDir, regexp.MustCompile(`^`+id+`\.v[0-9]+\.sock$`)),
 		removeMatching(rt.VassalsDir, regexp.MustCompile(`^\.`+id+`\.v[0-9]+\.ini\.tmp-`)),
@@ -68,7 +69,7 @@ func DestroyInstance(ctx context.Context, rt Runtime, app, instance string) erro
 			unlock()
 		}
 	}
-	for _, dir := range []string{rt.InstanceDir(app, instance), rt.InstanceLogsDir(app, instance), rt.InstanceNginxLogsDir(app, instance)} {
+	for _, dir := range []string{ri.dir(), ri.logsDir(), ri.nginxLogsDir()} {
 		if err := os.RemoveAll(dir); err != nil {
 			errs = append(errs, fmt.Errorf("removing %s: %w", dir, err))
 		}
@@ -83,7 +84,7 @@ func DestroyInstance(ctx context.Context, rt Runtime, app, instance string) erro
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, err)
 	}
 	// Last, with nothing of the instance left that its uid could own.
-	errs = append(errs, removeTenant(ctx, rt, app, instance), removeInstanceCgroup(rt, app, instance))
+	errs = append(errs, ri.removeTenant(ctx), ri.removeInstanceCgroup())
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, err)
 	}
@@ -93,9 +94,10 @@ func DestroyInstance(ctx context.Context, rt Runtime, app, instance string) erro
 // instanceVassals lists the release numbers that may have a vassal: from
 // the vassals' and sockets' directories, the instance's run/ and releases/,
 // and the emperor.
-func instanceVassals(ctx context.Context, rt Runtime, app, instance string) []int {
-	id := regexp.QuoteMeta(InstanceID(app, instance))
-	dir := rt.InstanceDir(app, instance)
+func (ri runtimeInstance) instanceVassals(ctx context.Context) []int {
+	rt := ri.rt
+	id := regexp.QuoteMeta(ri.id())
+	dir := ri.dir()
 	found := map[int]bool{}
 	scan := func(dir string, re *regexp.Regexp) {
 		entries, _ := os.ReadDir(dir)

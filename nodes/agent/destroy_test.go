@@ -14,7 +14,7 @@ import (
 // runs: there is no emperor, the sockets are plain files).
 func destroyFixture(t *testing.T, rt Runtime, app, inst string) []string {
 	t.Helper()
-	dir := rt.InstanceDir(app, inst)
+	dir := rt.instanceDir(app, inst)
 	outside := filepath.Join(filepath.Dir(rt.AppsDir), "outside")
 	files := []string{
 		filepath.Join(dir, "releases", "v1", "app.py"),
@@ -27,16 +27,16 @@ func destroyFixture(t *testing.T, rt Runtime, app, inst string) []string {
 		filepath.Join(dir, "tmp", "sub", "file"),
 		filepath.Join(dir, "run", "v4.env"),
 		filepath.Join(dir, "run", "v4.wsgi.py"),
-		filepath.Join(rt.InstanceLogsDir(app, inst), "app.log"),
-		uwsgiLogPath(rt, app, inst),
-		filepath.Join(rt.InstanceNginxLogsDir(app, inst), "access.log"),
-		rt.VassalPath(app, inst, 4),
-		rt.VassalPath(app, inst, 7), // a vassal of a release already removed
-		rt.SocketPath(app, inst, 4),
-		rt.SocketPath(app, inst, 9),
+		filepath.Join(rt.instanceLogsDir(app, inst), "app.log"),
+		rt.instance(app, inst).uwsgiLogPath(),
+		filepath.Join(rt.instanceNginxLogsDir(app, inst), "access.log"),
+		rt.vassalPath(app, inst, 4),
+		rt.vassalPath(app, inst, 7), // a vassal of a release already removed
+		rt.socketPath(app, inst, 4),
+		rt.socketPath(app, inst, 9),
 		filepath.Join(rt.VassalsDir, "."+InstanceID(app, inst)+".v4.ini.tmp-123"),
 		filepath.Join(rt.NginxDir, "."+InstanceID(app, inst)+".conf.tmp-456"),
-		rt.NginxPath(app, inst),
+		rt.nginxPath(app, inst),
 		filepath.Join(outside, "keep"),
 	}
 	for _, p := range files {
@@ -52,8 +52,8 @@ func destroyFixture(t *testing.T, rt Runtime, app, inst string) []string {
 		filepath.Join(dir, "tmp", "evil-dir"):                     outside,
 		filepath.Join(dir, "tmp", "evil-file"):                    filepath.Join(outside, "keep"),
 		filepath.Join(dir, "tmp", "sub", "evil-root"):             "/",
-		filepath.Join(rt.InstanceLogsDir(app, inst), "evil-dir"):  outside,
-		filepath.Join(rt.InstanceLogsDir(app, inst), "evil-file"): filepath.Join(outside, "keep"),
+		filepath.Join(rt.instanceLogsDir(app, inst), "evil-dir"):  outside,
+		filepath.Join(rt.instanceLogsDir(app, inst), "evil-file"): filepath.Join(outside, "keep"),
 		filepath.Join(dir, "current"):                             "releases/v4",
 		filepath.Join(dir, "previous"):                            "releases/v1",
 	} {
@@ -62,11 +62,11 @@ func destroyFixture(t *testing.T, rt Runtime, app, inst string) []string {
 		}
 	}
 	return []string{
-		dir, rt.InstanceLogsDir(app, inst), rt.InstanceNginxLogsDir(app, inst),
-		rt.VassalPath(app, inst, 4), rt.VassalPath(app, inst, 7), rt.SocketPath(app, inst, 4), rt.SocketPath(app, inst, 9),
+		dir, rt.instanceLogsDir(app, inst), rt.instanceNginxLogsDir(app, inst),
+		rt.vassalPath(app, inst, 4), rt.vassalPath(app, inst, 7), rt.socketPath(app, inst, 4), rt.socketPath(app, inst, 9),
 		filepath.Join(rt.VassalsDir, "."+InstanceID(app, inst)+".v4.ini.tmp-123"),
 		filepath.Join(rt.NginxDir, "."+InstanceID(app, inst)+".conf.tmp-456"),
-		rt.NginxPath(app, inst),
+		rt.nginxPath(app, inst),
 	}
 }
 
@@ -81,7 +81,7 @@ func TestDestroyInstance(t *testing.T) {
 	kept = append(kept, destroyFixture(t, rt, "blog", "feat%41.x")...)
 	outside := filepath.Join(filepath.Dir(rt.AppsDir), "outside")
 
-	if err := DestroyInstance(ctx, rt, "shop", "feat%41.x"); err != nil {
+	if err := rt.instance("shop", "feat%41.x").destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range gone {
@@ -106,7 +106,7 @@ func TestDestroyInstance(t *testing.T) {
 
 	// Again: nothing to do, no error, no reload.
 	resetCalls(t, log)
-	if err := DestroyInstance(ctx, rt, "shop", "feat%41.x"); err != nil {
+	if err := rt.instance("shop", "feat%41.x").destroy(ctx); err != nil {
 		t.Errorf("second destroy: %v", err)
 	}
 	if got := calls(t, log); got != "" {
@@ -114,7 +114,7 @@ func TestDestroyInstance(t *testing.T) {
 	}
 
 	// The last instance of an app takes the app's directories with it.
-	if err := DestroyInstance(ctx, rt, "shop", "main"); err != nil {
+	if err := rt.instance("shop", "main").destroy(ctx); err != nil {
 		t.Fatal(err)
 	}
 	for _, base := range []string{rt.AppsDir, rt.LogsDir, rt.NginxLogsDir} {
@@ -130,11 +130,11 @@ func TestDestroyInstance(t *testing.T) {
 	}
 
 	// An instance that never was.
-	if err := DestroyInstance(ctx, rt, "nothing", "here"); err != nil {
+	if err := rt.instance("nothing", "here").destroy(ctx); err != nil {
 		t.Errorf("destroying nothing: %v", err)
 	}
 	for _, c := range [][2]string{{"../x", "main"}, {"shop", "../main"}, {"shop", ""}, {"Shop", "main"}, {"shop", "a/b"}} {
-		if err := DestroyInstance(ctx, rt, c[0], c[1]); err == nil || !strings.Contains(err.Error(), "invalid app") {
+		if err := rt.instance(c[0], c[1]).destroy(ctx); err == nil || !strings.Contains(err.Error(), "invalid app") {
 			t.Errorf("%q/%q: %v", c[0], c[1], err)
 		}
 	}
@@ -152,7 +152,7 @@ func TestDestroyInstanceKeepsAllWhenNginxFails(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("BROKEN\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err := DestroyInstance(context.Background(), rt, "shop", "main")
+	err := rt.instance("shop", "main").destroy(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "destroying shop/main: unrouting shop/main: nginx rejects the configuration") {
 		t.Fatalf("error %v", err)
 	}
@@ -162,7 +162,7 @@ func TestDestroyInstanceKeepsAllWhenNginxFails(t *testing.T) {
 		}
 	}
 	os.Remove(broken)
-	if err := DestroyInstance(context.Background(), rt, "shop", "main"); err != nil {
+	if err := rt.instance("shop", "main").destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	for _, p := range paths {

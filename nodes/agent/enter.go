@@ -34,8 +34,8 @@ import (
 // wrapper.
 const VassalWrapperName = "uwsgi-vassal"
 
-// VassalWrapperPath is where `nodes setup` links it.
-const VassalWrapperPath = "/usr/local/lib/gitreceive/" + VassalWrapperName
+// vassalWrapperPath is where `nodes setup` links it.
+const vassalWrapperPath = "/usr/local/lib/gitreceive/" + VassalWrapperName
 
 // vassalLimitsMarker starts the comment line of a vassal file that names
 // its instance's cgroup and limits: "; gitreceive-limits: ID MEM PROCS CPU".
@@ -43,7 +43,7 @@ const vassalLimitsMarker = "; gitreceive-limits:"
 
 const uwsgiPath = "/usr/bin/uwsgi"
 
-// linkVassalWrapper points VassalWrapperPath at this binary (the agent on
+// linkVassalWrapper points vassalWrapperPath at this binary (the agent on
 // a node, the receiver's own binary on its local node), before the setup
 // script starts the emperor that execs it.
 func linkVassalWrapper(out io.Writer) error {
@@ -54,24 +54,25 @@ func linkVassalWrapper(out io.Writer) error {
 	if self, err = filepath.EvalSymlinks(self); err != nil {
 		return err
 	}
-	if cur, err := os.Readlink(VassalWrapperPath); err == nil && cur == self {
+	if cur, err := os.Readlink(vassalWrapperPath); err == nil && cur == self {
 		return nil
 	}
-	tmp := VassalWrapperPath + ".new"
+	tmp := vassalWrapperPath + ".new"
 	os.Remove(tmp)
 	if err := os.Symlink(self, tmp); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, VassalWrapperPath); err != nil {
+	if err := os.Rename(tmp, vassalWrapperPath); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "emperor's vassal wrapper: %s -> %s\n", VassalWrapperPath, self)
+	fmt.Fprintf(out, "emperor's vassal wrapper: %s -> %s\n", vassalWrapperPath, self)
 	return nil
 }
 
 // ensureInstanceCgroup makes the instance's cgroup with spec's limits, on
 // a runtime that has cgroups (tests of the pieces have none).
-func ensureInstanceCgroup(rt Runtime, app, instance string, spec Spec) error {
+func (ri runtimeInstance) ensureInstanceCgroup(spec Spec) error {
+	rt := ri.rt
 	if rt.CgroupRoot == "" {
 		return nil
 	}
@@ -81,7 +82,7 @@ func ensureInstanceCgroup(rt Runtime, app, instance string, spec Spec) error {
 	}
 	spec = spec.WithDefaults()
 	l := Limits{MemoryMB: spec.MemoryMB, MaxProcesses: spec.MaxProcesses, CPUWeight: spec.CPUWeight}
-	if err := cg.ensure(InstanceID(app, instance), l); err != nil {
+	if err := cg.ensure(ri.id(), l); err != nil {
 		return fmt.Errorf("the instance's cgroup: %w", err)
 	}
 	return nil
@@ -90,7 +91,8 @@ func ensureInstanceCgroup(rt Runtime, app, instance string, spec Spec) error {
 // asInstance is how to start argv as the instance's user: through `node
 // enter` on a runtime with cgroups, else (tests of the pieces) with a plain
 // credential change, which the caller sets when cred is not nil.
-func asInstance(rt Runtime, app, instance string, t tenant, argv []string) (cmd []string, cred *syscall.Credential, err error) {
+func (ri runtimeInstance) asInstance(t tenant, argv []string) (cmd []string, cred *syscall.Credential, err error) {
+	rt := ri.rt
 	if rt.CgroupRoot == "" {
 		return argv, &syscall.Credential{Uid: uint32(t.uid), Gid: uint32(t.gid), Groups: []uint32{}}, nil
 	}
@@ -98,7 +100,7 @@ func asInstance(rt Runtime, app, instance string, t tenant, argv []string) (cmd 
 	if err != nil {
 		return nil, nil, fmt.Errorf("finding the agent's own binary: %w", err)
 	}
-	head := []string{self, "node", "enter", InstanceID(app, instance), strconv.Itoa(t.uid), strconv.Itoa(t.gid), "--"}
+	head := []string{self, "node", "enter", ri.id(), strconv.Itoa(t.uid), strconv.Itoa(t.gid), "--"}
 	return append(head, argv...), nil, nil
 }
 
@@ -106,7 +108,7 @@ func asInstance(rt Runtime, app, instance string, t tenant, argv []string) (cmd 
 // instance's cgroup, drops to UID/GID with no supplementary groups, sets
 // no_new_privs, marks every descriptor above stderr close-on-exec, and
 // becomes PATH. It returns only on failure.
-func Enter(args []string) error {
+func enter(args []string) error {
 	if len(args) < 5 || args[3] != "--" {
 		return errors.New("usage: node enter ID UID GID -- PATH [ARGS...]")
 	}

@@ -7,15 +7,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/gitreceive/gitreceive/manifest"
 )
 
 // FuzzAssembleContents feeds arbitrary bytes as the tar stream of a small
-// release: Assemble must never panic, never write outside its release
+// release: assemble must never panic, never write outside its release
 // directory, and either fail leaving nothing or produce a verified release.
 func FuzzAssembleContents(f *testing.F) {
 	files := map[string]string{"a.py": "a", "lib/b.py": "b", "bin/run": "#!/bin/sh\n", "link": "->a.py"}
 	m := manifestOf(files)
-	good := tarOf(f, files, Needed(nil, m)).Bytes()
+	good := tarOf(f, files, manifest.Needed(nil, m)).Bytes()
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte{})
@@ -25,19 +27,19 @@ func FuzzAssembleContents(f *testing.F) {
 		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err := Assemble(dst, "", nil, m, bytes.NewReader(data))
+		err := assemble(dst, "", nil, m, bytes.NewReader(data))
 		entries, _ := os.ReadDir(root)
 		if len(entries) != 1 {
-			t.Fatalf("Assemble wrote beside its release directory: %v", entries)
+			t.Fatalf("assemble wrote beside its release directory: %v", entries)
 		}
 		if err != nil {
 			if _, statErr := os.Stat(dst); statErr == nil {
-				t.Fatal("a failed Assemble left its release directory")
+				t.Fatal("a failed assemble left its release directory")
 			}
 			return
 		}
 		if err := Verify(dst, m); err != nil {
-			t.Fatalf("Assemble succeeded but Verify fails: %v", err)
+			t.Fatalf("assemble succeeded but Verify fails: %v", err)
 		}
 	})
 }
@@ -63,7 +65,7 @@ func FuzzSpec(f *testing.F) {
 		if spec.Validate() != nil {
 			return
 		}
-		if _, err := renderNginx(rt, "app", "production", 2, 1, spec, false); err != nil {
+		if _, err := rt.instance("app", "production").renderNginx(2, 1, spec, false); err != nil {
 			t.Fatalf("a valid spec does not render: %v\n%s", err, data)
 		}
 	})
@@ -71,8 +73,8 @@ func FuzzSpec(f *testing.F) {
 
 // FuzzManifest feeds arbitrary JSON as the manifest `receive` reads from
 // the wire, its contents made to match (so that the fuzzer reaches
-// Assemble, not only the hash check): Validate never panics, and from any
-// manifest it accepts Assemble writes only inside its release directory,
+// assemble, not only the hash check): Validate never panics, and from any
+// manifest it accepts assemble writes only inside its release directory,
 // where no symlink leads out of it.
 func FuzzManifest(f *testing.F) {
 	type entry struct{ Path, Mode, Target, Content string }
@@ -80,21 +82,21 @@ func FuzzManifest(f *testing.F) {
 		data, _ := json.Marshal(es)
 		f.Add(data)
 	}
-	seed(entry{"a.py", ModeFile, "", "a"}, entry{"lib/b.py", ModeExec, "", "b"}, entry{"l", ModeSymlink, "lib/b.py", ""})
-	seed(entry{"x/../../etc/passwd", ModeFile, "", "x"})
-	seed(entry{"lib", ModeSymlink, "..", ""}, entry{"lib/x", ModeFile, "", "x"})
-	seed(entry{"a/l", ModeSymlink, "../../b", ""})
-	seed(entry{"d", ModeSymlink, "d/e", ""}, entry{"d/e", ModeSymlink, "../..", ""})
+	seed(entry{"a.py", manifest.ModeFile, "", "a"}, entry{"lib/b.py", manifest.ModeExec, "", "b"}, entry{"l", manifest.ModeSymlink, "lib/b.py", ""})
+	seed(entry{"x/../../etc/passwd", manifest.ModeFile, "", "x"})
+	seed(entry{"lib", manifest.ModeSymlink, "..", ""}, entry{"lib/x", manifest.ModeFile, "", "x"})
+	seed(entry{"a/l", manifest.ModeSymlink, "../../b", ""})
+	seed(entry{"d", manifest.ModeSymlink, "d/e", ""}, entry{"d/e", manifest.ModeSymlink, "../..", ""})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var es []entry
 		if json.Unmarshal(data, &es) != nil || len(es) > 64 {
 			return
 		}
-		var m Manifest
+		var m manifest.Manifest
 		files := map[string]string{}
 		for _, e := range es {
-			file := File{Path: e.Path, Mode: e.Mode, Target: e.Target, Size: int64(len(e.Content)), SHA256: hashOf(e.Content)}
-			if e.Mode == ModeSymlink {
+			file := manifest.Entry{Path: e.Path, Mode: e.Mode, Target: e.Target, Size: int64(len(e.Content)), SHA256: hashOf(e.Content)}
+			if e.Mode == manifest.ModeSymlink {
 				file.Size, file.SHA256 = int64(len(e.Target)), hashOf(e.Target)
 			} else {
 				files[e.Path] = e.Content
@@ -114,9 +116,9 @@ func FuzzManifest(f *testing.F) {
 		if err := os.Mkdir(filepath.Dir(dst), 0o755); err != nil {
 			t.Fatal(err)
 		}
-		err := Assemble(dst, "", nil, m, tarOf(t, files, Needed(nil, m)))
+		err := assemble(dst, "", nil, m, tarOf(t, files, manifest.Needed(nil, m)))
 		if entries, _ := os.ReadDir(root); len(entries) != 1 {
-			t.Fatalf("Assemble wrote beside its release directory: %v", entries)
+			t.Fatalf("assemble wrote beside its release directory: %v", entries)
 		}
 		if err != nil {
 			return

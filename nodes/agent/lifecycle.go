@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/internal/atomicfile"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // instance is one APP/INSTANCE on this node. rt is nil when the agent's
@@ -30,18 +31,17 @@ type instance struct {
 	rt        *Runtime
 }
 
-func openInstance(root, app, name string) (instance, error) {
-	dir, err := instanceDir(root, app, name)
-	if err != nil {
-		return instance{}, err
-	}
-	in := instance{app: app, name: name, dir: dir}
-	if root == DefaultRoot {
+func openInstance(root string, t agentapi.Target) instance {
+	in := instance{app: t.App, name: t.Instance, dir: instanceDir(root, t)}
+	if root == defaultRoot {
 		rt := SystemRuntime()
 		in.rt = &rt
 	}
-	return in, nil
+	return in
 }
+
+// instance is the instance a request names, under the call's root.
+func (c *call) instance(t agentapi.Target) instance { return openInstance(c.root, t) }
 
 // maxSpec bounds the spec read from the receiver.
 const maxSpec = 1 << 20
@@ -86,7 +86,7 @@ func (in instance) start(ctx context.Context, n int, stored bool, stdin io.Reade
 	if _, err := os.Stat(in.rt.VassalsDir); err != nil {
 		return fmt.Errorf("not set up to serve apps (no %s); run `gitreceive nodes setup` for this node on the receiver", in.rt.VassalsDir)
 	}
-	return StartRelease(ctx, *in.rt, in.app, in.name, n, spec, out)
+	return in.runtime().startRelease(ctx, n, spec, out)
 }
 
 // spec reads release n's kept spec.
@@ -145,7 +145,7 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 	if in.rt != nil {
 		var spec Spec
 		if spec, err = in.spec(n); err == nil {
-			err = Route(ctx, *in.rt, in.app, in.name, n, prev, spec, in.disabled())
+			err = in.runtime().route(ctx, n, prev, spec, in.disabled())
 		}
 	}
 	if err != nil && ctx.Err() == nil {
@@ -185,13 +185,13 @@ func (in instance) switchBack(ctx context.Context, old, prev int) error {
 		return err
 	}
 	if old == 0 {
-		return Unroute(ctx, *in.rt, in.app, in.name)
+		return in.runtime().unroute(ctx)
 	}
 	spec, err := in.spec(old)
 	if err != nil {
 		return err
 	}
-	return Route(ctx, *in.rt, in.app, in.name, old, prev, spec, in.disabled())
+	return in.runtime().route(ctx, old, prev, spec, in.disabled())
 }
 
 // setCurrent points current at release n (0: removes it).
@@ -205,23 +205,22 @@ const switchBackTimeout = 30 * time.Second
 // after the next deploy), and the instance's directories are closed to
 // everyone else now that nothing of that user serves it.
 func (in instance) demoteOrRetire(ctx context.Context, prev int) error {
-	rt := *in.rt
-	t, err := instanceUser(rt, in.app, in.name, false)
+	t, err := in.runtime().instanceUser(false)
 	if err != nil {
 		return err
 	}
-	legacy := legacyVassals(rt, in.app, in.name, t)
+	legacy := in.runtime().legacyVassals(t)
 	if !slices.Contains(legacy, prev) {
-		if err := DemoteRelease(ctx, rt, in.app, in.name, prev); err != nil {
+		if err := in.runtime().demoteRelease(ctx, prev); err != nil {
 			return err
 		}
-	} else if err := StopRelease(ctx, rt, in.app, in.name, prev); err != nil {
+	} else if err := in.runtime().stopRelease(ctx, prev); err != nil {
 		return err
 	}
 	if len(legacy) == 0 {
 		return nil
 	}
-	return closeInstanceDirs(rt, in.app, in.name, t)
+	return in.runtime().closeInstanceDirs(t)
 }
 
 // tidy keeps the vassals of live and prev only (prev demoted to a cheap
@@ -236,7 +235,7 @@ func (in instance) tidy(ctx context.Context, live, prev int) error {
 	if in.rt != nil {
 		for _, r := range all {
 			if r != live && r != prev {
-				if err := StopRelease(ctx, *in.rt, in.app, in.name, r); err != nil {
+				if err := in.runtime().stopRelease(ctx, r); err != nil {
 					return err
 				}
 			}
@@ -294,10 +293,10 @@ func (in instance) deactivate(ctx context.Context, n int) error {
 		return fmt.Errorf("v%d is not live (current is v%d)", n, cur)
 	}
 	if in.rt != nil {
-		if err := Unroute(ctx, *in.rt, in.app, in.name); err != nil {
+		if err := in.runtime().unroute(ctx); err != nil {
 			return err
 		}
-		if err := StopRelease(ctx, *in.rt, in.app, in.name, n); err != nil {
+		if err := in.runtime().stopRelease(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -317,7 +316,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 		return fmt.Errorf("v%d is live; it cannot be aborted", n)
 	}
 	if in.rt != nil {
-		if err := StopRelease(ctx, *in.rt, in.app, in.name, n); err != nil {
+		if err := in.runtime().stopRelease(ctx, n); err != nil {
 			return err
 		}
 	}
@@ -334,7 +333,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 	if in.rt != nil && cur > 0 {
 		spec, err := in.spec(cur)
 		if err == nil {
-			err = Route(ctx, *in.rt, in.app, in.name, cur, prev, spec, in.disabled())
+			err = in.runtime().route(ctx, cur, prev, spec, in.disabled())
 		}
 		if err != nil {
 			return err
@@ -391,14 +390,14 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	if in.rt == nil {
 		return fmt.Errorf("no logs: %s moves the releases away from nginx and uWSGI", RootEnv)
 	}
-	if line := memoryKills(*in.rt, in.app, in.name); line != "" {
+	if line := in.runtime().memoryKills(); line != "" {
 		fmt.Fprintln(out, line)
 	}
 	var files []string
 	for _, p := range []string{
-		uwsgiLogPath(*in.rt, in.app, in.name),
-		filepath.Join(in.rt.InstanceNginxLogsDir(in.app, in.name), "access.log"),
-		filepath.Join(in.rt.InstanceNginxLogsDir(in.app, in.name), "error.log"),
+		in.runtime().uwsgiLogPath(),
+		filepath.Join(in.rt.instanceNginxLogsDir(in.app, in.name), "access.log"),
+		filepath.Join(in.rt.instanceNginxLogsDir(in.app, in.name), "error.log"),
 	} {
 		if _, err := os.Stat(p); err == nil {
 			files = append(files, p)
@@ -414,7 +413,7 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 	// tail runs as the instance's user, which may read them all (they are
 	// its group's): root opening files named by the instance's paths is
 	// what must never happen.
-	t, err := instanceUser(*in.rt, in.app, in.name, false)
+	t, err := in.runtime().instanceUser(false)
 	if err != nil {
 		return err
 	}
@@ -461,5 +460,8 @@ func (in instance) setDisabled(ctx context.Context, disabled bool) error {
 	if err != nil {
 		return err
 	}
-	return Route(ctx, *in.rt, in.app, in.name, cur, readLink(in.dir, "previous"), spec, disabled)
+	return in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled)
 }
+
+// runtime is the instance in its runtime (in.rt must not be nil).
+func (in instance) runtime() runtimeInstance { return in.rt.instance(in.app, in.name) }

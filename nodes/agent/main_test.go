@@ -27,7 +27,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	if len(os.Args) > 2 && os.Args[1] == "node" && os.Args[2] == "enter" {
-		fmt.Fprintln(os.Stderr, Enter(os.Args[3:]))
+		fmt.Fprintln(os.Stderr, enter(os.Args[3:]))
 		os.Exit(127)
 	}
 	switch helper := os.Getenv(testHelperEnv); helper {

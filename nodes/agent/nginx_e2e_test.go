@@ -47,9 +47,9 @@ func routeHelper(helper, args string) int {
 	defer cancel()
 	var err error
 	if helper == "route" {
-		err = Route(ctx, a.Runtime, a.App, a.Instance, a.Live, a.Prev, a.Spec, a.Disabled)
+		err = a.Runtime.instance(a.App, a.Instance).route(ctx, a.Live, a.Prev, a.Spec, a.Disabled)
 	} else {
-		err = Unroute(ctx, a.Runtime, a.App, a.Instance)
+		err = a.Runtime.instance(a.App, a.Instance).unroute(ctx)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -78,45 +78,13 @@ func requireNginxStack(t *testing.T) {
 	}
 }
 
-// routeNode is one set-up test node and what the test started on it.
-type routeNode struct {
-	t      *testing.T
-	bed    *testbed.Bed
-	node   *testbed.Node
-	rt     Runtime
-	client *http.Client
-}
-
-// fs is path p of the node's file system as the host reaches it.
-func (n *routeNode) fs(p string) string {
-	return filepath.Join(fmt.Sprintf("/proc/%d/root", n.node.PID), p)
-}
-
-// exec runs args in the node. Not under the test's context, which is
-// cancelled before clean-ups (and they look at the node on failure).
-func (n *routeNode) exec(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	out, err := n.bed.Exec(ctx, n.node, args...)
-	return string(out), err
-}
-
-func (n *routeNode) mustExec(args ...string) string {
-	n.t.Helper()
-	out, err := n.exec(args...)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return out
-}
-
 // route runs Route inside the node.
-func (n *routeNode) route(app, instance string, live, prev int, locs []Location, disabled bool) error {
+func (n *testNode) route(app, instance string, live, prev int, locs []Location, disabled bool) error {
 	spec := Spec{Platform: "python", Runner: "app.py", Locations: locs}
-	return n.helper("route", routeArgs{Runtime: n.rt, App: app, Instance: instance, Live: live, Prev: prev, Spec: spec, Disabled: disabled})
+	return n.routeHelper("route", routeArgs{Runtime: n.rt, App: app, Instance: instance, Live: live, Prev: prev, Spec: spec, Disabled: disabled})
 }
 
-func (n *routeNode) mustRoute(app, instance string, live, prev int, locs []Location, disabled bool) {
+func (n *testNode) mustRoute(app, instance string, live, prev int, locs []Location, disabled bool) {
 	n.t.Helper()
 	if err := n.route(app, instance, live, prev, locs, disabled); err != nil {
 		n.t.Fatal(err)
@@ -125,16 +93,16 @@ func (n *routeNode) mustRoute(app, instance string, live, prev int, locs []Locat
 
 // routeWith runs Route inside the node for a spec with these services
 // (app.ini's service.NAME).
-func (n *routeNode) routeWith(app, instance string, live, prev int, locs []Location, services ...string) error {
+func (n *testNode) routeWith(app, instance string, live, prev int, locs []Location, services ...string) error {
 	spec := Spec{Platform: "python", Runner: "app.py", Locations: locs, Services: services}
-	return n.helper("route", routeArgs{Runtime: n.rt, App: app, Instance: instance, Live: live, Prev: prev, Spec: spec})
+	return n.routeHelper("route", routeArgs{Runtime: n.rt, App: app, Instance: instance, Live: live, Prev: prev, Spec: spec})
 }
 
-func (n *routeNode) unroute(app, instance string) error {
-	return n.helper("unroute", routeArgs{Runtime: n.rt, App: app, Instance: instance})
+func (n *testNode) unroute(app, instance string) error {
+	return n.routeHelper("unroute", routeArgs{Runtime: n.rt, App: app, Instance: instance})
 }
 
-func (n *routeNode) helper(name string, a routeArgs) error {
+func (n *testNode) routeHelper(name string, a routeArgs) error {
 	data, err := json.Marshal(a)
 	if err != nil {
 		return err
@@ -149,9 +117,9 @@ func (n *routeNode) helper(name string, a routeArgs) error {
 // what it was given and notes every request in hits.log, and static/.
 // Then it starts the release's vassal on rt.SocketPath, as root (the
 // test's stand-in for the emperor), and waits for its socket to accept.
-func (n *routeNode) release(app, instance string, v int) {
+func (n *testNode) release(app, instance string, v int) {
 	n.t.Helper()
-	dir := n.rt.ReleaseDir(app, instance, v)
+	dir := n.rt.releaseDir(app, instance, v)
 	if err := os.MkdirAll(n.fs(filepath.Join(dir, "static", "css")), 0o755); err != nil {
 		n.t.Fatal(err)
 	}
@@ -180,7 +148,7 @@ def application(env, start_response):
 	if err := os.MkdirAll(n.fs(n.rt.SocketsDir), 0o755); err != nil {
 		n.t.Fatal(err)
 	}
-	socket := n.rt.SocketPath(app, instance, v)
+	socket := n.rt.socketPath(app, instance, v)
 	n.mustExec("uwsgi", "--plugins", "python3", "--master", "--processes", "1", "--need-app",
 		"--socket", socket, "--chmod-socket=666", "--wsgi-file", filepath.Join(dir, "app.py"),
 		"--daemonize", filepath.Join(dir, "uwsgi.log"), "--pidfile", filepath.Join(dir, "uwsgi.pid"))
@@ -198,8 +166,8 @@ def application(env, start_response):
 }
 
 // hits is what the app of a release was asked, one PATH_INFO a line.
-func (n *routeNode) hits(app, instance string, v int) string {
-	data, err := os.ReadFile(n.fs(filepath.Join(n.rt.ReleaseDir(app, instance, v), "hits.log")))
+func (n *testNode) hits(app, instance string, v int) string {
+	data, err := os.ReadFile(n.fs(filepath.Join(n.rt.releaseDir(app, instance, v), "hits.log")))
 	if err != nil && !os.IsNotExist(err) {
 		n.t.Fatal(err)
 	}
@@ -216,7 +184,7 @@ func (r response) String() string {
 	return fmt.Sprintf("%d %s %q", r.status, r.contentType, r.body)
 }
 
-func (n *routeNode) do(method, host, path string) (response, error) {
+func (n *testNode) do(method, host, path string) (response, error) {
 	req, err := http.NewRequestWithContext(n.t.Context(), method, "http://"+n.node.IP+path, nil)
 	if err != nil {
 		return response{}, err
@@ -233,7 +201,7 @@ func (n *routeNode) do(method, host, path string) (response, error) {
 
 // doRaw sends rawPath as the request target byte for byte (net/http would
 // not send every dot segment and escape as given) and reads the answer.
-func (n *routeNode) doRaw(host, rawPath string) (response, error) {
+func (n *testNode) doRaw(host, rawPath string) (response, error) {
 	conn, err := net.DialTimeout("tcp", net.JoinHostPort(n.node.IP, "80"), 5*time.Second)
 	if err != nil {
 		return response{}, err
@@ -254,7 +222,7 @@ func (n *routeNode) doRaw(host, rawPath string) (response, error) {
 
 // expect asks host for path until check accepts the answer, for nginx just
 // started by the node's setup. It gives up after 10 s.
-func (n *routeNode) expect(method, host, path string, check func(response) error) {
+func (n *testNode) expect(method, host, path string, check func(response) error) {
 	n.t.Helper()
 	var last error
 	for attempt := 0; attempt < 100; attempt++ {
@@ -273,7 +241,7 @@ func (n *routeNode) expect(method, host, path string, check func(response) error
 // expectNow is expect without retrying: for an answer that must hold at
 // once, nothing having changed or Route having returned (it waits for
 // nginx's old workers to stop taking connections).
-func (n *routeNode) expectNow(method, host, path string, check func(response) error) {
+func (n *testNode) expectNow(method, host, path string, check func(response) error) {
 	n.t.Helper()
 	r, err := n.do(method, host, path)
 	if err == nil {
@@ -326,7 +294,7 @@ func TestRouteOnTestNode(t *testing.T) {
 	testbed.Require(t)
 	requireNginxStack(t)
 	bed := testbed.New(t, testbed.Options{Prefix: "ng", Subnet: "10.77.246.0/24", Count: 1})
-	n := &routeNode{
+	n := &testNode{
 		t: t, bed: bed, node: bed.Nodes[0], rt: SystemRuntime(),
 		// No proxy from the environment: traffic goes to the node only.
 		// Fresh connections: nginx closes idle ones on reload.
@@ -346,7 +314,7 @@ func TestRouteOnTestNode(t *testing.T) {
 			return
 		}
 		n.t = t
-		for _, p := range []string{"/var/log/nginx/error.log", n.rt.InstanceNginxLogsDir("shop", "main") + "/error.log"} {
+		for _, p := range []string{"/var/log/nginx/error.log", n.rt.instanceNginxLogsDir("shop", "main") + "/error.log"} {
 			data, _ := os.ReadFile(n.fs(p))
 			t.Logf("%s on the node:\n%s", p, data)
 		}
@@ -387,7 +355,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		// The catch-all is still there, and prev.HOST is not routed.
 		n.expectNow(http.MethodGet, "unknown.test", "/", catchAll)
 		n.expectNow(http.MethodGet, "prev.shop.test", "/hello", catchAll)
-		access, err := os.ReadFile(n.fs(filepath.Join(n.rt.InstanceNginxLogsDir("shop", "main"), "access.log")))
+		access, err := os.ReadFile(n.fs(filepath.Join(n.rt.instanceNginxLogsDir("shop", "main"), "access.log")))
 		if err != nil || !strings.Contains(string(access), "GET /hello ") || !strings.Contains(string(access), "GET /style.css ") {
 			t.Errorf("the instance's access.log: %v\n%s", err, access)
 		}
@@ -557,7 +525,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		n.expectNow(http.MethodGet, "prev.shop.test", "/style.css", fromStatic(css(v1)))
 		n.expectNow(http.MethodGet, "prev.www.shop.test", "/p/x", fromApp(v1, "prev.www.shop.test", "/p", "/x"))
 		n.expectNow(http.MethodGet, "prev.www.shop.test", "/p/style.css", fromStatic(css(v1)))
-		conf, err := os.ReadFile(n.fs(n.rt.NginxPath("shop", "main")))
+		conf, err := os.ReadFile(n.fs(n.rt.nginxPath("shop", "main")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -576,7 +544,7 @@ func TestRouteOnTestNode(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "blog/main") || !strings.Contains(err.Error(), "shop/main") {
 				t.Fatalf("routing blog/main to %v: %v, want a refusal naming both instances", locs, err)
 			}
-			if _, err := os.Lstat(n.fs(n.rt.NginxPath("blog", "main"))); !os.IsNotExist(err) {
+			if _, err := os.Lstat(n.fs(n.rt.nginxPath("blog", "main"))); !os.IsNotExist(err) {
 				t.Fatalf("blog/main's file was written although refused (%v)", err)
 			}
 		}
@@ -589,7 +557,7 @@ func TestRouteOnTestNode(t *testing.T) {
 
 	t.Run("a configuration nginx rejects changes nothing", func(t *testing.T) {
 		n.t = t
-		path := n.fs(n.rt.NginxPath("shop", "main"))
+		path := n.fs(n.rt.nginxPath("shop", "main"))
 		before, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -610,7 +578,7 @@ func TestRouteOnTestNode(t *testing.T) {
 		if err := n.route("new", "main", 1, 0, []Location{{Host: "new.test"}}, false); err == nil {
 			t.Errorf("routing new/main with a broken file beside succeeded")
 		}
-		if _, err := os.Lstat(n.fs(n.rt.NginxPath("new", "main"))); !os.IsNotExist(err) {
+		if _, err := os.Lstat(n.fs(n.rt.nginxPath("new", "main"))); !os.IsNotExist(err) {
 			t.Errorf("new/main's refused file is still there (%v)", err)
 		}
 		if err := n.unroute("blog", "main"); err == nil {

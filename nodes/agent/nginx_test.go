@@ -202,7 +202,7 @@ func TestRenderNginx(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			conf, err := renderNginx(rt, "shop", "main", tt.live, tt.prev, tt.spec, tt.disabled)
+			conf, err := rt.instance("shop", "main").renderNginx(tt.live, tt.prev, tt.spec, tt.disabled)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -317,7 +317,7 @@ func TestRenderNginxRefuses(t *testing.T) {
 			} else if live < 0 {
 				live = 0
 			}
-			conf, err := renderNginx(rt, app, instance, live, tt.prev, tt.spec, false)
+			conf, err := rt.instance(app, instance).renderNginx(live, tt.prev, tt.spec, false)
 			if err == nil {
 				t.Fatalf("rendered:\n%s", conf)
 			}
@@ -419,15 +419,15 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 	ctx := context.Background()
 	spec := routeSpec(Location{Host: "shop.test"})
 
-	if err := Route(ctx, rt, "shop", "main", 1, 0, spec, false); err != nil {
+	if err := rt.instance("shop", "main").route(ctx, 1, 0, spec, false); err != nil {
 		t.Fatal(err)
 	}
-	path := rt.NginxPath("shop", "main")
+	path := rt.nginxPath("shop", "main")
 	got, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _ := renderNginx(rt, "shop", "main", 1, 0, spec, false)
+	want, _ := rt.instance("shop", "main").renderNginx(1, 0, spec, false)
 	if string(got) != want {
 		t.Errorf("file:\n%s\nwant:\n%s", got, want)
 	}
@@ -437,7 +437,7 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 	if c := calls(t, log); c != "nginx -t -q\nnginx -s reload\n" {
 		t.Errorf("nginx calls %q, want a test, then a reload", c)
 	}
-	if info, err := os.Stat(rt.InstanceNginxLogsDir("shop", "main")); err != nil || !info.IsDir() {
+	if info, err := os.Stat(rt.instanceNginxLogsDir("shop", "main")); err != nil || !info.IsDir() {
 		t.Errorf("the instance's logs directory was not made: %v", err)
 	}
 	// No temporary file is left, and nothing else matches *.conf.
@@ -450,7 +450,7 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 	if err := os.Mkdir(systemdRunDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := Route(ctx, rt, "shop", "main", 2, 1, spec, false); err != nil {
+	if err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false); err != nil {
 		t.Fatal(err)
 	}
 	if c := calls(t, log); c != "nginx -t -q\nsystemctl reload nginx\n" {
@@ -464,7 +464,7 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(filepath.Dir(rt.NginxDir), "no-reload"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = Route(ctx, rt, "shop", "main", 3, 2, spec, false)
+	err = rt.instance("shop", "main").route(ctx, 3, 2, spec, false)
 	if err == nil || !strings.Contains(err.Error(), "nginx -s reload failed") || !strings.Contains(err.Error(), "invalid PID") {
 		t.Errorf("Route with a failing reload: %v", err)
 	}
@@ -478,10 +478,10 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	log := fakeNginx(t, rt.NginxDir)
 	ctx := context.Background()
 	spec := routeSpec(Location{Host: "shop.test"})
-	if err := Route(ctx, rt, "shop", "main", 1, 0, spec, false); err != nil {
+	if err := rt.instance("shop", "main").route(ctx, 1, 0, spec, false); err != nil {
 		t.Fatal(err)
 	}
-	path := rt.NginxPath("shop", "main")
+	path := rt.nginxPath("shop", "main")
 	before, _ := os.ReadFile(path)
 
 	broken := filepath.Join(rt.NginxDir, "zz-broken.conf")
@@ -489,7 +489,7 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	resetCalls(t, log)
-	err := Route(ctx, rt, "shop", "main", 2, 1, spec, false)
+	err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false)
 	if err == nil || !strings.Contains(err.Error(), `unknown directive "BROKEN" in `+broken) || !strings.Contains(err.Error(), "shop/main") ||
 		!strings.Contains(err.Error(), "put back") {
 		t.Fatalf("Route beside a broken file: %v", err)
@@ -502,16 +502,16 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	}
 
 	// A first routing is removed.
-	err = Route(ctx, rt, "blog", "main", 1, 0, routeSpec(Location{Host: "blog.test"}), false)
+	err = rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}), false)
 	if err == nil || !strings.Contains(err.Error(), "removed") {
 		t.Fatalf("first Route beside a broken file: %v", err)
 	}
-	if _, err := os.Lstat(rt.NginxPath("blog", "main")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(rt.nginxPath("blog", "main")); !os.IsNotExist(err) {
 		t.Errorf("blog/main's rejected file is still there: %v", err)
 	}
 
 	// Unroute puts the file back too, so a retry does the whole job.
-	err = Unroute(ctx, rt, "shop", "main")
+	err = rt.instance("shop", "main").unroute(ctx)
 	if err == nil || !strings.Contains(err.Error(), "BROKEN") {
 		t.Fatalf("Unroute beside a broken file: %v", err)
 	}
@@ -522,11 +522,11 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
-	if err := Route(ctx, rt, "shop", "main", 2, 1, spec, false); err != nil {
+	if err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false); err != nil {
 		t.Fatalf("Route once the broken file is gone: %v", err)
 	}
 	resetCalls(t, log)
-	if err := Unroute(ctx, rt, "shop", "main"); err != nil {
+	if err := rt.instance("shop", "main").unroute(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(path); !os.IsNotExist(err) {
@@ -537,7 +537,7 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	}
 	// Again: nothing to do, no error, nginx left alone.
 	resetCalls(t, log)
-	if err := Unroute(ctx, rt, "shop", "main"); err != nil {
+	if err := rt.instance("shop", "main").unroute(ctx); err != nil {
 		t.Errorf("Unroute without a file: %v", err)
 	}
 	if c := calls(t, log); c != "" {
@@ -549,10 +549,10 @@ func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
 	rt := testRuntime(t)
 	log := fakeNginx(t, rt.NginxDir)
 	ctx := context.Background()
-	if err := Route(ctx, rt, "shop", "main", 2, 1, routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}), false); err != nil {
+	if err := rt.instance("shop", "main").route(ctx, 2, 1, routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := Route(ctx, rt, "news", "main", 1, 0, routeSpec(Location{Host: "prev.news.test"}), false); err != nil {
+	if err := rt.instance("news", "main").route(ctx, 1, 0, routeSpec(Location{Host: "prev.news.test"}), false); err != nil {
 		t.Fatal(err)
 	}
 	// A hand-written file, in nginx's syntax but not ours.
@@ -577,7 +577,7 @@ func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := Route(ctx, rt, "blog", "main", 1, 0, routeSpec(tt.locs...), false)
+			err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(tt.locs...), false)
 			if err == nil || !strings.Contains(err.Error(), "blog/main") || !strings.Contains(err.Error(), tt.other) {
 				t.Fatalf("Route blog/main to %v: %v, want a refusal naming blog/main and %s", tt.locs, err, tt.other)
 			}
@@ -591,17 +591,17 @@ func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
 	}
 
 	// The instance's own file is no conflict, nor is a new host.
-	if err := Route(ctx, rt, "shop", "main", 3, 2, routeSpec(Location{Host: "shop.test"}, Location{Host: "shop2.test"}), false); err != nil {
+	if err := rt.instance("shop", "main").route(ctx, 3, 2, routeSpec(Location{Host: "shop.test"}, Location{Host: "shop2.test"}), false); err != nil {
 		t.Errorf("rerouting shop/main: %v", err)
 	}
-	if err := Route(ctx, rt, "blog", "main", 1, 0, routeSpec(Location{Host: "blog.test"}), false); err != nil {
+	if err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}), false); err != nil {
 		t.Errorf("routing blog/main to a free host: %v", err)
 	}
 	// A released host is free again.
-	if err := Unroute(ctx, rt, "shop", "main"); err != nil {
+	if err := rt.instance("shop", "main").unroute(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := Route(ctx, rt, "blog", "main", 1, 0, routeSpec(Location{Host: "blog.test"}, Location{Host: "shop.test"}), false); err != nil {
+	if err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}, Location{Host: "shop.test"}), false); err != nil {
 		t.Errorf("routing blog/main to shop/main's former host: %v", err)
 	}
 }
@@ -616,19 +616,18 @@ func TestRouteWaitsForTheLock(t *testing.T) {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	err = Route(ctx, rt, "shop", "main", 1, 0, routeSpec(Location{Host: "shop.test"}), false)
+	err = rt.instance("shop", "main").route(ctx, 1, 0, routeSpec(Location{Host: "shop.test"}), false)
 	if err == nil || !strings.Contains(err.Error(), "another routing change") {
 		t.Fatalf("Route while another holds the lock: %v", err)
 	}
-	if _, err := os.Lstat(rt.NginxPath("shop", "main")); !os.IsNotExist(err) {
+	if _, err := os.Lstat(rt.nginxPath("shop", "main")); !os.IsNotExist(err) {
 		t.Errorf("Route wrote its file without the lock")
 	}
 }
 
 // An example for the report and for readers: root + prefix + previous.
 func TestRenderNginxExample(t *testing.T) {
-	conf, err := renderNginx(SystemRuntime(), "shop", "main", 2, 1,
-		routeSpec(Location{Host: "shop.test"}, Location{Host: "shop.test", Path: "/p"}), false)
+	conf, err := (SystemRuntime()).instance("shop", "main").renderNginx(2, 1, routeSpec(Location{Host: "shop.test"}, Location{Host: "shop.test", Path: "/p"}), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -731,7 +730,7 @@ while :; do wait; done`)
 func TestRenderNginxPHP(t *testing.T) {
 	rt := SystemRuntime()
 	spec := Spec{Platform: "php", Runner: "index.php", PHPRoot: "web", Locations: []Location{{Host: "blog.test"}, {Host: "x.test", Path: "/wp"}}}
-	conf, err := renderNginx(rt, "blog", "main", 2, 0, spec, false)
+	conf, err := rt.instance("blog", "main").renderNginx(2, 0, spec, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +745,7 @@ func TestRenderNginxPHP(t *testing.T) {
 	if b := serverBlock(conf, "x.test"); !strings.Contains(b, "rewrite (?s)^/wp(/.*)$ $1 break;\n        error_page 418 = @app0;") {
 		t.Errorf("under a path the guard comes after the prefix is stripped:\n%s", b)
 	}
-	py, err := renderNginx(rt, "blog", "main", 2, 0, routeSpec(Location{Host: "py.test"}), false)
+	py, err := rt.instance("blog", "main").renderNginx(2, 0, routeSpec(Location{Host: "py.test"}), false)
 	if err != nil || strings.Contains(py, "@files") || strings.Contains(py, "418") {
 		t.Errorf("a python app has PHP routing (%v):\n%s", err, py)
 	}

@@ -2,12 +2,10 @@ package agent
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"time"
 
-	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/services"
 )
 
@@ -15,20 +13,12 @@ import (
 // its lists and installs within it, or the push fails and says so.
 const packagesTimeout = 10 * time.Minute
 
-// installPackages is `packages PACKAGE...`: what of an app's packages =
+// installPackages is `packages PACKAGE...` (names checked by agentapi): what of an app's packages =
 // line is missing is installed (as root: the receiver's packages_allowed
 // decided what a deployer may ask for), saying what it installed. A node
 // whose root is moved serves no apps and installs nothing.
 func installPackages(ctx context.Context, root string, pkgs []string, stdout io.Writer) error {
-	if len(pkgs) == 0 {
-		return errors.New(usage)
-	}
-	for _, p := range pkgs {
-		if !names.IsDebianPackage(p) {
-			return fmt.Errorf("invalid package name %q", p)
-		}
-	}
-	if root != DefaultRoot {
+	if root != defaultRoot {
 		fmt.Fprintf(stdout, "not installed: this node's root is moved (%s)\n", RootEnv)
 		return nil
 	}

@@ -20,13 +20,13 @@ import (
 )
 
 // `ssh silver run APP SCRIPT ARGS...` (Silver Lining's `silver run`) runs a
-// script of the live release on a node, as the app runs: RunScript.
+// script of the live release on a node, as the app runs: runScript.
 
 // runKillDelay is how long a script has between SIGTERM (its run was
 // cancelled) and SIGKILL.
 const runKillDelay = 5 * time.Second
 
-// RunScript runs script with args in release live of APP/INSTANCE, as
+// runScript runs script with args in release live of APP/INSTANCE, as
 // `ssh silver run APP SCRIPT ARGS...` asks: as the instance's user, in its cgroup,
 // in the release directory, with exactly the environment the app's vassal
 // gets: the release's run/vN.env (the instance's env file when the release
@@ -46,7 +46,7 @@ const runKillDelay = 5 * time.Second
 //
 // args are an argv vector, never seen by a shell. stdin, stdout and stderr
 // are the script's (an *os.File is handed over as it is; other readers and
-// writers are copied as data comes). RunScript does not wait for stdin to
+// writers are copied as data comes). runScript does not wait for stdin to
 // end once the script has exited.
 //
 // The script runs in its own process group. With tty, when the agent has a
@@ -60,18 +60,19 @@ const runKillDelay = 5 * time.Second
 // continued at once: nothing could resume it.
 //
 // Cancelling ctx sends SIGTERM to the script's process group and SIGKILL 5 s
-// later. Whatever it started is gone when RunScript returns, whether the
+// later. Whatever it started is gone when runScript returns, whether the
 // script ended by itself or not: the rest of its process group is killed,
 // and so is every process it left behind that runs as the app user (the
 // agent is their subreaper while the script runs, so even those that left
-// the group or daemonized come back to it). RunScript must be the only
+// the group or daemonized come back to it). runScript must be the only
 // thing in its process that starts processes as the app user.
 //
 // The exit code is the script's, 128+N when a signal N ended it. err is for
 // what kept the script from starting (no such release, not found, refused
 // path, no environment, ctx already cancelled), never for a non-zero exit.
-func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, script string, args, extraEnv []string,
-	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
+func (ri runtimeInstance) runScript(ctx context.Context, live int, r scriptRun, stdin io.Reader, stdout, stderr io.Writer) (int, error) {
+	app, instance := ri.app, ri.name
+	script, args, extraEnv, tty := r.name, r.args, r.env, r.tty
 	if err := checkNames(app, instance, live); err != nil {
 		return 0, err
 	}
@@ -80,7 +81,7 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 			return 0, fmt.Errorf("script %q: an argument holds a NUL byte", script)
 		}
 	}
-	rel := rt.ReleaseDir(app, instance, live)
+	rel := ri.releaseDir(live)
 	if fi, err := os.Stat(rel); err != nil || !fi.IsDir() {
 		return 0, fmt.Errorf("release v%d of %s/%s is not on this node (%s)", live, app, instance, rel)
 	}
@@ -88,7 +89,7 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 	if err != nil {
 		return 0, err
 	}
-	env, err := runEnv(rt, app, instance, live, tty)
+	env, err := ri.runEnv(live, tty)
 	if err != nil {
 		return 0, err
 	}
@@ -99,24 +100,25 @@ func RunScript(ctx context.Context, rt Runtime, app, instance string, live int, 
 	if err != nil {
 		return 0, err
 	}
-	t, err := instanceUser(rt, app, instance, true)
+	t, err := ri.instanceUser(true)
 	if err != nil {
 		return 0, err
 	}
-	spec, _ := readSpec(rt.InstanceDir(app, instance), live) // limits: the release's, else the defaults
-	if err := ensureInstanceCgroup(rt, app, instance, spec); err != nil {
+	spec, _ := readSpec(ri.dir(), live) // limits: the release's, else the defaults
+	if err := ri.ensureInstanceCgroup(spec); err != nil {
 		return 0, err
 	}
-	cmd, cred, err := asInstance(rt, app, instance, t, argv)
+	cmd, cred, err := ri.asInstance(t, argv)
 	if err != nil {
 		return 0, err
 	}
 	return runAsApp(ctx, cmd, cred, t.uid, release, env, stdin, stdout, stderr, tty)
 }
 
-// runEnv is the environment a script of release n gets (see RunScript).
-func runEnv(rt Runtime, app, instance string, n int, tty bool) ([]string, error) {
-	dir := rt.InstanceDir(app, instance)
+// runEnv is the environment a script of release n gets (see runScript).
+func (ri runtimeInstance) runEnv(n int, tty bool) ([]string, error) {
+	app, instance := ri.app, ri.name
+	dir := ri.dir()
 	var env []string
 	var err error
 	for _, p := range []string{filepath.Join(dir, runDirName, "v"+strconv.Itoa(n)+".env"), filepath.Join(dir, envFileName)} {
@@ -152,7 +154,7 @@ func envValue(env []string, key string) string {
 }
 
 // scriptCommand is the argv that runs script with args in release (a real
-// path), looked up as RunScript says; pathEnv is the script's PATH.
+// path), looked up as runScript says; pathEnv is the script's PATH.
 func scriptCommand(release, script, pathEnv string, args []string) ([]string, error) {
 	real, mode, err := resolveScript(release, script, pathEnv)
 	if err != nil {
@@ -161,7 +163,17 @@ func scriptCommand(release, script, pathEnv string, args []string) ([]string, er
 	return scriptArgv(fmt.Sprintf("script %q", script), script, release, real, mode, args)
 }
 
-// resolveScript finds script for RunScript in release (a real path) and
+// scriptRun is what runScript runs: a script of the release (NAME or
+// bin/NAME, see resolveScript), its arguments, NAME=VALUE pairs laid over
+// the release's environment, and whether it gets the caller's terminal.
+type scriptRun struct {
+	name string
+	args []string
+	env  []string
+	tty  bool
+}
+
+// resolveScript finds script for runScript in release (a real path) and
 // returns the real path of the file to run and its mode. pathEnv is the
 // script's PATH.
 func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error) {
@@ -169,22 +181,7 @@ func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error)
 		return "", 0, fmt.Errorf("script %q is not a file name", script)
 	}
 	if strings.Contains(script, "/") {
-		p := strings.TrimPrefix(script, "./")
-		if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
-			return "", 0, fmt.Errorf("script %q is refused: a path must lead inside the release, relative to its top (bin/NAME), without \"..\"; "+
-				"a NAME without '/' is looked up in bin/, the top directory, then PATH", script)
-		}
-		real, fi, err := releaseFile(release, p, script)
-		if err != nil {
-			return "", 0, err
-		}
-		if fi == nil {
-			return "", 0, fmt.Errorf("script %q is not in the release", script)
-		}
-		if !fi.Mode().IsRegular() {
-			return "", 0, fmt.Errorf("script %q is not a file", script)
-		}
-		return real, fi.Mode(), nil
+		return scriptInRelease(release, script)
 	}
 	if script == "." || script == ".." {
 		return "", 0, fmt.Errorf("script %q is not a file name", script)
@@ -198,6 +195,35 @@ func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error)
 			return real, fi.Mode(), nil
 		}
 	}
+	if real, mode, ok := scriptOnPath(script, pathEnv); ok {
+		return real, mode, nil
+	}
+	return "", 0, fmt.Errorf("script %q is not in the release's bin/ or top directory, nor on its PATH (%s)", script, pathEnv)
+}
+
+// scriptInRelease resolves a script named by a path (with a '/'), which
+// must lead inside the release.
+func scriptInRelease(release, script string) (string, fs.FileMode, error) {
+	p := strings.TrimPrefix(script, "./")
+	if p == "" || path.IsAbs(p) || path.Clean(p) != p || p == "." || p == ".." || strings.HasPrefix(p, "../") {
+		return "", 0, fmt.Errorf("script %q is refused: a path must lead inside the release, relative to its top (bin/NAME), without \"..\"; "+
+			"a NAME without '/' is looked up in bin/, the top directory, then PATH", script)
+	}
+	real, fi, err := releaseFile(release, p, script)
+	if err != nil {
+		return "", 0, err
+	}
+	if fi == nil {
+		return "", 0, fmt.Errorf("script %q is not in the release", script)
+	}
+	if !fi.Mode().IsRegular() {
+		return "", 0, fmt.Errorf("script %q is not a file", script)
+	}
+	return real, fi.Mode(), nil
+}
+
+// scriptOnPath finds script on pathEnv's absolute directories.
+func scriptOnPath(script, pathEnv string) (string, fs.FileMode, bool) {
 	// The PATH: like a shell, files that cannot run are passed over. The
 	// release's own directories were searched above.
 	for _, dir := range filepath.SplitList(pathEnv) {
@@ -214,10 +240,10 @@ func resolveScript(release, script, pathEnv string) (string, fs.FileMode, error)
 			if err != nil {
 				continue
 			}
-			return real, fi.Mode(), nil
+			return real, fi.Mode(), true
 		}
 	}
-	return "", 0, fmt.Errorf("script %q is not in the release's bin/ or top directory, nor on its PATH (%s)", script, pathEnv)
+	return "", 0, false
 }
 
 // releaseFile resolves the release-relative p (a clean path) through its
@@ -246,7 +272,7 @@ func releaseFile(release, p, script string) (string, fs.FileInfo, error) {
 }
 
 // runAsApp runs argv (which drops to uid itself, or with cred) in dir with
-// env and the given streams, and returns its exit code (see RunScript).
+// env and the given streams, and returns its exit code (see runScript).
 func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid int, dir string, env []string,
 	stdin io.Reader, stdout, stderr io.Writer, tty bool) (int, error) {
 	if err := ctx.Err(); err != nil {
@@ -304,44 +330,16 @@ func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid 
 		}()
 	}
 
-	// The group is signalled only while its leader is not reaped: until
-	// then, its id cannot belong to anyone else.
-	var mu sync.Mutex
-	exited := false
-	signalGroup := func(sig syscall.Signal) {
-		mu.Lock()
-		defer mu.Unlock()
-		if !exited {
-			syscall.Kill(-pid, sig)
-		}
-	}
+	g := &processGroup{pid: pid}
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case <-ctx.Done():
-		case <-stop:
-			return
-		}
-		signalGroup(syscall.SIGTERM)
-		signalGroup(syscall.SIGCONT) // a stopped process would never see it
-		select {
-		case <-stop:
-		case <-time.After(runKillDelay):
-			signalGroup(syscall.SIGKILL)
-		}
-	}()
+	g.stopOnCancel(ctx, stop, &wg)
 
-	waitLeader(pid, func() { signalGroup(syscall.SIGCONT) })
+	waitLeader(pid, func() { g.signal(syscall.SIGCONT) })
 	if term != nil {
 		term.restore()
 	}
-	mu.Lock()
-	exited = true
-	syscall.Kill(-pid, syscall.SIGKILL) // the rest of its group; the unreaped leader holds the id
-	mu.Unlock()
+	g.leaderExited()
 	close(stop)
 	wg.Wait()
 	killOrphans(uid, pid)
@@ -349,18 +347,7 @@ func runAsApp(ctx context.Context, argv []string, cred *syscall.Credential, uid 
 		stdinPipe.Close()
 	}
 
-	err := cmd.Wait()
-	if cmd.ProcessState == nil {
-		return 0, fmt.Errorf("waiting for %s: %v", argv[0], err)
-	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
-	if !ok {
-		return 0, fmt.Errorf("waiting for %s: %v", argv[0], err)
-	}
-	if ws.Signaled() {
-		return 128 + int(ws.Signal()), nil
-	}
-	return ws.ExitStatus(), nil
+	return exitCode(cmd, argv[0])
 }
 
 // waitLeader returns once process pid has exited, without reaping it (so
@@ -493,3 +480,67 @@ func (f *foreground) restore() {
 }
 
 func (f *foreground) close() { f.tty.Close() }
+
+// exitCode waits for cmd and returns its exit code (128+N: killed by
+// signal N).
+func exitCode(cmd *exec.Cmd, name string) (int, error) {
+	err := cmd.Wait()
+	if cmd.ProcessState == nil {
+		return 0, fmt.Errorf("waiting for %s: %v", name, err)
+	}
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok {
+		return 0, fmt.Errorf("waiting for %s: %v", name, err)
+	}
+	if ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return ws.ExitStatus(), nil
+}
+
+// processGroup is a script's process group. It is signalled only while
+// its leader is not reaped: until then, its id cannot belong to anyone
+// else.
+type processGroup struct {
+	pid    int
+	mu     sync.Mutex
+	exited bool
+}
+
+func (g *processGroup) signal(sig syscall.Signal) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.exited {
+		syscall.Kill(-g.pid, sig)
+	}
+}
+
+// leaderExited kills the rest of the group (the unreaped leader holds the
+// id) and signals it no more.
+func (g *processGroup) leaderExited() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.exited = true
+	syscall.Kill(-g.pid, syscall.SIGKILL)
+}
+
+// stopOnCancel terminates the group once ctx ends (then kills it after
+// runKillDelay), until stop is closed; wg is done when it returns.
+func (g *processGroup) stopOnCancel(ctx context.Context, stop chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		select {
+		case <-ctx.Done():
+		case <-stop:
+			return
+		}
+		g.signal(syscall.SIGTERM)
+		g.signal(syscall.SIGCONT) // a stopped process would never see it
+		select {
+		case <-stop:
+		case <-time.After(runKillDelay):
+			g.signal(syscall.SIGKILL)
+		}
+	}()
+}

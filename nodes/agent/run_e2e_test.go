@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/gitreceive/gitreceive/services"
 	"io"
 	"io/fs"
 	"net/http"
@@ -23,10 +22,12 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gitreceive/gitreceive/services"
+
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 )
 
-// runArgs are RunScript's (DestroyInstance's) arguments for the helper
+// runArgs are runScript's (destroy's) arguments for the helper
 // that runs them in a test node (or, for the PTY test, on the host).
 type runArgs struct {
 	Runtime     *Runtime `json:",omitempty"` // nil: SystemRuntime
@@ -79,7 +80,7 @@ func runScriptHelper(helper, args string) int {
 	started := time.Now()
 	switch helper {
 	case "destroy":
-		err = DestroyInstance(ctx, rt, a.App, a.Instance)
+		err = rt.instance(a.App, a.Instance).destroy(ctx)
 	case "run":
 		var stdin io.Reader
 		if a.StdinFile != "" {
@@ -95,13 +96,13 @@ func runScriptHelper(helper, args string) int {
 			}
 		}
 		if a.TTY {
-			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, nil, os.Stdin, os.Stdout, os.Stderr, true)
+			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, scriptRun{name: a.Script, args: a.Args, tty: true}, os.Stdin, os.Stdout, os.Stderr)
 			var pgrp int32
 			_, _, e := syscall.Syscall(syscall.SYS_IOCTL, os.Stdin.Fd(), syscall.TIOCGPGRP, uintptr(unsafe.Pointer(&pgrp)))
 			res.Foreground = e == 0 && int(pgrp) == syscall.Getpgrp()
 		} else {
 			var stdout, stderr bytes.Buffer
-			res.Code, err = RunScript(ctx, rt, a.App, a.Instance, a.Live, a.Script, a.Args, nil, stdin, &stdout, &stderr, false)
+			res.Code, err = rt.instance(a.App, a.Instance).runScript(ctx, a.Live, scriptRun{name: a.Script, args: a.Args}, stdin, &stdout, &stderr)
 			res.Stdout, res.Stderr = stdout.String(), stderr.String()
 		}
 	}
@@ -135,8 +136,8 @@ func parseRunResult(t *testing.T, out string) runResult {
 	return res
 }
 
-// run runs RunScript inside the node.
-func (n *rtNode) run(a runArgs) runResult {
+// run runs runScript inside the node.
+func (n *testNode) run(a runArgs) runResult {
 	n.t.Helper()
 	data, err := json.Marshal(a)
 	if err != nil {
@@ -156,7 +157,7 @@ func clip(s string) string {
 	return s
 }
 
-func (n *rtNode) mustRun(a runArgs, code int) runResult {
+func (n *testNode) mustRun(a runArgs, code int) runResult {
 	n.t.Helper()
 	res := n.run(a)
 	if res.Error != "" || res.Code != code {
@@ -165,7 +166,7 @@ func (n *rtNode) mustRun(a runArgs, code int) runResult {
 	return res
 }
 
-func (n *rtNode) destroy(app, instance string) runResult {
+func (n *testNode) destroy(app, instance string) runResult {
 	n.t.Helper()
 	data, err := json.Marshal(runArgs{App: app, Instance: instance})
 	if err != nil {
@@ -182,12 +183,12 @@ func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''
 
 // setupRuntimeNode starts a one-node test bed and sets it up as the
 // runtime tests do: server-files' setup, this test binary at rtHelperPath.
-func setupRuntimeNode(t *testing.T, prefix, subnet string) *rtNode {
+func setupRuntimeNode(t *testing.T, prefix, subnet string) *testNode {
 	t.Helper()
 	testbed.Require(t)
 	requireRuntimeStack(t)
 	bed := testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: 1})
-	n := &rtNode{t: t, bed: bed, node: bed.Nodes[0], rt: SystemRuntime()}
+	n := &testNode{t: t, bed: bed, node: bed.Nodes[0], rt: SystemRuntime()}
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -256,7 +257,7 @@ func pidsOf(out string) map[string]int {
 }
 
 // expectGone checks that none of pids is a process of the node.
-func (n *rtNode) expectGone(what string, pids map[string]int) {
+func (n *testNode) expectGone(what string, pids map[string]int) {
 	n.t.Helper()
 	for name, pid := range pids {
 		if pid == 0 {
@@ -458,7 +459,7 @@ func TestRunScriptOnTestNode(t *testing.T) {
 	})
 }
 
-func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
+func testDestroyOnNode(n *testNode, app, inst, host string, spec Spec) {
 	t := n.t
 	appUser := services.Instance{App: app, Name: inst}.UnixUser()
 	appUID := n.uid(app, inst)
@@ -504,10 +505,10 @@ func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
 	}
 
 	paths := []string{
-		n.rt.VassalPath(app, inst, 1), n.rt.VassalPath(app, inst, 2),
-		n.rt.SocketPath(app, inst, 1), n.rt.SocketPath(app, inst, 2),
-		n.rt.NginxPath(app, inst),
-		n.rt.InstanceDir(app, inst), n.rt.InstanceLogsDir(app, inst), n.rt.InstanceNginxLogsDir(app, inst),
+		n.rt.vassalPath(app, inst, 1), n.rt.vassalPath(app, inst, 2),
+		n.rt.socketPath(app, inst, 1), n.rt.socketPath(app, inst, 2),
+		n.rt.nginxPath(app, inst),
+		n.rt.instanceDir(app, inst), n.rt.instanceLogsDir(app, inst), n.rt.instanceNginxLogsDir(app, inst),
 		filepath.Join(n.rt.AppsDir, app), filepath.Join(n.rt.LogsDir, app), filepath.Join(n.rt.NginxLogsDir, app),
 	}
 	for _, p := range paths {
@@ -566,7 +567,7 @@ func testDestroyOnNode(n *rtNode, app, inst, host string, spec Spec) {
 	if res := n.destroy(app, inst); res.Error != "" {
 		t.Errorf("second destroy: %s", res.Error)
 	}
-	// RunScript on what is gone says so.
+	// runScript on what is gone says so.
 	if res := n.run(runArgs{App: app, Instance: inst, Live: 1, Script: "show.sh"}); !strings.Contains(res.Error, "is not on this node") {
 		t.Errorf("run after destroy: %q", res.Error)
 	}

@@ -24,7 +24,7 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
 
-// runFixture is an instance on the host for RunScript, its app user
+// runFixture is an instance on the host for runScript, its app user
 // nobody: the tests need root.
 type runFixture struct {
 	t         *testing.T
@@ -39,9 +39,9 @@ func newRunFixture(t *testing.T) *runFixture {
 	if os.Geteuid() != 0 {
 		// As testbed.Require: CI must never pass by skipping.
 		if os.Getenv("CI") == "true" {
-			t.Fatal("RunScript runs scripts as the app user: needs root (CI=true, so not skipping)")
+			t.Fatal("runScript runs scripts as the app user: needs root (CI=true, so not skipping)")
 		}
-		t.Skip("RunScript runs scripts as the app user: needs root")
+		t.Skip("runScript runs scripts as the app user: needs root")
 	}
 	if _, err := user.Lookup("nobody"); err != nil {
 		t.Skip("no user nobody to run scripts as")
@@ -69,15 +69,15 @@ func newRunFixture(t *testing.T) *runFixture {
 		FixedUser:    "nobody",
 	}
 	f := &runFixture{t: t, rt: rt, app: "runapp", inst: "main"}
-	f.rel = rt.ReleaseDir(f.app, f.inst, 1)
-	dir := rt.InstanceDir(f.app, f.inst)
+	f.rel = rt.releaseDir(f.app, f.inst, 1)
+	dir := rt.instanceDir(f.app, f.inst)
 	f.env = map[string]string{
 		"CONFIG_TRICKY":      trickyEnv["CONFIG_TRICKY"],
 		"CONFIG_SPACES":      trickyEnv["CONFIG_SPACES"],
 		"CONFIG_WHICH":       "run/v1.env",
 		"SILVER_APP_NAME":    "runapp",
 		"TEMP":               filepath.Join(dir, "tmp"),
-		"SILVER_LOGS":        rt.InstanceLogsDir(f.app, f.inst),
+		"SILVER_LOGS":        rt.instanceLogsDir(f.app, f.inst),
 		"SILVER_SECRET_FILE": filepath.Join(dir, "secret"),
 		"PATH":               filepath.Join(f.rel, "bin") + ":/usr/local/bin:/usr/bin:/bin",
 		// As prepareInstance writes them: python3 sees the release.
@@ -165,11 +165,11 @@ func (f *runFixture) release(files map[string]file) {
 	}
 }
 
-// run is RunScript with buffers; it fails the test on an error.
+// run is runScript with buffers; it fails the test on an error.
 func (f *runFixture) run(ctx context.Context, stdin io.Reader, script string, args ...string) (int, string, string) {
 	f.t.Helper()
 	var stdout, stderr bytes.Buffer
-	code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, script, args, nil, stdin, &stdout, &stderr, false)
+	code, err := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: script, args: args}, stdin, &stdout, &stderr)
 	if err != nil {
 		f.t.Fatalf("%s %q: %v", script, args, err)
 	}
@@ -215,7 +215,7 @@ func TestRunScript(t *testing.T) {
 			t.Errorf("environment:\n%v\nwant:\n%v", got, want)
 		}
 		// Without run/v1.env (the release is not running), the env file's.
-		snapshot := filepath.Join(f.rt.InstanceDir(f.app, f.inst), runDirName, "v1.env")
+		snapshot := filepath.Join(f.rt.instanceDir(f.app, f.inst), runDirName, "v1.env")
 		data, _ := os.ReadFile(snapshot)
 		os.Remove(snapshot)
 		_, out, _ = f.run(ctx, nil, "printenv.sh")
@@ -223,10 +223,10 @@ func TestRunScript(t *testing.T) {
 			t.Errorf("without run/v1.env: CONFIG_WHICH=%q, want the env file's", got)
 		}
 		// Neither: never started here.
-		envFile := filepath.Join(f.rt.InstanceDir(f.app, f.inst), envFileName)
+		envFile := filepath.Join(f.rt.instanceDir(f.app, f.inst), envFileName)
 		envData, _ := os.ReadFile(envFile)
 		os.Remove(envFile)
-		_, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "printenv.sh", nil, nil, nil, io.Discard, io.Discard, false)
+		_, err := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: "printenv.sh"}, nil, io.Discard, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), "has no environment on this node") {
 			t.Errorf("without env files: %v", err)
 		}
@@ -235,7 +235,7 @@ func TestRunScript(t *testing.T) {
 
 		// run --env: laid over the release's environment.
 		var stdout bytes.Buffer
-		if _, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "printenv.sh", nil, []string{"EXTRA=a b=c", "CONFIG_WHICH=given"}, nil, &stdout, io.Discard, false); err != nil {
+		if _, err := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: "printenv.sh", env: []string{"EXTRA=a b=c", "CONFIG_WHICH=given"}}, nil, &stdout, io.Discard); err != nil {
 			t.Fatal(err)
 		}
 		if got := parseEnv0(stdout.String()); got["EXTRA"] != "a b=c" || got["CONFIG_WHICH"] != "given" {
@@ -254,7 +254,7 @@ func TestRunScript(t *testing.T) {
 		if code != 0 || out != want {
 			t.Errorf("code %d, stdout:\n%s\nwant:\n%s", code, out, want)
 		}
-		if _, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "show.sh", []string{"a\x00b"}, nil, nil, io.Discard, io.Discard, false); err == nil {
+		if _, err := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: "show.sh", args: []string{"a\x00b"}}, nil, io.Discard, io.Discard); err == nil {
 			t.Errorf("an argument with NUL was accepted")
 		}
 	})
@@ -298,7 +298,7 @@ func TestRunScript(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer outFile.Close()
-		code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, "upper.sh", nil, nil, file, outFile, io.Discard, false)
+		code, err := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: "upper.sh"}, file, outFile, io.Discard)
 		data, _ := os.ReadFile(outFile.Name())
 		if err != nil || code != 0 || string(data) != strings.ToUpper(input) {
 			t.Errorf("file stdin and stdout: %d %v, %d bytes out", code, err, len(data))
@@ -316,7 +316,7 @@ func TestRunScript(t *testing.T) {
 		ctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		go func() {
-			code, _ := RunScript(ctx, f.rt, f.app, f.inst, 1, "sleeper.sh", nil, nil, nil, w, io.Discard, false)
+			code, _ := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: "sleeper.sh"}, nil, w, io.Discard)
 			w.Close()
 			done <- code
 		}()
@@ -347,7 +347,7 @@ func TestRunScript(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				code, err := RunScript(ctx, f.rt, f.app, f.inst, 1, c.script, nil, nil, nil, w, io.Discard, false)
+				code, err := f.rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: c.script}, nil, w, io.Discard)
 				w.Close()
 				done <- result{code, err}
 			}()
@@ -398,19 +398,19 @@ func TestRunScript(t *testing.T) {
 			{f.app, f.inst, 1, "../../etc/passwd", `script "../../etc/passwd" is refused`},
 			{f.app, f.inst, 1, "nothing-of-that-name", `script "nothing-of-that-name" is not in`},
 		} {
-			code, err := RunScript(ctx, f.rt, c.app, c.inst, c.n, c.script, nil, nil, nil, io.Discard, io.Discard, false)
+			code, err := f.rt.instance(c.app, c.inst).runScript(ctx, c.n, scriptRun{name: c.script}, nil, io.Discard, io.Discard)
 			if err == nil || code != 0 || !strings.Contains(err.Error(), c.want) {
 				t.Errorf("%s/%s v%d %s: %d %v, want %q", c.app, c.inst, c.n, c.script, code, err, c.want)
 			}
 		}
 		cancelled, cancel := context.WithCancel(ctx)
 		cancel()
-		if _, err := RunScript(cancelled, f.rt, f.app, f.inst, 1, "show.sh", nil, nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "not starting") {
+		if _, err := f.rt.instance(f.app, f.inst).runScript(cancelled, 1, scriptRun{name: "show.sh"}, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "not starting") {
 			t.Errorf("with a cancelled context: %v", err)
 		}
 		rt := f.rt
 		rt.FixedUser = "root"
-		if _, err := RunScript(ctx, rt, f.app, f.inst, 1, "show.sh", nil, nil, nil, io.Discard, io.Discard, false); err == nil || !strings.Contains(err.Error(), "apps never run as root") {
+		if _, err := rt.instance(f.app, f.inst).runScript(ctx, 1, scriptRun{name: "show.sh"}, nil, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "apps never run as root") {
 			t.Errorf("as root: %v", err)
 		}
 	})

@@ -17,12 +17,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitreceive/gitreceive/nodes/testbed"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 	"github.com/gitreceive/gitreceive/services"
 )
 
-// runtimeArgs are StartRelease's (StopRelease's, DemoteRelease's) arguments
+// runtimeArgs are startRelease's (stopRelease's, demoteRelease's) arguments
 // for the helper that runs them inside a test node.
 type runtimeArgs struct {
 	App      string
@@ -56,11 +55,11 @@ func runtimeHelper(helper, args string) int {
 	var err error
 	switch helper {
 	case "start":
-		err = StartRelease(ctx, rt, a.App, a.Instance, a.N, a.Spec, &out)
+		err = rt.instance(a.App, a.Instance).startRelease(ctx, a.N, a.Spec, &out)
 	case "stop":
-		err = StopRelease(ctx, rt, a.App, a.Instance, a.N)
+		err = rt.instance(a.App, a.Instance).stopRelease(ctx, a.N)
 	case "demote":
-		err = DemoteRelease(ctx, rt, a.App, a.Instance, a.N)
+		err = rt.instance(a.App, a.Instance).demoteRelease(ctx, a.N)
 	}
 	res := runtimeResult{Out: out.String(), Seconds: time.Since(started).Seconds()}
 	if err != nil {
@@ -81,69 +80,8 @@ const (
 	rtHelperPath = "/srv/gitreceive-runtime.test"
 )
 
-// rtNode is the set-up test node the runtime tests start releases on.
-// setUpTestNode leaves node as `nodes setup` would (server-files' script
-// run inside it: nginx and the emperor up) and copies this test binary to
-// helperPath inside it, where exec (running a command in the node) can
-// start it: the binary lives in the host's /tmp, which nodes do not see.
-func setUpTestNode(t *testing.T, node *testbed.Node, exec func(args ...string) (string, error), helperPath string) {
-	t.Helper()
-	if err := serverfiles.Extract(filepath.Join(node.Dir, "srv", strings.TrimPrefix(rtSetupDir, "/srv/"))); err != nil {
-		t.Fatal(err)
-	}
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin, err := os.ReadFile(exe)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(node.Dir, "srv", strings.TrimPrefix(helperPath, "/srv/")), bin, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	// As the agent's setup does: the emperor starts vassals through this
-	// binary (TestMain answers to the wrapper's name).
-	if out, err := exec("sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && ln -sfn \"$2\" \"$1\"", "sh", VassalWrapperPath, helperPath); err != nil {
-		t.Fatalf("linking the vassal wrapper: %v\n%s", err, out)
-	}
-	if out, err := exec("env", "SERVERROOT="+rtSetupDir+"/"+serverfiles.RootName, "bash", rtSetupDir+"/"+serverfiles.ScriptName); err != nil {
-		t.Fatalf("setup: %v\n%s", err, out)
-	}
-}
-
-type rtNode struct {
-	t    *testing.T
-	bed  *testbed.Bed
-	node *testbed.Node
-	rt   Runtime
-}
-
-// fs is path p of the node's file system as the host reaches it.
-func (n *rtNode) fs(p string) string {
-	return filepath.Join(fmt.Sprintf("/proc/%d/root", n.node.PID), p)
-}
-
-// exec runs args in the node, not under the test's context (clean-ups
-// look at the node after it is cancelled).
-func (n *rtNode) exec(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	out, err := n.bed.Exec(ctx, n.node, args...)
-	return string(out), err
-}
-
-func (n *rtNode) mustExec(args ...string) string {
-	n.t.Helper()
-	out, err := n.exec(args...)
-	if err != nil {
-		n.t.Fatal(err)
-	}
-	return strings.TrimSpace(out)
-}
-
-// helper runs StartRelease & co. inside the node.
-func (n *rtNode) helper(verb, app, instance string, v int, spec Spec) runtimeResult {
+// helper runs startRelease & co. inside the node.
+func (n *testNode) helper(verb, app, instance string, v int, spec Spec) runtimeResult {
 	n.t.Helper()
 	data, err := json.Marshal(runtimeArgs{App: app, Instance: instance, N: v, Spec: spec})
 	if err != nil {
@@ -158,7 +96,7 @@ func (n *rtNode) helper(verb, app, instance string, v int, spec Spec) runtimeRes
 	return res
 }
 
-func (n *rtNode) mustStart(app, instance string, v int, spec Spec) runtimeResult {
+func (n *testNode) mustStart(app, instance string, v int, spec Spec) runtimeResult {
 	n.t.Helper()
 	res := n.helper("start", app, instance, v, spec)
 	if res.Error != "" {
@@ -168,13 +106,13 @@ func (n *rtNode) mustStart(app, instance string, v int, spec Spec) runtimeResult
 }
 
 // get sends a GET straight to release v's socket, from the host.
-func (n *rtNode) get(app, instance string, v int, host, scriptName, path string, timeout time.Duration) (int, []byte, error) {
+func (n *testNode) get(app, instance string, v int, host, scriptName, path string, timeout time.Duration) (int, []byte, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return UwsgiGet(ctx, n.fs(n.rt.SocketPath(app, instance, v)), host, scriptName, path)
+	return uwsgiGet(ctx, n.fs(n.rt.socketPath(app, instance, v)), host, scriptName, path)
 }
 
-func (n *rtNode) mustGet(app, instance string, v int, host, scriptName, path string) []byte {
+func (n *testNode) mustGet(app, instance string, v int, host, scriptName, path string) []byte {
 	n.t.Helper()
 	status, body, err := n.get(app, instance, v, host, scriptName, path, 30*time.Second)
 	if err != nil || status != 200 {
@@ -185,9 +123,9 @@ func (n *rtNode) mustGet(app, instance string, v int, host, scriptName, path str
 
 // writeRelease puts a release's files in place as `receive` would have:
 // owned by root, below AppsDir.
-func (n *rtNode) writeRelease(app, instance string, v int, files map[string]file) string {
+func (n *testNode) writeRelease(app, instance string, v int, files map[string]file) string {
 	n.t.Helper()
-	dir := n.rt.ReleaseDir(app, instance, v)
+	dir := n.rt.releaseDir(app, instance, v)
 	for name, f := range files {
 		p := n.fs(filepath.Join(dir, name))
 		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
@@ -210,7 +148,7 @@ func (n *rtNode) writeRelease(app, instance string, v int, files map[string]file
 // stat is `stat -c FORMAT PATH` in the node (user and group names are the
 // node's, not the host's).
 // uid is the uid of APP/INSTANCE's own user.
-func (n *rtNode) uid(app, instance string) int {
+func (n *testNode) uid(app, instance string) int {
 	n.t.Helper()
 	uid, err := strconv.Atoi(n.mustExec("id", "-u", services.Instance{App: app, Name: instance}.UnixUser()))
 	if err != nil {
@@ -219,23 +157,23 @@ func (n *rtNode) uid(app, instance string) int {
 	return uid
 }
 
-func (n *rtNode) stat(format, path string) string {
+func (n *testNode) stat(format, path string) string {
 	n.t.Helper()
 	return n.mustExec("stat", "-c", format, path)
 }
 
 // vassalProcesses counts the processes of a vassal (master and workers).
-func (n *rtNode) vassalProcesses(app, instance string, v int) int {
+func (n *testNode) vassalProcesses(app, instance string, v int) int {
 	n.t.Helper()
-	out, _ := n.exec("pgrep", "-c", "-f", "--", "--ini "+regexp.QuoteMeta(filepath.Base(n.rt.VassalPath(app, instance, v)))+"$")
+	out, _ := n.exec("pgrep", "-c", "-f", "--", "--ini "+regexp.QuoteMeta(filepath.Base(n.rt.vassalPath(app, instance, v)))+"$")
 	c, _ := strconv.Atoi(strings.TrimSpace(out))
 	return c
 }
 
 // expectStopped checks that nothing of release v is left running.
-func (n *rtNode) expectStopped(app, instance string, v int) {
+func (n *testNode) expectStopped(app, instance string, v int) {
 	n.t.Helper()
-	for _, p := range []string{n.rt.VassalPath(app, instance, v), n.rt.SocketPath(app, instance, v)} {
+	for _, p := range []string{n.rt.vassalPath(app, instance, v), n.rt.socketPath(app, instance, v)} {
 		if _, err := os.Lstat(n.fs(p)); !errors.Is(err, fs.ErrNotExist) {
 			n.t.Errorf("%s is still there (%v)", p, err)
 		}
@@ -248,7 +186,7 @@ func (n *rtNode) expectStopped(app, instance string, v int) {
 		n.t.Fatal(err)
 	}
 	for _, vs := range ids {
-		if vs.ID == filepath.Base(n.rt.VassalPath(app, instance, v)) {
+		if vs.ID == filepath.Base(n.rt.vassalPath(app, instance, v)) {
 			n.t.Errorf("the emperor still lists %s", vs.ID)
 		}
 	}
@@ -465,7 +403,7 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 		t.Logf("the stuck request: %d %v after %s", r.status, r.err, r.took.Round(time.Millisecond))
 		n.mustGet("probe", "slow", 1, "slow.probe.test", "", "/")
 		// Stopping right after a harakiri can catch a worker being
-		// respawned, which ignores the emperor's stop: StopRelease kills.
+		// respawned, which ignores the emperor's stop: stopRelease kills.
 		if res := n.helper("stop", "probe", "slow", 1, Spec{}); res.Error != "" {
 			t.Errorf("stop: %s", res.Error)
 		}
@@ -536,7 +474,7 @@ func requireRuntimeStack(t *testing.T) {
 	}
 }
 
-func testPythonApp(n *rtNode) {
+func testPythonApp(n *testNode) {
 	t := n.t
 	rel := n.writeRelease("probe", "main", 1, probeRelease(probeRunner))
 	spec := probeSpec("probe.test", "/sub")
@@ -546,13 +484,13 @@ func testPythonApp(n *rtNode) {
 	}
 
 	a := parseProbe(t, n.mustGet("probe", "main", 1, "probe.test", "/sub", "/hello%20there?x=1&y=%25"))
-	inst := n.rt.InstanceDir("probe", "main")
+	inst := n.rt.instanceDir("probe", "main")
 	user := services.Instance{App: "probe", Name: "main"}.UnixUser()
 	appUID := n.uid("probe", "main")
 	want := map[string]string{
 		"TEMP":               filepath.Join(inst, "tmp"),
 		"TMPDIR":             filepath.Join(inst, "tmp"),
-		"SILVER_LOGS":        n.rt.InstanceLogsDir("probe", "main"),
+		"SILVER_LOGS":        n.rt.instanceLogsDir("probe", "main"),
 		"SILVER_SECRET_FILE": filepath.Join(inst, "secret"),
 		"PATH":               filepath.Join(rel, "bin") + ":/usr/local/bin:/usr/bin:/bin",
 	}
@@ -609,15 +547,15 @@ func testPythonApp(n *rtNode) {
 		filepath.Join(inst, "env"):                          "600 " + user + " " + user,
 		filepath.Join(inst, "secret"):                       "600 " + user + " " + user,
 		filepath.Join(inst, "tmp"):                          "700 " + user + " " + user,
-		n.rt.InstanceLogsDir("probe", "main"):               "700 " + user + " " + user,
-		n.rt.SocketPath("probe", "main", 1):                 "660 " + user + " www-data",
-		n.rt.VassalPath("probe", "main", 1):                 "644 root root",
+		n.rt.instanceLogsDir("probe", "main"):               "700 " + user + " " + user,
+		n.rt.socketPath("probe", "main", 1):                 "660 " + user + " www-data",
+		n.rt.vassalPath("probe", "main", 1):                 "644 root root",
 		filepath.Join(inst, "run"):                          "750 root " + user,
 		filepath.Join(inst, "run", "v1.env"):                "600 " + user + " " + user,
 		filepath.Join(inst, "run", "v1.wsgi.py"):            "640 root " + user,
-		n.rt.InstanceNginxLogsDir("probe", "main"):          "750 root " + user,
-		uwsgiLogPath(n.rt, "probe", "main"):                 "660 root " + user,
-		filepath.Dir(n.rt.InstanceLogsDir("probe", "main")): "711 root root",
+		n.rt.instanceNginxLogsDir("probe", "main"):          "750 root " + user,
+		n.rt.instance("probe", "main").uwsgiLogPath():       "660 root " + user,
+		filepath.Dir(n.rt.instanceLogsDir("probe", "main")): "711 root root",
 	} {
 		format := "%a %U %G"
 		if got := n.stat(format, path); got != want {
@@ -635,7 +573,7 @@ func testPythonApp(n *rtNode) {
 	if len(parsed) != len(want) {
 		t.Errorf("env file has %d variables, want %d", len(parsed), len(want))
 	}
-	vassal, err := os.ReadFile(n.fs(n.rt.VassalPath("probe", "main", 1)))
+	vassal, err := os.ReadFile(n.fs(n.rt.vassalPath("probe", "main", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -673,10 +611,10 @@ func testPythonApp(n *rtNode) {
 
 // The example app, laid out as the builder leaves it: lib/python's .pth
 // files rewritten to paths relative to themselves.
-func testExampleApp(n *rtNode) {
+func testExampleApp(n *testNode) {
 	t := n.t
 	src := filepath.Join("..", "..", "examples", "djangoapp")
-	dst := n.fs(n.rt.ReleaseDir("sampleapp", "main", 1))
+	dst := n.fs(n.rt.releaseDir("sampleapp", "main", 1))
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -723,7 +661,7 @@ func testExampleApp(n *rtNode) {
 	n.helper("stop", "sampleapp", "main", 1, Spec{})
 }
 
-func testPHPApp(n *rtNode) {
+func testPHPApp(n *testNode) {
 	t := n.t
 	// '%' and '.' in the instance name reach the vassal file in paths.
 	const app, inst = "phpapp", "feat%41.x"
@@ -784,7 +722,7 @@ echo json_encode([
 	n.expectStopped(app, inst, 1)
 }
 
-func testFetchScripts(n *rtNode) {
+func testFetchScripts(n *testNode) {
 	t := n.t
 	rel := n.writeRelease("probe", "fetch", 1, probeRelease(probeRunner))
 	spec := probeSpec("fetch.probe.test", "")
@@ -813,7 +751,7 @@ func testFetchScripts(n *rtNode) {
 	if err := json.Unmarshal([]byte(m[1]), &env); err != nil {
 		t.Fatal(err)
 	}
-	envFile, err := os.ReadFile(n.fs(filepath.Join(n.rt.InstanceDir("probe", "fetch"), "env")))
+	envFile, err := os.ReadFile(n.fs(filepath.Join(n.rt.instanceDir("probe", "fetch"), "env")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -846,7 +784,7 @@ func testFetchScripts(n *rtNode) {
 	}
 }
 
-func testDemote(n *rtNode) {
+func testDemote(n *testNode) {
 	t := n.t
 	n.writeRelease("probe", "demo", 1, probeRelease(probeRunner))
 	spec := probeSpec("demo.probe.test", "")
@@ -857,7 +795,7 @@ func testDemote(n *rtNode) {
 	if res := n.helper("demote", "probe", "demo", 1, Spec{}); res.Error != "" {
 		t.Fatalf("demote: %s", res.Error)
 	}
-	vassal, err := os.ReadFile(n.fs(n.rt.VassalPath("probe", "demo", 1)))
+	vassal, err := os.ReadFile(n.fs(n.rt.vassalPath("probe", "demo", 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,46 +6,35 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 
-	"github.com/gitreceive/gitreceive/names"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 	"github.com/gitreceive/gitreceive/services"
 )
-
-// serviceOps are the verbs of `service`, with whether they act on one
-// instance (APP INSTANCE follow, and stdin starts with its credentials).
-var serviceOps = map[string]bool{
-	"install": false, "client": false,
-	"provision": true, "backup": true, "restore": true, "clear": true, "destroy": true,
-}
 
 // serviceVerb is `service OP SERVICE [APP INSTANCE] [--listen=ADDR]`. The
 // credentials come as stdin's first line (JSON), never in the arguments,
 // which other users of the node can see; restore's backup follows them.
 // --listen is the address app nodes reach this node at (its inventory
 // address): servers bind there and to loopback, never to every interface.
-func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reader, stdout io.Writer) error {
-	args, listen, err := services.ListenFlag(ctx, args)
+func serviceVerb(ctx context.Context, cl *call, r agentapi.Service) error {
+	listenArgs := make([]string, len(r.Listen))
+	for i, l := range r.Listen {
+		listenArgs[i] = services.ListenArg(l)
+	}
+	_, listen, err := services.ListenFlag(ctx, listenArgs)
 	if err != nil {
 		return err
 	}
-	if len(args) < 2 {
-		return errors.New(usage)
-	}
-	op, name := args[0], args[1]
-	perInstance, ok := serviceOps[op]
+	root, stdin, stdout, op, name := cl.root, cl.stdin, cl.stdout, r.Op, r.Service
 	platform := "python" // client's: whose client packages (`service client NAME [PLATFORM]`)
-	if op == "client" && len(args) == 3 && (args[2] == "python" || args[2] == "php") {
-		platform, args = args[2], args[:2]
-	}
-	if !ok || (perInstance && len(args) != 4) || (!perInstance && len(args) != 2) {
-		return errors.New(usage)
+	if r.Platform != "" {
+		platform = r.Platform
 	}
 	svc, ok := services.Lookup(name)
 	if !ok {
 		return fmt.Errorf("no service %q here; this agent knows %v", name, services.Names())
 	}
-	if root != DefaultRoot {
+	if root != defaultRoot {
 		// A node whose root is moved (tests, trying gitreceive out) does
 		// not serve apps, so it sets up no servers either.
 		if op == "provision" || op == "install" || op == "client" {
@@ -57,7 +46,7 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 	rt := SystemRuntime()
 	h := services.Host{DataDir: rt.DataDir, NginxGroup: rt.NginxGroup, Listen: listen, Output: stdout,
 		UserOf: func(inst services.Instance) (string, error) {
-			t, err := instanceUser(rt, inst.App, inst.Name, true)
+			t, err := rt.instance(inst.App, inst.Name).instanceUser(true)
 			return t.name, err
 		}}
 	switch op {
@@ -66,10 +55,7 @@ func serviceVerb(ctx context.Context, root string, args []string, stdin io.Reade
 	case "client":
 		return services.EnsurePackages(ctx, stdout, svc.ClientPackages(platform))
 	}
-	if !names.IsApp(args[2]) || !names.IsInstance(args[3]) {
-		return fmt.Errorf("invalid app or instance name %q %q", args[2], args[3])
-	}
-	inst := services.Instance{App: args[2], Name: args[3]}
+	inst := services.Instance{App: r.Target.App, Name: r.Target.Instance}
 	in := bufio.NewReader(stdin)
 	line, err := in.ReadBytes('\n')
 	if err != nil {

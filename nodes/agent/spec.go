@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 )
@@ -152,7 +153,7 @@ func (s Spec) WithDefaults() Spec {
 // quote, newline, brace, semicolon or '%' can reach those files except
 // through Env values, which are written to the env file only.
 func (s Spec) Validate() error {
-	if s.Secret != "" && !sha256Hex.MatchString(s.Secret) {
+	if s.Secret != "" && !manifest.IsSHA256(s.Secret) {
 		return errors.New("the instance's secret is not 64 hex digits")
 	}
 	for _, p := range s.Packages {
@@ -160,6 +161,21 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("package %q is not a Debian package name", p)
 		}
 	}
+	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers} {
+		if err := check(); err != nil {
+			return err
+		}
+	}
+	for k, v := range s.Env {
+		if !envName.MatchString(k) || strings.ContainsAny(v, "\x00\n\r") {
+			return fmt.Errorf("env %q: names are A-Z, 0-9 and _, values one line", k)
+		}
+	}
+	return nil
+}
+
+// validatePlatform checks the platform and what runs the app.
+func (s Spec) validatePlatform() error {
 	switch s.Platform {
 	case "python":
 		if !identifier.MatchString(s.Callable) {
@@ -183,6 +199,11 @@ func (s Spec) Validate() error {
 	if err := checkSafeRelPath(s.Runner); err != nil {
 		return fmt.Errorf("runner: %w", err)
 	}
+	return nil
+}
+
+// validateLocations checks where the app answers and its health check.
+func (s Spec) validateLocations() error {
 	if len(s.Locations) == 0 || len(s.Locations) > 64 {
 		return fmt.Errorf("a release needs 1 to 64 locations, got %d", len(s.Locations))
 	}
@@ -209,6 +230,10 @@ func (s Spec) Validate() error {
 	if !strings.HasPrefix(s.HealthCheck, "/") || !urlPathPart.MatchString(s.HealthCheck) || len(s.HealthCheck) > 1024 {
 		return fmt.Errorf("health_check %q is not a URL path", s.HealthCheck)
 	}
+	return nil
+}
+
+func (s Spec) validateUpdateFetch() error {
 	for _, f := range s.UpdateFetch {
 		switch {
 		case f.URLPath != "" && f.Script == "":
@@ -228,6 +253,11 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("update_fetch entry needs exactly one of url_path and script")
 		}
 	}
+	return nil
+}
+
+// validateNumbers checks the uWSGI settings and the cgroup limits.
+func (s Spec) validateNumbers() error {
 	for name, v := range map[string]int{"health_check_timeout": s.HealthCheckTimeout, "workers": s.Workers, "harakiri": s.Harakiri,
 		"max_requests": s.MaxRequests, "reload_on_rss": s.ReloadOnRSS, "keep_releases": s.KeepReleases, "idle_stop": s.IdleStop} {
 		if v < 0 || v > 1_000_000 {
@@ -249,18 +279,13 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("%s = %d is out of range (%d to %d, or 0 for the default)", b.name, b.v, b.min, b.max)
 		}
 	}
-	for k, v := range s.Env {
-		if !envName.MatchString(k) || strings.ContainsAny(v, "\x00\n\r") {
-			return fmt.Errorf("env %q: names are A-Z, 0-9 and _, values one line", k)
-		}
-	}
 	return nil
 }
 
-// checkSafeRelPath is checkRelPath plus a character allow-list, for paths
+// checkSafeRelPath is manifest.CheckRelPath plus a character allow-list, for paths
 // that are written into uWSGI and nginx configuration.
 func checkSafeRelPath(p string) error {
-	if err := checkRelPath(p); err != nil {
+	if err := manifest.CheckRelPath(p); err != nil {
 		return err
 	}
 	if !regexp.MustCompile(`^[A-Za-z0-9._/+@-]+$`).MatchString(p) {
@@ -270,7 +295,7 @@ func checkSafeRelPath(p string) error {
 }
 
 // HealthTimeout is the health check's time limit.
-func (s Spec) HealthTimeout() time.Duration {
+func (s Spec) healthTimeout() time.Duration {
 	return time.Duration(s.WithDefaults().HealthCheckTimeout) * time.Second
 }
 
@@ -312,7 +337,7 @@ type Runtime struct {
 // SystemRuntime is the runtime nodes set up by server-files have.
 func SystemRuntime() Runtime {
 	return Runtime{
-		AppsDir:      DefaultRoot,
+		AppsDir:      defaultRoot,
 		VassalsDir:   "/etc/gitreceive/vassals",
 		NginxDir:     "/etc/gitreceive/nginx",
 		SocketsDir:   "/run/gitreceive/sockets",
@@ -330,40 +355,40 @@ func SystemRuntime() Runtime {
 }
 
 // InstanceDir is APP/INSTANCE's directory under AppsDir.
-func (rt Runtime) InstanceDir(app, instance string) string {
+func (rt Runtime) instanceDir(app, instance string) string {
 	return filepath.Join(rt.AppsDir, app, instance)
 }
 
 // ReleaseDir is release n of APP/INSTANCE.
-func (rt Runtime) ReleaseDir(app, instance string, n int) string {
-	return releaseDir(rt.InstanceDir(app, instance), n)
+func (rt Runtime) releaseDir(app, instance string, n int) string {
+	return releaseDir(rt.instanceDir(app, instance), n)
 }
 
 // VassalPath is release n's uWSGI vassal file.
-func (rt Runtime) VassalPath(app, instance string, n int) string {
+func (rt Runtime) vassalPath(app, instance string, n int) string {
 	return filepath.Join(rt.VassalsDir, InstanceID(app, instance)+".v"+strconv.Itoa(n)+".ini")
 }
 
 // SocketPath is where release n's vassal listens (uwsgi protocol).
-func (rt Runtime) SocketPath(app, instance string, n int) string {
+func (rt Runtime) socketPath(app, instance string, n int) string {
 	return filepath.Join(rt.SocketsDir, InstanceID(app, instance)+".v"+strconv.Itoa(n)+".sock")
 }
 
 // NginxPath is the instance's nginx server-block file.
-func (rt Runtime) NginxPath(app, instance string) string {
+func (rt Runtime) nginxPath(app, instance string) string {
 	return filepath.Join(rt.NginxDir, InstanceID(app, instance)+".conf")
 }
 
 // InstanceNginxLogsDir holds the instance's access and error logs. It is
 // not the app's SILVER_LOGS: nginx opens its logs as root, and a symlink
 // the app put in its own directory would make root write anywhere.
-func (rt Runtime) InstanceNginxLogsDir(app, instance string) string {
+func (rt Runtime) instanceNginxLogsDir(app, instance string) string {
 	return filepath.Join(rt.NginxLogsDir, app, instance)
 }
 
 // InstanceLogsDir is SILVER_LOGS, owned by the app user: app.log and what
 // the app writes itself.
-func (rt Runtime) InstanceLogsDir(app, instance string) string {
+func (rt Runtime) instanceLogsDir(app, instance string) string {
 	return filepath.Join(rt.LogsDir, app, instance)
 }
 
@@ -375,3 +400,26 @@ type Releases struct {
 	Previous int   `json:"previous"` // the one at prev.HOST (0: none)
 	Present  []int `json:"present"`  // every release on the node, oldest first
 }
+
+// runtimeInstance is one APP/INSTANCE in a runtime: what starts, stops,
+// routes and runs its releases works on it.
+type runtimeInstance struct {
+	rt   Runtime
+	app  string
+	name string
+}
+
+// instance is APP/NAME in rt.
+func (rt Runtime) instance(app, name string) runtimeInstance {
+	return runtimeInstance{rt: rt, app: app, name: name}
+}
+
+// The instance's paths in its runtime.
+func (ri runtimeInstance) id() string              { return InstanceID(ri.app, ri.name) }
+func (ri runtimeInstance) dir() string             { return ri.rt.instanceDir(ri.app, ri.name) }
+func (ri runtimeInstance) releaseDir(n int) string { return ri.rt.releaseDir(ri.app, ri.name, n) }
+func (ri runtimeInstance) vassalPath(n int) string { return ri.rt.vassalPath(ri.app, ri.name, n) }
+func (ri runtimeInstance) socketPath(n int) string { return ri.rt.socketPath(ri.app, ri.name, n) }
+func (ri runtimeInstance) nginxPath() string       { return ri.rt.nginxPath(ri.app, ri.name) }
+func (ri runtimeInstance) logsDir() string         { return ri.rt.instanceLogsDir(ri.app, ri.name) }
+func (ri runtimeInstance) nginxLogsDir() string    { return ri.rt.instanceNginxLogsDir(ri.app, ri.name) }

@@ -46,7 +46,8 @@ type tenant struct {
 
 // instanceUser is who runs APP/INSTANCE: its own user, or rt.FixedUser for
 // tests of the pieces. create makes the user when it does not exist yet.
-func instanceUser(rt Runtime, app, instance string, create bool) (tenant, error) {
+func (ri runtimeInstance) instanceUser(create bool) (tenant, error) {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if rt.FixedUser != "" {
 		return lookupUser(rt.FixedUser)
 	}
@@ -56,7 +57,7 @@ func instanceUser(rt Runtime, app, instance string, create bool) (tenant, error)
 	if err == nil || !errors.As(err, &unknown) || !create {
 		return t, err
 	}
-	return createTenant(rt, app, instance, name)
+	return ri.createTenant(name)
 }
 
 // lookupUser is a user's uid and primary gid; root is refused.
@@ -79,7 +80,8 @@ func lookupUser(name string) (tenant, error) {
 // createTenant makes the instance's user and group, under a lock: two
 // instances starting at once on one node must not take the same uid, and
 // useradd refuses to run while another holds /etc/passwd's lock.
-func createTenant(rt Runtime, app, instance, name string) (tenant, error) {
+func (ri runtimeInstance) createTenant(name string) (tenant, error) {
+	rt := ri.rt
 	unlock, err := lockTenants(context.Background(), rt)
 	if err != nil {
 		return tenant{}, fmt.Errorf("creating the user %s: %w", name, err)
@@ -96,8 +98,8 @@ func createTenant(rt Runtime, app, instance, name string) (tenant, error) {
 	steps := [][]string{
 		{"groupadd", "--gid", id, name},
 		{"useradd", "--uid", id, "--gid", id, "--no-create-home", "--no-user-group",
-			"--home-dir", rt.InstanceDir(app, instance), "--shell", tenantShell,
-			"--comment", "gitreceive " + InstanceID(app, instance), name},
+			"--home-dir", ri.dir(), "--shell", tenantShell,
+			"--comment", "gitreceive " + ri.id(), name},
 		// nginx serves the instance's static files through the group.
 		{"gpasswd", "--add", rt.NginxUser, name},
 	}
@@ -149,7 +151,8 @@ func nextTenantUID(rt Runtime) (int, error) {
 // removeTenant ends every process of the instance's user, removes what it
 // left in the shared temporary directories, then the user and its group.
 // Call it once the instance's own directories are gone.
-func removeTenant(ctx context.Context, rt Runtime, app, instance string) error {
+func (ri runtimeInstance) removeTenant(ctx context.Context) error {
+	rt, app, instance := ri.rt, ri.app, ri.name
 	if rt.FixedUser != "" {
 		return nil
 	}

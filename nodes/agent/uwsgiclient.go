@@ -14,22 +14,22 @@ import (
 	"time"
 )
 
-// MaxUwsgiBody bounds the body UwsgiGet returns; the rest is discarded.
+// maxUwsgiBody bounds the body uwsgiGet returns; the rest is discarded.
 // Health checks and update_fetch only need the status and a hint of why.
-const MaxUwsgiBody = 1 << 20
+const maxUwsgiBody = 1 << 20
 
 // uwsgiVar is one CGI variable of a uwsgi request packet. A slice of them,
 // not a map, keeps the packet's bytes deterministic.
 type uwsgiVar struct{ key, value string }
 
-// UwsgiGet sends one GET request over the uwsgi-protocol unix socket (what
+// uwsgiGet sends one GET request over the uwsgi-protocol unix socket (what
 // nginx's uwsgi_pass speaks) and returns the response's status and body
-// (at most MaxUwsgiBody bytes). host is the Host header and SERVER_NAME,
+// (at most maxUwsgiBody bytes). host is the Host header and SERVER_NAME,
 // scriptName the location's path prefix ("" or "/prefix"), path the rest
 // of the URL ("/...", with an optional "?query"). The variables are the
 // ones nginx's uwsgi_params sends, so WSGI and PHP apps see what they will
 // see behind nginx. ctx bounds the whole exchange.
-func UwsgiGet(ctx context.Context, socket, host, scriptName, path string) (status int, body []byte, err error) {
+func uwsgiGet(ctx context.Context, socket, host, scriptName, path string) (status int, body []byte, err error) {
 	vars, err := uwsgiGetVars(host, scriptName, path)
 	if err != nil {
 		return 0, nil, err
@@ -61,7 +61,7 @@ func UwsgiGet(ctx context.Context, socket, host, scriptName, path string) (statu
 		return 0, nil, ctxError(ctx, fmt.Errorf("reading the response: %w", err))
 	}
 	defer resp.Body.Close()
-	body, err = io.ReadAll(io.LimitReader(resp.Body, MaxUwsgiBody))
+	body, err = io.ReadAll(io.LimitReader(resp.Body, maxUwsgiBody))
 	if err != nil {
 		return resp.StatusCode, body, ctxError(ctx, fmt.Errorf("reading the response body: %w", err))
 	}

@@ -167,7 +167,7 @@ func fakeUwsgi(t *testing.T, respond func(vars map[string]string, w io.Writer)) 
 }
 
 func TestUwsgiGet(t *testing.T) {
-	big := strings.Repeat("y", MaxUwsgiBody+1000)
+	big := strings.Repeat("y", maxUwsgiBody+1000)
 	socket := fakeUwsgi(t, func(v map[string]string, w io.Writer) {
 		switch v["PATH_INFO"] {
 		case "/echo":
@@ -189,23 +189,23 @@ func TestUwsgiGet(t *testing.T) {
 	})
 	ctx := context.Background()
 
-	status, body, err := UwsgiGet(ctx, socket, "app.test", "/p", "/echo?a=1")
+	status, body, err := uwsgiGet(ctx, socket, "app.test", "/p", "/echo?a=1")
 	if err != nil || status != 200 || string(body) != "app.test|/p|a=1|/p/echo?a=1" {
 		t.Errorf("/echo: %d %q %v", status, body, err)
 	}
-	status, body, err = UwsgiGet(ctx, socket, "app.test", "", "/nolength")
+	status, body, err = uwsgiGet(ctx, socket, "app.test", "", "/nolength")
 	if err != nil || status != 503 || string(body) != "down for now" {
 		t.Errorf("/nolength: %d %q %v", status, body, err)
 	}
-	status, body, err = UwsgiGet(ctx, socket, "app.test", "", "/chunked")
+	status, body, err = uwsgiGet(ctx, socket, "app.test", "", "/chunked")
 	if err != nil || status != 200 || string(body) != "abcde" {
 		t.Errorf("/chunked: %d %q %v", status, body, err)
 	}
-	status, body, err = UwsgiGet(ctx, socket, "app.test", "", "/big")
-	if err != nil || status != 200 || len(body) != MaxUwsgiBody {
-		t.Errorf("/big: %d, %d bytes, %v; want the first %d bytes", status, len(body), err, MaxUwsgiBody)
+	status, body, err = uwsgiGet(ctx, socket, "app.test", "", "/big")
+	if err != nil || status != 200 || len(body) != maxUwsgiBody {
+		t.Errorf("/big: %d, %d bytes, %v; want the first %d bytes", status, len(body), err, maxUwsgiBody)
 	}
-	_, _, err = UwsgiGet(ctx, socket, "app.test", "", "/die")
+	_, _, err = uwsgiGet(ctx, socket, "app.test", "", "/die")
 	if err == nil || !strings.Contains(err.Error(), "closed before a response") {
 		t.Errorf("/die: %v, want an error saying the connection closed", err)
 	}
@@ -213,21 +213,21 @@ func TestUwsgiGet(t *testing.T) {
 	tctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 	defer cancel()
 	began := time.Now()
-	_, _, err = UwsgiGet(tctx, socket, "app.test", "", "/hang")
+	_, _, err = uwsgiGet(tctx, socket, "app.test", "", "/hang")
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(began) > time.Second {
 		t.Errorf("/hang with a 200 ms context: %v after %s", err, time.Since(began))
 	}
 	cctx, cancelNow := context.WithCancel(ctx)
 	time.AfterFunc(100*time.Millisecond, cancelNow)
-	_, _, err = UwsgiGet(cctx, socket, "app.test", "", "/hang")
+	_, _, err = uwsgiGet(cctx, socket, "app.test", "", "/hang")
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("/hang, cancelled: %v", err)
 	}
 
-	if _, _, err := UwsgiGet(ctx, filepath.Join(t.TempDir(), "none.sock"), "app.test", "", "/"); err == nil {
+	if _, _, err := uwsgiGet(ctx, filepath.Join(t.TempDir(), "none.sock"), "app.test", "", "/"); err == nil {
 		t.Errorf("a missing socket gave no error")
 	}
-	if _, _, err := UwsgiGet(ctx, socket, "app.test", "", "no-slash"); err == nil {
+	if _, _, err := uwsgiGet(ctx, socket, "app.test", "", "no-slash"); err == nil {
 		t.Errorf("a relative path gave no error")
 	}
 }
