@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitreceive/gitreceive/nodes/agent/pysupport"
 	serverfiles "github.com/gitreceive/gitreceive/server-files"
 	"github.com/gitreceive/gitreceive/services"
 )
@@ -493,6 +494,9 @@ func testPythonApp(n *testNode) {
 		"SILVER_LOGS":        n.rt.instanceLogsDir("probe", "main"),
 		"SILVER_SECRET_FILE": filepath.Join(inst, "secret"),
 		"PATH":               filepath.Join(rel, "bin") + ":/usr/local/bin:/usr/bin:/bin",
+		// Every Python process of the app sees the release (pysupport).
+		"PYTHONPATH":        n.rt.PythonDir,
+		pysupport.AppDirEnv: rel,
 	}
 	for k, v := range trickyEnv {
 		want[k] = v
