@@ -11,20 +11,19 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
-func TestServicesSetting(t *testing.T) {
-	for _, tc := range []struct {
-		ini     string
-		want    []string // nil: every service
-		wantErr string
-	}{
-		{"", nil, ""},
-		{"services = all\n", nil, ""},
-		{"services = none\n", []string{}, ""},
-		{"services = postgis, redis files\n", []string{"postgis", "redis", "files"}, ""},
-		{"services = redis, redis\n", []string{"redis"}, ""},
-		{"services = mongodb\n", nil, `services: "mongodb" is not a service; write all, none, or some of files, mysql`},
-		{"services = redis $(id)\n", nil, `"$(id)" is not a service`},
-	} {
+// listSettingCase is a gitreceive.ini holding a list setting and what it
+// loads to (nil: the default), or the error it gives.
+type listSettingCase struct {
+	ini     string
+	want    []string
+	wantErr string
+}
+
+// testListSetting loads each case's gitreceive.ini and checks the list
+// field gives; errors must name the file.
+func testListSetting(t *testing.T, field func(Config) []string, cases []listSettingCase) {
+	t.Helper()
+	for _, tc := range cases {
 		dir := t.TempDir()
 		if err := os.WriteFile(filepath.Join(dir, ConfigFileName), []byte(tc.ini), 0o600); err != nil {
 			t.Fatal(err)
@@ -36,10 +35,22 @@ func TestServicesSetting(t *testing.T) {
 			}
 			continue
 		}
-		if err != nil || !slices.Equal(c.AllowedServices, tc.want) || (c.AllowedServices == nil) != (tc.want == nil) {
-			t.Errorf("%q: %#v, %v; want %#v", tc.ini, c.AllowedServices, err, tc.want)
+		if got := field(c); err != nil || !slices.Equal(got, tc.want) || (got == nil) != (tc.want == nil) {
+			t.Errorf("%q: %#v, %v; want %#v", tc.ini, got, err, tc.want)
 		}
 	}
+}
+
+func TestServicesSetting(t *testing.T) {
+	testListSetting(t, func(c Config) []string { return c.AllowedServices }, []listSettingCase{
+		{"", nil, ""},
+		{"services = all\n", nil, ""},
+		{"services = none\n", []string{}, ""},
+		{"services = postgis, redis files\n", []string{"postgis", "redis", "files"}, ""},
+		{"services = redis, redis\n", []string{"redis"}, ""},
+		{"services = mongodb\n", nil, `services: "mongodb" is not a service; write all, none, or some of files, mysql`},
+		{"services = redis $(id)\n", nil, `"$(id)" is not a service`},
+	})
 }
 
 func TestCheckAllowedServices(t *testing.T) {

@@ -1,8 +1,6 @@
 package receiver
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -13,32 +11,13 @@ import (
 )
 
 func TestPackagesAllowedSetting(t *testing.T) {
-	for _, tc := range []struct {
-		ini     string
-		want    []string // nil: the default
-		wantErr string
-	}{
+	testListSetting(t, func(c Config) []string { return c.PackagesAllowed }, []listSettingCase{
 		{"", nil, ""},
 		{"packages_allowed = none\n", []string{}, ""},
 		{"packages_allowed = python3-*, php8.2-* libjs-jquery\n", []string{"python3-*", "php8.2-*", "libjs-jquery"}, ""},
 		{"packages_allowed = python3-[\n", nil, `"python3-[" is not a package name or glob`},
 		{"packages_allowed = $(id)\n", nil, `"$(id)" is not a package name or glob`},
-	} {
-		dir := t.TempDir()
-		if err := os.WriteFile(filepath.Join(dir, ConfigFileName), []byte(tc.ini), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		c, err := LoadConfig(dir, "")
-		if tc.wantErr != "" {
-			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Errorf("%q: err %v, want %q", tc.ini, err, tc.wantErr)
-			}
-			continue
-		}
-		if err != nil || !slices.Equal(c.PackagesAllowed, tc.want) || (c.PackagesAllowed == nil) != (tc.want == nil) {
-			t.Errorf("%q: %#v, %v; want %#v", tc.ini, c.PackagesAllowed, err, tc.want)
-		}
-	}
+	})
 }
 
 func TestCheckAllowedPackages(t *testing.T) {
