@@ -48,29 +48,27 @@ func parseTarget(arg string) (target, error) {
 }
 
 // appTarget parses and authorizes the target of an app command.
-func (s *Server) appTarget(c *call, arg string) (target, bool) {
+func (s *Server) appTarget(c *call, arg string) (target, error) {
 	t, err := parseTarget(arg)
 	if err != nil {
-		c.fail("%v", err)
-		return t, false
+		return t, c.fail("%v", err)
 	}
 	if !c.key.CanAccessApp(t.app) {
-		c.fail("key %q may not manage app %q; ask an admin to grant it", c.key.Name, t.app)
-		return t, false
+		return t, c.fail("key %q may not manage app %q; ask an admin to grant it", c.key.Name, t.app)
 	}
-	return t, true
+	return t, nil
 }
 
-func (s *Server) releasesCommand(c *call) int {
+func (s *Server) releasesCommand(c *call) error {
 	args := c.args[1:]
 	asJSON := slices.Contains(args, "--json")
 	args = slices.DeleteFunc(args, func(a string) bool { return a == "--json" })
 	if len(args) != 1 {
 		return c.fail("usage: %s", releasesUsage)
 	}
-	t, ok := s.appTarget(c, args[0])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, args[0])
+	if err != nil {
+		return err
 	}
 	recs, err := s.history.List(t.app, t.instance)
 	if err != nil {
@@ -104,7 +102,7 @@ func (s *Server) releasesCommand(c *call) int {
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rows); err != nil {
-			return 1
+			return exitStatus(1)
 		}
 	} else {
 		tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
@@ -119,7 +117,7 @@ func (s *Server) releasesCommand(c *call) int {
 			fmt.Fprintf(c.stderr(), "gitreceive: %v\n", n.Err)
 		}
 	}
-	return 0
+	return nil
 }
 
 // releaseStatus says where release n stands across the nodes: live,
@@ -158,13 +156,13 @@ func releaseStatus(n int, onNodes []nodes.InstanceReleases) (string, bool) {
 	return "removed from nodes", false
 }
 
-func (s *Server) activateCommand(c *call) int {
+func (s *Server) activateCommand(c *call) error {
 	if len(c.args) != 3 {
 		return c.fail("usage: %s", activateUsage)
 	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, c.args[1])
+	if err != nil {
+		return err
 	}
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
@@ -172,9 +170,9 @@ func (s *Server) activateCommand(c *call) int {
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
 	}
-	release, ok := s.lockForCommand(ctx, c, t, "activate "+c.args[2], out)
-	if !ok {
-		return 1
+	release, err := s.lockForCommand(ctx, c, t, "activate "+c.args[2], out)
+	if err != nil {
+		return err
 	}
 	defer release()
 
@@ -196,13 +194,13 @@ func (s *Server) activateCommand(c *call) int {
 	if err != nil {
 		out.Error("v%d was not activated: %v", n, err)
 		out.Error("Nothing was changed: every node keeps its release.")
-		return 1
+		return exitStatus(1)
 	}
 	for _, w := range warnings {
 		out.Detail("%s", w)
 	}
 	out.Done("%s v%d is live on %d node%s (%.1fs)", t, n, len(targets), plural(len(targets)), time.Since(start).Seconds())
-	return 0
+	return nil
 }
 
 // activationTarget turns vN or prev into a release number that exists.
@@ -236,7 +234,7 @@ func (s *Server) activationTarget(c *call, t target, targets []nodes.Node, which
 	return n, nil
 }
 
-func (s *Server) logsCommand(c *call) int {
+func (s *Server) logsCommand(c *call) error {
 	lines, follow, node := 100, false, ""
 	var positional []string
 	args := c.args[1:]
@@ -264,9 +262,9 @@ func (s *Server) logsCommand(c *call) int {
 	if len(positional) != 1 {
 		return c.fail("usage: %s", logsUsage)
 	}
-	t, ok := s.appTarget(c, positional[0])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, positional[0])
+	if err != nil {
+		return err
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
@@ -286,7 +284,7 @@ func (s *Server) logsCommand(c *call) int {
 	if err != nil {
 		return c.fail("%v", err)
 	}
-	return 0
+	return nil
 }
 
 // lockedWriter lets nodes streaming in parallel write whole lines.

@@ -15,7 +15,7 @@ type command struct {
 	admin   bool // admins only
 	pty     bool // may run on a terminal (ssh -t)
 	hidden  bool // git's own commands are not listed in help
-	run     func(s *Server, c *call) int
+	run     func(s *Server, c *call) error
 }
 
 // commands is the complete allow-list; anything else is refused.
@@ -48,7 +48,7 @@ func init() {
 	}
 }
 
-func (s *Server) helpCommand(c *call) int {
+func (s *Server) helpCommand(c *call) error {
 	switch len(c.args) {
 	case 1:
 	case 2:
@@ -57,7 +57,7 @@ func (s *Server) helpCommand(c *call) int {
 			return c.fail("unknown command %q; try \"help\"", c.args[1])
 		}
 		fmt.Fprintf(c.stdout(), "usage: %s\n\n%s\n", cmd.usage, cmd.summary)
-		return 0
+		return nil
 	default:
 		return c.fail("usage: %s", commands["help"].usage)
 	}
@@ -75,24 +75,24 @@ func (s *Server) helpCommand(c *call) int {
 	}
 	b.WriteString("\nPush with `git push silver BRANCH`; `help COMMAND` shows a command's usage.\n")
 	fmt.Fprint(c.stdout(), b.String())
-	return 0
+	return nil
 }
 
-func (s *Server) versionCommand(c *call) int {
+func (s *Server) versionCommand(c *call) error {
 	if len(c.args) != 1 {
 		return c.fail("usage: version")
 	}
 	fmt.Fprintf(c.stdout(), "gitreceive %s\n", s.cfg.Version)
-	return 0
+	return nil
 }
 
-func (s *Server) keysCommand(c *call) int {
+func (s *Server) keysCommand(c *call) error {
 	code := KeysCommand(s.keys, c.args[1:], c.sess, c.stdout(), c.stderr(), false)
 	// Who changed which key is the audit trail of access; args hold no secrets.
 	c.log.Info().Strs("args", c.args[1:]).Int("exit", code).Msg("keys")
-	return code
+	return exitWith(code)
 }
 
-func (s *Server) nodesCommand(c *call) int {
-	return s.fleet.Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false)
+func (s *Server) nodesCommand(c *call) error {
+	return exitWith(s.fleet.Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false))
 }

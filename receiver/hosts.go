@@ -228,7 +228,7 @@ type hostRow struct {
 	Routed   bool   `json:"routed"`  // a live release answers there
 }
 
-func (s *Server) hostsCommand(c *call) int {
+func (s *Server) hostsCommand(c *call) error {
 	asJSON := false
 	switch {
 	case len(c.args) == 2 && c.args[1] == "--json":
@@ -266,9 +266,9 @@ func (s *Server) hostsCommand(c *call) int {
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rows); err != nil {
-			return 1
+			return exitStatus(1)
 		}
-		return 0
+		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tAPP\tINSTANCE\tCLAIMED\tROUTED")
@@ -280,10 +280,10 @@ func (s *Server) hostsCommand(c *call) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Host, r.App, r.Instance, r.Claimed, routed)
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func (s *Server) hostsReleaseCommand(c *call) int {
+func (s *Server) hostsReleaseCommand(c *call) error {
 	if len(c.args) != 2 {
 		return c.fail("usage: %s", hostsReleaseUsage)
 	}
@@ -315,5 +315,5 @@ func (s *Server) hostsReleaseCommand(c *call) int {
 	}
 	c.log.Info().Str("host", h).Str("app", cl.App).Str("instance", cl.Instance).Msg("host claim released")
 	fmt.Fprintf(c.stdout(), "released %s (claimed by %s/%s)\n", h, cl.App, cl.Instance)
-	return 0
+	return nil
 }

@@ -39,14 +39,14 @@ const (
 
 // runCommand is Silver Lining's `silver run`: a script of the live release
 // on one node (the services node unless told otherwise), as the app runs.
-func (s *Server) runCommand(c *call) int {
+func (s *Server) runCommand(c *call) error {
 	o, args, err := parseRunOptions(c.args[1:], true)
 	if err != nil || len(args) == 0 {
 		return c.fail("%s", usageError(err, runUsage))
 	}
-	t, ok := s.appTarget(c, args[0])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, args[0])
+	if err != nil {
+		return err
 	}
 	// Options go before or after APP.
 	o, args, err = o.parseMore(args[1:])
@@ -116,7 +116,7 @@ func (s *Server) runCommand(c *call) int {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return c.fail("%s ran longer than run_timeout (%s) and was stopped", args[0], s.cfg.RunTimeout)
 		case ctx.Err() != nil:
-			return 130
+			return exitStatus(130)
 		case err != nil:
 			return c.fail("%v", err)
 		}
@@ -124,7 +124,7 @@ func (s *Server) runCommand(c *call) int {
 			code = got
 		}
 	}
-	return code
+	return exitWith(code)
 }
 
 // runOutput is where a script's stdout and stderr go on node n, and what
@@ -174,7 +174,7 @@ func (s *Server) appInstances(app string) ([]string, error) {
 	return out, nil
 }
 
-func (s *Server) appsCommand(c *call) int {
+func (s *Server) appsCommand(c *call) error {
 	asJSON := false
 	switch {
 	case len(c.args) == 2 && c.args[1] == "--json":
@@ -252,7 +252,10 @@ func (s *Server) appsCommand(c *call) int {
 		}
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
-		return boolCode(enc.Encode(rows) != nil)
+		if enc.Encode(rows) != nil {
+			return exitStatus(1)
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tBRANCH\tLOCATION\tLIVE\tNODES\tLAST DEPLOY\tSERVICES")
@@ -268,29 +271,22 @@ func (s *Server) appsCommand(c *call) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.App, r.Branch, r.Location, r.Live, r.Nodes, deployed, services)
 	}
 	tw.Flush()
-	return 0
-}
-
-func boolCode(failed bool) int {
-	if failed {
-		return 1
-	}
-	return 0
+	return nil
 }
 
 // destroyCommand removes an instance (APP@BRANCH) or a whole app (APP:
 // every instance, its repository, its history and config) from every node
 // and the receiver.
-func (s *Server) destroyCommand(c *call) int {
+func (s *Server) destroyCommand(c *call) error {
 	args := c.args[1:]
 	withData := slices.Contains(args, "--with-data")
 	args = slices.DeleteFunc(args, func(a string) bool { return a == "--with-data" })
 	if len(args) != 3 || args[1] != "--confirm" {
 		return c.fail("usage: %s", destroyUsage)
 	}
-	t, ok := s.appTarget(c, args[0])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, args[0])
+	if err != nil {
+		return err
 	}
 	if args[2] != t.app {
 		return c.fail("--confirm %s does not name the app; nothing was destroyed", args[2])
@@ -298,9 +294,9 @@ func (s *Server) destroyCommand(c *call) int {
 	whole := !strings.Contains(args[0], "@")
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
-	release, ok := s.lockForCommand(ctx, c, t, "destroy", out)
-	if !ok {
-		return 1
+	release, err := s.lockForCommand(ctx, c, t, "destroy", out)
+	if err != nil {
+		return err
 	}
 	defer release()
 	targets, err := s.fleet.Inventory.Targets()
@@ -333,7 +329,7 @@ func (s *Server) destroyCommand(c *call) int {
 		out.Done("%s is destroyed on every node; the repository keeps branch %s", t, t.branch)
 	}
 	c.log.Info().Str("app", t.app).Strs("instances", instances).Bool("whole", whole).Msg("destroyed")
-	return 0
+	return nil
 }
 
 // destroyInstance removes an instance from every node, with its history
@@ -375,13 +371,13 @@ func (s *Server) destroyInstance(ctx context.Context, log zerolog.Logger, out *h
 	return nil
 }
 
-func (s *Server) configCommand(c *call) int {
+func (s *Server) configCommand(c *call) error {
 	if len(c.args) != 2 {
 		return c.fail("usage: %s", configUsage)
 	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, c.args[1])
+	if err != nil {
+		return err
 	}
 	operator, err := s.config.get(t.app, t.instance)
 	if err != nil {
@@ -418,10 +414,10 @@ func (s *Server) configCommand(c *call) int {
 		fmt.Fprintf(tw, "%s\t%s\n", k, by)
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func (s *Server) configSetCommand(c *call) int {
+func (s *Server) configSetCommand(c *call) error {
 	if len(c.args) < 3 {
 		return c.fail("usage: %s", configSetUsage)
 	}
@@ -439,7 +435,7 @@ func (s *Server) configSetCommand(c *call) int {
 	})
 }
 
-func (s *Server) configUnsetCommand(c *call) int {
+func (s *Server) configUnsetCommand(c *call) error {
 	if len(c.args) < 3 {
 		return c.fail("usage: %s", configUnsetUsage)
 	}
@@ -460,16 +456,16 @@ func (s *Server) configUnsetCommand(c *call) int {
 // restarts the instance with it: a new release of the same commit, through
 // the normal health-checked two-phase switch. If that fails, the change is
 // taken back.
-func (s *Server) changeConfig(c *call, arg string, change func(map[string]string) []string) int {
-	t, ok := s.appTarget(c, arg)
-	if !ok {
-		return 1
+func (s *Server) changeConfig(c *call, arg string, change func(map[string]string) []string) error {
+	t, err := s.appTarget(c, arg)
+	if err != nil {
+		return err
 	}
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
-	release, ok := s.lockForCommand(ctx, c, t, "config", out)
-	if !ok {
-		return 1
+	release, err := s.lockForCommand(ctx, c, t, "config", out)
+	if err != nil {
+		return err
 	}
 	defer release()
 	last, previous, ok, err := s.history.Last(t.app, t.instance)
@@ -497,9 +493,9 @@ func (s *Server) changeConfig(c *call, arg string, change func(map[string]string
 		})
 		out.Error("%v", err)
 		out.Error("The config change was taken back; every node keeps its release.")
-		return 1
+		return exitStatus(1)
 	}
-	return 0
+	return nil
 }
 
 // restart deploys the commit of the instance's newest release again as a
@@ -527,10 +523,10 @@ func (s *Server) restart(ctx context.Context, c *call, t target, last builder.Re
 	return err
 }
 
-func (s *Server) disableCommand(c *call) int { return s.setDisabled(c, true) }
-func (s *Server) enableCommand(c *call) int  { return s.setDisabled(c, false) }
+func (s *Server) disableCommand(c *call) error { return s.setDisabled(c, true) }
+func (s *Server) enableCommand(c *call) error  { return s.setDisabled(c, false) }
 
-func (s *Server) setDisabled(c *call, disabled bool) int {
+func (s *Server) setDisabled(c *call, disabled bool) error {
 	usage := enableUsage
 	if disabled {
 		usage = disableUsage
@@ -538,9 +534,9 @@ func (s *Server) setDisabled(c *call, disabled bool) int {
 	if len(c.args) != 2 {
 		return c.fail("usage: %s", usage)
 	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
+	t, err := s.appTarget(c, c.args[1])
+	if err != nil {
+		return err
 	}
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
@@ -555,7 +551,7 @@ func (s *Server) setDisabled(c *call, disabled bool) int {
 	} else {
 		fmt.Fprintf(c.stdout(), "%s is enabled again on %d node%s\n", t, len(targets), plural(len(targets)))
 	}
-	return 0
+	return nil
 }
 
 // runOptions are run's options, given before or after APP[@BRANCH].
