@@ -182,13 +182,13 @@ func (s *Server) activateCommand(c *call) error {
 	}
 	start := time.Now()
 	out.Step("%s: activating v%d on %d node%s", t, n, len(targets), plural(len(targets)))
-	say := func(node nodes.Node, line string) { out.Detail("%-8s %s", node.Name, line) }
+	say := func(node nodes.Node, line string) { nodeDetail(out, node.Name, "%s", line) }
 	warnings, err := s.fleet.Activate(ctx, targets, t.app, t.instance, n, say, func(rep nodes.Report) {
 		if rep.Err != nil {
-			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+			nodeDetail(out, rep.Node.Name, "failed  %.2fs", rep.Duration.Seconds())
 			return
 		}
-		out.Detail("%-8s ready  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+		nodeDetail(out, rep.Node.Name, "ready  %.2fs", rep.Duration.Seconds())
 	})
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Int("release", n).Err(err).Msg("activate")
 	if err != nil {
@@ -279,7 +279,7 @@ func (s *Server) logsCommand(c *call) error {
 	}
 	out := &lockedWriter{w: c.stdout()}
 	err = s.fleet.Logs(c.sess.Context(), targets, t.app, t.instance, lines, follow, func(n nodes.Node, line string) {
-		out.printf("%-8s %s\n", n.Name, line)
+		out.printf("%s\n", nodeLine(n.Name, "%s", line))
 	})
 	if err != nil {
 		return c.fail("%v", err)

@@ -141,7 +141,7 @@ func runOutput(c *call, n nodes.Node, all, raw, tty bool) (stdout, stderr io.Wri
 		// One writer per stream: the node's stdout and stderr arrive on
 		// two goroutines, and each needs its own partial line.
 		out := &lockedWriter{w: c.stdout()}
-		label := func(line string) { out.printf("%-8s %s\n", n.Name, line) }
+		label := func(line string) { out.printf("%s\n", nodeLine(n.Name, "%s", line)) }
 		o, e := nodes.NewLineWriter(label, tty), nodes.NewLineWriter(label, tty)
 		return o, e, func() { o.Flush(); e.Flush() }
 	}
