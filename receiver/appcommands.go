@@ -59,17 +59,18 @@ func (s *Server) appTarget(c *call, arg string) (target, error) {
 	return t, nil
 }
 
-func (s *Server) releasesCommand(c *call) error {
-	args := c.args[1:]
-	asJSON := slices.Contains(args, "--json")
-	args = slices.DeleteFunc(args, func(a string) bool { return a == "--json" })
+// releasesTarget: releases [--json] APP[@BRANCH].
+func releasesTarget(args []string) (string, error) {
+	args = slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--json" })
 	if len(args) != 1 {
-		return c.fail("usage: %s", releasesUsage)
+		return "", userErrorf("usage: %s", releasesUsage)
 	}
-	t, err := s.appTarget(c, args[0])
-	if err != nil {
-		return err
-	}
+	return args[0], nil
+}
+
+func (s *Server) releasesCommand(c *call) error {
+	asJSON := slices.Contains(c.args[1:], "--json")
+	t := c.target
 	recs, err := s.history.List(t.app, t.instance)
 	if err != nil {
 		c.log.Error().Err(err).Msg("reading release history")
@@ -157,13 +158,7 @@ func releaseStatus(n int, onNodes []nodes.InstanceReleases) (string, bool) {
 }
 
 func (s *Server) activateCommand(c *call) error {
-	if len(c.args) != 3 {
-		return c.fail("usage: %s", activateUsage)
-	}
-	t, err := s.appTarget(c, c.args[1])
-	if err != nil {
-		return err
-	}
+	t := c.target
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
 	targets, err := s.fleet.Inventory.Targets()
@@ -234,38 +229,59 @@ func (s *Server) activationTarget(c *call, t target, targets []nodes.Node, which
 	return n, nil
 }
 
-func (s *Server) logsCommand(c *call) error {
-	lines, follow, node := 100, false, ""
+// logsOptions are the arguments of logs.
+type logsOptions struct {
+	lines  int
+	follow bool
+	node   string
+	target string // APP[@BRANCH]
+}
+
+// parseLogsArgs reads logs' arguments (args[0] is the name).
+func parseLogsArgs(args []string) (logsOptions, error) {
+	o := logsOptions{lines: 100}
 	var positional []string
-	args := c.args[1:]
+	args = args[1:]
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
 		case a == "-f":
-			follow = true
+			o.follow = true
 		case (a == "-n" || a == "--node") && i+1 < len(args):
 			i++
 			if a == "--node" {
-				node = args[i]
+				o.node = args[i]
 				continue
 			}
 			n, err := strconv.Atoi(args[i])
 			if err != nil || n < 0 || n > 100000 {
-				return c.fail("-n takes a number of lines from 0 to 100000")
+				return o, userErrorf("-n takes a number of lines from 0 to 100000")
 			}
-			lines = n
+			o.lines = n
 		case strings.HasPrefix(a, "-"):
-			return c.fail("unknown option %q; usage: %s", a, logsUsage)
+			return o, userErrorf("unknown option %q; usage: %s", a, logsUsage)
 		default:
 			positional = append(positional, a)
 		}
 	}
 	if len(positional) != 1 {
-		return c.fail("usage: %s", logsUsage)
+		return o, userErrorf("usage: %s", logsUsage)
 	}
-	t, err := s.appTarget(c, positional[0])
+	o.target = positional[0]
+	return o, nil
+}
+
+// logsTarget: logs [-f] [-n LINES] [--node NODE] APP[@BRANCH].
+func logsTarget(args []string) (string, error) {
+	o, err := parseLogsArgs(args)
+	return o.target, err
+}
+
+func (s *Server) logsCommand(c *call) error {
+	o, err := parseLogsArgs(c.args)
 	if err != nil {
 		return err
 	}
+	lines, follow, node, t := o.lines, o.follow, o.node, c.target
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")

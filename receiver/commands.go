@@ -15,8 +15,27 @@ type command struct {
 	admin   bool // admins only
 	pty     bool // may run on a terminal (ssh -t)
 	hidden  bool // git's own commands are not listed in help
-	run     func(s *Server, c *call) error
+	// target, for a command on one app, checks the arguments' shape
+	// (c.args, the name first) and returns the APP[@BRANCH] one; the
+	// dispatcher parses and authorizes it, once, into call.target.
+	target func(args []string) (string, error)
+	run    func(s *Server, c *call) error
 }
+
+// targetAt is a target func for commands whose APP[@BRANCH] is the first
+// argument, given the shape the arguments must have.
+func targetAt(usage string, shape func(args []string) bool) func([]string) (string, error) {
+	return func(args []string) (string, error) {
+		if !shape(args) {
+			return "", userErrorf("usage: %s", usage)
+		}
+		return args[1], nil
+	}
+}
+
+// exactly and atLeast are shapes: how many words (the name included).
+func exactly(n int) func([]string) bool { return func(a []string) bool { return len(a) == n } }
+func atLeast(n int) func([]string) bool { return func(a []string) bool { return len(a) >= n } }
 
 // commands is the complete allow-list; anything else is refused.
 var commands map[string]command
@@ -27,20 +46,20 @@ func init() {
 		"git-upload-pack":  {usage: "git-upload-pack APP", summary: "serve a git clone or fetch (run by git)", hidden: true, run: (*Server).gitCommand},
 		"keys":             {usage: keysUsage, summary: "list, add or remove SSH keys", admin: true, run: (*Server).keysCommand},
 		"nodes":            {usage: nodes.RemoteUsage, summary: "list the nodes, or check they are reachable", admin: true, run: (*Server).nodesCommand},
-		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, run: (*Server).releasesCommand},
-		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, run: (*Server).activateCommand},
-		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, run: (*Server).logsCommand},
-		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal; without one its output is escaped, --raw leaves stdout as it is)", pty: true, run: (*Server).runCommand},
+		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, target: releasesTarget, run: (*Server).releasesCommand},
+		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, target: targetAt(activateUsage, exactly(3)), run: (*Server).activateCommand},
+		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, target: logsTarget, run: (*Server).logsCommand},
+		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal; without one its output is escaped, --raw leaves stdout as it is)", pty: true, target: runTarget, run: (*Server).runCommand},
 		"apps":             {usage: appsUsage, summary: "list the apps you may manage: instances, location, live release, nodes, services", pty: true, run: (*Server).appsCommand},
-		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, run: (*Server).destroyCommand},
-		"config":           {usage: configUsage, summary: "list an instance's config variables (names only)", pty: true, run: (*Server).configCommand},
-		"config:set":       {usage: configSetUsage, summary: "set config values and restart the instance with them", pty: true, run: (*Server).configSetCommand},
-		"config:unset":     {usage: configUnsetUsage, summary: "remove config values and restart the instance without them", pty: true, run: (*Server).configUnsetCommand},
-		"disable":          {usage: disableUsage, summary: "answer 503 for an instance (kept through deploys) until enabled", pty: true, run: (*Server).disableCommand},
-		"enable":           {usage: enableUsage, summary: "serve a disabled instance again", pty: true, run: (*Server).enableCommand},
-		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", run: (*Server).backupCommand},
-		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", run: (*Server).restoreCommand},
-		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, run: (*Server).clearCommand},
+		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, target: destroyTarget, run: (*Server).destroyCommand},
+		"config":           {usage: configUsage, summary: "list an instance's config variables (names only)", pty: true, target: targetAt(configUsage, exactly(2)), run: (*Server).configCommand},
+		"config:set":       {usage: configSetUsage, summary: "set config values and restart the instance with them", pty: true, target: targetAt(configSetUsage, atLeast(3)), run: (*Server).configSetCommand},
+		"config:unset":     {usage: configUnsetUsage, summary: "remove config values and restart the instance without them", pty: true, target: targetAt(configUnsetUsage, atLeast(3)), run: (*Server).configUnsetCommand},
+		"disable":          {usage: disableUsage, summary: "answer 503 for an instance (kept through deploys) until enabled", pty: true, target: targetAt(disableUsage, exactly(2)), run: (*Server).disableCommand},
+		"enable":           {usage: enableUsage, summary: "serve a disabled instance again", pty: true, target: targetAt(enableUsage, exactly(2)), run: (*Server).enableCommand},
+		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", target: targetAt(backupUsage, exactly(2)), run: (*Server).backupCommand},
+		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", target: targetAt(restoreUsage, exactly(2)), run: (*Server).restoreCommand},
+		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, target: targetAt(clearUsage, func(a []string) bool { return len(a) == 5 && a[3] == "--confirm" }), run: (*Server).clearCommand},
 		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, run: (*Server).hostsCommand},
 		"hosts:release":    {usage: hostsReleaseUsage, summary: "release an app's claim on a host it no longer serves", admin: true, pty: true, run: (*Server).hostsReleaseCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},

@@ -39,15 +39,21 @@ const (
 
 // runCommand is Silver Lining's `silver run`: a script of the live release
 // on one node (the services node unless told otherwise), as the app runs.
+// runTarget: run [--env NAME=VALUE]... APP[@BRANCH] ...
+func runTarget(args []string) (string, error) {
+	_, args, err := parseRunOptions(args[1:], true)
+	if err != nil || len(args) == 0 {
+		return "", userErrorf("%s", usageError(err, runUsage))
+	}
+	return args[0], nil
+}
+
 func (s *Server) runCommand(c *call) error {
 	o, args, err := parseRunOptions(c.args[1:], true)
-	if err != nil || len(args) == 0 {
-		return c.fail("%s", usageError(err, runUsage))
-	}
-	t, err := s.appTarget(c, args[0])
 	if err != nil {
 		return err
 	}
+	t := c.target
 	// Options go before or after APP.
 	o, args, err = o.parseMore(args[1:])
 	if err != nil {
@@ -277,17 +283,24 @@ func (s *Server) appsCommand(c *call) error {
 // destroyCommand removes an instance (APP@BRANCH) or a whole app (APP:
 // every instance, its repository, its history and config) from every node
 // and the receiver.
-func (s *Server) destroyCommand(c *call) error {
-	args := c.args[1:]
-	withData := slices.Contains(args, "--with-data")
-	args = slices.DeleteFunc(args, func(a string) bool { return a == "--with-data" })
+// destroyArgs are destroy's arguments without --with-data.
+func destroyArgs(args []string) []string {
+	return slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--with-data" })
+}
+
+// destroyTarget: destroy APP[@BRANCH] --confirm APP [--with-data].
+func destroyTarget(args []string) (string, error) {
+	args = destroyArgs(args)
 	if len(args) != 3 || args[1] != "--confirm" {
-		return c.fail("usage: %s", destroyUsage)
+		return "", userErrorf("usage: %s", destroyUsage)
 	}
-	t, err := s.appTarget(c, args[0])
-	if err != nil {
-		return err
-	}
+	return args[0], nil
+}
+
+func (s *Server) destroyCommand(c *call) error {
+	withData := slices.Contains(c.args[1:], "--with-data")
+	args := destroyArgs(c.args)
+	t := c.target
 	if args[2] != t.app {
 		return c.fail("--confirm %s does not name the app; nothing was destroyed", args[2])
 	}
@@ -372,13 +385,7 @@ func (s *Server) destroyInstance(ctx context.Context, log zerolog.Logger, out *h
 }
 
 func (s *Server) configCommand(c *call) error {
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", configUsage)
-	}
-	t, err := s.appTarget(c, c.args[1])
-	if err != nil {
-		return err
-	}
+	t := c.target
 	operator, err := s.config.get(t.app, t.instance)
 	if err != nil {
 		return c.internal(err, "cannot read the config of %s", t)
@@ -418,14 +425,11 @@ func (s *Server) configCommand(c *call) error {
 }
 
 func (s *Server) configSetCommand(c *call) error {
-	if len(c.args) < 3 {
-		return c.fail("usage: %s", configSetUsage)
-	}
 	values, err := parseAssignments(c.args[2:])
 	if err != nil {
 		return c.fail("%v; usage: %s", err, configSetUsage)
 	}
-	return s.changeConfig(c, c.args[1], func(m map[string]string) []string {
+	return s.changeConfig(c, func(m map[string]string) []string {
 		var keys []string
 		for k, v := range values {
 			m[k] = v
@@ -436,15 +440,12 @@ func (s *Server) configSetCommand(c *call) error {
 }
 
 func (s *Server) configUnsetCommand(c *call) error {
-	if len(c.args) < 3 {
-		return c.fail("usage: %s", configUnsetUsage)
-	}
 	for _, k := range c.args[2:] {
 		if !configKey.MatchString(k) {
 			return c.fail("%q is not a config key; usage: %s", k, configUnsetUsage)
 		}
 	}
-	return s.changeConfig(c, c.args[1], func(m map[string]string) []string {
+	return s.changeConfig(c, func(m map[string]string) []string {
 		for _, k := range c.args[2:] {
 			delete(m, k)
 		}
@@ -456,11 +457,8 @@ func (s *Server) configUnsetCommand(c *call) error {
 // restarts the instance with it: a new release of the same commit, through
 // the normal health-checked two-phase switch. If that fails, the change is
 // taken back.
-func (s *Server) changeConfig(c *call, arg string, change func(map[string]string) []string) error {
-	t, err := s.appTarget(c, arg)
-	if err != nil {
-		return err
-	}
+func (s *Server) changeConfig(c *call, change func(map[string]string) []string) error {
+	t := c.target
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
 	release, err := s.lockForCommand(ctx, c, t, "config", out)
@@ -527,17 +525,7 @@ func (s *Server) disableCommand(c *call) error { return s.setDisabled(c, true) }
 func (s *Server) enableCommand(c *call) error  { return s.setDisabled(c, false) }
 
 func (s *Server) setDisabled(c *call, disabled bool) error {
-	usage := enableUsage
-	if disabled {
-		usage = disableUsage
-	}
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", usage)
-	}
-	t, err := s.appTarget(c, c.args[1])
-	if err != nil {
-		return err
-	}
+	t := c.target
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")

@@ -41,13 +41,7 @@ func (s *Server) instanceServices(c *call, t target) (map[string]services.Creden
 }
 
 func (s *Server) backupCommand(c *call) error {
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", backupUsage)
-	}
-	t, err := s.appTarget(c, c.args[1])
-	if err != nil {
-		return err
-	}
+	t := c.target
 	creds, names, err := s.instanceServices(c, t)
 	if err != nil {
 		return err
@@ -102,13 +96,7 @@ func (s *Server) backupCommand(c *call) error {
 }
 
 func (s *Server) restoreCommand(c *call) error {
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", restoreUsage)
-	}
-	t, err := s.appTarget(c, c.args[1])
-	if err != nil {
-		return err
-	}
+	t := c.target
 	ctx := c.sess.Context()
 	out := hooks.NewProgress(c.stderr())
 	release, err := s.lockForCommand(ctx, c, t, "restore", out)
@@ -156,13 +144,7 @@ func (s *Server) restoreCommand(c *call) error {
 }
 
 func (s *Server) clearCommand(c *call) error {
-	if len(c.args) != 5 || c.args[3] != "--confirm" {
-		return c.fail("usage: %s", clearUsage)
-	}
-	t, err := s.appTarget(c, c.args[1])
-	if err != nil {
-		return err
-	}
+	t := c.target
 	name := c.args[2]
 	if c.args[4] != t.app {
 		return c.fail("--confirm %s does not name the app; nothing was cleared", c.args[4])

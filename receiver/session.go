@@ -18,7 +18,10 @@ type call struct {
 	sess ssh.Session
 	key  keystore.Key
 	args []string // args[0] is the command name
-	log  zerolog.Logger
+	// target is the APP[@BRANCH] of a command on one app, parsed and
+	// authorized by the dispatcher.
+	target target
+	log    zerolog.Logger
 }
 
 func (c *call) stdout() io.Writer { return c.sess }
@@ -86,5 +89,14 @@ func (s *Server) runSession(c *call) error {
 		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
 	}
 	testPoint("command " + args[0])
+	if cmd.target != nil {
+		arg, err := cmd.target(args)
+		if err != nil {
+			return err
+		}
+		if c.target, err = s.appTarget(c, arg); err != nil {
+			return err
+		}
+	}
 	return cmd.run(s, c)
 }
