@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
-	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
@@ -159,17 +158,11 @@ func releaseStatus(n int, onNodes []nodes.InstanceReleases) (string, bool) {
 
 func (s *Server) activateCommand(c *call) error {
 	t := c.target
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
+	ctx, out := c.sess.Context(), c.out
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
 	}
-	release, err := s.lockForCommand(ctx, c, t, "activate "+c.args[2], out)
-	if err != nil {
-		return err
-	}
-	defer release()
 
 	n, err := s.activationTarget(c, t, targets, c.args[2])
 	if err != nil {

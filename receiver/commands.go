@@ -19,8 +19,19 @@ type command struct {
 	// (c.args, the name first) and returns the APP[@BRANCH] one; the
 	// dispatcher parses and authorizes it, once, into call.target.
 	target func(args []string) (string, error)
-	run    func(s *Server, c *call) error
+	// confirm, for a command that deletes data, returns the --confirm
+	// value, which must name the target's app, and what was not done
+	// when it does not.
+	confirm func(args []string) (value, undone string)
+	// lock, for a command that changes an instance, says what it does for
+	// whoever waits on the app's lock; the dispatcher holds the lock
+	// while it runs.
+	lock func(args []string) string
+	run  func(s *Server, c *call) error
 }
+
+// lockAs is a lock func for a command described by a fixed phrase.
+func lockAs(what string) func([]string) string { return func([]string) string { return what } }
 
 // targetAt is a target func for commands whose APP[@BRANCH] is the first
 // argument, given the shape the arguments must have.
@@ -33,9 +44,8 @@ func targetAt(usage string, shape func(args []string) bool) func([]string) (stri
 	}
 }
 
-// exactly and atLeast are shapes: how many words (the name included).
+// exactly is a shape: how many words (the name included).
 func exactly(n int) func([]string) bool { return func(a []string) bool { return len(a) == n } }
-func atLeast(n int) func([]string) bool { return func(a []string) bool { return len(a) >= n } }
 
 // commands is the complete allow-list; anything else is refused.
 var commands map[string]command
@@ -47,19 +57,19 @@ func init() {
 		"keys":             {usage: keysUsage, summary: "list, add or remove SSH keys", admin: true, run: (*Server).keysCommand},
 		"nodes":            {usage: nodes.RemoteUsage, summary: "list the nodes, or check they are reachable", admin: true, run: (*Server).nodesCommand},
 		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, target: releasesTarget, run: (*Server).releasesCommand},
-		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, target: targetAt(activateUsage, exactly(3)), run: (*Server).activateCommand},
+		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, target: targetAt(activateUsage, exactly(3)), lock: func(a []string) string { return "activate " + a[2] }, run: (*Server).activateCommand},
 		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, target: logsTarget, run: (*Server).logsCommand},
 		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal; without one its output is escaped, --raw leaves stdout as it is)", pty: true, target: runTarget, run: (*Server).runCommand},
 		"apps":             {usage: appsUsage, summary: "list the apps you may manage: instances, location, live release, nodes, services", pty: true, run: (*Server).appsCommand},
-		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, target: destroyTarget, run: (*Server).destroyCommand},
+		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, target: destroyTarget, confirm: func(a []string) (string, string) { return destroyArgs(a)[2], "destroyed" }, lock: lockAs("destroy"), run: (*Server).destroyCommand},
 		"config":           {usage: configUsage, summary: "list an instance's config variables (names only)", pty: true, target: targetAt(configUsage, exactly(2)), run: (*Server).configCommand},
-		"config:set":       {usage: configSetUsage, summary: "set config values and restart the instance with them", pty: true, target: targetAt(configSetUsage, atLeast(3)), run: (*Server).configSetCommand},
-		"config:unset":     {usage: configUnsetUsage, summary: "remove config values and restart the instance without them", pty: true, target: targetAt(configUnsetUsage, atLeast(3)), run: (*Server).configUnsetCommand},
+		"config:set":       {usage: configSetUsage, summary: "set config values and restart the instance with them", pty: true, target: configSetTarget, lock: lockAs("config"), run: (*Server).configSetCommand},
+		"config:unset":     {usage: configUnsetUsage, summary: "remove config values and restart the instance without them", pty: true, target: configUnsetTarget, lock: lockAs("config"), run: (*Server).configUnsetCommand},
 		"disable":          {usage: disableUsage, summary: "answer 503 for an instance (kept through deploys) until enabled", pty: true, target: targetAt(disableUsage, exactly(2)), run: (*Server).disableCommand},
 		"enable":           {usage: enableUsage, summary: "serve a disabled instance again", pty: true, target: targetAt(enableUsage, exactly(2)), run: (*Server).enableCommand},
 		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", target: targetAt(backupUsage, exactly(2)), run: (*Server).backupCommand},
-		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", target: targetAt(restoreUsage, exactly(2)), run: (*Server).restoreCommand},
-		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, target: targetAt(clearUsage, func(a []string) bool { return len(a) == 5 && a[3] == "--confirm" }), run: (*Server).clearCommand},
+		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", target: targetAt(restoreUsage, exactly(2)), lock: lockAs("restore"), run: (*Server).restoreCommand},
+		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, target: targetAt(clearUsage, func(a []string) bool { return len(a) == 5 && a[3] == "--confirm" }), confirm: func(a []string) (string, string) { return a[4], "cleared" }, lock: func(a []string) string { return "clear " + a[2] }, run: (*Server).clearCommand},
 		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, run: (*Server).hostsCommand},
 		"hosts:release":    {usage: hostsReleaseUsage, summary: "release an app's claim on a host it no longer serves", admin: true, pty: true, run: (*Server).hostsReleaseCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},

@@ -301,17 +301,8 @@ func (s *Server) destroyCommand(c *call) error {
 	withData := slices.Contains(c.args[1:], "--with-data")
 	args := destroyArgs(c.args)
 	t := c.target
-	if args[2] != t.app {
-		return c.fail("--confirm %s does not name the app; nothing was destroyed", args[2])
-	}
 	whole := !strings.Contains(args[0], "@")
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, err := s.lockForCommand(ctx, c, t, "destroy", out)
-	if err != nil {
-		return err
-	}
-	defer release()
+	ctx, out := c.sess.Context(), c.out
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
@@ -424,10 +415,22 @@ func (s *Server) configCommand(c *call) error {
 	return nil
 }
 
+// configSetTarget: config:set APP[@BRANCH] KEY=VALUE... The values are
+// checked before the app's lock is waited for.
+func configSetTarget(args []string) (string, error) {
+	if len(args) < 3 {
+		return "", userErrorf("usage: %s", configSetUsage)
+	}
+	if _, err := parseAssignments(args[2:]); err != nil {
+		return "", userErrorf("%v; usage: %s", err, configSetUsage)
+	}
+	return args[1], nil
+}
+
 func (s *Server) configSetCommand(c *call) error {
 	values, err := parseAssignments(c.args[2:])
 	if err != nil {
-		return c.fail("%v; usage: %s", err, configSetUsage)
+		return err
 	}
 	return s.changeConfig(c, func(m map[string]string) []string {
 		var keys []string
@@ -439,12 +442,21 @@ func (s *Server) configSetCommand(c *call) error {
 	})
 }
 
-func (s *Server) configUnsetCommand(c *call) error {
-	for _, k := range c.args[2:] {
+// configUnsetTarget: config:unset APP[@BRANCH] KEY... The keys are
+// checked before the app's lock is waited for.
+func configUnsetTarget(args []string) (string, error) {
+	if len(args) < 3 {
+		return "", userErrorf("usage: %s", configUnsetUsage)
+	}
+	for _, k := range args[2:] {
 		if !configKey.MatchString(k) {
-			return c.fail("%q is not a config key; usage: %s", k, configUnsetUsage)
+			return "", userErrorf("%q is not a config key; usage: %s", k, configUnsetUsage)
 		}
 	}
+	return args[1], nil
+}
+
+func (s *Server) configUnsetCommand(c *call) error {
 	return s.changeConfig(c, func(m map[string]string) []string {
 		for _, k := range c.args[2:] {
 			delete(m, k)
@@ -459,13 +471,7 @@ func (s *Server) configUnsetCommand(c *call) error {
 // taken back.
 func (s *Server) changeConfig(c *call, change func(map[string]string) []string) error {
 	t := c.target
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, err := s.lockForCommand(ctx, c, t, "config", out)
-	if err != nil {
-		return err
-	}
-	defer release()
+	ctx, out := c.sess.Context(), c.out
 	last, previous, ok, err := s.history.Last(t.app, t.instance)
 	if err != nil || !ok {
 		return c.fail("%s has no release to restart; push it first", t)

@@ -97,13 +97,7 @@ func (s *Server) backupCommand(c *call) error {
 
 func (s *Server) restoreCommand(c *call) error {
 	t := c.target
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, err := s.lockForCommand(ctx, c, t, "restore", out)
-	if err != nil {
-		return err
-	}
-	defer release()
+	ctx, out := c.sess.Context(), c.out
 	creds, _, err := s.instanceServices(c, t)
 	if err != nil {
 		return err
@@ -146,16 +140,7 @@ func (s *Server) restoreCommand(c *call) error {
 func (s *Server) clearCommand(c *call) error {
 	t := c.target
 	name := c.args[2]
-	if c.args[4] != t.app {
-		return c.fail("--confirm %s does not name the app; nothing was cleared", c.args[4])
-	}
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, err := s.lockForCommand(ctx, c, t, "clear "+name, out)
-	if err != nil {
-		return err
-	}
-	defer release()
+	ctx, out := c.sess.Context(), c.out
 	creds, _, err := s.instanceServices(c, t)
 	if err != nil {
 		return err

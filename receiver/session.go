@@ -8,6 +8,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	"github.com/rs/zerolog"
 
+	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -21,7 +22,9 @@ type call struct {
 	// target is the APP[@BRANCH] of a command on one app, parsed and
 	// authorized by the dispatcher.
 	target target
-	log    zerolog.Logger
+	// out is the session's progress lines on stderr.
+	out *hooks.Progress
+	log zerolog.Logger
 }
 
 func (c *call) stdout() io.Writer { return c.sess }
@@ -39,7 +42,7 @@ func (c *call) internal(cause error, format string, a ...any) error {
 func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
-	c := &call{sess: sess, log: log}
+	c := &call{sess: sess, log: log, out: hooks.NewProgress(sess.Stderr())}
 	defer recoverPanic(&c.log, "session", func(sentence string) {
 		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
 		_ = sess.Exit(1)
@@ -97,6 +100,18 @@ func (s *Server) runSession(c *call) error {
 		if c.target, err = s.appTarget(c, arg); err != nil {
 			return err
 		}
+	}
+	if cmd.confirm != nil {
+		if value, undone := cmd.confirm(args); value != c.target.app {
+			return c.fail("--confirm %s does not name the app; nothing was %s", value, undone)
+		}
+	}
+	if cmd.lock != nil {
+		release, err := s.lockForCommand(c.sess.Context(), c, c.target, cmd.lock(args), c.out)
+		if err != nil {
+			return err
+		}
+		defer release()
 	}
 	return cmd.run(s, c)
 }
