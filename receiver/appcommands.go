@@ -280,11 +280,9 @@ func (s *Server) logsCommand(c *call) error {
 		return c.internal(err, "cannot read the node inventory")
 	}
 	if node != "" {
-		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })
-		if i < 0 {
-			return c.fail("there is no node %q; see `nodes list`", node)
+		if targets, err = onlyNode(c, targets, node); err != nil {
+			return err
 		}
-		targets = targets[i : i+1]
 	}
 	out := &lockedWriter{w: c.stdout()}
 	err = s.fleet.Logs(c.sess.Context(), targets, t.app, t.instance, lines, follow, func(n nodes.Node, line string) {

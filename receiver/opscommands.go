@@ -69,24 +69,9 @@ func (s *Server) runCommand(c *call) error {
 	if raw && all {
 		return c.fail("--raw passes one node's output unchanged, but --all-nodes labels every line with its node: give --node NAME instead of --all-nodes")
 	}
-	targets, err := s.fleet.Inventory.Targets()
+	targets, err := s.runNodes(c, node, all)
 	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
-	}
-	switch {
-	case node != "":
-		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })
-		if i < 0 {
-			return c.fail("there is no node %q; see `nodes list`", node)
-		}
-		targets = targets[i : i+1]
-	case !all:
-		// The services node: where the app's databases are closest.
-		n, err := s.fleet.Inventory.ServicesNode()
-		if err != nil {
-			return c.internal(err, "cannot read the node inventory")
-		}
-		targets = []nodes.Node{n}
+		return err
 	}
 
 	var ctx context.Context = c.sess.Context()
@@ -131,6 +116,36 @@ func (s *Server) runCommand(c *call) error {
 		}
 	}
 	return exitWith(code)
+}
+
+// runNodes are the nodes `run` runs on: --node NODE, every node
+// (--all-nodes), or by default the services node, where the app's
+// databases are closest.
+func (s *Server) runNodes(c *call, node string, all bool) ([]nodes.Node, error) {
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return nil, c.internal(err, "cannot read the node inventory")
+	}
+	switch {
+	case node != "":
+		return onlyNode(c, targets, node)
+	case !all:
+		n, err := s.fleet.Inventory.ServicesNode()
+		if err != nil {
+			return nil, c.internal(err, "cannot read the node inventory")
+		}
+		return []nodes.Node{n}, nil
+	}
+	return targets, nil
+}
+
+// onlyNode is the node named by --node, among targets.
+func onlyNode(c *call, targets []nodes.Node, name string) ([]nodes.Node, error) {
+	i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == name })
+	if i < 0 {
+		return nil, c.fail("there is no node %q; see `nodes list`", name)
+	}
+	return targets[i : i+1], nil
 }
 
 // runOutput is where a script's stdout and stderr go on node n, and what
@@ -180,6 +195,20 @@ func (s *Server) appInstances(app string) ([]string, error) {
 	return out, nil
 }
 
+// appsRow is one instance (or one never-deployed app) in `apps`.
+type appsRow struct {
+	App      string   `json:"app"`
+	Instance string   `json:"instance"`
+	Location string   `json:"location"`
+	Live     string   `json:"live"`
+	Nodes    int      `json:"nodes"`
+	Services []string `json:"services"`
+	Files    string   `json:"files,omitempty"`
+	Branch   string   `json:"branch,omitempty"`
+	Deployed string   `json:"last_deploy,omitempty"` // RFC 3339, UTC
+	Pusher   string   `json:"pusher,omitempty"`
+}
+
 func (s *Server) appsCommand(c *call) error {
 	asJSON := false
 	switch {
@@ -188,73 +217,13 @@ func (s *Server) appsCommand(c *call) error {
 	case len(c.args) != 1:
 		return c.fail("usage: %s", appsUsage)
 	}
-	entries, err := os.ReadDir(s.cfg.reposDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return c.internal(err, "cannot list the apps")
-	}
-	targets, err := s.fleet.Inventory.Targets()
+	rows, err := s.appsRows(c)
 	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
-	}
-	type instanceRow struct {
-		App      string   `json:"app"`
-		Instance string   `json:"instance"`
-		Location string   `json:"location"`
-		Live     string   `json:"live"`
-		Nodes    int      `json:"nodes"`
-		Services []string `json:"services"`
-		Files    string   `json:"files,omitempty"`
-		Branch   string   `json:"branch,omitempty"`
-		Deployed string   `json:"last_deploy,omitempty"` // RFC 3339, UTC
-		Pusher   string   `json:"pusher,omitempty"`
-	}
-	var rows []instanceRow
-	for _, e := range entries {
-		app, isRepo := strings.CutSuffix(e.Name(), ".git")
-		if !isRepo || !c.key.CanAccessApp(app) {
-			continue
-		}
-		instances, err := s.appInstances(app)
-		if err != nil {
-			return c.internal(err, "cannot read the releases of %s", app)
-		}
-		if len(instances) == 0 {
-			rows = append(rows, instanceRow{App: app, Live: "never deployed", Services: []string{}})
-		}
-		for _, inst := range instances {
-			row := instanceRow{App: app, Instance: inst, Services: []string{}}
-			if spec, ok, err := s.lastSpec(app, inst); err == nil && ok {
-				row.Location = "http://" + spec.Locations[0].String()
-				row.Services = append(row.Services, spec.Services...)
-			}
-			if last, _, ok, err := s.history.Last(app, inst); err == nil && ok {
-				row.Branch, row.Deployed, row.Pusher = last.Branch, last.Time.UTC().Format(time.RFC3339), last.Pusher
-			}
-			live := map[int]int{}
-			for _, r := range s.fleet.Releases(c.sess.Context(), targets, app, inst) {
-				if r.Err == nil && r.Current > 0 {
-					live[r.Current]++
-					row.Nodes++
-				}
-			}
-			var parts []string
-			for n, count := range live {
-				parts = append(parts, fmt.Sprintf("v%d on %d", n, count))
-			}
-			sort.Strings(parts)
-			row.Live = strings.Join(parts, ", ")
-			if row.Live == "" {
-				row.Live = "none"
-			}
-			if slices.Contains(row.Services, "files") && len(targets) > 1 {
-				row.Files = "per node: each node has its own files directory"
-			}
-			rows = append(rows, row)
-		}
+		return err
 	}
 	if asJSON {
 		if rows == nil {
-			rows = []instanceRow{}
+			rows = []appsRow{}
 		}
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
@@ -278,6 +247,69 @@ func (s *Server) appsCommand(c *call) error {
 	}
 	tw.Flush()
 	return nil
+}
+
+// appsRows are the rows of `apps`: the instances of every app c's key may
+// manage, in the order of the repositories.
+func (s *Server) appsRows(c *call) ([]appsRow, error) {
+	entries, err := os.ReadDir(s.cfg.reposDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, c.internal(err, "cannot list the apps")
+	}
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return nil, c.internal(err, "cannot read the node inventory")
+	}
+	var rows []appsRow
+	for _, e := range entries {
+		app, isRepo := strings.CutSuffix(e.Name(), ".git")
+		if !isRepo || !c.key.CanAccessApp(app) {
+			continue
+		}
+		instances, err := s.appInstances(app)
+		if err != nil {
+			return nil, c.internal(err, "cannot read the releases of %s", app)
+		}
+		if len(instances) == 0 {
+			rows = append(rows, appsRow{App: app, Live: "never deployed", Services: []string{}})
+		}
+		for _, inst := range instances {
+			rows = append(rows, s.appsInstanceRow(c.sess.Context(), targets, app, inst))
+		}
+	}
+	return rows, nil
+}
+
+// appsInstanceRow is what `apps` says of one instance.
+func (s *Server) appsInstanceRow(ctx context.Context, targets []nodes.Node, app, inst string) appsRow {
+	row := appsRow{App: app, Instance: inst, Services: []string{}}
+	if spec, ok, err := s.lastSpec(app, inst); err == nil && ok {
+		row.Location = "http://" + spec.Locations[0].String()
+		row.Services = append(row.Services, spec.Services...)
+	}
+	if last, _, ok, err := s.history.Last(app, inst); err == nil && ok {
+		row.Branch, row.Deployed, row.Pusher = last.Branch, last.Time.UTC().Format(time.RFC3339), last.Pusher
+	}
+	live := map[int]int{}
+	for _, r := range s.fleet.Releases(ctx, targets, app, inst) {
+		if r.Err == nil && r.Current > 0 {
+			live[r.Current]++
+			row.Nodes++
+		}
+	}
+	var parts []string
+	for n, count := range live {
+		parts = append(parts, fmt.Sprintf("v%d on %d", n, count))
+	}
+	sort.Strings(parts)
+	row.Live = strings.Join(parts, ", ")
+	if row.Live == "" {
+		row.Live = "none"
+	}
+	if slices.Contains(row.Services, "files") && len(targets) > 1 {
+		row.Files = "per node: each node has its own files directory"
+	}
+	return row
 }
 
 // destroyCommand removes an instance (APP@BRANCH) or a whole app (APP:
