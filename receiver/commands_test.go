@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -79,4 +80,31 @@ func TestCommandTableDeclaresConfirmAndLock(t *testing.T) {
 	if what := commands["clear"].lock(strings.Fields("clear blog redis --confirm blog")); what != "clear redis" {
 		t.Errorf("clear's lock says %q", what)
 	}
+}
+
+// The target funcs read a client's command line: whatever it is, they
+// return an error or one of its words, and never panic.
+func FuzzCommandTargets(f *testing.F) {
+	for _, seed := range []string{"releases blog --json", "logs -n 5 blog", "run --env A=1 blog x", "destroy blog --confirm blog --with-data", "clear blog redis --confirm blog", "config:set blog A=1", "logs -n"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, line string) {
+		args := strings.Fields(line)
+		for name, cmd := range commands {
+			if cmd.target == nil {
+				continue
+			}
+			words := append([]string{name}, args...)
+			got, err := cmd.target(words)
+			if err == nil && !slices.Contains(words[1:], got) {
+				t.Fatalf("%s %q: target %q is not one of its arguments", name, args, got)
+			}
+			if err == nil && cmd.confirm != nil {
+				cmd.confirm(words)
+			}
+			if err == nil && cmd.lock != nil {
+				cmd.lock(words)
+			}
+		}
+	})
 }
