@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
-	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
@@ -48,30 +47,29 @@ func parseTarget(arg string) (target, error) {
 }
 
 // appTarget parses and authorizes the target of an app command.
-func (s *Server) appTarget(c *call, arg string) (target, bool) {
+func (s *Server) appTarget(c *call, arg string) (target, error) {
 	t, err := parseTarget(arg)
 	if err != nil {
-		c.fail("%v", err)
-		return t, false
+		return t, c.fail("%v", err)
 	}
 	if !c.key.CanAccessApp(t.app) {
-		c.fail("key %q may not manage app %q; ask an admin to grant it", c.key.Name, t.app)
-		return t, false
+		return t, c.fail("key %q may not manage app %q; ask an admin to grant it", c.key.Name, t.app)
 	}
-	return t, true
+	return t, nil
 }
 
-func (s *Server) releasesCommand(c *call) int {
-	args := c.args[1:]
-	asJSON := slices.Contains(args, "--json")
-	args = slices.DeleteFunc(args, func(a string) bool { return a == "--json" })
+// releasesTarget: releases [--json] APP[@BRANCH].
+func releasesTarget(args []string) (string, error) {
+	args = slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--json" })
 	if len(args) != 1 {
-		return c.fail("usage: %s", releasesUsage)
+		return "", userErrorf("usage: %s", releasesUsage)
 	}
-	t, ok := s.appTarget(c, args[0])
-	if !ok {
-		return 1
-	}
+	return args[0], nil
+}
+
+func (s *Server) releasesCommand(c *call) error {
+	asJSON := slices.Contains(c.args[1:], "--json")
+	t := c.target
 	recs, err := s.history.List(t.app, t.instance)
 	if err != nil {
 		c.log.Error().Err(err).Msg("reading release history")
@@ -104,7 +102,7 @@ func (s *Server) releasesCommand(c *call) int {
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rows); err != nil {
-			return 1
+			return exitStatus(1)
 		}
 	} else {
 		tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
@@ -119,7 +117,7 @@ func (s *Server) releasesCommand(c *call) int {
 			fmt.Fprintf(c.stderr(), "gitreceive: %v\n", n.Err)
 		}
 	}
-	return 0
+	return nil
 }
 
 // releaseStatus says where release n stands across the nodes: live,
@@ -158,25 +156,13 @@ func releaseStatus(n int, onNodes []nodes.InstanceReleases) (string, bool) {
 	return "removed from nodes", false
 }
 
-func (s *Server) activateCommand(c *call) int {
-	if len(c.args) != 3 {
-		return c.fail("usage: %s", activateUsage)
-	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
-	}
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
+func (s *Server) activateCommand(c *call) error {
+	t := c.target
+	ctx, out := c.sess.Context(), c.out
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
 	}
-	release, ok := s.lockForCommand(ctx, c, t, "activate "+c.args[2], out)
-	if !ok {
-		return 1
-	}
-	defer release()
 
 	n, err := s.activationTarget(c, t, targets, c.args[2])
 	if err != nil {
@@ -184,25 +170,25 @@ func (s *Server) activateCommand(c *call) int {
 	}
 	start := time.Now()
 	out.Step("%s: activating v%d on %d node%s", t, n, len(targets), plural(len(targets)))
-	say := func(node nodes.Node, line string) { out.Detail("%-8s %s", node.Name, line) }
+	say := func(node nodes.Node, line string) { nodeDetail(out, node.Name, "%s", line) }
 	warnings, err := s.fleet.Activate(ctx, targets, t.app, t.instance, n, say, func(rep nodes.Report) {
 		if rep.Err != nil {
-			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+			nodeDetail(out, rep.Node.Name, "failed  %.2fs", rep.Duration.Seconds())
 			return
 		}
-		out.Detail("%-8s ready  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+		nodeDetail(out, rep.Node.Name, "ready  %.2fs", rep.Duration.Seconds())
 	})
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Int("release", n).Err(err).Msg("activate")
 	if err != nil {
 		out.Error("v%d was not activated: %v", n, err)
 		out.Error("Nothing was changed: every node keeps its release.")
-		return 1
+		return exitStatus(1)
 	}
 	for _, w := range warnings {
 		out.Detail("%s", w)
 	}
 	out.Done("%s v%d is live on %d node%s (%.1fs)", t, n, len(targets), plural(len(targets)), time.Since(start).Seconds())
-	return 0
+	return nil
 }
 
 // activationTarget turns vN or prev into a release number that exists.
@@ -236,57 +222,76 @@ func (s *Server) activationTarget(c *call, t target, targets []nodes.Node, which
 	return n, nil
 }
 
-func (s *Server) logsCommand(c *call) int {
-	lines, follow, node := 100, false, ""
+// logsOptions are the arguments of logs.
+type logsOptions struct {
+	lines  int
+	follow bool
+	node   string
+	target string // APP[@BRANCH]
+}
+
+// parseLogsArgs reads logs' arguments (args[0] is the name).
+func parseLogsArgs(args []string) (logsOptions, error) {
+	o := logsOptions{lines: 100}
 	var positional []string
-	args := c.args[1:]
+	args = args[1:]
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; {
 		case a == "-f":
-			follow = true
+			o.follow = true
 		case (a == "-n" || a == "--node") && i+1 < len(args):
 			i++
 			if a == "--node" {
-				node = args[i]
+				o.node = args[i]
 				continue
 			}
 			n, err := strconv.Atoi(args[i])
 			if err != nil || n < 0 || n > 100000 {
-				return c.fail("-n takes a number of lines from 0 to 100000")
+				return o, userErrorf("-n takes a number of lines from 0 to 100000")
 			}
-			lines = n
+			o.lines = n
 		case strings.HasPrefix(a, "-"):
-			return c.fail("unknown option %q; usage: %s", a, logsUsage)
+			return o, userErrorf("unknown option %q; usage: %s", a, logsUsage)
 		default:
 			positional = append(positional, a)
 		}
 	}
 	if len(positional) != 1 {
-		return c.fail("usage: %s", logsUsage)
+		return o, userErrorf("usage: %s", logsUsage)
 	}
-	t, ok := s.appTarget(c, positional[0])
-	if !ok {
-		return 1
+	o.target = positional[0]
+	return o, nil
+}
+
+// logsTarget: logs [-f] [-n LINES] [--node NODE] APP[@BRANCH].
+func logsTarget(args []string) (string, error) {
+	o, err := parseLogsArgs(args)
+	return o.target, err
+}
+
+func (s *Server) logsCommand(c *call) error {
+	o, err := parseLogsArgs(c.args)
+	if err != nil {
+		return err
 	}
+	lines, follow, node, t := o.lines, o.follow, o.node, c.target
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
 	}
 	if node != "" {
-		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })
-		if i < 0 {
-			return c.fail("there is no node %q; see `nodes list`", node)
+		if targets, err = onlyNode(c, targets, node); err != nil {
+			return err
 		}
-		targets = targets[i : i+1]
 	}
 	out := &lockedWriter{w: c.stdout()}
 	err = s.fleet.Logs(c.sess.Context(), targets, t.app, t.instance, lines, follow, func(n nodes.Node, line string) {
-		out.printf("%-8s %s\n", n.Name, line)
+		out.printf("%s\n", nodeLine(n.Name, "%s", line))
 	})
 	if err != nil {
 		return c.fail("%v", err)
 	}
-	return 0
+	return nil
 }
 
 // lockedWriter lets nodes streaming in parallel write whole lines.

@@ -26,11 +26,11 @@ func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Rel
 			return writeContents(ctx, r, hashes, w)
 		}}
 	out.Step("Uploading release v%d to %d node%s", r.Number, len(targets), plural(len(targets)))
-	say := func(n nodes.Node, line string) { out.Detail("%-8s %s", n.Name, line) }
+	say := func(n nodes.Node, line string) { nodeDetail(out, n.Name, "%s", line) }
 	pr, err := s.fleet.Prepare(ctx, targets, rel, say, func(rep nodes.Report) {
 		testPoint("deploy " + r.App) // runs in the node's own goroutine
 		if rep.Err != nil {
-			out.Detail("%-8s failed  %.2fs", rep.Node.Name, rep.Duration.Seconds())
+			nodeDetail(out, rep.Node.Name, "failed  %.2fs", rep.Duration.Seconds())
 			return
 		}
 		if rep.TookBack {
@@ -38,14 +38,14 @@ func (s *Server) prepare(ctx context.Context, log zerolog.Logger, r *builder.Rel
 			if rep.Back > 0 {
 				back = fmt.Sprintf("v%d", rep.Back)
 			}
-			out.Detail("%-8s was live on v%d, which an interrupted deploy left there: switched back to %s first", rep.Node.Name, r.Number, back)
+			nodeDetail(out, rep.Node.Name, "was live on v%d, which an interrupted deploy left there: switched back to %s first", r.Number, back)
 			log.Warn().Str("node", rep.Node.Name).Int("release", r.Number).Int("back", rep.Back).Msg("took back a release an interrupted deploy left live")
 		}
 		if rep.Full {
-			out.Detail("%-8s its live release did not match its manifest: sent the whole release", rep.Node.Name)
+			nodeDetail(out, rep.Node.Name, "its live release did not match its manifest: sent the whole release")
 			log.Warn().Str("node", rep.Node.Name).Msg("live release did not match its manifest; full upload")
 		}
-		out.Detail("%-8s ready  %.2fs  (%d files, %s)", rep.Node.Name, rep.Duration.Seconds(), rep.Files, hooks.Size(rep.Bytes))
+		nodeDetail(out, rep.Node.Name, "ready  %.2fs  (%d files, %s)", rep.Duration.Seconds(), rep.Files, hooks.Size(rep.Bytes))
 		log.Info().Str("node", rep.Node.Name).Int("files", rep.Files).Int64("bytes", rep.Bytes).Dur("duration", rep.Duration).Msg("node ready")
 	})
 	if err != nil {

@@ -32,7 +32,7 @@ func gitEnv() []string {
 
 // gitCommand serves git-receive-pack and git-upload-pack by running C git
 // on the app's bare repository (DESIGN.md decision 1).
-func (s *Server) gitCommand(c *call) int {
+func (s *Server) gitCommand(c *call) error {
 	service := strings.TrimPrefix(c.args[0], "git-")
 	if len(c.args) != 2 {
 		return c.fail("usage: %s", commands[c.args[0]].usage)
@@ -66,7 +66,7 @@ func (s *Server) gitCommand(c *call) int {
 
 // receivePack runs one push: the repository is created on first push, and
 // the push is registered with the hook socket for its pre-receive.
-func (s *Server) receivePack(c *call, app string, env []string) int {
+func (s *Server) receivePack(c *call, app string, env []string) error {
 	// Counted from before the repository may be created, so that a rejected
 	// first push only removes it when no other push is using it.
 	s.receiving.add(app, 1)
@@ -103,7 +103,7 @@ func (s *Server) receivePack(c *call, app string, env []string) int {
 		hooks.EnvSocket+"="+s.cfg.hookSocket(),
 		hooks.EnvToken+"="+token,
 	)
-	code := s.execGit(c, "receive-pack", repoDir, env)
+	gitErr := s.execGit(c, "receive-pack", repoDir, env)
 
 	// The lock is held until git has finished and the push's handler has
 	// returned, whichever way the push ended (client gone, hook killed):
@@ -112,7 +112,7 @@ func (s *Server) receivePack(c *call, app string, env []string) int {
 	s.hooks.unregister(token)
 	p.active.Wait()
 	if s.confirmBranches(p, hooks.NewProgress(c.sess.Stderr())) {
-		code = cmp.Or(code, 1)
+		gitErr = cmp.Or(gitErr, error(exitStatus(1)))
 	}
 
 	// receive-pack exits 0 even when it refused every ref, so look at the refs.
@@ -126,12 +126,12 @@ func (s *Server) receivePack(c *call, app string, env []string) int {
 			c.log.Warn().Err(err).Msg("pointing HEAD at the production branch")
 		}
 	}
-	return code
+	return gitErr
 }
 
 // execGit runs git SERVICE REPO wired to the session. A pusher who goes away
 // kills git and the hook it runs (one process group), which cancels the push.
-func (s *Server) execGit(c *call, service, repoDir string, env []string) int {
+func (s *Server) execGit(c *call, service, repoDir string, env []string) error {
 	cmd := exec.CommandContext(c.sess.Context(), "git", service, repoDir)
 	cmd.Env = env
 	cmd.Stdout = c.sess
@@ -158,15 +158,15 @@ func (s *Server) execGit(c *call, service, repoDir string, env []string) int {
 	var exitErr *exec.ExitError
 	switch {
 	case err == nil:
-		return 0
+		return nil
 	case c.sess.Context().Err() != nil:
 		c.log.Info().Msg("client went away; git stopped")
-		return 1
+		return exitStatus(1)
 	case errors.As(err, &exitErr) && exitErr.ExitCode() > 0:
-		return exitErr.ExitCode()
+		return exitStatus(exitErr.ExitCode())
 	default:
 		c.log.Error().Err(err).Msg("git failed")
-		return 1
+		return exitStatus(1)
 	}
 }
 

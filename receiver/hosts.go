@@ -40,14 +40,17 @@ type hostClaim struct {
 	Claimed  time.Time `json:"claimed"`
 }
 
-// hostClaimsMu serializes reading and writing the claims: deploys of
-// different apps run at once, each under its own app lock only.
-var hostClaimsMu sync.Mutex
-
-// pendingClaims are the hosts of deploys under way (host -> app): their
-// instances have no history yet, and a claim whose instance has none is
-// otherwise stale (a failed first deploy holds nothing).
-var pendingClaims = map[string]string{}
+// hostClaims is the receiver's in-memory side of the claims (the stored
+// side is DATA/hosts.json). Its zero value is ready to use.
+type hostClaims struct {
+	// mu serializes reading and writing the claims: deploys of different
+	// apps run at once, each under its own app lock only.
+	mu sync.Mutex
+	// pending are the hosts of deploys under way (host -> app): their
+	// instances have no history yet, and a claim whose instance has none
+	// is otherwise stale (a failed first deploy holds nothing).
+	pending map[string]string
+}
 
 func (s *Server) hostsPath() string { return filepath.Join(s.cfg.DataDir, "hosts.json") }
 
@@ -69,13 +72,13 @@ func reservedFor(host, domain string) (string, bool) {
 }
 
 // loadClaims reads DATA/hosts.json (none yet: no claims). The caller
-// holds hostClaimsMu.
+// holds s.hostClaims.mu.
 func (s *Server) loadClaims() (map[string]hostClaim, error) {
 	return readValues[hostClaim](s.hostsPath())
 }
 
 // claimState is the stored claims and the routed hosts. The caller holds
-// hostClaimsMu.
+// s.hostClaims.mu.
 func (s *Server) claimState() (stored, routed map[string]hostClaim, err error) {
 	if stored, err = s.loadClaims(); err != nil {
 		return nil, nil, fmt.Errorf("cannot read the host claims (%v); tell the operator", err)
@@ -86,7 +89,7 @@ func (s *Server) claimState() (stored, routed map[string]hostClaim, err error) {
 	return stored, routed, nil
 }
 
-// saveClaims writes the claims atomically. The caller holds hostClaimsMu.
+// saveClaims writes the claims atomically. The caller holds s.hostClaims.mu.
 func (s *Server) saveClaims(claims map[string]hostClaim) error {
 	data, err := json.MarshalIndent(claims, "", "  ")
 	if err != nil {
@@ -135,7 +138,7 @@ func (s *Server) routedHosts() (map[string]hostClaim, error) {
 func (s *Server) liveClaims(claims map[string]hostClaim) map[string]hostClaim {
 	out := map[string]hostClaim{}
 	for h, c := range claims {
-		if _, _, ok, err := s.history.Last(c.App, c.Instance); (err == nil && ok) || pendingClaims[h] == c.App {
+		if _, _, ok, err := s.history.Last(c.App, c.Instance); (err == nil && ok) || s.hostClaims.pending[h] == c.App {
 			out[h] = c
 		}
 	}
@@ -172,8 +175,8 @@ func locationKey(r *builder.Release) string {
 // claims its instances have no history for yet (call it when the deploy
 // is over, whatever its outcome).
 func (s *Server) claimHosts(built []*builder.Release, specs []agent.Spec) (func(), error) {
-	hostClaimsMu.Lock()
-	defer hostClaimsMu.Unlock()
+	s.hostClaims.mu.Lock()
+	defer s.hostClaims.mu.Unlock()
 	stored, routed, err := s.claimState()
 	if err != nil {
 		return nil, err
@@ -201,8 +204,11 @@ func (s *Server) claimHosts(built []*builder.Release, specs []agent.Spec) (func(
 				c.Claimed = old.Claimed
 			}
 			claims[h] = c
-			if _, taken := pendingClaims[h]; !taken {
-				pendingClaims[h] = r.App
+			if _, taken := s.hostClaims.pending[h]; !taken {
+				if s.hostClaims.pending == nil {
+					s.hostClaims.pending = map[string]string{}
+				}
+				s.hostClaims.pending[h] = r.App
 				mine = append(mine, h)
 			}
 		}
@@ -211,10 +217,10 @@ func (s *Server) claimHosts(built []*builder.Release, specs []agent.Spec) (func(
 		return nil, fmt.Errorf("cannot record the host claims (%v); tell the operator", err)
 	}
 	return func() {
-		hostClaimsMu.Lock()
-		defer hostClaimsMu.Unlock()
+		s.hostClaims.mu.Lock()
+		defer s.hostClaims.mu.Unlock()
 		for _, h := range mine {
-			delete(pendingClaims, h)
+			delete(s.hostClaims.pending, h)
 		}
 	}, nil
 }
@@ -228,7 +234,7 @@ type hostRow struct {
 	Routed   bool   `json:"routed"`  // a live release answers there
 }
 
-func (s *Server) hostsCommand(c *call) int {
+func (s *Server) hostsCommand(c *call) error {
 	asJSON := false
 	switch {
 	case len(c.args) == 2 && c.args[1] == "--json":
@@ -236,10 +242,10 @@ func (s *Server) hostsCommand(c *call) int {
 	case len(c.args) != 1:
 		return c.fail("usage: %s", hostsUsage)
 	}
-	hostClaimsMu.Lock()
+	s.hostClaims.mu.Lock()
 	stored, routed, err := s.claimState()
 	claims := s.liveClaims(stored)
-	hostClaimsMu.Unlock()
+	s.hostClaims.mu.Unlock()
 	if err != nil {
 		c.log.Error().Err(err).Msg("reading host claims")
 		return c.fail("cannot read the host claims; tell the operator")
@@ -266,9 +272,9 @@ func (s *Server) hostsCommand(c *call) int {
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(rows); err != nil {
-			return 1
+			return exitStatus(1)
 		}
-		return 0
+		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tAPP\tINSTANCE\tCLAIMED\tROUTED")
@@ -280,10 +286,10 @@ func (s *Server) hostsCommand(c *call) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Host, r.App, r.Instance, r.Claimed, routed)
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func (s *Server) hostsReleaseCommand(c *call) int {
+func (s *Server) hostsReleaseCommand(c *call) error {
 	if len(c.args) != 2 {
 		return c.fail("usage: %s", hostsReleaseUsage)
 	}
@@ -291,8 +297,8 @@ func (s *Server) hostsReleaseCommand(c *call) int {
 	if !names.IsHost(h) {
 		return c.fail("%s is not a host name", names.Show(c.args[1]))
 	}
-	hostClaimsMu.Lock()
-	defer hostClaimsMu.Unlock()
+	s.hostClaims.mu.Lock()
+	defer s.hostClaims.mu.Unlock()
 	stored, routed, err := s.claimState()
 	if err != nil {
 		c.log.Error().Err(err).Msg("reading host claims")
@@ -315,5 +321,5 @@ func (s *Server) hostsReleaseCommand(c *call) int {
 	}
 	c.log.Info().Str("host", h).Str("app", cl.App).Str("instance", cl.Instance).Msg("host claim released")
 	fmt.Fprintf(c.stdout(), "released %s (claimed by %s/%s)\n", h, cl.App, cl.Instance)
-	return 0
+	return nil
 }

@@ -153,13 +153,13 @@ func TestClaimsStaleAndReleased(t *testing.T) {
 	if _, err := s.claimHosts([]*builder.Release{r}, []agent.Spec{spec}); err == nil || !strings.Contains(err.Error(), "claimed by app blog") {
 		t.Fatalf("shop took blog's claimed host: %v", err)
 	}
-	hostClaimsMu.Lock()
+	s.hostClaims.mu.Lock()
 	claims, err := s.loadClaims()
 	if err == nil {
 		delete(claims, "www.example.com") // what hosts:release does
 		err = s.saveClaims(claims)
 	}
-	hostClaimsMu.Unlock()
+	s.hostClaims.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,47 +22,53 @@ const localKeysUsage = `gitreceive keys [--data DIR] list
 // keystore accepts, so a larger input is reported as too large, not cut.
 const maxKeyInput = keystore.MaxPublicKeyInput + 1
 
-// KeysCommand runs `keys list|add|remove` for the local CLI (fromFile: a key
-// may come from a FILE argument) and over SSH (stdin only).
+// KeysCommand runs `keys` for the local CLI (fromFile: a key may come
+// from a FILE argument) and returns its exit status.
 func KeysCommand(store *keystore.Store, args []string, stdin io.Reader, stdout, stderr io.Writer, fromFile bool) int {
+	if err := runKeys(store, args, stdin, stdout, fromFile); err != nil {
+		fmt.Fprintf(stderr, "gitreceive: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// runKeys runs `keys list|add|remove` for the local CLI and over SSH
+// (stdin only); its errors are userErrors.
+func runKeys(store *keystore.Store, args []string, stdin io.Reader, stdout io.Writer, fromFile bool) error {
 	usage := keysUsage
 	if fromFile {
 		usage = localKeysUsage
 	}
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(stderr, "gitreceive: "+format+"\n", a...)
-		return 1
-	}
 	if len(args) == 0 {
-		return fail("usage: %s", usage)
+		return userErrorf("usage: %s", usage)
 	}
 	switch args[0] {
 	case "list":
 		if len(args) != 1 {
-			return fail("usage: %s", usage)
+			return userErrorf("usage: %s", usage)
 		}
-		return listKeys(store, stdout, fail)
+		return listKeys(store, stdout)
 	case "add":
-		return addKey(store, args[1:], stdin, stdout, fromFile, usage, fail)
+		return addKey(store, args[1:], stdin, stdout, fromFile, usage)
 	case "remove":
 		if len(args) != 2 {
-			return fail("usage: %s", usage)
+			return userErrorf("usage: %s", usage)
 		}
 		k, err := store.Remove(args[1])
 		if err != nil {
-			return fail("%v", err)
+			return userErrorf("%v", err)
 		}
 		fmt.Fprintf(stdout, "removed key %s (%s)\n", k.Name, k.Fingerprint())
-		return 0
+		return nil
 	default:
-		return fail("unknown keys command %q; usage: %s", args[0], usage)
+		return userErrorf("unknown keys command %q; usage: %s", args[0], usage)
 	}
 }
 
-func listKeys(store *keystore.Store, stdout io.Writer, fail func(string, ...any) int) int {
+func listKeys(store *keystore.Store, stdout io.Writer) error {
 	keys, err := store.List()
 	if err != nil {
-		return fail("%v", err)
+		return userErrorf("%v", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tAPPS\tFINGERPRINT")
@@ -74,80 +80,94 @@ func listKeys(store *keystore.Store, stdout io.Writer, fail func(string, ...any)
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", k.Name, k.Role, apps, k.Fingerprint())
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func addKey(store *keystore.Store, args []string, stdin io.Reader, stdout io.Writer, fromFile bool, usage string, fail func(string, ...any) int) int {
-	var positional []string
-	admin, appsGiven := false, false
-	var apps []string
+// keyOptions are the arguments of `keys add`.
+type keyOptions struct {
+	admin, appsGiven bool
+	apps             []string
+	positional       []string // NAME [FILE|-]
+}
+
+// parseKeyOptions reads the arguments of `keys add`.
+func parseKeyOptions(args []string, usage string) (keyOptions, error) {
+	var o keyOptions
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--admin":
-			admin = true
+			o.admin = true
 		case a == "--apps" || strings.HasPrefix(a, "--apps="):
 			v, ok := strings.CutPrefix(a, "--apps=")
 			if !ok {
 				if i+1 == len(args) {
-					return fail("--apps needs a comma-separated list of apps; usage: %s", usage)
+					return o, userErrorf("--apps needs a comma-separated list of apps; usage: %s", usage)
 				}
 				i++
 				v = args[i]
 			}
-			appsGiven = true
+			o.appsGiven = true
 			for _, app := range strings.Split(v, ",") {
 				if app = strings.TrimSpace(app); app != "" {
-					apps = append(apps, app)
+					o.apps = append(o.apps, app)
 				}
 			}
 		case strings.HasPrefix(a, "-") && a != "-":
-			return fail("unknown option %q; usage: %s", a, usage)
+			return o, userErrorf("unknown option %q; usage: %s", a, usage)
 		default:
-			positional = append(positional, a)
+			o.positional = append(o.positional, a)
 		}
+	}
+	return o, nil
+}
+
+func addKey(store *keystore.Store, args []string, stdin io.Reader, stdout io.Writer, fromFile bool, usage string) error {
+	o, err := parseKeyOptions(args, usage)
+	if err != nil {
+		return err
 	}
 	maxPositional := 1
 	if fromFile {
 		maxPositional = 2
 	}
-	if len(positional) == 0 || len(positional) > maxPositional {
-		return fail("usage: %s", usage)
+	if len(o.positional) == 0 || len(o.positional) > maxPositional {
+		return userErrorf("usage: %s", usage)
 	}
-	if admin && appsGiven {
-		return fail("an admin key has access to every app; give --admin or --apps, not both")
+	if o.admin && o.appsGiven {
+		return userErrorf("an admin key has access to every app; give --admin or --apps, not both")
 	}
-	if !admin && len(apps) == 0 {
-		return fail("say what the key may do: --admin, or --apps APP,APP for a deployer")
+	if !o.admin && len(o.apps) == 0 {
+		return userErrorf("say what the key may do: --admin, or --apps APP,APP for a deployer")
 	}
 
 	in := stdin
-	if len(positional) == 2 && positional[1] != "-" {
-		f, err := os.Open(positional[1])
+	if len(o.positional) == 2 && o.positional[1] != "-" {
+		f, err := os.Open(o.positional[1])
 		if err != nil {
-			return fail("cannot read the key file: %v", err)
+			return userErrorf("cannot read the key file: %v", err)
 		}
 		defer f.Close()
 		in = f
 	}
 	data, err := io.ReadAll(io.LimitReader(in, maxKeyInput))
 	if err != nil {
-		return fail("reading the public key: %v", err)
+		return userErrorf("reading the public key: %v", err)
 	}
 	if len(data) > keystore.MaxPublicKeyInput {
-		return fail("the input is more than %d bytes, more than a public key can be; give the .pub file", keystore.MaxPublicKeyInput)
+		return userErrorf("the input is more than %d bytes, more than a public key can be; give the .pub file", keystore.MaxPublicKeyInput)
 	}
 	pub, err := keystore.ParsePublicKey(data)
 	if err != nil {
-		return fail("%v", err)
+		return userErrorf("%v", err)
 	}
-	k := keystore.Key{Name: positional[0], Role: keystore.RoleDeployer, Apps: apps, PublicKey: pub}
-	if admin {
+	k := keystore.Key{Name: o.positional[0], Role: keystore.RoleDeployer, Apps: o.apps, PublicKey: pub}
+	if o.admin {
 		k.Role = keystore.RoleAdmin
 	}
 	if err := store.Add(k); err != nil {
-		return fail("%v", err)
+		return userErrorf("%v", err)
 	}
 	fmt.Fprintf(stdout, "added %s key %s (%s)\n", k.Role, k.Name, k.Fingerprint())
-	return 0
+	return nil
 }

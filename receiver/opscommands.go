@@ -39,15 +39,21 @@ const (
 
 // runCommand is Silver Lining's `silver run`: a script of the live release
 // on one node (the services node unless told otherwise), as the app runs.
-func (s *Server) runCommand(c *call) int {
-	o, args, err := parseRunOptions(c.args[1:], true)
+// runTarget: run [--env NAME=VALUE]... APP[@BRANCH] ...
+func runTarget(args []string) (string, error) {
+	_, args, err := parseRunOptions(args[1:], true)
 	if err != nil || len(args) == 0 {
-		return c.fail("%s", usageError(err, runUsage))
+		return "", userErrorf("%s", usageError(err, runUsage))
 	}
-	t, ok := s.appTarget(c, args[0])
-	if !ok {
-		return 1
+	return args[0], nil
+}
+
+func (s *Server) runCommand(c *call) error {
+	o, args, err := parseRunOptions(c.args[1:], true)
+	if err != nil {
+		return err
 	}
+	t := c.target
 	// Options go before or after APP.
 	o, args, err = o.parseMore(args[1:])
 	if err != nil {
@@ -63,24 +69,9 @@ func (s *Server) runCommand(c *call) int {
 	if raw && all {
 		return c.fail("--raw passes one node's output unchanged, but --all-nodes labels every line with its node: give --node NAME instead of --all-nodes")
 	}
-	targets, err := s.fleet.Inventory.Targets()
+	targets, err := s.runNodes(c, node, all)
 	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
-	}
-	switch {
-	case node != "":
-		i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == node })
-		if i < 0 {
-			return c.fail("there is no node %q; see `nodes list`", node)
-		}
-		targets = targets[i : i+1]
-	case !all:
-		// The services node: where the app's databases are closest.
-		n, err := s.fleet.Inventory.ServicesNode()
-		if err != nil {
-			return c.internal(err, "cannot read the node inventory")
-		}
-		targets = []nodes.Node{n}
+		return err
 	}
 
 	var ctx context.Context = c.sess.Context()
@@ -116,7 +107,7 @@ func (s *Server) runCommand(c *call) int {
 		case errors.Is(ctx.Err(), context.DeadlineExceeded):
 			return c.fail("%s ran longer than run_timeout (%s) and was stopped", args[0], s.cfg.RunTimeout)
 		case ctx.Err() != nil:
-			return 130
+			return exitStatus(130)
 		case err != nil:
 			return c.fail("%v", err)
 		}
@@ -124,7 +115,37 @@ func (s *Server) runCommand(c *call) int {
 			code = got
 		}
 	}
-	return code
+	return exitWith(code)
+}
+
+// runNodes are the nodes `run` runs on: --node NODE, every node
+// (--all-nodes), or by default the services node, where the app's
+// databases are closest.
+func (s *Server) runNodes(c *call, node string, all bool) ([]nodes.Node, error) {
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return nil, c.internal(err, "cannot read the node inventory")
+	}
+	switch {
+	case node != "":
+		return onlyNode(c, targets, node)
+	case !all:
+		n, err := s.fleet.Inventory.ServicesNode()
+		if err != nil {
+			return nil, c.internal(err, "cannot read the node inventory")
+		}
+		return []nodes.Node{n}, nil
+	}
+	return targets, nil
+}
+
+// onlyNode is the node named by --node, among targets.
+func onlyNode(c *call, targets []nodes.Node, name string) ([]nodes.Node, error) {
+	i := slices.IndexFunc(targets, func(n nodes.Node) bool { return n.Name == name })
+	if i < 0 {
+		return nil, c.fail("there is no node %q; see `nodes list`", name)
+	}
+	return targets[i : i+1], nil
 }
 
 // runOutput is where a script's stdout and stderr go on node n, and what
@@ -141,7 +162,7 @@ func runOutput(c *call, n nodes.Node, all, raw, tty bool) (stdout, stderr io.Wri
 		// One writer per stream: the node's stdout and stderr arrive on
 		// two goroutines, and each needs its own partial line.
 		out := &lockedWriter{w: c.stdout()}
-		label := func(line string) { out.printf("%-8s %s\n", n.Name, line) }
+		label := func(line string) { out.printf("%s\n", nodeLine(n.Name, "%s", line)) }
 		o, e := nodes.NewLineWriter(label, tty), nodes.NewLineWriter(label, tty)
 		return o, e, func() { o.Flush(); e.Flush() }
 	}
@@ -174,7 +195,21 @@ func (s *Server) appInstances(app string) ([]string, error) {
 	return out, nil
 }
 
-func (s *Server) appsCommand(c *call) int {
+// appsRow is one instance (or one never-deployed app) in `apps`.
+type appsRow struct {
+	App      string   `json:"app"`
+	Instance string   `json:"instance"`
+	Location string   `json:"location"`
+	Live     string   `json:"live"`
+	Nodes    int      `json:"nodes"`
+	Services []string `json:"services"`
+	Files    string   `json:"files,omitempty"`
+	Branch   string   `json:"branch,omitempty"`
+	Deployed string   `json:"last_deploy,omitempty"` // RFC 3339, UTC
+	Pusher   string   `json:"pusher,omitempty"`
+}
+
+func (s *Server) appsCommand(c *call) error {
 	asJSON := false
 	switch {
 	case len(c.args) == 2 && c.args[1] == "--json":
@@ -182,77 +217,20 @@ func (s *Server) appsCommand(c *call) int {
 	case len(c.args) != 1:
 		return c.fail("usage: %s", appsUsage)
 	}
-	entries, err := os.ReadDir(s.cfg.reposDir())
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return c.internal(err, "cannot list the apps")
-	}
-	targets, err := s.fleet.Inventory.Targets()
+	rows, err := s.appsRows(c)
 	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
-	}
-	type instanceRow struct {
-		App      string   `json:"app"`
-		Instance string   `json:"instance"`
-		Location string   `json:"location"`
-		Live     string   `json:"live"`
-		Nodes    int      `json:"nodes"`
-		Services []string `json:"services"`
-		Files    string   `json:"files,omitempty"`
-		Branch   string   `json:"branch,omitempty"`
-		Deployed string   `json:"last_deploy,omitempty"` // RFC 3339, UTC
-		Pusher   string   `json:"pusher,omitempty"`
-	}
-	var rows []instanceRow
-	for _, e := range entries {
-		app, isRepo := strings.CutSuffix(e.Name(), ".git")
-		if !isRepo || !c.key.CanAccessApp(app) {
-			continue
-		}
-		instances, err := s.appInstances(app)
-		if err != nil {
-			return c.internal(err, "cannot read the releases of %s", app)
-		}
-		if len(instances) == 0 {
-			rows = append(rows, instanceRow{App: app, Live: "never deployed", Services: []string{}})
-		}
-		for _, inst := range instances {
-			row := instanceRow{App: app, Instance: inst, Services: []string{}}
-			if spec, ok, err := s.lastSpec(app, inst); err == nil && ok {
-				row.Location = "http://" + spec.Locations[0].String()
-				row.Services = append(row.Services, spec.Services...)
-			}
-			if last, _, ok, err := s.history.Last(app, inst); err == nil && ok {
-				row.Branch, row.Deployed, row.Pusher = last.Branch, last.Time.UTC().Format(time.RFC3339), last.Pusher
-			}
-			live := map[int]int{}
-			for _, r := range s.fleet.Releases(c.sess.Context(), targets, app, inst) {
-				if r.Err == nil && r.Current > 0 {
-					live[r.Current]++
-					row.Nodes++
-				}
-			}
-			var parts []string
-			for n, count := range live {
-				parts = append(parts, fmt.Sprintf("v%d on %d", n, count))
-			}
-			sort.Strings(parts)
-			row.Live = strings.Join(parts, ", ")
-			if row.Live == "" {
-				row.Live = "none"
-			}
-			if slices.Contains(row.Services, "files") && len(targets) > 1 {
-				row.Files = "per node: each node has its own files directory"
-			}
-			rows = append(rows, row)
-		}
+		return err
 	}
 	if asJSON {
 		if rows == nil {
-			rows = []instanceRow{}
+			rows = []appsRow{}
 		}
 		enc := json.NewEncoder(c.stdout())
 		enc.SetIndent("", "  ")
-		return boolCode(enc.Encode(rows) != nil)
+		if enc.Encode(rows) != nil {
+			return exitStatus(1)
+		}
+		return nil
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "APP\tBRANCH\tLOCATION\tLIVE\tNODES\tLAST DEPLOY\tSERVICES")
@@ -268,41 +246,95 @@ func (s *Server) appsCommand(c *call) int {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.App, r.Branch, r.Location, r.Live, r.Nodes, deployed, services)
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func boolCode(failed bool) int {
-	if failed {
-		return 1
+// appsRows are the rows of `apps`: the instances of every app c's key may
+// manage, in the order of the repositories.
+func (s *Server) appsRows(c *call) ([]appsRow, error) {
+	entries, err := os.ReadDir(s.cfg.reposDir())
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, c.internal(err, "cannot list the apps")
 	}
-	return 0
+	targets, err := s.fleet.Inventory.Targets()
+	if err != nil {
+		return nil, c.internal(err, "cannot read the node inventory")
+	}
+	var rows []appsRow
+	for _, e := range entries {
+		app, isRepo := strings.CutSuffix(e.Name(), ".git")
+		if !isRepo || !c.key.CanAccessApp(app) {
+			continue
+		}
+		instances, err := s.appInstances(app)
+		if err != nil {
+			return nil, c.internal(err, "cannot read the releases of %s", app)
+		}
+		if len(instances) == 0 {
+			rows = append(rows, appsRow{App: app, Live: "never deployed", Services: []string{}})
+		}
+		for _, inst := range instances {
+			rows = append(rows, s.appsInstanceRow(c.sess.Context(), targets, app, inst))
+		}
+	}
+	return rows, nil
+}
+
+// appsInstanceRow is what `apps` says of one instance.
+func (s *Server) appsInstanceRow(ctx context.Context, targets []nodes.Node, app, inst string) appsRow {
+	row := appsRow{App: app, Instance: inst, Services: []string{}}
+	if spec, ok, err := s.lastSpec(app, inst); err == nil && ok {
+		row.Location = "http://" + spec.Locations[0].String()
+		row.Services = append(row.Services, spec.Services...)
+	}
+	if last, _, ok, err := s.history.Last(app, inst); err == nil && ok {
+		row.Branch, row.Deployed, row.Pusher = last.Branch, last.Time.UTC().Format(time.RFC3339), last.Pusher
+	}
+	live := map[int]int{}
+	for _, r := range s.fleet.Releases(ctx, targets, app, inst) {
+		if r.Err == nil && r.Current > 0 {
+			live[r.Current]++
+			row.Nodes++
+		}
+	}
+	var parts []string
+	for n, count := range live {
+		parts = append(parts, fmt.Sprintf("v%d on %d", n, count))
+	}
+	sort.Strings(parts)
+	row.Live = strings.Join(parts, ", ")
+	if row.Live == "" {
+		row.Live = "none"
+	}
+	if slices.Contains(row.Services, "files") && len(targets) > 1 {
+		row.Files = "per node: each node has its own files directory"
+	}
+	return row
 }
 
 // destroyCommand removes an instance (APP@BRANCH) or a whole app (APP:
 // every instance, its repository, its history and config) from every node
 // and the receiver.
-func (s *Server) destroyCommand(c *call) int {
-	args := c.args[1:]
-	withData := slices.Contains(args, "--with-data")
-	args = slices.DeleteFunc(args, func(a string) bool { return a == "--with-data" })
+// destroyArgs are destroy's arguments without --with-data.
+func destroyArgs(args []string) []string {
+	return slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--with-data" })
+}
+
+// destroyTarget: destroy APP[@BRANCH] --confirm APP [--with-data].
+func destroyTarget(args []string) (string, error) {
+	args = destroyArgs(args)
 	if len(args) != 3 || args[1] != "--confirm" {
-		return c.fail("usage: %s", destroyUsage)
+		return "", userErrorf("usage: %s", destroyUsage)
 	}
-	t, ok := s.appTarget(c, args[0])
-	if !ok {
-		return 1
-	}
-	if args[2] != t.app {
-		return c.fail("--confirm %s does not name the app; nothing was destroyed", args[2])
-	}
+	return args[0], nil
+}
+
+func (s *Server) destroyCommand(c *call) error {
+	withData := slices.Contains(c.args[1:], "--with-data")
+	args := destroyArgs(c.args)
+	t := c.target
 	whole := !strings.Contains(args[0], "@")
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, ok := s.lockForCommand(ctx, c, t, "destroy", out)
-	if !ok {
-		return 1
-	}
-	defer release()
+	ctx, out := c.sess.Context(), c.out
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
@@ -333,7 +365,7 @@ func (s *Server) destroyCommand(c *call) int {
 		out.Done("%s is destroyed on every node; the repository keeps branch %s", t, t.branch)
 	}
 	c.log.Info().Str("app", t.app).Strs("instances", instances).Bool("whole", whole).Msg("destroyed")
-	return 0
+	return nil
 }
 
 // destroyInstance removes an instance from every node, with its history
@@ -375,14 +407,8 @@ func (s *Server) destroyInstance(ctx context.Context, log zerolog.Logger, out *h
 	return nil
 }
 
-func (s *Server) configCommand(c *call) int {
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", configUsage)
-	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
-	}
+func (s *Server) configCommand(c *call) error {
+	t := c.target
 	operator, err := s.config.get(t.app, t.instance)
 	if err != nil {
 		return c.internal(err, "cannot read the config of %s", t)
@@ -418,18 +444,27 @@ func (s *Server) configCommand(c *call) int {
 		fmt.Fprintf(tw, "%s\t%s\n", k, by)
 	}
 	tw.Flush()
-	return 0
+	return nil
 }
 
-func (s *Server) configSetCommand(c *call) int {
-	if len(c.args) < 3 {
-		return c.fail("usage: %s", configSetUsage)
+// configSetTarget: config:set APP[@BRANCH] KEY=VALUE... The values are
+// checked before the app's lock is waited for.
+func configSetTarget(args []string) (string, error) {
+	if len(args) < 3 {
+		return "", userErrorf("usage: %s", configSetUsage)
 	}
+	if _, err := parseAssignments(args[2:]); err != nil {
+		return "", userErrorf("%v; usage: %s", err, configSetUsage)
+	}
+	return args[1], nil
+}
+
+func (s *Server) configSetCommand(c *call) error {
 	values, err := parseAssignments(c.args[2:])
 	if err != nil {
-		return c.fail("%v; usage: %s", err, configSetUsage)
+		return err
 	}
-	return s.changeConfig(c, c.args[1], func(m map[string]string) []string {
+	return s.changeConfig(c, func(m map[string]string) []string {
 		var keys []string
 		for k, v := range values {
 			m[k] = v
@@ -439,16 +474,22 @@ func (s *Server) configSetCommand(c *call) int {
 	})
 }
 
-func (s *Server) configUnsetCommand(c *call) int {
-	if len(c.args) < 3 {
-		return c.fail("usage: %s", configUnsetUsage)
+// configUnsetTarget: config:unset APP[@BRANCH] KEY... The keys are
+// checked before the app's lock is waited for.
+func configUnsetTarget(args []string) (string, error) {
+	if len(args) < 3 {
+		return "", userErrorf("usage: %s", configUnsetUsage)
 	}
-	for _, k := range c.args[2:] {
+	for _, k := range args[2:] {
 		if !configKey.MatchString(k) {
-			return c.fail("%q is not a config key; usage: %s", k, configUnsetUsage)
+			return "", userErrorf("%q is not a config key; usage: %s", k, configUnsetUsage)
 		}
 	}
-	return s.changeConfig(c, c.args[1], func(m map[string]string) []string {
+	return args[1], nil
+}
+
+func (s *Server) configUnsetCommand(c *call) error {
+	return s.changeConfig(c, func(m map[string]string) []string {
 		for _, k := range c.args[2:] {
 			delete(m, k)
 		}
@@ -460,18 +501,9 @@ func (s *Server) configUnsetCommand(c *call) int {
 // restarts the instance with it: a new release of the same commit, through
 // the normal health-checked two-phase switch. If that fails, the change is
 // taken back.
-func (s *Server) changeConfig(c *call, arg string, change func(map[string]string) []string) int {
-	t, ok := s.appTarget(c, arg)
-	if !ok {
-		return 1
-	}
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, ok := s.lockForCommand(ctx, c, t, "config", out)
-	if !ok {
-		return 1
-	}
-	defer release()
+func (s *Server) changeConfig(c *call, change func(map[string]string) []string) error {
+	t := c.target
+	ctx, out := c.sess.Context(), c.out
 	last, previous, ok, err := s.history.Last(t.app, t.instance)
 	if err != nil || !ok {
 		return c.fail("%s has no release to restart; push it first", t)
@@ -497,9 +529,9 @@ func (s *Server) changeConfig(c *call, arg string, change func(map[string]string
 		})
 		out.Error("%v", err)
 		out.Error("The config change was taken back; every node keeps its release.")
-		return 1
+		return exitStatus(1)
 	}
-	return 0
+	return nil
 }
 
 // restart deploys the commit of the instance's newest release again as a
@@ -527,21 +559,11 @@ func (s *Server) restart(ctx context.Context, c *call, t target, last builder.Re
 	return err
 }
 
-func (s *Server) disableCommand(c *call) int { return s.setDisabled(c, true) }
-func (s *Server) enableCommand(c *call) int  { return s.setDisabled(c, false) }
+func (s *Server) disableCommand(c *call) error { return s.setDisabled(c, true) }
+func (s *Server) enableCommand(c *call) error  { return s.setDisabled(c, false) }
 
-func (s *Server) setDisabled(c *call, disabled bool) int {
-	usage := enableUsage
-	if disabled {
-		usage = disableUsage
-	}
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", usage)
-	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
-	}
+func (s *Server) setDisabled(c *call, disabled bool) error {
+	t := c.target
 	targets, err := s.fleet.Inventory.Targets()
 	if err != nil {
 		return c.internal(err, "cannot read the node inventory")
@@ -555,7 +577,7 @@ func (s *Server) setDisabled(c *call, disabled bool) int {
 	} else {
 		fmt.Fprintf(c.stdout(), "%s is enabled again on %d node%s\n", t, len(targets), plural(len(targets)))
 	}
-	return 0
+	return nil
 }
 
 // runOptions are run's options, given before or after APP[@BRANCH].

@@ -44,11 +44,13 @@ type Server struct {
 	ssh    *ssh.Server
 	limits *connLimits
 
-	history   builder.History
-	fleet     *nodes.Fleet
-	config    *configStore // config:set values
-	creds     *credentialStore
-	receiving sessionCounts
+	history builder.History
+	fleet   *nodes.Fleet
+	config  *configStore // config:set values
+	creds   *credentialStore
+	// hostClaims holds the in-memory side of the host claims.
+	hostClaims hostClaims
+	receiving  sessionCounts
 
 	// life ends at Shutdown: work the daemon starts on its own (repair).
 	life    context.Context

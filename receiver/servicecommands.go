@@ -31,27 +31,20 @@ func (s *Server) serviceNodes(svc services.Service) ([]nodes.Node, error) {
 
 // instanceServices are the services the instance has data in: those it
 // has credentials for, in name order.
-func (s *Server) instanceServices(c *call, t target) (map[string]services.Credentials, []string, bool) {
+func (s *Server) instanceServices(c *call, t target) (map[string]services.Credentials, []string, error) {
 	creds, err := s.creds.get(t.app, t.instance)
 	if err != nil {
 		c.log.Error().Err(err).Msg("reading service credentials")
-		c.fail("cannot read the services of %s; tell the operator", t)
-		return nil, nil, false
+		return nil, nil, c.fail("cannot read the services of %s; tell the operator", t)
 	}
-	return creds, slices.Sorted(maps.Keys(creds)), true
+	return creds, slices.Sorted(maps.Keys(creds)), nil
 }
 
-func (s *Server) backupCommand(c *call) int {
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", backupUsage)
-	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
-	}
-	creds, names, ok := s.instanceServices(c, t)
-	if !ok {
-		return 1
+func (s *Server) backupCommand(c *call) error {
+	t := c.target
+	creds, names, err := s.instanceServices(c, t)
+	if err != nil {
+		return err
 	}
 	if len(names) == 0 {
 		return c.fail("%s has no services to back up", t)
@@ -99,27 +92,15 @@ func (s *Server) backupCommand(c *call) int {
 	}
 	out.Done("backup of %s: %s", t, strings.Join(names, ", "))
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Strs("services", names).Msg("backup")
-	return 0
+	return nil
 }
 
-func (s *Server) restoreCommand(c *call) int {
-	if len(c.args) != 2 {
-		return c.fail("usage: %s", restoreUsage)
-	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
-	}
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, ok := s.lockForCommand(ctx, c, t, "restore", out)
-	if !ok {
-		return 1
-	}
-	defer release()
-	creds, _, ok := s.instanceServices(c, t)
-	if !ok {
-		return 1
+func (s *Server) restoreCommand(c *call) error {
+	t := c.target
+	ctx, out := c.sess.Context(), c.out
+	creds, _, err := s.instanceServices(c, t)
+	if err != nil {
+		return err
 	}
 	tmp, err := os.MkdirTemp(s.cfg.runDir(), "restore-")
 	if err != nil {
@@ -153,31 +134,16 @@ func (s *Server) restoreCommand(c *call) int {
 	}
 	out.Done("%s restored: %s", t, strings.Join(names, ", "))
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Strs("services", names).Msg("restored")
-	return 0
+	return nil
 }
 
-func (s *Server) clearCommand(c *call) int {
-	if len(c.args) != 5 || c.args[3] != "--confirm" {
-		return c.fail("usage: %s", clearUsage)
-	}
-	t, ok := s.appTarget(c, c.args[1])
-	if !ok {
-		return 1
-	}
+func (s *Server) clearCommand(c *call) error {
+	t := c.target
 	name := c.args[2]
-	if c.args[4] != t.app {
-		return c.fail("--confirm %s does not name the app; nothing was cleared", c.args[4])
-	}
-	ctx := c.sess.Context()
-	out := hooks.NewProgress(c.stderr())
-	release, ok := s.lockForCommand(ctx, c, t, "clear "+name, out)
-	if !ok {
-		return 1
-	}
-	defer release()
-	creds, _, ok := s.instanceServices(c, t)
-	if !ok {
-		return 1
+	ctx, out := c.sess.Context(), c.out
+	creds, _, err := s.instanceServices(c, t)
+	if err != nil {
+		return err
 	}
 	cred, has := creds[name]
 	svc, known := services.Lookup(name)
@@ -201,7 +167,7 @@ func (s *Server) clearCommand(c *call) int {
 		out.Done("%s of %s is empty", name, t)
 	}
 	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("service", name).Bool("dropped", drop).Msg("service cleared")
-	return 0
+	return nil
 }
 
 // removeServiceData clears the instance's data of svc everywhere it is
@@ -230,14 +196,13 @@ func (s *Server) removeServiceData(ctx context.Context, app, instance string, sv
 }
 
 // lockForCommand takes the app's lock for a command, saying whom it waits
-// for; a false return has already told the client.
-func (s *Server) lockForCommand(ctx context.Context, c *call, t target, what string, out *hooks.Progress) (func(), bool) {
+// for.
+func (s *Server) lockForCommand(ctx context.Context, c *call, t target, what string, out *hooks.Progress) (func(), error) {
 	release, err := s.locks.acquire(ctx, t.app, &lockHolder{user: c.key.Name, branch: t.branch, commit: what}, s.cfg.LockTimeout, lockWaitInterval, func(h *lockHolder) {
 		out.Step("waiting for %s to finish", h)
 	})
 	if err != nil {
-		c.fail("%s is busy: %v", t.app, err)
-		return nil, false
+		return nil, c.fail("%s is busy: %v", t.app, err)
 	}
-	return release, true
+	return release, nil
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/gliderlabs/ssh"
 	"github.com/rs/zerolog"
 
-	"github.com/gitreceive/gitreceive/hooks/termsafe"
+	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
@@ -19,41 +19,41 @@ type call struct {
 	sess ssh.Session
 	key  keystore.Key
 	args []string // args[0] is the command name
-	log  zerolog.Logger
+	// target is the APP[@BRANCH] of a command on one app, parsed and
+	// authorized by the dispatcher.
+	target target
+	// out is the session's progress lines on stderr.
+	out *hooks.Progress
+	log zerolog.Logger
 }
 
 func (c *call) stdout() io.Writer { return c.sess }
 func (c *call) stderr() io.Writer { return c.sess.Stderr() }
 
-// fail prints one sentence for the client and returns exit code 1. The
-// sentence may quote a node's error (an app's log lines): it is shown
-// escaped like all app output.
-func (c *call) fail(format string, a ...any) int {
-	fmt.Fprintf(c.stderr(), "gitreceive: %s\n", termsafe.String(fmt.Sprintf(format, a...)))
-	return 1
-}
+// fail is a userError: one sentence for the client (see exitCode).
+func (c *call) fail(format string, a ...any) error { return userErrorf(format, a...) }
 
-// internal fails with a sentence for an internal failure; its cause goes
-// to the log only (a path or a node's message is for the operator).
-func (c *call) internal(cause error, format string, a ...any) int {
-	return c.fail("%s", tellOperator(c.log, cause, format, a...))
+// internal is an internal failure: the client is told what failed, the
+// log gets cause (a path or a node's message is for the operator).
+func (c *call) internal(cause error, format string, a ...any) error {
+	return &operatorError{what: fmt.Sprintf(format, a...), cause: cause}
 }
 
 func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
-	c := &call{sess: sess, log: log}
+	c := &call{sess: sess, log: log, out: hooks.NewProgress(sess.Stderr())}
 	defer recoverPanic(&c.log, "session", func(sentence string) {
 		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
 		_ = sess.Exit(1)
 	})
-	code := s.runSession(c)
+	code := exitCode(c.log, c.stderr(), s.runSession(c))
 	c.log.Info().Int("exit", code).Dur("duration", time.Since(start)).Msg("session ended")
 	// The exact status goes back: a failed command never looks like success.
 	_ = sess.Exit(code)
 }
 
-func (s *Server) runSession(c *call) int {
+func (s *Server) runSession(c *call) error {
 	// The identity comes from the key this session proved, looked up now:
 	// nothing remembered from the auth callbacks is trusted, and a key
 	// removed since the connection was made no longer works.
@@ -92,5 +92,26 @@ func (s *Server) runSession(c *call) int {
 		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
 	}
 	testPoint("command " + args[0])
+	if cmd.target != nil {
+		arg, err := cmd.target(args)
+		if err != nil {
+			return err
+		}
+		if c.target, err = s.appTarget(c, arg); err != nil {
+			return err
+		}
+	}
+	if cmd.confirm != nil {
+		if value, undone := cmd.confirm(args); value != c.target.app {
+			return c.fail("--confirm %s does not name the app; nothing was %s", value, undone)
+		}
+	}
+	if cmd.lock != nil {
+		release, err := s.lockForCommand(c.sess.Context(), c, c.target, cmd.lock(args), c.out)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	return cmd.run(s, c)
 }
