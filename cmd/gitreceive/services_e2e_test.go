@@ -47,19 +47,19 @@ func TestServices(t *testing.T) {
 	var said strings.Builder // everything the pusher and the operator were shown
 	r := f.alice.MustGit(t, work, "push", "silver", "main")
 	said.WriteString(r.Stderr)
+	n1, n2 := bed.Nodes[0], bed.Nodes[1] // svc-1, svc-2 (GITRECEIVE_TESTBED_SLOT renames them)
 	for _, want := range []string{
 		"remote: -----> Services",
 		"remote:        postgis       database servicesapp_production_",
 		"remote:        mysql         database servicesapp_production_",
 		"remote:        redis         database 1 for user servicesapp_production_",
-		"remote:        files         svc-1  directory /var/lib/gitreceive/files/servicesapp/servicesapp_production_",
-		"remote:        files         svc-2  directory ",
-		"remote:        writable_root svc-2  directory /var/lib/gitreceive/writable-root/servicesapp/",
+		"remote:        files         " + n1.Name + "  directory /var/lib/gitreceive/files/servicesapp/servicesapp_production_",
+		"remote:        files         " + n2.Name + "  directory ",
+		"remote:        writable_root " + n2.Name + "  directory /var/lib/gitreceive/writable-root/servicesapp/",
 		"servicesapp v1 (main) is live on 2 nodes",
 	} {
 		mustContain(t, r.Stderr, want)
 	}
-	n1, n2 := bed.Nodes[0], bed.Nodes[1]
 
 	// Each request writes to every service; the databases are shared by
 	// the nodes (on svc-1, the services node), files are per node.
@@ -81,7 +81,7 @@ func TestServices(t *testing.T) {
 		t.Errorf("/env: %v", env)
 	}
 	// nginx serves what the app wrote to its writable root.
-	mustGet(t, n1, host, "/hits.txt", "svc-1\n")
+	mustGet(t, n1, host, "/hits.txt", n1.Name+"\n")
 
 	// A second deploy keeps every service's data.
 	f.alice.Commit(t, work, "v2", map[string]string{"NOTES": "v2\n"})

@@ -303,8 +303,8 @@ func TestRouteOnTestNode(t *testing.T) {
 
 	// Another bed on the same subnet (a test bed does not check) would
 	// answer in our node's place, with the same catch-all page.
-	if out, err := exec.Command("ip", "route", "get", n.node.IP).CombinedOutput(); err != nil || !strings.Contains(string(out), " dev ng-br ") {
-		t.Fatalf("the route to %s is not through this bed's bridge ng-br (another test bed on 10.77.246.0/24?): %s %v", n.node.IP, out, err)
+	if out, err := exec.Command("ip", "route", "get", n.node.IP).CombinedOutput(); err != nil || !strings.Contains(string(out), " dev "+bed.Bridge()+" ") {
+		t.Fatalf("the route to %s is not through this bed's bridge %s (another test bed on its subnet?): %s %v", n.node.IP, bed.Bridge(), out, err)
 	}
 
 	// What nginx said, for a failure (the bed's own clean-up, registered

@@ -244,6 +244,10 @@ func stopInit(n *Node) error {
 	}
 }
 
+// Bridge is the name of the bed's bridge on the host (PREFIX-br, the
+// prefix moved by SlotEnv when set).
+func (b *Bed) Bridge() string { return b.bridge }
+
 // KnownHosts returns known_hosts lines pinning each node's host key to its IP.
 func (b *Bed) KnownHosts() string {
 	var sb strings.Builder
