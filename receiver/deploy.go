@@ -325,6 +325,8 @@ func (s *Server) build(ctx context.Context, p *Push, branch, commit string, out 
 // under the data dir, sorted, each once: what `nodes setup` installs on a
 // node so that it can serve them.
 func LivePackages(dataDir string) ([]string, error) {
+	// A Server holding only the data dir: the readers `apps` and `config`
+	// use, for the local CLI.
 	s := &Server{cfg: Config{DataDir: dataDir}}
 	s.history = builder.History{Dir: s.cfg.releasesDir()}
 	apps, err := os.ReadDir(s.cfg.releasesDir())
