@@ -36,13 +36,6 @@ func (f *fixture) repoEntries(t *testing.T) []string {
 	return names
 }
 
-func mustContain(t *testing.T, got, want string) {
-	t.Helper()
-	if !strings.Contains(got, want) {
-		t.Fatalf("output lacks %q:\n%s", want, got)
-	}
-}
-
 func TestPushThenIncrementalPushThenClone(t *testing.T) {
 	f := newFixture(t)
 	work := f.alice.WorkTree(t, receivertest.App("myapp", map[string]string{"README": "hello\n"}))

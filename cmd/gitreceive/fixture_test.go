@@ -9,8 +9,6 @@ package main_test
 
 import (
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -84,38 +82,6 @@ func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testb
 	return f, bed
 }
 
-// requireStack skips (fails with CI=true) when the host lacks the node
-// stack: test nodes see the host's packages beneath their overlays.
-func requireStack(t *testing.T) {
-	t.Helper()
-	for _, tool := range []string{"nginx", "uwsgi"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s is not installed (CI=true, so not skipping; `make test` installs it)", tool)
-			}
-			t.Skipf("%s is not installed; `make test` installs it", tool)
-		}
-	}
-}
-
-// get requests http://NODE/path with a Host header and returns the status
-// and body; a connection error is status 0.
-func get(node *testbed.Node, host, path string) (int, string) {
-	req, err := http.NewRequest("GET", "http://"+node.IP+path, nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	req.Host = host
-	client := http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(body)
-}
-
 // load sends GETs (a fresh connection each) from clients goroutines to
 // every node until stop is closed and at least min requests were made
 // (bounded by a minute), and returns the count and the failures.
@@ -150,3 +116,10 @@ func load(nodes []*testbed.Node, host string, clients, min int, stop <-chan stru
 	wg.Wait()
 	return n.Load(), failures
 }
+
+// The shared helpers, under the names these tests use.
+var (
+	requireStack = receivertest.RequireStack
+	get          = receivertest.Get
+	mustContain  = receivertest.MustContain
+)

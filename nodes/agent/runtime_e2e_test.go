@@ -357,16 +357,16 @@ func TestReleaseRuntimeOnTestNode(t *testing.T) {
 		n.writeRelease("probe", "h500", 1, probeRelease(probeRunner))
 		spec := probeSpec("h500.probe.test", "")
 		spec.HealthCheck = "/fail"
-		// Long enough for a vassal that takes ~2 s to come up on a busy
-		// machine (the test runs beside other packages' node tests) to
-		// answer at least once.
-		spec.HealthCheckTimeout = 4
+		// Long enough for a vassal that takes several seconds to come up on
+		// a busy machine (the test runs beside other packages' node tests,
+		// under -race) to answer at least once.
+		spec.HealthCheckTimeout = 8
 		res := n.helper("start", "probe", "h500", 1, spec)
-		if res.Error != "health check GET /fail answered 500 for 4s" {
-			t.Errorf("error %q, want health check GET /fail answered 500 for 4s", res.Error)
+		if res.Error != "health check GET /fail answered 500 for 8s" {
+			t.Errorf("error %q, want health check GET /fail answered 500 for 8s", res.Error)
 		}
-		if res.Seconds < 4 || res.Seconds > 10 {
-			t.Errorf("failing took %.1fs, want the 4 s health check and a stop", res.Seconds)
+		if res.Seconds < 8 || res.Seconds > 16 {
+			t.Errorf("failing took %.1fs, want the 8 s health check and a stop", res.Seconds)
 		}
 		if !strings.Contains(res.Out, "GET /fail => generated") {
 			t.Errorf("output lacks the app log's request lines:\n%s", res.Out)

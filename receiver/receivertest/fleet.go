@@ -28,7 +28,8 @@ type Fleet struct {
 func NewFleet(t *testing.T, bin, prefix, subnet string, count int) *Fleet {
 	t.Helper()
 	testbed.Require(t)
-	RequireTools(t, "git", "ssh", "ssh-keygen", "nginx", "uwsgi")
+	RequireTools(t, "git", "ssh", "ssh-keygen")
+	RequireStack(t)
 	f := &Fleet{Data: t.TempDir()}
 	alice := NewKey(t, t.TempDir(), "alice")
 	AddKey(t, bin, f.Data, alice, "--admin")
@@ -94,5 +95,38 @@ func CopyTree(t testing.TB, src, dst string, keepLinks bool) {
 	}
 	if out, err := exec.Command("cp", flag, strings.TrimSuffix(src, "/")+"/.", dst).CombinedOutput(); err != nil {
 		t.Fatalf("cp %s %s %s: %v\n%s", flag, src, dst, err, out)
+	}
+}
+
+// RequireStack fails (CI=true) or skips when the host lacks the node
+// stack: test nodes see the host's packages beneath their overlays.
+func RequireStack(t testing.TB) {
+	t.Helper()
+	RequireTools(t, "nginx", "uwsgi")
+}
+
+// Get requests http://NODE/path with a Host header on a fresh connection
+// and returns the status and body; a connection error is status 0.
+func Get(node *testbed.Node, host, path string) (int, string) {
+	req, err := http.NewRequest("GET", "http://"+node.IP+path, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Host = host
+	client := http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body)
+}
+
+// MustContain fails the test when got lacks want.
+func MustContain(t testing.TB, got, want string) {
+	t.Helper()
+	if !strings.Contains(got, want) {
+		t.Fatalf("output lacks %q:\n%s", want, got)
 	}
 }

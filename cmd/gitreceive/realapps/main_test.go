@@ -8,7 +8,6 @@ package realapps
 
 import (
 	"os"
-	"strings"
 	"testing"
 
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
@@ -18,9 +17,4 @@ var bin string
 
 func TestMain(m *testing.M) { os.Exit(receivertest.RunWithBinary(m, &bin)) }
 
-func mustContain(t *testing.T, got, want string) {
-	t.Helper()
-	if !strings.Contains(got, want) {
-		t.Fatalf("want %q in:\n%s", want, got)
-	}
-}
+var mustContain = receivertest.MustContain
