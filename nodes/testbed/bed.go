@@ -17,9 +17,12 @@ import (
 )
 
 const (
-	// setupTimeout bounds Start as a whole; readyTimeout the wait for sshd.
+	// setupTimeout bounds Start as a whole, readyTimeout the wait for sshd,
+	// each with more per node: a hundred nodes started while other
+	// packages' beds start too need more than a few.
 	setupTimeout = 45 * time.Second
 	readyTimeout = 15 * time.Second
+	perNodeTime  = 500 * time.Millisecond
 	// closeTimeout bounds the ip(8) calls of Close; stopTimeout each wait
 	// for a node's processes to die.
 	closeTimeout = 30 * time.Second
@@ -81,7 +84,7 @@ func Start(ctx context.Context, opt Options) (*Bed, error) {
 		return nil, err
 	}
 
-	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
+	ctx, cancel := context.WithTimeout(ctx, setupTimeout+time.Duration(opt.Count)*2*perNodeTime)
 	defer cancel()
 	b := &Bed{layout: l, cgroups: cgroups, bridge: bridgeName(l.prefix)}
 	if err := b.start(ctx, exe, opt.AuthorizedKeys); err != nil {
@@ -115,7 +118,7 @@ func (b *Bed) start(ctx context.Context, exe string, authorizedKeys []string) er
 			return err
 		}
 	}
-	readyCtx, cancel := context.WithTimeout(ctx, readyTimeout)
+	readyCtx, cancel := context.WithTimeout(ctx, readyTimeout+time.Duration(len(b.Nodes))*perNodeTime)
 	defer cancel()
 	for _, n := range b.Nodes {
 		if err := waitForSSHD(readyCtx, n); err != nil {
