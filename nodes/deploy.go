@@ -143,7 +143,13 @@ func (f *Fleet) phase1(ctx context.Context, p *Prepared, ready func(Report), pre
 // failure, or if ctx was cancelled (the pusher left, so git will not move
 // the branch), every switched node goes back and the error says why.
 func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
-	switchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
+	// cleanupTimeout for each round of maxParallel nodes switched at once:
+	// a hundred nodes are seven rounds.
+	rounds := 1
+	for _, p := range ps {
+		rounds = max(rounds, (len(p.nodes)+maxParallel-1)/maxParallel)
+	}
+	switchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(rounds)*cleanupTimeout)
 	defer cancel()
 	var errs []error
 	for _, p := range ps {
