@@ -126,10 +126,6 @@ func Build(ctx context.Context, in Input, out *hooks.Progress) (*Release, error)
 		return nil, err
 	}
 	out.Detail("%s", describeConfig(cfg))
-	if len(cfg.BackgroundWorkers)+len(cfg.CronJobs) > 0 {
-		// Checked now so that app.ini stays valid when they start to run.
-		out.Detail("warning: worker and cron processes are checked but not started yet by this version of gitreceive")
-	}
 
 	fixed, err := fixPthFiles(t, blobs, out)
 	if err != nil {

@@ -149,7 +149,7 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 	for _, p := range ps {
 		rounds = max(rounds, (len(p.nodes)+maxParallel-1)/maxParallel)
 	}
-	switchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(rounds)*cleanupTimeout)
+	switchCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Duration(rounds)*cleanupTimeout+workersSwitchTime(ps))
 	defer cancel()
 	var errs []error
 	for _, p := range ps {
@@ -179,6 +179,20 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 		}
 	}
 	return err
+}
+
+// workersSwitchTime is the time an activate may take beyond routing: the
+// old release's workers get their stop timeout (the default when the
+// spec is not at hand: an activate of a kept release), the new ones are
+// watched for 10 s.
+func workersSwitchTime(ps []*Prepared) time.Duration {
+	stop := agent.DefaultWorkerStopTimeout
+	for _, p := range ps {
+		for _, w := range p.release.Spec.BackgroundWorkers {
+			stop = max(stop, w.StopTimeout)
+		}
+	}
+	return time.Duration(stop+15) * time.Second
 }
 
 // Undo points every switched node (and every node whose activate never
@@ -338,6 +352,8 @@ func start(ctx context.Context, c *conn, r Release, stored bool, say func(string
 		if r.UpdateFetchOn != "" && r.UpdateFetchOn != c.node.Name {
 			s.UpdateFetch = nil
 		}
+		// worker.NAME.nodes = one runs on that node too.
+		s.Singletons = r.UpdateFetchOn == "" || r.UpdateFetchOn == c.node.Name
 		spec, err := json.Marshal(s)
 		if err != nil {
 			return err

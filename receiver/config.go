@@ -55,6 +55,9 @@ type Config struct {
 	// StagingIdle stops the workers of a staging instance after this long
 	// without a request; they start again on the next one (0: never).
 	StagingIdle time.Duration
+	// StagingWorkersOff (`staging_workers = off`) keeps the workers and
+	// cron jobs of staging instances from running; production's always run.
+	StagingWorkersOff bool
 	// DeployOff (`deploy = false`) makes the receiver a plain git mirror:
 	// pushes are authorized, checked and accepted, and nothing is built
 	// or deployed. The zero value deploys, so a Config built in code does.

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder"
+	"github.com/gitreceive/gitreceive/builder/appconfig"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
@@ -58,6 +59,9 @@ func (s *Server) runSpec(r *builder.Release) (agent.Spec, error) {
 	if !isProductionBranch(r.Branch) {
 		spec.IdleStop = int(s.cfg.StagingIdle / time.Second)
 	}
+	if isProductionBranch(r.Branch) || !s.cfg.StagingWorkersOff {
+		spec.BackgroundWorkers, spec.CronJobs, spec.CronTimezone = processSpecs(cfg)
+	}
 	for _, f := range cfg.UpdateFetch {
 		spec.UpdateFetch = append(spec.UpdateFetch, agent.FetchStep{URLPath: f.URLPath, Script: f.Script, Args: f.Args})
 	}
@@ -77,4 +81,17 @@ var notEnvChar = regexp.MustCompile(`[^A-Z0-9_]`)
 // config.Mail.From-Address is CONFIG_MAIL_FROM_ADDRESS.
 func envKey(name string) string {
 	return notEnvChar.ReplaceAllString(strings.ToUpper(name), "_")
+}
+
+// processSpecs are app.ini's workers and cron jobs as the nodes run them.
+func processSpecs(cfg *appconfig.Config) ([]agent.WorkerSpec, []agent.CronSpec, string) {
+	var workers []agent.WorkerSpec
+	for _, w := range cfg.BackgroundWorkers {
+		workers = append(workers, agent.WorkerSpec{Name: w.Name, Command: w.Command, Args: w.Args, Count: w.Count, StopTimeout: w.StopTimeout, OneNode: w.OneNode})
+	}
+	var crons []agent.CronSpec
+	for _, j := range cfg.CronJobs {
+		crons = append(crons, agent.CronSpec{Name: j.Name, Schedule: j.Schedule, Command: j.Command, Args: j.Args, Timeout: j.Timeout})
+	}
+	return workers, crons, cfg.CronTimezone
 }

@@ -47,6 +47,15 @@ var settingsTable = []setting{
 			return d == 0 || (d >= time.Second && d <= 7*24*time.Hour)
 		},
 			"is not a duration from 1s to 168h, such as 30m (0 for never)")},
+	{key: "staging_workers", def: "on",
+		doc: "`off`: staging instances run no `worker.NAME` or `cron.NAME` (production instances always do)",
+		set: func(c *Config, v string) error {
+			if v != "on" && v != "off" {
+				return errors.New("is neither on nor off")
+			}
+			c.StagingWorkersOff = v == "off"
+			return nil
+		}},
 	{key: "default_memory", def: "512M",
 		doc: "memory an instance may use on each node when its app.ini has no `memory` (`M` or `G`; a plain number is MB; at least `32M`)",
 		set: limitSetting(func(l *appconfig.Limits) *int { return &l.DefaultMemoryMB }, parseMemorySetting)},

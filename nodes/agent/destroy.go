@@ -45,6 +45,9 @@ func (ri runtimeInstance) destroy(ctx context.Context) error {
 		return fmt.Errorf("destroying %s/%s: %w", app, instance, err)
 	}
 	var errs []error
+	if err := ri.stopAllWorkers(ctx, 0); err != nil {
+		errs = append(errs, err)
+	}
 	for _, n := range ri.instanceVassals(ctx) {
 		if err := ri.stopRelease(ctx, n); err != nil {
 			errs = append(errs, err)
@@ -57,7 +60,7 @@ func (ri runtimeInstance) destroy(ctx context.Context) error {
 	id := regexp.QuoteMeta(ri.id())
 	errs = append(errs,
 		removeMatching(rt.SocketsDir, regexp.MustCompile(`^`+id+`\.v[0-9]+\.sock$`)),
-		removeMatching(rt.VassalsDir, regexp.MustCompile(`^\.`+id+`\.v[0-9]+\.ini\.tmp-`)),
+		removeMatching(rt.VassalsDir, regexp.MustCompile(`^\.`+id+`\.v[0-9]+(\.workers)?\.ini\.tmp-`)),
 	)
 	if _, err := os.Stat(rt.NginxDir); err == nil {
 		// Under the routing lock: a temporary file may be Route's, in use.

@@ -186,6 +186,15 @@ func VassalExec(args []string) error {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
+	if len(args) == 2 && args[0] == "--ini" {
+		if app, instance, n, ok := workersVassal(args[1]); ok {
+			// A release's workers: gitreceive supervises them, not uWSGI.
+			if err := superviseWorkers(app, instance, n); err != nil {
+				return err
+			}
+			os.Exit(0)
+		}
+	}
 	return syscall.Exec(uwsgiPath, append([]string{"uwsgi"}, args...), os.Environ())
 }
 

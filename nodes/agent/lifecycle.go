@@ -167,6 +167,9 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 		}
 		return err
 	}
+	if in.rt != nil {
+		in.switchWorkers(ctx, n, warn)
+	}
 	if err := in.tidy(ctx, n, prev); err != nil {
 		fmt.Fprintf(warn, "warning: v%d is live, but tidying older releases failed: %v\n", n, err)
 	}
@@ -296,6 +299,9 @@ func (in instance) deactivate(ctx context.Context, n int) error {
 		if err := in.runtime().unroute(ctx); err != nil {
 			return err
 		}
+		if err := in.runtime().stopWorkers(ctx, n); err != nil {
+			return err
+		}
 		if err := in.runtime().stopRelease(ctx, n); err != nil {
 			return err
 		}
@@ -316,6 +322,9 @@ func (in instance) abort(ctx context.Context, n int) error {
 		return fmt.Errorf("v%d is live; it cannot be aborted", n)
 	}
 	if in.rt != nil {
+		if err := in.runtime().stopWorkers(ctx, n); err != nil {
+			return err
+		}
 		if err := in.runtime().stopRelease(ctx, n); err != nil {
 			return err
 		}
@@ -460,7 +469,15 @@ func (in instance) setDisabled(ctx context.Context, disabled bool) error {
 	if err != nil {
 		return err
 	}
-	return in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled)
+	if err := in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled); err != nil {
+		return err
+	}
+	// Disabled: no worker runs; enabled: the live release's start again.
+	if disabled {
+		return in.runtime().stopAllWorkers(ctx, 0)
+	}
+	in.switchWorkers(ctx, cur, io.Discard)
+	return nil
 }
 
 // runtime is the instance in its runtime (in.rt must not be nil).

@@ -73,6 +73,15 @@ type Spec struct {
 	MemoryMB     int `json:"memory_mb"`     // MB all its processes may use together (cgroup memory.max; default 512)
 	MaxProcesses int `json:"max_processes"` // processes and threads at once (pids.max; default 128)
 	CPUWeight    int `json:"cpu_weight"`    // CPU share against other instances (cpu.weight, 1-10000; default 100)
+
+	// Background processes (DESIGN.md decision 11, workerspec.go): the
+	// workers run beside the web vassal from the switch on; Singletons
+	// says whether this node runs the workers of nodes = one. The cron
+	// jobs run on the node the receiver chose for each (CronNodes).
+	BackgroundWorkers []WorkerSpec `json:"background_workers,omitempty"`
+	Singletons        bool         `json:"singletons,omitempty"`
+	CronJobs          []CronSpec   `json:"cron_jobs,omitempty"`
+	CronTimezone      string       `json:"cron_timezone,omitempty"` // IANA Area/City; "" is UTC
 }
 
 // Location is HOST[/PATH] (Silver Lining's term).
@@ -121,6 +130,9 @@ var (
 	urlPathPart = regexp.MustCompile(`^[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$`)
 	envName     = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,127}$`)
 	identifier  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	// timezoneName is an IANA zone name as cron_timezone allows (the
+	// receiver checked it against its zone database).
+	timezoneName = regexp.MustCompile(`^(UTC|[A-Z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){1,2})$`)
 )
 
 // WithDefaults returns s with zero values replaced by the defaults.
@@ -161,7 +173,7 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("package %q is not a Debian package name", p)
 		}
 	}
-	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers} {
+	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers, s.validateProcesses} {
 		if err := check(); err != nil {
 			return err
 		}
