@@ -136,6 +136,9 @@ var handlers = map[string]handler{
 	"start":    handle(startVerb),
 	"releases": handle(releasesVerb),
 	"logs":     handle(logsVerb),
+	"ps":       handle(psVerb),
+	"restart":  handle(restartVerb),
+	"cron-run": handle(cronRunVerb),
 	"destroy":  handle(destroyVerb),
 	"disable": handle(func(ctx context.Context, c *call, r agentapi.Disable) error {
 		return c.setDisabled(ctx, r.Target, true)
@@ -205,7 +208,7 @@ func releasesVerb(_ context.Context, c *call, r agentapi.Releases) error {
 }
 
 func logsVerb(ctx context.Context, c *call, r agentapi.Logs) error {
-	return c.instance(r.Target).logs(ctx, r.Lines, r.Follow, c.stdout)
+	return c.instance(r.Target).logs(ctx, r.Lines, r.Follow, r.Process, c.stdout)
 }
 
 func destroyVerb(ctx context.Context, c *call, r agentapi.Destroy) error {

@@ -395,7 +395,7 @@ func (in instance) list() (Releases, error) {
 
 // logs prints the last lines of the instance's logs (app, access, error)
 // and, with follow, what is appended until ctx ends.
-func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writer) error {
+func (in instance) logs(ctx context.Context, lines int, follow bool, process string, out io.Writer) error {
 	if in.rt == nil {
 		return fmt.Errorf("no logs: %s moves the releases away from nginx and uWSGI", RootEnv)
 	}
@@ -403,14 +403,22 @@ func (in instance) logs(ctx context.Context, lines int, follow bool, out io.Writ
 		fmt.Fprintln(out, line)
 	}
 	var files []string
-	for _, p := range []string{
+	paths := []string{
 		in.runtime().uwsgiLogPath(),
 		filepath.Join(in.rt.instanceNginxLogsDir(in.app, in.name), "access.log"),
 		filepath.Join(in.rt.instanceNginxLogsDir(in.app, in.name), "error.log"),
-	} {
+	}
+	if process != "" {
+		// A worker's log or a cron job's: the name may be either.
+		paths = []string{in.runtime().workerLogPath(process), in.runtime().cronLogPath(process)}
+	}
+	for _, p := range paths {
 		if _, err := os.Stat(p); err == nil {
 			files = append(files, p)
 		}
+	}
+	if len(files) == 0 && process != "" {
+		return fmt.Errorf("no log yet for a worker or cron job named %s of %s@%s on this node", process, in.app, in.name)
 	}
 	if len(files) == 0 {
 		return fmt.Errorf("no logs yet for %s@%s", in.app, in.name)

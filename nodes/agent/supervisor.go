@@ -73,6 +73,7 @@ type processState struct {
 type supervisor struct {
 	ri      runtimeInstance
 	n       int
+	spec    Spec
 	release string   // real path
 	env     []string // the release's environment
 	t       tenant
@@ -94,6 +95,7 @@ func superviseWorkers(app, instance string, n int) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	restart := s.watchControl(stop)
+	s.scheduleCron(ctx, s.spec)
 	s.runAll(ctx, workers, restart)
 	os.Remove(s.statePath())
 	return nil
@@ -121,7 +123,7 @@ func newSupervisor(ri runtimeInstance, n int) (*supervisor, []WorkerSpec, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &supervisor{ri: ri, n: n, release: release, env: env, t: t, logs: map[string]*cappedLog{}}
+	s := &supervisor{ri: ri, n: n, spec: spec, release: release, env: env, t: t, logs: map[string]*cappedLog{}}
 	s.state = workersState{Release: n, Supervisor: os.Getpid(), Started: time.Now().UTC()}
 	workers := spec.workersHere()
 	for _, w := range workers {

@@ -24,7 +24,10 @@ const Usage = `usage: gitreceive node VERB ...
   deactivate APP INSTANCE N
   abort      APP INSTANCE N
   releases   APP INSTANCE
-  logs       APP INSTANCE LINES [-f]
+  logs       APP INSTANCE LINES [-f] [--process=NAME]
+  ps         APP INSTANCE
+  restart    APP INSTANCE [NAME...]
+  cron-run   APP INSTANCE NAME
   disable    APP INSTANCE
   enable     APP INSTANCE
   destroy    APP INSTANCE
@@ -94,11 +97,27 @@ type (
 	Abort struct{ Release }
 	// Releases lists current, previous and present releases.
 	Releases struct{ Target }
-	// Logs shows the tail of the app, access and error logs.
+	// Logs shows the tail of the app, access and error logs (Process:
+	// of one worker or cron job's log instead).
 	Logs struct {
 		Target
-		Lines  int
-		Follow bool
+		Lines   int
+		Follow  bool
+		Process string
+	}
+	// Ps reports the instance's web vassal, workers and cron jobs on
+	// the node (JSON).
+	Ps struct{ Target }
+	// Restart restarts the live release's workers (Names: those only).
+	Restart struct {
+		Target
+		Names []string
+	}
+	// CronRun runs cron job Name of the live release now, unless its
+	// previous run still goes; its output is streamed.
+	CronRun struct {
+		Target
+		Name string
 	}
 	// Disable makes an instance answer 503 until enabled.
 	Disable struct{ Target }
@@ -149,8 +168,19 @@ func (r Receive) Argv() []string { return withFlag(r.words("receive"), r.Full, "
 func (r Start) Argv() []string   { return withFlag(r.words("start"), r.Stored, "--stored") }
 
 func (r Logs) Argv() []string {
-	return withFlag(append(r.words("logs"), strconv.Itoa(r.Lines)), r.Follow, "-f")
+	argv := withFlag(append(r.words("logs"), strconv.Itoa(r.Lines)), r.Follow, "-f")
+	if r.Process != "" {
+		argv = append(argv, processFlag+r.Process)
+	}
+	return argv
 }
+
+func (r Ps) Argv() []string      { return r.words("ps") }
+func (r Restart) Argv() []string { return append(r.words("restart"), r.Names...) }
+func (r CronRun) Argv() []string { return append(r.words("cron-run"), r.Name) }
+
+// processFlag is logs' --process= flag.
+const processFlag = "--process="
 
 func (r Run) Argv() []string {
 	argv := withFlag(r.words("run"), r.TTY, "--tty")
@@ -207,6 +237,9 @@ var parsers = map[string]func(args []string) (Request, error){
 	"receive":    flaggedReleaseParser("--full", func(r Release, on bool) Request { return Receive{r, on} }),
 	"start":      flaggedReleaseParser("--stored", func(r Release, on bool) Request { return Start{r, on} }),
 	"logs":       parseLogs,
+	"ps":         targetParser(func(t Target) Request { return Ps{t} }),
+	"restart":    parseRestart,
+	"cron-run":   parseCronRun,
 	"run":        parseRun,
 	"service":    parseService,
 	"status":     parseStatus,
@@ -293,6 +326,15 @@ func flaggedReleaseParser(flag string, build func(Release, bool) Request) func([
 }
 
 func parseLogs(args []string) (Request, error) {
+	var process string
+	if n := len(args); n > 3 {
+		if p, ok := strings.CutPrefix(args[n-1], processFlag); ok {
+			if !names.IsProcess(p) {
+				return nil, fmt.Errorf("invalid process name %q", p)
+			}
+			process, args = p, args[:n-1]
+		}
+	}
 	follow := len(args) == 4 && args[3] == "-f"
 	if len(args) != 3 && !follow {
 		return nil, ErrUsage
@@ -305,7 +347,41 @@ func parseLogs(args []string) (Request, error) {
 	if err != nil || lines < 0 || lines > MaxLogLines {
 		return nil, fmt.Errorf("invalid line count %q", args[2])
 	}
-	return Logs{Target: t, Lines: lines, Follow: follow}, nil
+	return Logs{Target: t, Lines: lines, Follow: follow, Process: process}, nil
+}
+
+// parseRestart reads `APP INSTANCE [NAME...]`.
+func parseRestart(args []string) (Request, error) {
+	if len(args) < 2 {
+		return nil, ErrUsage
+	}
+	t, err := ParseTarget(args[0], args[1])
+	if err != nil {
+		return nil, err
+	}
+	r := Restart{Target: t}
+	for _, name := range args[2:] {
+		if !names.IsProcess(name) {
+			return nil, fmt.Errorf("invalid process name %q", name)
+		}
+		r.Names = append(r.Names, name)
+	}
+	return r, nil
+}
+
+// parseCronRun reads `APP INSTANCE NAME`.
+func parseCronRun(args []string) (Request, error) {
+	if len(args) != 3 {
+		return nil, ErrUsage
+	}
+	t, err := ParseTarget(args[0], args[1])
+	if err != nil {
+		return nil, err
+	}
+	if !names.IsProcess(args[2]) {
+		return nil, fmt.Errorf("invalid process name %q", args[2])
+	}
+	return CronRun{Target: t, Name: args[2]}, nil
 }
 
 // parseRun reads `APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT [ARG...]`.
