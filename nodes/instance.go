@@ -68,11 +68,11 @@ func releasesOn(ctx context.Context, c *conn, app, instance string) (InstanceRel
 	return ir, nil
 }
 
-// Logs streams the last lines of the instance's logs from every node (in
-// parallel), and with follow keeps streaming until ctx ends. Each line goes
-// to say with its node.
-func (f *Fleet) Logs(ctx context.Context, nodes []Node, app, instance string, lines int, follow bool, say func(Node, string)) error {
-	args := agentapi.Logs{Target: agentapi.At(app, instance), Lines: lines, Follow: follow}.Argv()
+// Logs streams the last lines of the instance's logs (process: of that
+// worker or cron job only) from every node (in parallel), and with follow
+// keeps streaming until ctx ends. Each line goes to say with its node.
+func (f *Fleet) Logs(ctx context.Context, nodes []Node, app, instance, process string, lines int, follow bool, say func(Node, string)) error {
+	args := agentapi.Logs{Target: agentapi.At(app, instance), Lines: lines, Follow: follow, Process: process}.Argv()
 	errs := make([]error, len(nodes))
 	forEachNodeUnbounded(nodes, func(i int, n Node) {
 		c, err := f.connect(ctx, n)

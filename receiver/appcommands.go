@@ -20,7 +20,7 @@ import (
 const (
 	releasesUsage = "releases APP[@BRANCH] [--json]"
 	activateUsage = "activate APP[@BRANCH] vN|prev"
-	logsUsage     = "logs APP[@BRANCH] [-n LINES] [-f] [--node NAME]"
+	logsUsage     = "logs APP[@BRANCH] [-n LINES] [-f] [--node NAME] [--process NAME]"
 )
 
 // target is the APP[@BRANCH] argument of the app commands.
@@ -227,7 +227,9 @@ type logsOptions struct {
 	lines  int
 	follow bool
 	node   string
-	target string // APP[@BRANCH]
+	// process: a worker's or cron job's log instead of the app's.
+	process string
+	target  string // APP[@BRANCH]
 }
 
 // parseLogsArgs reads logs' arguments (args[0] is the name).
@@ -239,10 +241,17 @@ func parseLogsArgs(args []string) (logsOptions, error) {
 		switch a := args[i]; {
 		case a == "-f":
 			o.follow = true
-		case (a == "-n" || a == "--node") && i+1 < len(args):
+		case (a == "-n" || a == "--node" || a == "--process") && i+1 < len(args):
 			i++
 			if a == "--node" {
 				o.node = args[i]
+				continue
+			}
+			if a == "--process" {
+				if !names.IsProcess(args[i]) {
+					return o, userErrorf("--process %q is not a worker or cron job name (app.ini's worker.NAME or cron.NAME)", args[i])
+				}
+				o.process = args[i]
 				continue
 			}
 			n, err := strconv.Atoi(args[i])
@@ -285,7 +294,7 @@ func (s *Server) logsCommand(c *call) error {
 		}
 	}
 	out := &lockedWriter{w: c.stdout()}
-	err = s.fleet.Logs(c.sess.Context(), targets, t.app, t.instance, lines, follow, func(n nodes.Node, line string) {
+	err = s.fleet.Logs(c.sess.Context(), targets, t.app, t.instance, o.process, lines, follow, func(n nodes.Node, line string) {
 		out.printf("%s\n", nodeLine(n.Name, "%s", line))
 	})
 	if err != nil {
