@@ -23,7 +23,8 @@ import (
 
 // workersApp is an app with a worker that appends a line every 0.2 s (and
 // one when SIGTERM ends it) and two cron jobs: tick, due every minute, and
-// long, which never comes due in a test and sleeps as long as it is told.
+// long, which never comes due in a test and goes on until the test puts
+// SILVER_LOGS/go-on in place (a minute at most).
 var workersApp = map[string]string{
 	"app.ini": `[production]
 app_name = wrkapp
@@ -31,7 +32,7 @@ runner = wsgi.py
 worker.ticker = bin/ticker.py
 worker.ticker.stop_timeout = 5
 cron.tick = * * * * * bin/job.py tick 0
-cron.long = 0 0 1 1 * bin/job.py long 12
+cron.long = 0 0 1 1 * bin/job.py long wait
 `,
 	"wsgi.py": "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n",
 	"bin/ticker.py": `import os, signal, sys, time
@@ -56,7 +57,12 @@ def say(what):
         f.write("%s %s v%s\n" % (sys.argv[1], what, REL))
 say("start")
 print("%s from v%s" % (sys.argv[1], REL), flush=True)
-time.sleep(float(sys.argv[2]))
+if sys.argv[2] == "wait":
+    deadline = time.time() + 60
+    while time.time() < deadline and not os.path.exists(os.path.join(os.environ["SILVER_LOGS"], "go-on")):
+        time.sleep(0.1)
+else:
+    time.sleep(float(sys.argv[2]))
 say("end")
 `,
 }
@@ -171,8 +177,9 @@ func TestWorkersAndCron(t *testing.T) {
 	f.alice.MustGit(t, work, "commit", "--allow-empty", "-qm", "v2")
 	f.alice.MustGit(t, work, "push", f.alice.URL("wrkapp"), "main")
 	if log := sh(holder, "cat "+logs+"cron.log"); strings.Contains(log, "long end") {
-		t.Fatalf("the long job ended before the push did:\n%s", log)
+		t.Fatalf("the long job ended during the push:\n%s", log)
 	}
+	sh(holder, "touch "+logs+"go-on")
 	if err := long.Wait(); err != nil {
 		t.Fatalf("the long run: %v\n%s", err, longOut)
 	}
@@ -223,7 +230,7 @@ func TestWorkersAndCron(t *testing.T) {
 	if r.Code == 0 {
 		t.Fatalf("a bad app.ini was accepted:\n%s", r.Stderr)
 	}
-	for _, want := range []string{"app.ini:4", "app.ini:5", "app.ini:6", "app.ini:7", "not a number from 1 to 16", "has no setting colour", "bin/nothere", "61 * * * *"} {
+	for _, want := range []string{"app.ini:5", "app.ini:6", "app.ini:7", "app.ini:8", "not a number from 1 to 16", "has no setting colour", "bin/nothere", "61 * * * *"} {
 		mustContain(t, r.Stderr, want)
 	}
 	if remote := strings.Fields(f.alice.MustGit(t, work, "ls-remote", f.alice.URL("wrkapp"), "main").Stdout); len(remote) == 0 || remote[0] != head {
