@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gitreceive/gitreceive/manifest"
 )
@@ -55,6 +56,9 @@ func FuzzSpec(f *testing.F) {
 	f.Add(good)
 	f.Add([]byte(`{"platform":"php","runner":"index.php","locations":[{"host":"a.b"}],"health_check":"/"}`))
 	f.Add([]byte(`{"platform":"python","runner":"a.py","callable":"x","locations":[{"host":"a;b"}]}`))
+	f.Add([]byte(`{"platform":"python","runner":"a.py","locations":[{"host":"a.b"}],"background_workers":[{"name":"mail","command":"bin/m.py",` +
+		`"args":["-q"],"count":2,"stop_timeout":30,"one_node":true}],"singletons":true,"cron_jobs":[{"name":"n","schedule":"*/5 * * * mon-fri",` +
+		`"command":"bin/c","timeout":60}],"cron_timezone":"Europe/Paris"}`))
 	rt := SystemRuntime()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var spec Spec
@@ -67,6 +71,9 @@ func FuzzSpec(f *testing.F) {
 		}
 		if _, err := rt.instance("app", "production").renderNginx(2, 1, spec, false); err != nil {
 			t.Fatalf("a valid spec does not render: %v\n%s", err, data)
+		}
+		for _, j := range spec.CronJobs {
+			nextCronRun(spec, j, time.Now()) // a schedule the parser refuses never runs; none panics
 		}
 	})
 }
