@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 )
 
 // command is one entry of the allow-list of what a client may run.
@@ -38,7 +39,7 @@ func lockAs(what string) func([]string) string { return func([]string) string { 
 func targetAt(usage string, shape func(args []string) bool) func([]string) (string, error) {
 	return func(args []string) (string, error) {
 		if !shape(args) {
-			return "", userErrorf("usage: %s", usage)
+			return "", apps.Failf("usage: %s", usage)
 		}
 		return args[1], nil
 	}
@@ -127,5 +128,5 @@ func (s *Server) keysCommand(c *call) error {
 }
 
 func (s *Server) nodesCommand(c *call) error {
-	return exitWith(s.fleet.Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false))
+	return apps.ExitWith(s.apps.Fleet().Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false))
 }
