@@ -98,4 +98,4 @@ func (a *Apps) Close() {
 }
 
 // logger is the operation's logger, carried by ctx.
-func logger(ctx context.Context) *zerolog.Logger { return zerolog.Ctx(ctx) }
+func logger(ctx context.Context) zerolog.Logger { return *zerolog.Ctx(ctx) }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/rs/zerolog"
 )
 
 // ConfigVar is one of an instance's config variables: its name (never its
@@ -130,9 +131,9 @@ func (a *Apps) restart(ctx context.Context, t Target, user string, last builder.
 	}
 	targets, err := a.fleet.Inventory.Targets()
 	if err != nil {
-		return tellOperator(*logger(ctx), err, "cannot read the node inventory")
+		return tellOperator(logger(ctx), err, "cannot read the node inventory")
 	}
-	_, err = a.goLive(ctx, *logger(ctx), []*builder.Release{r}, targets, out, start, "")
+	_, err = a.goLive(ctx, []*builder.Release{r}, targets, out, start, "")
 	return err
 }
 
@@ -146,6 +147,6 @@ func (a *Apps) SetDisabled(ctx context.Context, t Target, disabled bool) (int, e
 	if err := a.fleet.SetDisabled(ctx, targets, t.App, t.Instance, disabled); err != nil {
 		return 0, Failf("%v", err)
 	}
-	logger(ctx).Info().Str("app", t.App).Str("instance", t.Instance).Bool("disabled", disabled).Msg("disable")
+	zerolog.Ctx(ctx).Info().Str("app", t.App).Str("instance", t.Instance).Bool("disabled", disabled).Msg("disable")
 	return len(targets), nil
 }

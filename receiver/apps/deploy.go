@@ -83,7 +83,7 @@ func (a *Apps) Deploy(ctx context.Context, p *Push, out *hooks.Progress) error {
 		if len(targets) < len(all) {
 			out.Step("Skipping %d of %d nodes (push option skip-node)", len(all)-len(targets), len(all))
 		}
-		switched, err := a.goLive(ctx, p.Log, built, targets, out, start, opts.seedFrom)
+		switched, err := a.goLive(ctx, built, targets, out, start, opts.seedFrom)
 		if err != nil {
 			return err
 		}
@@ -125,7 +125,31 @@ func acceptWithoutDeploy(p *Push, out *hooks.Progress) {
 // new staging instance starts with a copy of seedFrom's service data
 // (seedFrom "": app.ini's [staging] seed_from, else empty). It returns
 // each release's switch, in built's order, which can still be undone.
-func (a *Apps) goLive(ctx context.Context, log zerolog.Logger, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time, seedFrom string) ([]*nodes.Prepared, error) {
+func (a *Apps) goLive(ctx context.Context, built []*builder.Release, targets []nodes.Node, out *hooks.Progress, start time.Time, seedFrom string) ([]*nodes.Prepared, error) {
+	specs, err := a.specsFor(ctx, built)
+	if err != nil {
+		return nil, err
+	}
+	// Before anything is provisioned: a host under another app's name, or
+	// claimed by another app, is refused naming that app.
+	doneClaiming, err := a.claimHosts(built, specs)
+	if err != nil {
+		return nil, err
+	}
+	defer doneClaiming()
+	prepared, err := a.prepareAll(ctx, built, specs, targets, out, seedFrom)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.switchAll(ctx, built, specs, prepared, targets, out, start); err != nil {
+		return nil, err
+	}
+	return prepared, nil
+}
+
+// specsFor checks the built releases against the receiver's settings
+// (limits, locations, services, packages) and makes the spec each runs with.
+func (a *Apps) specsFor(ctx context.Context, built []*builder.Release) ([]agent.Spec, error) {
 	specs := make([]agent.Spec, len(built))
 	for i, r := range built {
 		// Here, not in the build, so that config:set, which rebuilds
@@ -135,12 +159,11 @@ func (a *Apps) goLive(ctx context.Context, log zerolog.Logger, built []*builder.
 		}
 		spec, err := a.runSpec(r)
 		if err != nil {
-			log.Error().Err(err).Msg("reading the operator's config")
-			return nil, fmt.Errorf("cannot read the config of %s; tell the operator", r.App)
+			return nil, tellOperator(logger(ctx), err, "cannot read the config of %s", r.App)
 		}
 		specs[i] = spec
 	}
-	if err := a.checkLocations(log, built[0].App, built, specs); err != nil {
+	if err := a.checkLocations(logger(ctx), built[0].App, built, specs); err != nil {
 		return nil, err
 	}
 	if err := a.checkAllowedServices(built, specs); err != nil {
@@ -149,47 +172,55 @@ func (a *Apps) goLive(ctx context.Context, log zerolog.Logger, built []*builder.
 	if err := a.checkAllowedPackages(built); err != nil {
 		return nil, err
 	}
-	// Before anything is provisioned: a host under another app's name, or
-	// claimed by another app, is refused naming that app.
-	doneClaiming, claimErr := a.claimHosts(built, specs)
-	if claimErr != nil {
-		return nil, claimErr
-	}
-	defer doneClaiming()
+	return specs, nil
+}
+
+// prepareAll is phase 1 for every built release: packages installed,
+// services provisioned (and a new staging instance seeded), the release
+// made ready on every target. On any failure what was prepared is undone.
+func (a *Apps) prepareAll(ctx context.Context, built []*builder.Release, specs []agent.Spec, targets []nodes.Node, out *hooks.Progress, seedFrom string) ([]*nodes.Prepared, error) {
 	var prepared []*nodes.Prepared
 	for i, r := range built {
-		_, _, exists, err := a.history.Last(r.App, r.Instance)
+		pr, err := a.prepareOne(ctx, r, &specs[i], targets, out, seedFrom)
 		if err != nil {
-			log.Error().Err(err).Msg("reading release history")
-			return nil, fmt.Errorf("cannot read the release history of %s; tell the operator", r.App)
-		}
-		if err := a.installPackages(ctx, log, r, targets, out); err != nil {
-			a.undo(ctx, log, built, prepared)
-			return nil, err
-		}
-		if err := a.provision(ctx, log, r, &specs[i], targets, out); err != nil {
-			a.undo(ctx, log, built, prepared)
-			return nil, err
-		}
-		if from := cmp.Or(seedFrom, r.Config.Staging.SeedFrom); from != "" && !isProductionBranch(r.Branch) {
-			if exists && seedFrom != "" {
-				out.Detail("%s already exists: not seeded from %s (only a new instance is)", instanceTarget(r.App, r.Branch), from)
-			} else if !exists {
-				err = a.seed(ctx, r, from, out)
-			}
-			if err != nil {
-				log.Warn().Err(err).Msg("seeding failed")
-				a.undo(ctx, log, built, prepared)
-				return nil, err
-			}
-		}
-		pr, err := a.prepare(ctx, log, r, specs[i], targets, out)
-		if err != nil {
-			a.undo(ctx, log, built, prepared)
+			a.undo(ctx, built, prepared)
 			return nil, err
 		}
 		prepared = append(prepared, pr)
 	}
+	return prepared, nil
+}
+
+func (a *Apps) prepareOne(ctx context.Context, r *builder.Release, spec *agent.Spec, targets []nodes.Node, out *hooks.Progress, seedFrom string) (*nodes.Prepared, error) {
+	log := logger(ctx)
+	_, _, exists, err := a.history.Last(r.App, r.Instance)
+	if err != nil {
+		return nil, tellOperator(log, err, "cannot read the release history of %s", r.App)
+	}
+	if err := a.installPackages(ctx, r, targets, out); err != nil {
+		return nil, err
+	}
+	if err := a.provision(ctx, r, spec, targets, out); err != nil {
+		return nil, err
+	}
+	if from := cmp.Or(seedFrom, r.Config.Staging.SeedFrom); from != "" && !isProductionBranch(r.Branch) {
+		if exists && seedFrom != "" {
+			out.Detail("%s already exists: not seeded from %s (only a new instance is)", instanceTarget(r.App, r.Branch), from)
+		} else if !exists {
+			if err := a.seed(ctx, r, from, out); err != nil {
+				log.Warn().Err(err).Msg("seeding failed")
+				return nil, err
+			}
+		}
+	}
+	return a.prepare(ctx, r, *spec, targets, out)
+}
+
+// switchAll is phase 2: every node switched to the prepared releases at
+// once, then the releases recorded; any failure leaves every node on its
+// previous release.
+func (a *Apps) switchAll(ctx context.Context, built []*builder.Release, specs []agent.Spec, prepared []*nodes.Prepared, targets []nodes.Node, out *hooks.Progress, start time.Time) error {
+	log := logger(ctx)
 	out.Step("Switching %d node%s to %s", len(targets), Plural(len(targets)), releaseNames(built))
 	switchStart := time.Now()
 	err := a.fleet.Switch(ctx, prepared...)
@@ -197,7 +228,7 @@ func (a *Apps) goLive(ctx context.Context, log zerolog.Logger, built []*builder.
 	if err != nil {
 		log.Warn().Err(err).Msg("switching nodes failed")
 		a.takeBackUnsure(log, built, prepared) // Switch has undone the rest
-		return nil, fmt.Errorf("%w; every node is back on its previous release", err)
+		return fmt.Errorf("%w; every node is back on its previous release", err)
 	}
 	for _, pr := range prepared {
 		for _, w := range pr.Warnings() {
@@ -207,14 +238,14 @@ func (a *Apps) goLive(ctx context.Context, log zerolog.Logger, built []*builder.
 	for i, r := range built {
 		if err := a.record(r, specs[i]); err != nil {
 			log.Error().Err(err).Msg("recording release")
-			a.undo(ctx, log, built, prepared)
-			return nil, fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
+			a.undo(ctx, built, prepared)
+			return fmt.Errorf("cannot record release v%d of %s; tell the operator", r.Number, r.App)
 		}
 		log.Info().Str("instance", r.Instance).Int("release", r.Number).Str("manifest", r.ManifestHash).Msg("release live")
 		out.Done("%s v%d (%s) is live on %d node%s at http://%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), Plural(len(targets)),
 			specs[i].Locations[0], time.Since(start).Seconds())
 	}
-	return prepared, nil
+	return nil
 }
 
 // checkLimits refuses a release whose app.ini asks for more than this
@@ -268,11 +299,11 @@ func (a *Apps) lastSpec(app, instance string) (agent.Spec, bool, error) {
 
 // undo takes back what a failed push prepared or switched (prepared[i]
 // is built[i]'s).
-func (a *Apps) undo(ctx context.Context, log zerolog.Logger, built []*builder.Release, prepared []*nodes.Prepared) {
+func (a *Apps) undo(ctx context.Context, built []*builder.Release, prepared []*nodes.Prepared) {
 	for _, pr := range prepared {
 		pr.Undo(ctx)
 	}
-	a.takeBackUnsure(log, built, prepared)
+	a.takeBackUnsure(logger(ctx), built, prepared)
 }
 
 // takeBackUnsure hands the nodes an undo could not reach, which may still

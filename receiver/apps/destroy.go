@@ -9,8 +9,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rs/zerolog"
-
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/services"
@@ -33,7 +31,7 @@ func (a *Apps) Destroy(ctx context.Context, t Target, whole, withData bool, out 
 		}
 	}
 	for _, inst := range instances {
-		if err := a.destroyInstance(ctx, *log, out, targets, t.App, inst, withData); err != nil {
+		if err := a.destroyInstance(ctx, out, targets, t.App, inst, withData); err != nil {
 			return Failf("%v", err)
 		}
 	}
@@ -58,7 +56,8 @@ func (a *Apps) Destroy(ctx context.Context, t Target, whole, withData bool, out 
 // destroyInstance removes an instance from every node, with its history
 // and config, and with withData its services' data; without, it says what
 // data is kept (a push of the same branch gets it back).
-func (a *Apps) destroyInstance(ctx context.Context, log zerolog.Logger, out *hooks.Progress, targets []nodes.Node, app, instance string, withData bool) error {
+func (a *Apps) destroyInstance(ctx context.Context, out *hooks.Progress, targets []nodes.Node, app, instance string, withData bool) error {
+	log := logger(ctx)
 	out.Step("Destroying %s/%s on %d node%s", app, instance, len(targets), Plural(len(targets)))
 	if err := a.fleet.Destroy(ctx, targets, app, instance); err != nil {
 		out.Error("%v", err)

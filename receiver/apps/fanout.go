@@ -7,8 +7,6 @@ import (
 	"io"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
@@ -18,7 +16,8 @@ import (
 
 // prepare sends a built release to every node (phase 1); Switch makes it
 // live.
-func (a *Apps) prepare(ctx context.Context, log zerolog.Logger, r *builder.Release, spec agent.Spec, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
+func (a *Apps) prepare(ctx context.Context, r *builder.Release, spec agent.Spec, targets []nodes.Node, out *hooks.Progress) (*nodes.Prepared, error) {
+	log := logger(ctx)
 	// update_fetch runs once, on the first node (migrations act on the
 	// instance's shared database).
 	rel := nodes.Release{App: r.App, Instance: r.Instance, Number: r.Number, Manifest: r.Manifest.WithoutBlobs(), Spec: spec, UpdateFetchOn: targets[0].Name,

@@ -18,6 +18,7 @@ import (
 	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
+	"github.com/rs/zerolog"
 )
 
 // Host names are tied to apps (DESIGN.md decision 9): APP.DOMAIN and every
@@ -284,6 +285,6 @@ func (a *Apps) ReleaseHost(ctx context.Context, host string) (released HostRow, 
 	if err := a.saveClaims(stored); err != nil {
 		return released, "", Internal(err, "cannot write the host claims")
 	}
-	logger(ctx).Info().Str("host", h).Str("app", cl.App).Str("instance", cl.Instance).Msg("host claim released")
+	zerolog.Ctx(ctx).Info().Str("host", h).Str("app", cl.App).Str("instance", cl.Instance).Msg("host claim released")
 	return HostRow{Host: h, App: cl.App, Instance: cl.Instance, Claimed: cl.Claimed.Format(time.RFC3339)}, note, nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/rs/zerolog"
 )
 
 // Release is one release of an instance in `releases`, newest first.
@@ -111,7 +112,7 @@ func (a *Apps) Activate(ctx context.Context, t Target, which string, out *hooks.
 		}
 		nodeDetail(out, rep.Node.Name, "ready  %.2fs", rep.Duration.Seconds())
 	})
-	logger(ctx).Info().Str("app", t.App).Str("instance", t.Instance).Int("release", n).Err(err).Msg("activate")
+	zerolog.Ctx(ctx).Info().Str("app", t.App).Str("instance", t.Instance).Int("release", n).Err(err).Msg("activate")
 	if err != nil {
 		out.Error("v%d was not activated: %v", n, err)
 		out.Error("Nothing was changed: every node keeps its release.")
@@ -147,7 +148,7 @@ func (a *Apps) activationTarget(ctx context.Context, t Target, targets []nodes.N
 	}
 	recs, err := a.history.List(t.App, t.Instance)
 	if err != nil {
-		return 0, Failf("%v", tellOperator(*logger(ctx), err, "cannot read the release history of %s", t))
+		return 0, Failf("%v", tellOperator(logger(ctx), err, "cannot read the release history of %s", t))
 	}
 	if !slices.ContainsFunc(recs, func(r builder.Record) bool { return r.Number == n }) {
 		return 0, Failf("%s has no release v%d; see `releases %s`", t, n, t)

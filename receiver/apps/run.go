@@ -8,6 +8,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/hooks/termsafe"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/rs/zerolog"
 )
 
 // RunRequest is what `run` runs: Silver Lining's `silver run`, a script of
@@ -42,7 +43,7 @@ func (a *Apps) Run(ctx context.Context, t Target, req RunRequest) error {
 		defer cancel()
 	}
 	// Names, never values: --env values are often secrets.
-	logger(ctx).Info().Str("app", t.App).Str("instance", t.Instance).Str("script", req.Script).Int("args", len(req.Args)).Strs("env", envNames(req.Env)).Msg("run")
+	zerolog.Ctx(ctx).Info().Str("app", t.App).Str("instance", t.Instance).Str("script", req.Script).Int("args", len(req.Args)).Strs("env", envNames(req.Env)).Msg("run")
 	code := 0
 	for _, n := range targets {
 		stdout, stderr, flush := runOutput(req, n)

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/rs/zerolog"
-
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes"
@@ -133,7 +131,8 @@ func (a *Apps) checkAllowedPackages(built []*builder.Release) error {
 // installPackages installs what of r's packages = is missing on every app
 // node before the release starts there; a package that does not exist or
 // fails to install on any node stops the deploy.
-func (a *Apps) installPackages(ctx context.Context, log zerolog.Logger, r *builder.Release, targets []nodes.Node, out *hooks.Progress) error {
+func (a *Apps) installPackages(ctx context.Context, r *builder.Release, targets []nodes.Node, out *hooks.Progress) error {
+	log := logger(ctx)
 	if len(r.Config.Packages) == 0 {
 		return nil
 	}
@@ -154,7 +153,8 @@ func (a *Apps) installPackages(ctx context.Context, log zerolog.Logger, r *build
 // directory on every app node), client packages on the app nodes, and the
 // connection details added to spec.Env. Every step is idempotent, so it
 // runs on every deploy and mends what a rebuilt node lacks.
-func (a *Apps) provision(ctx context.Context, log zerolog.Logger, r *builder.Release, spec *agent.Spec, targets []nodes.Node, out *hooks.Progress) error {
+func (a *Apps) provision(ctx context.Context, r *builder.Release, spec *agent.Spec, targets []nodes.Node, out *hooks.Progress) error {
+	log := logger(ctx)
 	stored, err := a.creds.get(r.App, r.Instance)
 	if err != nil {
 		log.Error().Err(err).Msg("reading service credentials")

@@ -246,7 +246,7 @@ func (a *Apps) removeBranch(ctx context.Context, p *Push, branch string, out *ho
 	}
 	out.Step("%s: branch %s deleted: removing instance %s (v%d at %s; services: %s) from %d node%s",
 		p.App, branch, instanceTarget(p.App, branch), last.Number, strings.Join(where, " "), svcs, len(targets), Plural(len(targets)))
-	if err := a.destroyInstance(ctx, p.Log, out, targets, p.App, instance, true); err != nil {
+	if err := a.destroyInstance(ctx, out, targets, p.App, instance, true); err != nil {
 		return err
 	}
 	p.Log.Info().Str("instance", instance).Msg("staging instance removed with its branch")
