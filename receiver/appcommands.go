@@ -2,10 +2,8 @@ package receiver
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
-	"slices"
-	"strconv"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/gitreceive/gitreceive/receiver/apps"
@@ -29,21 +27,12 @@ func (s *Server) appTarget(c *call, arg string) (apps.Target, error) {
 	return t, nil
 }
 
-// releasesTarget: releases [--json] APP[@BRANCH].
-func releasesTarget(args []string) (string, error) {
-	args = slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--json" })
-	if len(args) != 1 {
-		return "", apps.Failf("usage: %s", releasesUsage)
-	}
-	return args[0], nil
-}
-
 func (s *Server) releasesCommand(c *call) error {
 	rows, unreached, err := s.apps.Releases(c.ctx, c.target)
 	if err != nil {
 		return err
 	}
-	if slices.Contains(c.args[1:], "--json") {
+	if c.argv.bool("json") {
 		if err := printJSON(c, rows); err != nil {
 			return err
 		}
@@ -75,55 +64,15 @@ func (s *Server) activateCommand(c *call) error {
 	return s.apps.Activate(c.ctx, c.target, c.args[2], c.out)
 }
 
-// logsArgs are the arguments of logs.
-type logsArgs struct {
-	apps.LogsOptions
-	target string // APP[@BRANCH]
-}
-
-// parseLogsArgs reads logs' arguments (args[0] is the name).
-func parseLogsArgs(args []string) (logsArgs, error) {
-	o := logsArgs{LogsOptions: apps.LogsOptions{Lines: 100}}
-	var positional []string
-	args = args[1:]
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "-f":
-			o.Follow = true
-		case (a == "-n" || a == "--node") && i+1 < len(args):
-			i++
-			if a == "--node" {
-				o.Node = args[i]
-				continue
-			}
-			n, err := strconv.Atoi(args[i])
-			if err != nil || n < 0 || n > 100000 {
-				return o, apps.Failf("-n takes a number of lines from 0 to 100000")
-			}
-			o.Lines = n
-		case strings.HasPrefix(a, "-"):
-			return o, apps.Failf("unknown option %q; usage: %s", a, logsUsage)
-		default:
-			positional = append(positional, a)
-		}
-	}
-	if len(positional) != 1 {
-		return o, apps.Failf("usage: %s", logsUsage)
-	}
-	o.target = positional[0]
-	return o, nil
-}
-
-// logsTarget: logs [-f] [-n LINES] [--node NODE] APP[@BRANCH].
-func logsTarget(args []string) (string, error) {
-	o, err := parseLogsArgs(args)
-	return o.target, err
+// logsFlags declares logs' options.
+func logsFlags(fs *flag.FlagSet) {
+	lines := linesValue(100)
+	fs.Var(&lines, "n", "lines of each log")
+	fs.Bool("f", false, "follow")
+	fs.String("node", "", "one node")
 }
 
 func (s *Server) logsCommand(c *call) error {
-	o, err := parseLogsArgs(c.args)
-	if err != nil {
-		return err
-	}
-	return s.apps.Logs(c.ctx, c.target, o.LogsOptions, c.stdout())
+	o := apps.LogsOptions{Lines: c.argv.int("n"), Follow: c.argv.bool("f"), Node: c.argv.string("node")}
+	return s.apps.Logs(c.ctx, c.target, o, c.stdout())
 }

@@ -11,18 +11,14 @@ const (
 )
 
 func (s *Server) hostsCommand(c *call) error {
-	asJSON := false
-	switch {
-	case len(c.args) == 2 && c.args[1] == "--json":
-		asJSON = true
-	case len(c.args) != 1:
-		return c.fail("usage: %s", hostsUsage)
+	if err := noWords(c.argv, hostsUsage); err != nil {
+		return err
 	}
 	rows, err := s.apps.Hosts()
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if c.argv.bool("json") {
 		return printJSON(c, rows)
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)

@@ -1,8 +1,8 @@
 package receiver
 
 import (
+	"flag"
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -23,9 +23,10 @@ const (
 	enableUsage      = "enable APP[@BRANCH]"
 )
 
-// runTarget: run [--env NAME=VALUE]... APP[@BRANCH] ...
-func runTarget(args []string) (string, error) {
-	_, args, err := parseRunOptions(args[1:], true)
+// runTarget: run [--env NAME=VALUE]... APP[@BRANCH] ... run declares no
+// flags: its own parser stops at SCRIPT, whose arguments are the script's.
+func runTarget(a argv) (string, error) {
+	_, args, err := parseRunOptions(a.words[1:], true)
 	if err != nil || len(args) == 0 {
 		return "", apps.Failf("%s", usageError(err, runUsage))
 	}
@@ -119,18 +120,14 @@ func usageError(err error, usage string) string {
 }
 
 func (s *Server) appsCommand(c *call) error {
-	asJSON := false
-	switch {
-	case len(c.args) == 2 && c.args[1] == "--json":
-		asJSON = true
-	case len(c.args) != 1:
-		return c.fail("usage: %s", appsUsage)
+	if err := noWords(c.argv, appsUsage); err != nil {
+		return err
 	}
 	rows, err := s.apps.List(c.ctx, c.key.CanAccessApp)
 	if err != nil {
 		return err
 	}
-	if asJSON {
+	if c.argv.bool("json") {
 		return printJSON(c, rows)
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
@@ -150,24 +147,16 @@ func (s *Server) appsCommand(c *call) error {
 	return nil
 }
 
-// destroyArgs are destroy's arguments without --with-data.
-func destroyArgs(args []string) []string {
-	return slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--with-data" })
-}
-
-// destroyTarget: destroy APP[@BRANCH] --confirm APP [--with-data].
-func destroyTarget(args []string) (string, error) {
-	args = destroyArgs(args)
-	if len(args) != 3 || args[1] != "--confirm" {
-		return "", apps.Failf("usage: %s", destroyUsage)
-	}
-	return args[0], nil
+// destroyFlags declares destroy's options.
+func destroyFlags(fs *flag.FlagSet) {
+	confirmFlag(fs)
+	fs.Bool("with-data", false, "remove the services' data too")
 }
 
 // destroyCommand removes an instance (APP@BRANCH) or a whole app (APP).
 func (s *Server) destroyCommand(c *call) error {
-	whole := !strings.Contains(destroyArgs(c.args)[0], "@")
-	return s.apps.Destroy(c.ctx, c.target, whole, slices.Contains(c.args[1:], "--with-data"), c.out)
+	whole := !strings.Contains(c.args[1], "@")
+	return s.apps.Destroy(c.ctx, c.target, whole, c.argv.bool("with-data"), c.out)
 }
 
 func (s *Server) configCommand(c *call) error {
@@ -187,7 +176,8 @@ func (s *Server) configCommand(c *call) error {
 
 // configSetTarget: config:set APP[@BRANCH] KEY=VALUE... The values are
 // checked before the app's lock is waited for.
-func configSetTarget(args []string) (string, error) {
+func configSetTarget(a argv) (string, error) {
+	args := a.words
 	if len(args) < 3 {
 		return "", apps.Failf("usage: %s", configSetUsage)
 	}
@@ -207,7 +197,8 @@ func (s *Server) configSetCommand(c *call) error {
 
 // configUnsetTarget: config:unset APP[@BRANCH] KEY... The keys are
 // checked before the app's lock is waited for.
-func configUnsetTarget(args []string) (string, error) {
+func configUnsetTarget(a argv) (string, error) {
+	args := a.words
 	if len(args) < 3 {
 		return "", apps.Failf("usage: %s", configUnsetUsage)
 	}

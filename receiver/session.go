@@ -21,7 +21,8 @@ import (
 type call struct {
 	sess ssh.Session
 	key  keystore.Key
-	args []string // args[0] is the command name
+	args []string // the words of the command line, the name first (argv.words)
+	argv argv     // the words and the command's options
 	// target is the APP[@BRANCH] of a command on one app, parsed and
 	// authorized by the dispatcher.
 	target apps.Target
@@ -92,8 +93,12 @@ func (s *Server) runSession(c *call) error {
 		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
 	}
 	guard.Point("command " + args[0])
+	if c.argv, err = parseArgv(cmd, args); err != nil {
+		return err
+	}
+	c.args = c.argv.words
 	if cmd.target != nil {
-		arg, err := cmd.target(args)
+		arg, err := cmd.target(c.argv)
 		if err != nil {
 			return err
 		}
@@ -102,13 +107,13 @@ func (s *Server) runSession(c *call) error {
 		}
 	}
 	if cmd.confirm != nil {
-		if value, undone := cmd.confirm(args); value != c.target.App {
+		if value, undone := cmd.confirm(c.argv); value != c.target.App {
 			return c.fail("--confirm %s does not name the app; nothing was %s", value, undone)
 		}
 	}
 	c.ctx = c.log.WithContext(c.sess.Context())
 	if cmd.lock != nil {
-		release, err := s.apps.Lock(c.ctx, c.target, c.key.Name, cmd.lock(args), c.out)
+		release, err := s.apps.Lock(c.ctx, c.target, c.key.Name, cmd.lock(c.argv), c.out)
 		if err != nil {
 			return err
 		}
