@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/gitreceive/gitreceive/internal/atomicfile"
 )
 
 // instanceSecretKeyName is the file in the data dir (0600) the instances'
@@ -51,38 +53,16 @@ func loadSecretKey(path string) ([]byte, error) {
 	return hex.DecodeString(string(data))
 }
 
-// createSecretKey writes a new random key to path unless one is there: it
-// is linked into place, never renamed over, so two first deploys at once
-// end up with the same key (the loser gets fs.ErrExist and reads it).
+// createSecretKey writes a new random key to path unless one is there
+// (atomicfile.Create), so two first deploys at once end up with the same key
+// (the loser gets fs.ErrExist and reads it).
 func createSecretKey(path string) error {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return err
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := errors.Join(f.Chmod(0o600), writeAllTo(f, []byte(hex.EncodeToString(b[:]))), f.Sync(), f.Close()); err != nil {
-		return err
-	}
-	if err := os.Link(f.Name(), path); err != nil {
-		return err
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
-
-func writeAllTo(f *os.File, data []byte) error {
-	_, err := f.Write(data)
-	return err
+	return atomicfile.Create(path, []byte(hex.EncodeToString(b[:])), 0o600)
 }
