@@ -77,10 +77,10 @@ func (a *Apps) loadClaims() (map[string]hostClaim, error) {
 // a.hostClaims.mu.
 func (a *Apps) claimState() (stored, routed map[string]hostClaim, err error) {
 	if stored, err = a.loadClaims(); err != nil {
-		return nil, nil, fmt.Errorf("cannot read the host claims (%v); tell the operator", err)
+		return nil, nil, fmt.Errorf("reading the host claims: %w", err)
 	}
 	if routed, err = a.routedHosts(); err != nil {
-		return nil, nil, fmt.Errorf("cannot read the routed hosts (%v); tell the operator", err)
+		return nil, nil, fmt.Errorf("reading the routed hosts: %w", err)
 	}
 	return stored, routed, nil
 }
@@ -175,7 +175,7 @@ func (a *Apps) claimHosts(built []*builder.Release, specs []agent.Spec) (func(),
 	defer a.hostClaims.mu.Unlock()
 	stored, routed, err := a.claimState()
 	if err != nil {
-		return nil, err
+		return nil, tellOperator(a.log, err, "cannot read the host claims")
 	}
 	claims := a.liveClaims(stored)
 	for i, r := range built {
@@ -210,7 +210,7 @@ func (a *Apps) claimHosts(built []*builder.Release, specs []agent.Spec) (func(),
 		}
 	}
 	if err := a.saveClaims(claims); err != nil {
-		return nil, fmt.Errorf("cannot record the host claims (%v); tell the operator", err)
+		return nil, tellOperator(a.log, err, "cannot record the host claims")
 	}
 	return func() {
 		a.hostClaims.mu.Lock()
