@@ -1,9 +1,7 @@
 package receiver
 
 import (
-	"encoding/json"
 	"fmt"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -11,6 +9,7 @@ import (
 	"github.com/gitreceive/gitreceive/names"
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 )
 
 // The commands on an instance's background processes (DESIGN.md decision
@@ -23,32 +22,35 @@ const (
 
 func init() {
 	commands["ps"] = command{usage: psUsage, summary: "show an instance's processes on each node: web, workers (pid, uptime, restarts, memory), cron jobs (node, last run, next run)",
-		pty: true, target: psTarget, run: (*Server).psCommand}
+		pty: true, flags: jsonFlag, target: positional(psUsage, 2), run: (*Server).psCommand}
 	commands["ps:restart"] = command{usage: psRestartUsage, summary: "restart an instance's workers (or the one named) on every node, each with SIGTERM first",
-		pty: true, target: targetAt(psRestartUsage, func(a []string) bool { return len(a) == 2 || len(a) == 3 && names.IsProcess(a[2]) }),
-		run: (*Server).psRestartCommand}
+		pty: true, target: psRestartTarget, run: (*Server).psRestartCommand}
 	commands["cron:run"] = command{usage: cronRunUsage, summary: "run a cron job now on the node that holds it, its output streamed (not while its last run still goes)",
-		pty: true, target: targetAt(cronRunUsage, func(a []string) bool { return len(a) == 3 && names.IsProcess(a[2]) }),
-		run: (*Server).cronRunCommand}
+		pty: true, target: cronRunTarget, run: (*Server).cronRunCommand}
 }
 
-// psTarget: ps APP[@BRANCH] [--json].
-func psTarget(args []string) (string, error) {
-	rest := slices.DeleteFunc(slices.Clone(args[1:]), func(a string) bool { return a == "--json" })
-	if len(rest) != 1 {
-		return "", userErrorf("usage: %s", psUsage)
+// psRestartTarget: ps:restart APP[@BRANCH] [NAME].
+func psRestartTarget(a argv) (string, error) {
+	if len(a.words) < 2 || len(a.words) > 3 || len(a.words) == 3 && !names.IsProcess(a.words[2]) {
+		return "", apps.Failf("usage: %s", psRestartUsage)
 	}
-	return rest[0], nil
+	return a.words[1], nil
+}
+
+// cronRunTarget: cron:run APP[@BRANCH] NAME.
+func cronRunTarget(a argv) (string, error) {
+	if len(a.words) != 3 || !names.IsProcess(a.words[2]) {
+		return "", apps.Failf("usage: %s", cronRunUsage)
+	}
+	return a.words[1], nil
 }
 
 func (s *Server) psCommand(c *call) error {
-	t := c.target
-	targets, err := s.fleet.Inventory.Targets()
+	reports, err := s.apps.Ps(c.ctx, c.target)
 	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
+		return err
 	}
-	reports := s.fleet.Ps(c.sess.Context(), targets, t.app, t.instance)
-	if slices.Contains(c.args[1:], "--json") {
+	if c.argv.bool("json") {
 		out := map[string]any{}
 		for _, r := range reports {
 			if r.Err != nil {
@@ -57,9 +59,7 @@ func (s *Server) psCommand(c *call) error {
 			}
 			out[r.Node.Name] = r.Report
 		}
-		enc := json.NewEncoder(c.stdout())
-		enc.SetIndent("", "  ")
-		return enc.Encode(out)
+		return printJSON(c, out)
 	}
 	writePs(c, reports)
 	return nil
@@ -140,58 +140,14 @@ func memory(kb int) string {
 }
 
 func (s *Server) psRestartCommand(c *call) error {
-	t := c.target
-	targets, err := s.fleet.Inventory.Targets()
+	n, err := s.apps.RestartWorkers(c.ctx, c.target, c.args[2:])
 	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
+		return err
 	}
-	var only []string
-	if len(c.args) == 3 {
-		only = c.args[2:]
-	}
-	c.log.Info().Str("app", t.app).Str("instance", t.instance).Strs("names", only).Msg("ps:restart")
-	if err := s.fleet.RestartWorkers(c.sess.Context(), targets, t.app, t.instance, only); err != nil {
-		return c.fail("%v", err)
-	}
-	fmt.Fprintf(c.stdout(), "restarting the workers of %s on %d node(s)\n", t, len(targets))
+	fmt.Fprintf(c.stdout(), "restarting the workers of %s on %d node(s)\n", c.target, n)
 	return nil
 }
 
 func (s *Server) cronRunCommand(c *call) error {
-	t, name := c.target, c.args[2]
-	targets, err := s.fleet.Inventory.Targets()
-	if err != nil {
-		return c.internal(err, "cannot read the node inventory")
-	}
-	node, err := cronNode(s.fleet.Ps(c.sess.Context(), targets, t.app, t.instance), name)
-	if err != nil {
-		return c.fail("%s: %v", t, err)
-	}
-	c.log.Info().Str("app", t.app).Str("instance", t.instance).Str("job", name).Str("node", node.Name).Msg("cron:run")
-	out := &lockedWriter{w: c.stdout()}
-	if err := s.fleet.CronRun(c.sess.Context(), node, t.app, t.instance, name, func(line string) {
-		out.printf("%s\n", nodeLine(node.Name, "%s", line))
-	}); err != nil {
-		return c.fail("%v", err)
-	}
-	return nil
-}
-
-// cronNode is the node that holds cron job name.
-func cronNode(reports []nodes.NodePs, name string) (nodes.Node, error) {
-	declared := false
-	for _, r := range reports {
-		for _, j := range r.Report.Cron {
-			if j.Name == name {
-				declared = true
-				if j.Here {
-					return r.Node, nil
-				}
-			}
-		}
-	}
-	if declared {
-		return nodes.Node{}, fmt.Errorf("no node runs cron job %s now (is the instance disabled, or its node down?); see `ps`", name)
-	}
-	return nodes.Node{}, fmt.Errorf("the live release has no cron job %s; see `ps`", name)
+	return s.apps.CronRun(c.ctx, c.target, c.args[2], c.stdout())
 }
