@@ -69,19 +69,7 @@ say("end")
 
 func TestWorkersAndCron(t *testing.T) {
 	f, bed := fanOutBed(t, "wrk", "10.77.233.0/24", 2)
-	work := filepath.Join(t.TempDir(), "wrkapp")
-	for name, content := range workersApp {
-		p := filepath.Join(work, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	f.alice.MustGit(t, work, "init", "-q", "-b", "main")
-	f.alice.MustGit(t, work, "add", "-A")
-	f.alice.MustGit(t, work, "commit", "-qm", "v1")
+	work := f.alice.WorkTree(t, workersApp)
 	push := f.alice.MustGit(t, work, "push", f.alice.URL("wrkapp"), "main")
 	if strings.Contains(push.Stderr, "warning: v1 is live") {
 		t.Fatalf("the first push warned about its workers:\n%s", push.Stderr)

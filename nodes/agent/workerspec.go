@@ -50,28 +50,24 @@ func (s Spec) validateProcesses() error {
 	if len(s.BackgroundWorkers) > maxWorkerTypes || len(s.CronJobs) > maxCronJobs {
 		return fmt.Errorf("too many workers (%d, at most %d) or cron jobs (%d, at most %d)", len(s.BackgroundWorkers), maxWorkerTypes, len(s.CronJobs), maxCronJobs)
 	}
-	seen := map[string]bool{}
+	if err := checkProcesses("worker", len(s.BackgroundWorkers), func(i int) (string, string, []string) {
+		w := s.BackgroundWorkers[i]
+		return w.Name, w.Command, w.Args
+	}); err != nil {
+		return err
+	}
 	for _, w := range s.BackgroundWorkers {
-		if err := checkProcess("worker", w.Name, w.Command, w.Args); err != nil {
-			return err
-		}
-		if seen[w.Name] {
-			return fmt.Errorf("worker %s is declared twice", w.Name)
-		}
-		seen[w.Name] = true
 		if w.Count < 1 || w.Count > maxWorkerCount || w.StopTimeout < 1 || w.StopTimeout > maxWorkerStop {
 			return fmt.Errorf("worker %s: count %d (1-%d) or stop_timeout %d (1-%d) is out of range", w.Name, w.Count, maxWorkerCount, w.StopTimeout, maxWorkerStop)
 		}
 	}
-	seen = map[string]bool{}
+	if err := checkProcesses("cron job", len(s.CronJobs), func(i int) (string, string, []string) {
+		j := s.CronJobs[i]
+		return j.Name, j.Command, j.Args
+	}); err != nil {
+		return err
+	}
 	for _, j := range s.CronJobs {
-		if err := checkProcess("cron job", j.Name, j.Command, j.Args); err != nil {
-			return err
-		}
-		if seen[j.Name] {
-			return fmt.Errorf("cron job %s is declared twice", j.Name)
-		}
-		seen[j.Name] = true
 		if j.Timeout < 1 || j.Timeout > maxCronTimeout {
 			return fmt.Errorf("cron job %s: timeout %d is out of range (1-%d)", j.Name, j.Timeout, maxCronTimeout)
 		}
@@ -85,19 +81,30 @@ func (s Spec) validateProcesses() error {
 	return nil
 }
 
-func checkProcess(kind, name, command string, args []string) error {
-	if !names.IsProcess(name) {
-		return fmt.Errorf("%s name %q is not a process name", kind, name)
-	}
-	if err := checkSafeRelPath(command); err != nil {
-		return fmt.Errorf("%s %s: command: %w", kind, name, err)
-	}
-	if len(args) > maxProcessArgs {
-		return fmt.Errorf("%s %s has %d arguments, more than %d", kind, name, len(args), maxProcessArgs)
-	}
-	for _, a := range args {
-		if len(a) > maxProcessArgLength || strings.ContainsRune(a, 0) {
-			return fmt.Errorf("%s %s: an argument is longer than %d bytes or holds a NUL byte", kind, name, maxProcessArgLength)
+// checkProcesses checks the n processes of a kind (at gives each one's
+// name, command and arguments): names by names.IsProcess, each once;
+// commands as release paths; arguments bounded, without NUL.
+func checkProcesses(kind string, n int, at func(i int) (name, command string, args []string)) error {
+	seen := map[string]bool{}
+	for i := 0; i < n; i++ {
+		name, command, args := at(i)
+		if !names.IsProcess(name) {
+			return fmt.Errorf("%s name %q is not a process name", kind, name)
+		}
+		if seen[name] {
+			return fmt.Errorf("%s %s is declared twice", kind, name)
+		}
+		seen[name] = true
+		if err := checkSafeRelPath(command); err != nil {
+			return fmt.Errorf("%s %s: command: %w", kind, name, err)
+		}
+		if len(args) > maxProcessArgs {
+			return fmt.Errorf("%s %s has %d arguments, more than %d", kind, name, len(args), maxProcessArgs)
+		}
+		for _, a := range args {
+			if len(a) > maxProcessArgLength || strings.ContainsRune(a, 0) {
+				return fmt.Errorf("%s %s: an argument is longer than %d bytes or holds a NUL byte", kind, name, maxProcessArgLength)
+			}
 		}
 	}
 	return nil

@@ -352,21 +352,8 @@ func parseLogs(args []string) (Request, error) {
 
 // parseRestart reads `APP INSTANCE [NAME...]`.
 func parseRestart(args []string) (Request, error) {
-	if len(args) < 2 {
-		return nil, ErrUsage
-	}
-	t, err := ParseTarget(args[0], args[1])
-	if err != nil {
-		return nil, err
-	}
-	r := Restart{Target: t}
-	for _, name := range args[2:] {
-		if !names.IsProcess(name) {
-			return nil, fmt.Errorf("invalid process name %q", name)
-		}
-		r.Names = append(r.Names, name)
-	}
-	return r, nil
+	t, processes, err := processTarget(args)
+	return Restart{Target: t, Names: processes}, err
 }
 
 // parseCronRun reads `APP INSTANCE NAME`.
@@ -374,14 +361,31 @@ func parseCronRun(args []string) (Request, error) {
 	if len(args) != 3 {
 		return nil, ErrUsage
 	}
-	t, err := ParseTarget(args[0], args[1])
+	t, processes, err := processTarget(args)
 	if err != nil {
 		return nil, err
 	}
-	if !names.IsProcess(args[2]) {
-		return nil, fmt.Errorf("invalid process name %q", args[2])
+	return CronRun{Target: t, Name: processes[0]}, nil
+}
+
+// processTarget reads `APP INSTANCE [NAME...]`, the names those of
+// workers or cron jobs (nil when none).
+func processTarget(args []string) (Target, []string, error) {
+	if len(args) < 2 {
+		return Target{}, nil, ErrUsage
 	}
-	return CronRun{Target: t, Name: args[2]}, nil
+	t, err := ParseTarget(args[0], args[1])
+	if err != nil {
+		return Target{}, nil, err
+	}
+	var processes []string
+	for _, name := range args[2:] {
+		if !names.IsProcess(name) {
+			return Target{}, nil, fmt.Errorf("invalid process name %q", name)
+		}
+		processes = append(processes, name)
+	}
+	return t, processes, nil
 }
 
 // parseRun reads `APP INSTANCE [--tty] [--env NAME=VALUE]... -- SCRIPT [ARG...]`.
