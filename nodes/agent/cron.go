@@ -48,6 +48,31 @@ type cronState struct {
 	Skipped  int       `json:"skipped,omitempty"` // runs skipped because one went on
 }
 
+// cronHoldPath overrides Spec.Singletons for the cron jobs ("on" or
+// "off", root's): the receiver moved them to or away from this node.
+func cronHoldPath(dir string) string { return filepath.Join(dir, "cron-hold") }
+
+// holdsCron says whether this node runs the instance's cron jobs.
+func holdsCron(dir string, spec Spec) bool {
+	data, err := os.ReadFile(cronHoldPath(dir))
+	if err != nil {
+		return spec.Singletons
+	}
+	return strings.TrimSpace(string(data)) == "on"
+}
+
+func cronHoldVerb(_ context.Context, c *call, r agentapi.CronHold) error {
+	in := c.instance(r.Target)
+	if _, err := os.Stat(in.dir); err != nil {
+		return fmt.Errorf("%s@%s is not on this node", in.app, in.name)
+	}
+	value := "off\n"
+	if r.On {
+		value = "on\n"
+	}
+	return atomicfile.Write(cronHoldPath(in.dir), []byte(value), 0o644)
+}
+
 func cronStatePath(dir, name string) string {
 	return filepath.Join(dir, runDirName, "cron."+name+".json")
 }
@@ -232,12 +257,9 @@ func nextCronRun(spec Spec, job CronSpec, now time.Time) time.Time {
 }
 
 // scheduleCron starts each of spec's jobs at its times until ctx ends,
-// when this node holds them: a run is `node cron-run` in a session of its
+// those times when this node holds them (holdsCron, asked each time): a run is `node cron-run` in a session of its
 // own, so that it outlives this supervisor (a deploy) and keeps its lock.
 func (s *supervisor) scheduleCron(ctx context.Context, spec Spec) {
-	if !spec.Singletons {
-		return
-	}
 	self, err := os.Executable()
 	if err != nil {
 		return
@@ -253,6 +275,9 @@ func (s *supervisor) scheduleCron(ctx context.Context, spec Spec) {
 				case <-ctx.Done():
 					return
 				case <-time.After(time.Until(next)):
+				}
+				if !holdsCron(s.ri.dir(), spec) {
+					continue // another node runs them (the receiver may move them here)
 				}
 				cmd := exec.Command(self, "node", "cron-run", s.ri.app, s.ri.name, job.Name)
 				cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

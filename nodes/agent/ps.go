@@ -17,11 +17,14 @@ import (
 // PsReport is the answer to `ps APP INSTANCE`: what of the instance runs
 // on this node (one JSON document).
 type PsReport struct {
-	Release  int             `json:"release"` // live (0: none)
-	Disabled bool            `json:"disabled,omitempty"`
-	Web      WebReport       `json:"web"`
-	Workers  []WorkerReport  `json:"workers,omitempty"`
-	Cron     []CronJobReport `json:"cron,omitempty"`
+	Release  int  `json:"release"` // live (0: none)
+	Disabled bool `json:"disabled,omitempty"`
+	// CronMoved: the receiver moved the cron jobs here (cron-hold on), off
+	// the node the deploy gave them to.
+	CronMoved bool            `json:"cron_moved,omitempty"`
+	Web       WebReport       `json:"web"`
+	Workers   []WorkerReport  `json:"workers,omitempty"`
+	Cron      []CronJobReport `json:"cron,omitempty"`
 }
 
 // WebReport is the live release's uWSGI vassal.
@@ -116,7 +119,8 @@ func (in instance) ps(ctx context.Context) (PsReport, error) {
 	if err != nil {
 		return rep, nil
 	}
-	held := len(ri.workerReleases()) > 0 && spec.Singletons
+	held := len(ri.workerReleases()) > 0 && holdsCron(in.dir, spec)
+	rep.CronMoved = held && !spec.Singletons
 	for _, j := range spec.CronJobs {
 		cj := CronJobReport{Name: j.Name, Schedule: j.Schedule, Here: held}
 		if held && !in.disabled() {

@@ -59,7 +59,8 @@ func (ri runtimeInstance) workerReleases() []int {
 // its supervisor, unless this node runs none of its workers or it runs
 // already. It reports whether it started one.
 func (ri runtimeInstance) startWorkers(ctx context.Context, n int, spec Spec) (bool, error) {
-	if len(spec.workersHere()) == 0 && !(spec.Singletons && len(spec.CronJobs) > 0) {
+	// Every node schedules the cron jobs; the one that holds them runs them.
+	if len(spec.workersHere()) == 0 && len(spec.CronJobs) == 0 {
 		return false, nil
 	}
 	vassal := ri.workersVassalPath(n)

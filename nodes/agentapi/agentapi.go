@@ -28,6 +28,7 @@ const Usage = `usage: gitreceive node VERB ...
   ps         APP INSTANCE
   restart    APP INSTANCE [NAME...]
   cron-run   APP INSTANCE NAME
+  cron-hold  APP INSTANCE on|off
   disable    APP INSTANCE
   enable     APP INSTANCE
   destroy    APP INSTANCE
@@ -119,6 +120,13 @@ type (
 		Target
 		Name string
 	}
+	// CronHold makes the node run the instance's cron jobs (On) or not,
+	// whatever the release's spec says: the receiver moves them off a
+	// node that is gone or failing.
+	CronHold struct {
+		Target
+		On bool
+	}
 	// Disable makes an instance answer 503 until enabled.
 	Disable struct{ Target }
 	// Enable serves a disabled instance again.
@@ -178,6 +186,13 @@ func (r Logs) Argv() []string {
 func (r Ps) Argv() []string      { return r.words("ps") }
 func (r Restart) Argv() []string { return append(r.words("restart"), r.Names...) }
 func (r CronRun) Argv() []string { return append(r.words("cron-run"), r.Name) }
+
+func (r CronHold) Argv() []string {
+	if r.On {
+		return append(r.words("cron-hold"), "on")
+	}
+	return append(r.words("cron-hold"), "off")
+}
 
 // processFlag is logs' --process= flag.
 const processFlag = "--process="
@@ -240,6 +255,7 @@ var parsers = map[string]func(args []string) (Request, error){
 	"ps":         targetParser(func(t Target) Request { return Ps{t} }),
 	"restart":    parseRestart,
 	"cron-run":   parseCronRun,
+	"cron-hold":  parseCronHold,
 	"run":        parseRun,
 	"service":    parseService,
 	"status":     parseStatus,
@@ -366,6 +382,18 @@ func parseCronRun(args []string) (Request, error) {
 		return nil, err
 	}
 	return CronRun{Target: t, Name: processes[0]}, nil
+}
+
+// parseCronHold reads `APP INSTANCE on|off`.
+func parseCronHold(args []string) (Request, error) {
+	if len(args) != 3 || args[2] != "on" && args[2] != "off" {
+		return nil, ErrUsage
+	}
+	t, err := ParseTarget(args[0], args[1])
+	if err != nil {
+		return nil, err
+	}
+	return CronHold{Target: t, On: args[2] == "on"}, nil
 }
 
 // processTarget reads `APP INSTANCE [NAME...]`, the names those of

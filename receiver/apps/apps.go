@@ -86,9 +86,11 @@ func (a *Apps) Repos() Repos { return a.repos }
 func (a *Apps) Fleet() *nodes.Fleet { return a.fleet }
 
 // Start begins the work the daemon does on its own: switching back nodes
-// left on releases that were never recorded.
+// left on releases that were never recorded; keeping cron jobs on a
+// healthy node.
 func (a *Apps) Start() {
 	guard.Go(a.log, "repair", func() { a.repairInterrupted(a.life) })
+	guard.Go(a.log, "cron nodes", func() { a.watchCron(a.life) })
 }
 
 // Close ends the daemon's own work and the connections to the nodes.
