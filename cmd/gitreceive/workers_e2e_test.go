@@ -69,6 +69,12 @@ say("end")
 
 func TestWorkersAndCron(t *testing.T) {
 	f, bed := fanOutBed(t, "wrk", "10.77.233.0/24", 2)
+	// The receiver checks the cron node every second (default 30 s).
+	if err := os.WriteFile(filepath.Join(f.data, "gitreceive.ini"), []byte("cron_check = 1s\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Kill()
+	f.srv.Restart(t)
 	work := f.alice.WorkTree(t, workersApp)
 	push := f.alice.MustGit(t, work, "push", f.alice.URL("wrkapp"), "main")
 	if strings.Contains(push.Stderr, "warning: v1 is live") {
@@ -156,6 +162,9 @@ func TestWorkersAndCron(t *testing.T) {
 		t.Fatal(err)
 	}
 	holder := holderOf(t, f, bed, "long")
+	if holder == nil {
+		t.Fatal("no node holds the cron job long")
+	}
 	pollUntil(t, 10*time.Second, "the long job to start", func() bool {
 		return strings.Contains(sh(holder, "cat "+logs+"cron.log 2>/dev/null || true"), "long start v1")
 	})
@@ -189,6 +198,35 @@ func TestWorkersAndCron(t *testing.T) {
 		mustContain(t, ticks, "stop\n")
 		mustContain(t, ticks, "v2 "+got[0]+" tick")
 	}
+
+	// The node holding the cron jobs goes away: the other takes them, and
+	// keeps them when it comes back.
+	holder = holderOf(t, f, bed, "tick")
+	other := bed.Nodes[0]
+	if other == holder {
+		other = bed.Nodes[1]
+	}
+	if out, err := bed.Exec(ctx, holder, "pkill", "-9", "-x", "sshd|sshd-session"); err != nil {
+		t.Fatalf("stopping sshd on %s: %v %s", holder.Name, err, out)
+	}
+	pollUntil(t, time.Minute, "the cron jobs to move to "+other.Name, func() bool { return holderOf(t, f, bed, "tick") == other })
+	r = f.alice.SSH(t, "", nil, "cron:run", "wrkapp", "tick")
+	mustContain(t, r.Stdout, other.Name+" ")
+	mustContain(t, r.Stdout, "tick from v2")
+	if err := bed.StartSSHD(ctx, holder); err != nil {
+		t.Fatal(err)
+	}
+	pollUntil(t, time.Minute, holder.Name+" to be told it no longer holds the cron jobs", func() bool {
+		held := 0
+		for _, rep := range psJSON(t, f) {
+			for _, j := range rep.Cron {
+				if j.Name == "tick" && j.Here {
+					held++
+				}
+			}
+		}
+		return held == 1 && holderOf(t, f, bed, "tick") == other
+	})
 
 	// disable stops the workers, enable starts them again.
 	if r := f.alice.SSH(t, "", nil, "disable", "wrkapp"); r.Code != 0 {
@@ -247,7 +285,7 @@ func psJSON(t *testing.T, f *fixture) map[string]agent.PsReport {
 	return reps
 }
 
-// holderOf is the node that ps says runs cron job name.
+// holderOf is the node that ps says runs cron job name (nil: none).
 func holderOf(t *testing.T, f *fixture, bed *testbed.Bed, name string) *testbed.Node {
 	t.Helper()
 	for node, rep := range psJSON(t, f) {
@@ -261,7 +299,6 @@ func holderOf(t *testing.T, f *fixture, bed *testbed.Bed, name string) *testbed.
 			}
 		}
 	}
-	t.Fatalf("no node holds cron job %s", name)
 	return nil
 }
 

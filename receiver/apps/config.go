@@ -55,6 +55,9 @@ type Config struct {
 	// StagingWorkersOff (`staging_workers = off`) keeps the workers and
 	// cron jobs of staging instances from running; production's always run.
 	StagingWorkersOff bool
+	// CronCheck is how often the daemon checks the instances' cron nodes
+	// (0: the default, DefaultCronCheck).
+	CronCheck time.Duration
 	// DeployOff (`deploy = false`) makes the receiver a plain git mirror:
 	// pushes are authorized, checked and accepted, and nothing is built
 	// or deployed. The zero value deploys, so a Config built in code does.
@@ -96,9 +99,12 @@ func ResolveDataDir(flagValue string) string {
 }
 
 // defaultConfig is the settings before any source is read.
+// DefaultCronCheck is cron_check's default.
+const DefaultCronCheck = 30 * time.Second
+
 func defaultConfig(dataDir string) Config {
 	return Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
-		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, Limits: appconfig.DefaultLimits()}
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, CronCheck: DefaultCronCheck, Limits: appconfig.DefaultLimits()}
 }
 
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the

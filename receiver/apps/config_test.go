@@ -200,6 +200,7 @@ func TestLoadConfigEnvironment(t *testing.T) {
 		{"staging_branches", "a", "none", func(c Config) any { return len(c.StagingBranches) }, 0, "$(x)"},
 		{"staging_idle", "1m", "2h", func(c Config) any { return c.StagingIdle }, 2 * time.Hour, "1ms"},
 		{"staging_workers", "on", "off", func(c Config) any { return c.StagingWorkersOff }, true, "maybe"},
+		{"cron_check", "1m", "2s", func(c Config) any { return c.CronCheck }, 2 * time.Second, "0s"},
 		{"default_memory", "256M", "1G", func(c Config) any { return c.Limits.DefaultMemoryMB }, 1024, "16M"},
 		{"max_memory", "8G", "2G", func(c Config) any { return c.Limits.MaxMemoryMB }, 2048, "lots"},
 		{"default_max_processes", "100", "64", func(c Config) any { return c.Limits.DefaultMaxProcesses }, 64, "4"},
@@ -228,8 +229,8 @@ func TestLoadConfigEnvironment(t *testing.T) {
 			}
 		})
 	}
-	if len(settingsTable) != 16 {
-		t.Errorf("the table has %d settings, this test covers 16: add the new one above", len(settingsTable))
+	if len(settingsTable) != 17 {
+		t.Errorf("the table has %d settings, this test covers 17: add the new one above", len(settingsTable))
 	}
 }
 

@@ -15,11 +15,14 @@ import (
 // (Spec.Singletons); when that node is gone from the instance or fails its
 // check, watchCron moves them to the first healthy one, and tells the
 // others they do not hold them. It never moves jobs off a healthy node.
-const cronWatchInterval = 30 * time.Second
 
-// watchCron checks the cron nodes every cronWatchInterval until ctx ends.
+// watchCron checks the cron nodes every cron_check until ctx ends.
 func (a *Apps) watchCron(ctx context.Context) {
-	tick := time.NewTicker(cronWatchInterval)
+	every := a.cfg.CronCheck
+	if every <= 0 {
+		every = DefaultCronCheck
+	}
+	tick := time.NewTicker(every)
 	defer tick.Stop()
 	for {
 		select {

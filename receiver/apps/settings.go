@@ -56,6 +56,10 @@ var settingsTable = []setting{
 			c.StagingWorkersOff = v == "off"
 			return nil
 		}},
+	{key: "cron_check", def: "30s",
+		doc: "how often the receiver checks that each instance's cron jobs are on a healthy node, moving them off one that is gone or fails its check",
+		set: durationSetting(func(c *Config) *time.Duration { return &c.CronCheck }, func(d time.Duration) bool { return d >= time.Second && d <= time.Hour },
+			"is not a duration from 1s to 1h, such as 30s")},
 	{key: "default_memory", def: "512M",
 		doc: "memory an instance may use on each node when its app.ini has no `memory` (`M` or `G`; a plain number is MB; at least `32M`)",
 		set: limitSetting(func(l *appconfig.Limits) *int { return &l.DefaultMemoryMB }, parseMemorySetting)},
