@@ -81,6 +81,9 @@ type supervisor struct {
 	mu    sync.Mutex
 	state workersState
 	logs  map[string]*cappedLog
+	// writing keeps state file writes in order: a write of an older
+	// state must not land after a newer one.
+	writing sync.Mutex
 }
 
 // superviseWorkers is the supervisor's life: it returns once asked to
@@ -358,6 +361,8 @@ func (s *supervisor) update(slot int, change func(*processState)) {
 }
 
 func (s *supervisor) writeState() {
+	s.writing.Lock()
+	defer s.writing.Unlock()
 	s.mu.Lock()
 	data, err := json.Marshal(s.state)
 	s.mu.Unlock()
