@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gitreceive/gitreceive/names"
 )
 
 var processTree = newFakeTree("src/app/wsgi.py", "bin/mailer.py", "bin/cleanup", "tasks.php", "lib/run.sh")
@@ -178,6 +180,44 @@ func FuzzCronLine(f *testing.F) {
 		}
 		if _, err := NextRun(schedule, time.UTC, time.Now()); err != nil {
 			t.Fatal(err)
+		}
+	})
+}
+
+// FuzzProcesses feeds app.ini's [production] with worker.* and cron.* keys
+// over a tree with a few commands: Parse never panics, and what it accepts
+// is within what the nodes take (names, counts, timeouts, schedules,
+// commands that are files of the tree).
+func FuzzProcesses(f *testing.F) {
+	for _, seed := range []string{
+		"worker.mailer = mailer.py --queue mail\n",
+		"worker.q = lib/run.sh\nworker.q.nodes = one\nworker.q.count = 16\nworker.q.stop_timeout = 5\n",
+		"cron.clean = */5 1-5 * jan-mar mon-fri cleanup --all\ncron.clean.timeout = 60\n",
+		"cron.nightly = @daily tasks.php\ncron_timezone = Europe/Paris\n",
+		"worker.x.count = 17\nworker.Bad = a\ncron.c = 61 * * * * cleanup\ncron.d = 0 0 30 2 * cleanup\n",
+		"worker.m = ../etc/passwd\ncron.e = @every 1m cleanup\ncron_timezone = Local\n",
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, keys string) {
+		cfg, _, err := Parse("app.ini", []byte(minimalIni+keys), "myapp", processTree)
+		if err != nil {
+			return
+		}
+		for _, w := range cfg.BackgroundWorkers {
+			if !names.IsProcess(w.Name) || w.Count < 1 || w.Count > maxWorkerCount || w.StopTimeout < 1 || w.StopTimeout > maxStopTimeout || !processTree.IsFile(w.Command) {
+				t.Errorf("accepted worker %+v", w)
+			}
+		}
+		for _, j := range cfg.CronJobs {
+			if !names.IsProcess(j.Name) || j.Timeout < 1 || j.Timeout > maxCronTimeout || CheckSchedule(j.Schedule) != "" || !processTree.IsFile(j.Command) {
+				t.Errorf("accepted cron job %+v", j)
+			}
+		}
+		if cfg.CronTimezone != "" {
+			if _, err := LoadCronTimezone(cfg.CronTimezone); err != nil {
+				t.Errorf("accepted cron_timezone %q: %v", cfg.CronTimezone, err)
+			}
 		}
 	})
 }
