@@ -57,3 +57,39 @@ func TestRunSpec(t *testing.T) {
 		t.Errorf("production idle_stop %d", spec.IdleStop)
 	}
 }
+
+// Workers and cron jobs reach the nodes' spec; staging_workers = off keeps
+// them from staging instances, never from production.
+func TestRunSpecProcesses(t *testing.T) {
+	a := &Apps{cfg: Config{Domain: "apps.test", Version: "1.2"}, config: &configStore{dir: t.TempDir()}}
+	cfg := &appconfig.Config{AppName: "blog", Platform: appconfig.PlatformPython, Runner: appconfig.Runner{Path: "wsgi.py"}, HealthCheck: "/",
+		BackgroundWorkers: []appconfig.Worker{{Name: "mailer", Command: "bin/mailer.py", Args: []string{"-q"}, Count: 2, StopTimeout: 10, OneNode: true}},
+		CronJobs:          []appconfig.CronJob{{Name: "nightly", Schedule: "@daily", Command: "bin/clean", Timeout: 60}}, CronTimezone: "Europe/Paris"}
+	prod := &builder.Release{App: "blog", Instance: names.Instance("main"), Branch: "main", Number: 1, Config: cfg}
+	staging := &builder.Release{App: "blog", Instance: names.Instance("feature"), Branch: "feature", Number: 1, Config: cfg}
+	for _, tt := range []struct {
+		off     bool
+		r       *builder.Release
+		running bool
+	}{{false, prod, true}, {false, staging, true}, {true, staging, false}, {true, prod, true}} {
+		a.cfg.StagingWorkersOff = tt.off
+		spec, err := a.runSpec(tt.r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := spec.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		got := len(spec.BackgroundWorkers) == 1 && len(spec.CronJobs) == 1
+		if got != tt.running || len(spec.BackgroundWorkers)+len(spec.CronJobs) == 1 {
+			t.Errorf("staging_workers off=%v, %s: workers %+v cron %+v", tt.off, tt.r.Branch, spec.BackgroundWorkers, spec.CronJobs)
+		}
+		if got {
+			w, j := spec.BackgroundWorkers[0], spec.CronJobs[0]
+			if w.Name != "mailer" || w.Count != 2 || w.StopTimeout != 10 || !w.OneNode || w.Args[0] != "-q" ||
+				j.Schedule != "@daily" || j.Timeout != 60 || spec.CronTimezone != "Europe/Paris" {
+				t.Errorf("spec %+v %+v %q", w, j, spec.CronTimezone)
+			}
+		}
+	}
+}
