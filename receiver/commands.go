@@ -67,6 +67,9 @@ func init() {
 		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, flags: confirmFlag, target: positional(clearUsage, 3, "confirm"), confirm: func(a argv) (string, string) { return a.string("confirm"), "cleared" }, lock: func(a argv) string { return "clear " + a.words[2] }, run: (*Server).clearCommand},
 		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, flags: jsonFlag, run: (*Server).hostsCommand},
 		"hosts:release":    {usage: hostsReleaseUsage, summary: "release an app's claim on a host it no longer serves", admin: true, pty: true, run: (*Server).hostsReleaseCommand},
+		"ps":               {usage: psUsage, summary: "show an instance's processes on each node: web, workers (pid, uptime, restarts, memory), cron jobs (node, last run, next run)", pty: true, flags: jsonFlag, target: positional(psUsage, 2), run: (*Server).psCommand},
+		"ps:restart":       {usage: psRestartUsage, summary: "restart an instance's workers (or the one named) on every node, each with SIGTERM first", pty: true, target: psRestartTarget, run: (*Server).psRestartCommand},
+		"cron:run":         {usage: cronRunUsage, summary: "run a cron job now on the node that holds it, its output streamed (not while its last run still goes)", pty: true, target: cronRunTarget, run: (*Server).cronRunCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}

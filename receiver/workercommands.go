@@ -20,15 +20,6 @@ const (
 	cronRunUsage   = "cron:run APP[@BRANCH] NAME"
 )
 
-func init() {
-	commands["ps"] = command{usage: psUsage, summary: "show an instance's processes on each node: web, workers (pid, uptime, restarts, memory), cron jobs (node, last run, next run)",
-		pty: true, flags: jsonFlag, target: positional(psUsage, 2), run: (*Server).psCommand}
-	commands["ps:restart"] = command{usage: psRestartUsage, summary: "restart an instance's workers (or the one named) on every node, each with SIGTERM first",
-		pty: true, target: psRestartTarget, run: (*Server).psRestartCommand}
-	commands["cron:run"] = command{usage: cronRunUsage, summary: "run a cron job now on the node that holds it, its output streamed (not while its last run still goes)",
-		pty: true, target: cronRunTarget, run: (*Server).cronRunCommand}
-}
-
 // psRestartTarget: ps:restart APP[@BRANCH] [NAME].
 func psRestartTarget(a argv) (string, error) {
 	if len(a.words) < 2 || len(a.words) > 3 || len(a.words) == 3 && !names.IsProcess(a.words[2]) {
