@@ -209,6 +209,9 @@ func (in instance) runCronJob(ctx context.Context, live int, spec Spec, job Cron
 		how += fmt.Sprintf(" (stopped at its timeout, %d s)", job.Timeout)
 	}
 	st.Running, st.Exit, st.Duration = false, how, time.Since(began).Seconds()
+	if now, err := readCronState(in.dir, job.Name); err == nil {
+		st.Skipped = now.Skipped // runs skipped while this one went
+	}
 	writeCronState(in.dir, job.Name, st)
 	log.line("%s ended after %.1f s: %s", job.Name, st.Duration, how)
 	return code, nil
