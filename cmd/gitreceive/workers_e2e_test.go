@@ -171,6 +171,11 @@ func TestWorkersAndCron(t *testing.T) {
 	if r := f.alice.SSH(t, "", nil, "cron:run", "wrkapp", "long"); r.Code == 0 || !strings.Contains(r.Stderr, "still going") {
 		t.Fatalf("a second run of long while one goes: %d %s %s", r.Code, r.Stdout, r.Stderr)
 	}
+	for _, j := range psJSON(t, f)[holder.Name].Cron {
+		if j.Name == "long" && (!j.Running || j.Skipped != 1 || j.Release != 1) {
+			t.Fatalf("ps of the running long job: %+v, want running v1 with 1 skipped run", j)
+		}
+	}
 	f.alice.MustGit(t, work, "commit", "--allow-empty", "-qm", "v2")
 	f.alice.MustGit(t, work, "push", f.alice.URL("wrkapp"), "main")
 	if log := sh(holder, "cat "+logs+"cron.log"); strings.Contains(log, "long end") {
