@@ -88,6 +88,7 @@ func (s *Server) deploy(ctx context.Context, p *Push, out *hooks.Progress) error
 			return err
 		}
 		p.wentLive(built, switched)
+		s.issueCerts(ctx, p.log, built, out)
 	}
 	return nil
 }

@@ -51,6 +51,7 @@ type Server struct {
 	// hostClaims holds the in-memory side of the host claims.
 	hostClaims hostClaims
 	receiving  sessionCounts
+	https      *httpsService // https.go
 
 	// life ends at Shutdown: work the daemon starts on its own (repair).
 	life    context.Context
@@ -103,6 +104,7 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		fleet:   nodes.OpenFleet(cfg.DataDir),
 		config:  &configStore{dir: filepath.Join(cfg.DataDir, "config")},
 		creds:   &credentialStore{dir: filepath.Join(cfg.DataDir, "services")},
+		https:   &httpsService{},
 	}
 	s.preReceiveFunc = s.deploy
 	s.life, s.endLife = context.WithCancel(context.Background())
@@ -120,6 +122,9 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 		return nil, fmt.Errorf("finding the gitreceive binary for hooks: %w", err)
 	}
 	s.fleet.AgentBin = s.hookBin
+	if err := s.initHTTPS(); err != nil {
+		return nil, err
+	}
 
 	s.ssh = &ssh.Server{
 		Version:          serverVersionIdentity,
@@ -151,6 +156,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	goSafe(s.log, "hook socket", hs.serve)
 	s.log.Info().Str("addr", ln.Addr().String()).Str("data", s.cfg.DataDir).Str("version", s.cfg.Version).Msg("listening")
 	goSafe(s.log, "repair", func() { s.repairInterrupted(s.life) })
+	s.startRenewal()
 	err = s.ssh.Serve(ln)
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil
