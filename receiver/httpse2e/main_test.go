@@ -7,8 +7,11 @@
 package httpse2e_test
 
 import (
+	"log/slog"
 	"os"
 	"testing"
+
+	legolog "github.com/go-acme/lego/v5/log"
 
 	"github.com/gitreceive/gitreceive/receiver/certs/certstest"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
@@ -16,7 +19,11 @@ import (
 
 var bin string
 
+// legoLogs is lego's log (process-wide), kept for the scan for keys.
+var legoLogs = &lockedBuffer{}
+
 func TestMain(m *testing.M) {
 	certstest.SetEnv()
+	legolog.SetDefault(slog.New(slog.NewTextHandler(legoLogs, nil)))
 	os.Exit(receivertest.RunWithBinary(m, &bin))
 }
