@@ -8,13 +8,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -127,35 +125,11 @@ func (st *stack) resolve(name string) []net.IP {
 	return ips
 }
 
-// tlsClient speaks HTTPS to node with SNI host, trusting only pebble's root.
-func (st *stack) tlsClient(node *testbed.Node, host string) *http.Client {
-	return &http.Client{
-		Timeout: 15 * time.Second,
-		Transport: &http.Transport{
-			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(node.IP, "443"))
-			},
-			TLSClientConfig: &tls.Config{ServerName: host, RootCAs: st.ca.Issuing, MinVersion: tls.VersionTLS12},
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}
-}
-
-// httpsGet is GET https://host/ on node: status, HSTS header, body and the
-// serial of the certificate served; err is a failed connection or handshake.
+// httpsGet is GET https://host/ on node (pebble's root only): status,
+// HSTS header, body and the serial of the certificate served.
 func (st *stack) httpsGet(node *testbed.Node, host string) (code int, hsts, body, serial string, err error) {
-	resp, err := st.tlsClient(node, host).Get("https://" + host + "/")
-	if err != nil {
-		return 0, "", "", "", err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	leaf := resp.TLS.PeerCertificates[0]
-	if err := leaf.VerifyHostname(host); err != nil {
-		return 0, "", "", "", err
-	}
-	return resp.StatusCode, resp.Header.Get("Strict-Transport-Security"), string(b), leaf.SerialNumber.String(), nil
+	code, header, body, serial, err := certstest.Get(node.IP, host, st.ca.Issuing)
+	return code, header.Get("Strict-Transport-Security"), body, serial, err
 }
 
 // waitHTTPS polls until both nodes answer host over HTTPS (bounded).

@@ -6,14 +6,18 @@
 package certstest
 
 import (
+	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
 	"log"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/letsencrypt/pebble/v2/ca"
 	"github.com/letsencrypt/pebble/v2/db"
@@ -109,4 +113,37 @@ func startDNS(t testing.TB, resolve func(string) []net.IP) string {
 	go func() { _ = srv.ActivateAndServe() }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
+}
+
+// Client speaks HTTPS to the server at ip with SNI host, trusting only
+// roots, on a fresh connection per request, without following redirects.
+func Client(ip, host string, roots *x509.CertPool) *http.Client {
+	return &http.Client{
+		Timeout: 15 * time.Second,
+		Transport: &http.Transport{
+			DisableKeepAlives: true,
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, net.JoinHostPort(ip, "443"))
+			},
+			TLSClientConfig: &tls.Config{ServerName: host, RootCAs: roots, MinVersion: tls.VersionTLS12},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Get is GET https://host/ from the server at ip: status, body and the
+// serial of the certificate served, which must cover host and chain to
+// roots; err is a failed connection or handshake.
+func Get(ip, host string, roots *x509.CertPool) (code int, header http.Header, body, serial string, err error) {
+	resp, err := Client(ip, host, roots).Get("https://" + host + "/")
+	if err != nil {
+		return 0, nil, "", "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	leaf := resp.TLS.PeerCertificates[0]
+	if err := leaf.VerifyHostname(host); err != nil {
+		return 0, nil, "", "", err
+	}
+	return resp.StatusCode, resp.Header, string(b), leaf.SerialNumber.String(), nil
 }
