@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -148,10 +149,11 @@ func (s *Server) lockHostApp(ctx context.Context, host string) (func(), error) {
 }
 
 // issueCerts gets a certificate for every host the live releases answer
-// at that has none yet. It never fails the push: a host the CA or a node
-// refused is "pending", and the renewal job retries it with back-off.
+// at that has none yet, all at once. It never fails the push: a host the
+// CA or a node refused is "pending", and the renewal job retries it with
+// back-off.
 func (s *Server) issueCerts(ctx context.Context, log zerolog.Logger, built []*builder.Release, out *hooks.Progress) {
-	h := s.https
+	var want []string
 	saidOff := false
 	for _, r := range built {
 		if r.Config.HTTPS == appconfig.HTTPSOff {
@@ -163,45 +165,69 @@ func (s *Server) issueCerts(ctx context.Context, log zerolog.Logger, built []*bu
 			continue
 		}
 		for _, host := range []string{host, "prev." + host} {
-			meta, err := h.store.Meta(host)
-			switch {
-			case err == nil && !meta.NotAfter.IsZero():
-				continue // it has one; the renewal job keeps it fresh
-			case err == nil && meta.LastError != "":
-				out.Detail("https for %s: pending (%s; retrying after %s)", host, oneLine(meta.LastError), meta.NextAttempt.UTC().Format(time.RFC3339))
-				continue
-			case err != nil && !errors.Is(err, fs.ErrNotExist):
-				log.Error().Err(err).Str("host", host).Msg("reading the certificate store")
+			if !s.needsCert(log, host, out) {
 				continue
 			}
-			if h.renewer == nil {
+			if s.https.renewer == nil {
 				if !saidOff {
-					out.Detail("https: %s", h.off)
+					out.Detail("https: %s", s.https.off)
 					saidOff = true
 				}
 				continue
 			}
-			s.issueOne(ctx, log, host, out)
+			want = append(want, host)
+		}
+	}
+	lines := make([]string, len(want))
+	var wg sync.WaitGroup
+	for i, host := range want {
+		wg.Add(1)
+		goSafe(log, "issuing a certificate", func() {
+			defer wg.Done()
+			lines[i] = s.issueOne(ctx, log, host)
+		})
+	}
+	wg.Wait()
+	for _, line := range lines {
+		if line != "" {
+			out.Detail("%s", line)
 		}
 	}
 }
 
-// issueOne obtains and installs host's first certificate. Not cancelled
-// by the pusher leaving: the attempt's outcome is recorded either way.
-func (s *Server) issueOne(ctx context.Context, log zerolog.Logger, host string, out *hooks.Progress) {
+// needsCert reports whether host has no certificate and no attempt
+// scheduled; a scheduled one is said.
+func (s *Server) needsCert(log zerolog.Logger, host string, out *hooks.Progress) bool {
+	meta, err := s.https.store.Meta(host)
+	switch {
+	case err == nil && !meta.NotAfter.IsZero():
+		return false // it has one; the renewal job keeps it fresh
+	case err == nil && meta.LastError != "":
+		out.Detail("https for %s: pending (%s; retrying after %s)", host, oneLine(meta.LastError), meta.NextAttempt.UTC().Format(time.RFC3339))
+		return false
+	case err != nil && !errors.Is(err, fs.ErrNotExist):
+		log.Error().Err(err).Str("host", host).Msg("reading the certificate store")
+		return false
+	}
+	return true
+}
+
+// issueOne obtains and installs host's first certificate and returns the
+// line for the push. Not cancelled by the pusher leaving: the attempt's
+// outcome is recorded either way.
+func (s *Server) issueOne(ctx context.Context, log zerolog.Logger, host string) string {
 	ctx, cancel := context.WithTimeout(log.WithContext(context.WithoutCancel(ctx)), issueTimeout)
 	defer cancel()
 	start := time.Now()
 	if err := s.https.renewer.Renew(ctx, host); err != nil {
-		out.Detail("https for %s: pending (%s)", host, oneLine(err.Error()))
-		return
+		return fmt.Sprintf("https for %s: pending (%s)", host, oneLine(err.Error()))
 	}
 	meta, err := s.https.store.Meta(host)
 	if err != nil {
 		log.Error().Err(err).Str("host", host).Msg("reading the certificate store")
-		return
+		return ""
 	}
-	out.Detail("https for %s: certificate from %s, valid until %s (%.1fs)", host, meta.Issuer,
+	return fmt.Sprintf("https for %s: certificate from %s, valid until %s (%.1fs)", host, meta.Issuer,
 		meta.NotAfter.UTC().Format("2006-01-02 15:04 UTC"), time.Since(start).Seconds())
 }
 
