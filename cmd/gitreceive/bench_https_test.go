@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -46,14 +45,7 @@ func benchHTTPS(t *testing.T, tb *benchTable) {
 	fmt.Printf("\nHTTPS (pebble): git push start -> HTTPS answering on every node, median of %d\n", runs)
 	fmt.Printf("%-6s %16s %16s %22s %8s\n", "nodes", "first push", "one-file change", "HTTPS requests", "failed")
 	for _, k := range []int{1, 4} {
-		for _, n := range bed.Nodes {
-			_ = exec.Command(bin, "nodes", "--data", f.data, "remove", n.Name).Run()
-		}
-		for _, n := range bed.Nodes[:k] {
-			if out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
-				t.Fatalf("nodes add: %v\n%s", err, out)
-			}
-		}
+		useNodes(t, f, bed.Nodes[:k], bed.Nodes)
 		mu.Lock()
 		targets = bed.Nodes[:k]
 		mu.Unlock()
@@ -63,30 +55,18 @@ func benchHTTPS(t *testing.T, tb *benchTable) {
 		for i := 0; i < runs; i++ {
 			app := fmt.Sprintf("tls%d-%d", k, i)
 			host := app + ".example.test"
-			page := func(marker string) map[string]string {
-				return map[string]string{"app.py": "def application(environ, start_response):\n" +
-					"    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'" + marker + "']\n"}
-			}
 			work := f.alice.WorkTree(t, receivertest.App(app, page("first")))
 			first = append(first, pushToHTTPS(t, f, ca, work, app, bed.Nodes[:k], host, "first"))
 
 			f.alice.Commit(t, work, "one file", page("second"))
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			var n int64
-			var fails []string
-			go func() {
-				defer close(done)
-				n, fails = httpsLoad(ca, bed.Nodes[:k], host, 4, stop)
-			}()
-			one = append(one, pushToHTTPS(t, f, ca, work, app, bed.Nodes[:k], host, "second"))
-			close(stop)
-			<-done
+			d, n, fails := duringLoad(func(stop <-chan struct{}) (int64, []string) { return httpsLoad(ca, bed.Nodes[:k], host, 4, stop) },
+				func() time.Duration { return pushToHTTPS(t, f, ca, work, app, bed.Nodes[:k], host, "second") })
+			one = append(one, d)
 			requests += n
 			failed = append(failed, fails...)
 		}
 		fmt.Printf("%-6d %16s %16s %22d %8d\n", k, median(first).Round(time.Millisecond), median(one).Round(time.Millisecond), requests, len(failed))
-		nodesName := map[bool]string{true: "1 node", false: fmt.Sprintf("%d nodes", k)}[k == 1]
+		nodesName := nodeCount(k)
 		tb.add("7. HTTPS: first push of a small app to HTTPS answering, "+nodesName, ms(median(first)), "", "", "",
 			"`git push` start to HTTPS answering with the app's own certificate (pebble in process, verified with its root and SNI) on every node: "+
 				"build, deploy, then HTTP-01 tokens on every node, the CA's validation, the certificate staged, nginx -t and switched on every node; the push does it for HOST and prev.HOST")

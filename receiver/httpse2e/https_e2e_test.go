@@ -3,7 +3,6 @@
 package httpse2e_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -31,7 +30,6 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver"
 	"github.com/gitreceive/gitreceive/receiver/certs/certstest"
-	"github.com/gitreceive/gitreceive/receiver/keystore"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -44,7 +42,7 @@ type stack struct {
 	bed   *testbed.Bed
 	ca    *certstest.Pebble
 	alice *receivertest.Client
-	logs  *lockedBuffer
+	logs  *receivertest.LockedBuffer
 	// downOnResolve, when set, is called (once) when the CA resolves that
 	// name: the test takes a node down in the middle of an issuance.
 	mu            sync.Mutex
@@ -56,7 +54,7 @@ func startStack(t *testing.T) *stack {
 	testbed.Require(t)
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	receivertest.RequireStack(t)
-	st := &stack{logs: &lockedBuffer{}, downOnResolve: map[string]func(){}}
+	st := &stack{logs: &receivertest.LockedBuffer{}, downOnResolve: map[string]func(){}}
 	data := t.TempDir()
 	line, err := nodes.OpenFleet(data).AuthorizedKeyLine()
 	if err != nil {
@@ -77,9 +75,7 @@ func startStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
-	if err := keystore.Open(receiver.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
-		t.Fatal(err)
-	}
+	receivertest.AddAdmin(t, data, key)
 	cfg := receiver.Config{DataDir: data, LockTimeout: 2 * time.Minute, Version: "test", Domain: "example.test",
 		HTTPS: "on", ACMEEmail: "ops@example.test", ACMEDirectory: st.ca.Directory, ACMECA: caFile}
 	srv, err := receiver.New(cfg, zerolog.New(st.logs), receiver.WithHookBinary(bin),
@@ -87,22 +83,7 @@ func startStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-		if t.Failed() {
-			t.Logf("server log:\n%s", st.logs.String())
-		}
-	})
-	st.alice = receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key)
+	st.alice = receivertest.NewClient(t, receivertest.ServeInProcess(t, srv, data, st.logs), key)
 	return st
 }
 
@@ -420,22 +401,4 @@ func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, host str
 		t.Fatal(err)
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}))
-}
-
-// lockedBuffer is the server's log, written from its goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -20,7 +20,7 @@ import (
 var bin string
 
 // legoLogs is lego's log (process-wide), kept for the scan for keys.
-var legoLogs = &lockedBuffer{}
+var legoLogs = &receivertest.LockedBuffer{}
 
 func TestMain(m *testing.M) {
 	certstest.SetEnv()
