@@ -23,6 +23,7 @@ import (
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -54,7 +55,7 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 	if g != nil {
 		opts = append(opts, receiver.WithPreReceive(g.wrap))
 	}
-	srv, err := receiver.New(receiver.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(logs), opts...)
+	srv, err := receiver.New(apps.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(logs), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,19 +65,19 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 // gate holds pre-receive open, standing in for a long deploy, for the next
 // n pushes that match once armed.
 type gate struct {
-	match     func(p *receiver.Push) bool
+	match     func(p *apps.Push) bool
 	armed     atomic.Int32
 	entered   chan string // "app branch" of each held push
 	release   chan struct{}
 	cancelled chan string
 }
 
-func newGate(match func(p *receiver.Push) bool) *gate {
+func newGate(match func(p *apps.Push) bool) *gate {
 	return &gate{match: match, entered: make(chan string, 16), release: make(chan struct{}), cancelled: make(chan string, 16)}
 }
 
-func (g *gate) wrap(next receiver.PreReceiveFunc) receiver.PreReceiveFunc {
-	return func(ctx context.Context, p *receiver.Push, out *hooks.Progress) error {
+func (g *gate) wrap(next apps.DeployFunc) apps.DeployFunc {
+	return func(ctx context.Context, p *apps.Push, out *hooks.Progress) error {
 		if g.match(p) && g.armed.Add(-1) >= 0 {
 			id := p.App + " " + p.Updates[0].Branch()
 			g.entered <- id
@@ -168,7 +169,7 @@ func shortHead(t *testing.T, c *receivertest.Client, dir string) string {
 	return strings.TrimSpace(c.MustGit(t, dir, "rev-parse", "--short=7", "HEAD").Stdout)
 }
 
-func holdMain(p *receiver.Push) bool { return p.Updates[0].Branch() == "main" }
+func holdMain(p *apps.Push) bool { return p.Updates[0].Branch() == "main" }
 
 // seed pushes a first commit to app's main with nothing held.
 func seed(t *testing.T, c *receivertest.Client, app string) string {
@@ -243,7 +244,7 @@ func TestPushBasedOnMovedBranchIsRejectedAfterWaiting(t *testing.T) {
 }
 
 func TestPushesToDifferentAppsRunInParallel(t *testing.T) {
-	g := newGate(func(*receiver.Push) bool { return true })
+	g := newGate(func(*apps.Push) bool { return true })
 	g.armed.Store(2)
 	c := startServer(t, time.Minute, g)
 	var pushes []*push

@@ -26,9 +26,9 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/certs/certstest"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
@@ -56,19 +56,7 @@ func startStack(t *testing.T) *stack {
 	receivertest.RequireStack(t)
 	st := &stack{logs: &receivertest.LockedBuffer{}, downOnResolve: map[string]func(){}}
 	data := t.TempDir()
-	line, err := nodes.OpenFleet(data).AuthorizedKeyLine()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.bed = testbed.New(t, testbed.Options{Prefix: "tls", Subnet: "10.77.248.0/24", Count: 2, AuthorizedKeys: []string{line}})
-	for _, n := range st.bed.Nodes {
-		if out, err := exec.Command(bin, "nodes", "--data", data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
-			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
-		}
-	}
-	if out, err := exec.Command(bin, "nodes", "--data", data, "setup", "--all").CombinedOutput(); err != nil {
-		t.Fatalf("nodes setup: %v\n%s", err, out)
-	}
+	st.bed = receivertest.NewBed(t, bin, data, "tls", "10.77.248.0/24", 2)
 	st.ca = certstest.Start(t, certstest.Options{Validity: validity, HTTPPort: 80, Resolve: st.resolve})
 	caFile := filepath.Join(t.TempDir(), "acme-ca.pem")
 	if err := os.WriteFile(caFile, st.ca.Roots, 0o600); err != nil {
@@ -76,7 +64,7 @@ func startStack(t *testing.T) *stack {
 	}
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
 	receivertest.AddAdmin(t, data, key)
-	cfg := receiver.Config{DataDir: data, LockTimeout: 2 * time.Minute, Version: "test", Domain: "example.test",
+	cfg := apps.Config{DataDir: data, LockTimeout: 2 * time.Minute, Version: "test", Domain: "example.test",
 		HTTPS: "on", ACMEEmail: "ops@example.test", ACMEDirectory: st.ca.Directory, ACMECA: caFile}
 	srv, err := receiver.New(cfg, zerolog.New(st.logs), receiver.WithHookBinary(bin),
 		receiver.WithCertRenewal(time.Second, func(int) time.Duration { return time.Second }))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -34,7 +35,7 @@ func (s *LockedBuffer) String() string {
 // AddAdmin puts key in data's key store as an admin.
 func AddAdmin(t testing.TB, data string, key Key) {
 	t.Helper()
-	if err := keystore.Open(receiver.KeyStorePath(data)).Add(keystore.Key{Name: key.Name, Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
+	if err := keystore.Open(apps.KeyStorePath(data)).Add(keystore.Key{Name: key.Name, Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
 		t.Fatal(err)
 	}
 }
