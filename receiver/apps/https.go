@@ -17,8 +17,8 @@ import (
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/hooks/termsafe"
 	"github.com/gitreceive/gitreceive/nodes"
-	"github.com/gitreceive/gitreceive/receiver/guard"
 	"github.com/gitreceive/gitreceive/receiver/certs"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 )
 
 // HTTPS (issue 19, DESIGN.md decision 10): the receiver is the only ACME
