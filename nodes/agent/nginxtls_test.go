@@ -20,7 +20,7 @@ import (
 
 // selfSigned is a certificate for hosts (with an OCSP URL when ocsp) and
 // its key, PEM.
-func selfSigned(t *testing.T, ocsp bool, hosts ...string) (chain, key []byte) {
+func selfSigned(t testing.TB, ocsp bool, hosts ...string) (chain, key []byte) {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -185,4 +185,34 @@ func TestStageCertRefuses(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(rt.CertsDir, "shop.example.test", id)); err == nil {
 		t.Errorf("unstage left the certificate")
 	}
+}
+
+// FuzzStageCert feeds arbitrary bytes as a `cert stage` upload: it never
+// panics, never quotes a key in its error, and stages only a pair that
+// covers the host and is the certificate named, with the key 0600.
+func FuzzStageCert(f *testing.F) {
+	chain, key := selfSigned(f, false, "shop.example.test")
+	f.Add(append(append([]byte{}, chain...), key...))
+	f.Add(chain)
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rt := Runtime{CertsDir: t.TempDir()}
+		id := agentapi.CertID(chain)
+		err := stageCert(rt, "shop.example.test", id, bytes.NewReader(data))
+		staged := filepath.Join(rt.CertsDir, "shop.example.test", id)
+		if err != nil {
+			if strings.Contains(err.Error(), "PRIVATE KEY") {
+				t.Fatalf("the error quotes the key: %v", err)
+			}
+			if _, statErr := os.Stat(staged); statErr == nil {
+				t.Fatal("a refused upload was staged")
+			}
+			return
+		}
+		fi, err := os.Stat(filepath.Join(staged, "key.pem"))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Fatalf("staged key: %v", err)
+		}
+	})
 }
