@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -33,6 +34,9 @@ type httpsService struct {
 	// ACME is off (off says why, for the push).
 	renewer *certs.Renewer
 	off     string
+	// offSaid is set once a push was told why ACME is off: said once
+	// per daemon, not on every push.
+	offSaid atomic.Bool
 }
 
 // issueTimeout bounds one host's certificate during a push: the CA and
@@ -150,8 +154,13 @@ func (a *Apps) lockHostApp(ctx context.Context, host string) (func(), error) {
 // CA or a node refused is "pending", and the renewal job retries it with
 // back-off.
 func (a *Apps) issueCerts(ctx context.Context, log zerolog.Logger, built []*builder.Release, out *hooks.Progress) {
+	if a.https.renewer == nil {
+		if a.cfg.HTTPS != "off" && !a.https.offSaid.Swap(true) {
+			out.Detail("https: %s", a.https.off)
+		}
+		return
+	}
 	var want []string
-	saidOff := false
 	for _, r := range built {
 		if r.Config.HTTPS == appconfig.HTTPSOff {
 			continue
@@ -162,17 +171,9 @@ func (a *Apps) issueCerts(ctx context.Context, log zerolog.Logger, built []*buil
 			continue
 		}
 		for _, host := range []string{host, "prev." + host} {
-			if !a.needsCert(log, host, out) {
-				continue
+			if a.needsCert(log, host, out) {
+				want = append(want, host)
 			}
-			if a.https.renewer == nil {
-				if !saidOff {
-					out.Detail("https: %s", a.https.off)
-					saidOff = true
-				}
-				continue
-			}
-			want = append(want, host)
 		}
 	}
 	lines := make([]string, len(want))
