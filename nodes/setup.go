@@ -34,7 +34,14 @@ func (f *Fleet) Setup(ctx context.Context, nodes []Node, packages []string, out 
 			fmt.Fprintf(out, "%-8s %s\n", n.Name, line)
 		}}
 		defer w.Flush()
-		if err := f.setup(ctx, n, version, packages, w); err != nil {
+		err := f.setup(ctx, n, version, packages, w)
+		if errors.Is(err, errDropped) && ctx.Err() == nil {
+			// Setup is idempotent, and a busy node can miss keepalives:
+			// one more try on a new connection.
+			fmt.Fprintf(w, "%v; setting up again\n", err)
+			err = f.setup(ctx, n, version, packages, w)
+		}
+		if err != nil {
 			errs[i] = fmt.Errorf("node %s: setup failed: %w", n.Name, err)
 			fmt.Fprintf(w, "failed: %v\n", err)
 		}
