@@ -65,7 +65,10 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 			fmt.Fprintf(w, "agent: %s, current\n", version)
 		}
 	}
-	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node"}, agentapi.Setup{Packages: packages}.Argv()...)...)
+	if err := c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node"}, agentapi.Setup{Packages: packages}.Argv()...)...); err != nil {
+		return err
+	}
+	return f.installSetupCerts(ctx, n, func(line string) { fmt.Fprintln(w, line) })
 }
 
 // ensureAgent installs this binary as c's agent unless the node has this

@@ -70,6 +70,10 @@ func init() {
 		"ps":               {usage: psUsage, summary: "show an instance's processes on each node: web, workers (pid, uptime, restarts, memory), cron jobs (node, last run, next run)", pty: true, flags: jsonFlag, target: positional(psUsage, 2), run: (*Server).psCommand},
 		"ps:restart":       {usage: psRestartUsage, summary: "restart an instance's workers (or the one named) on every node, each with SIGTERM first", pty: true, target: psRestartTarget, run: (*Server).psRestartCommand},
 		"cron:run":         {usage: cronRunUsage, summary: "run a cron job now on the node that holds it, its output streamed (not while its last run still goes)", pty: true, target: cronRunTarget, run: (*Server).cronRunCommand},
+		"certs":            {usage: certsUsage, summary: "list the certificates: host, instance, issuer, expiry, nodes serving it, last renewal error", admin: true, pty: true, flags: jsonFlag, run: (*Server).certsCommand},
+		"certs:add":        {usage: certsAddUsage, summary: "install your own certificate chain + key for a host on every node (never renewed by ACME)", admin: true, run: (*Server).certsAddCommand},
+		"certs:renew":      {usage: certsRenewUsage, summary: "get a new ACME certificate for a host now and install it on every node", admin: true, pty: true, run: (*Server).certsRenewCommand},
+		"certs:remove":     {usage: certsRemoveUsage, summary: "stop serving a host over HTTPS and remove its certificate", admin: true, pty: true, run: (*Server).certsRemoveCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}

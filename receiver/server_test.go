@@ -7,15 +7,12 @@ package receiver_test
 // real: the OpenSSH and git clients, C git, the hook and its relay binary.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,7 +24,6 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
 	"github.com/gitreceive/gitreceive/receiver/apps"
-	"github.com/gitreceive/gitreceive/receiver/keystore"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -53,9 +49,7 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 	// environment) keeps releases here instead of the host's /srv.
 	t.Setenv(agent.RootEnv, filepath.Join(data, "local-node"))
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
-	if err := keystore.Open(apps.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
-		t.Fatal(err)
-	}
+	receivertest.AddAdmin(t, data, key)
 	logs := &syncBuffer{}
 	opts := []receiver.Option{receiver.WithHookBinary(bin)}
 	if g != nil {
@@ -65,22 +59,7 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	return receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key), logs
+	return receivertest.NewClient(t, receivertest.ServeInProcess(t, srv, data, logs), key), logs
 }
 
 // gate holds pre-receive open, standing in for a long deploy, for the next
@@ -414,19 +393,4 @@ func findProcess(t *testing.T, argv ...string) int {
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = receivertest.LockedBuffer
