@@ -28,6 +28,7 @@ const (
 	DefaultDomain           = "localhost"
 	DefaultKeepReleases     = 5
 	DefaultRunTimeout       = time.Hour
+	DefaultShutdownTimeout  = 10 * time.Minute
 	ConfigFileName          = "gitreceive.ini"
 )
 
@@ -48,6 +49,9 @@ type Config struct {
 	KeepReleases int
 	// RunTimeout stops a `run` without a terminal (0: never).
 	RunTimeout time.Duration
+	// ShutdownTimeout bounds how long a stopping receiver waits for the
+	// pushes and commands in flight before it cancels them (see Shutdown).
+	ShutdownTimeout time.Duration
 	// StagingBranches are globs of the branches (other than main and
 	// master) deployed as staging instances; nil deploys every branch,
 	// empty none. An app's [staging] branches can only narrow it.
@@ -98,7 +102,8 @@ func ResolveDataDir(flagValue string) string {
 // defaultConfig is the settings before any source is read.
 func defaultConfig(dataDir string) Config {
 	return Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
-		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, Limits: appconfig.DefaultLimits()}
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout,
+		ShutdownTimeout: DefaultShutdownTimeout, Limits: appconfig.DefaultLimits()}
 }
 
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the

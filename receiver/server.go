@@ -51,6 +51,8 @@ type Server struct {
 	// hostClaims holds the in-memory side of the host claims.
 	hostClaims hostClaims
 	receiving  sessionCounts
+	// drain is the sessions in flight, which a stopping receiver waits for.
+	drain drain
 
 	// life ends at Shutdown: work the daemon starts on its own (repair).
 	life    context.Context
@@ -155,21 +157,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil
 	}
-	return err
-}
-
-// Shutdown stops accepting connections and waits for running sessions
-// until ctx ends, then closes them.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.ssh.Shutdown(ctx)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		err = s.ssh.Close()
-	}
-	s.endLife()
-	if s.hooks != nil {
-		s.hooks.close()
-	}
-	s.fleet.Close()
 	return err
 }
 

@@ -43,6 +43,14 @@ func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
 	c := &call{sess: sess, log: log, out: hooks.NewProgress(sess.Stderr())}
+	if s.refuseWhileStopping(c) {
+		return
+	}
+	defer func() {
+		if s.drain.end(c) {
+			c.log.Warn().Msg("cancelled at shutdown_timeout: what this session had begun is undone")
+		}
+	}()
 	defer recoverPanic(&c.log, "session", func(sentence string) {
 		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
 		_ = sess.Exit(1)
