@@ -7,6 +7,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
 )
 
@@ -89,12 +91,12 @@ func (d *drain) cancel() []*call {
 }
 
 // wait waits until no session runs, or ctx ends.
-func (d *drain) wait(ctx context.Context) error {
+func (d *drain) wait(ctx context.Context, log zerolog.Logger) error {
 	done := make(chan struct{})
-	go func() {
+	goSafe(log, "drain", func() {
 		d.wg.Wait()
 		close(done)
-	}()
+	})
 	select {
 	case <-done:
 		return nil
@@ -129,7 +131,7 @@ func (s *Server) refuseWhileStopping(c *call) bool {
 func (s *Server) Shutdown(ctx context.Context) error {
 	n := s.drain.stop()
 	s.log.Info().Int("sessions", n).Msg("stopping: new sessions are refused; waiting for the running ones to finish")
-	err := s.drain.wait(ctx)
+	err := s.drain.wait(ctx, s.log)
 	if err != nil {
 		cut := s.drain.cancel()
 		s.log.Warn().Int("sessions", len(cut)).
@@ -142,7 +144,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	closeErr := s.ssh.Close()
 	if err != nil {
 		graceCtx, cancel := context.WithTimeout(context.Background(), cancelGrace)
-		if s.drain.wait(graceCtx) != nil {
+		if s.drain.wait(graceCtx, s.log) != nil {
 			s.log.Error().Dur("waited", cancelGrace).Msg("cancelled sessions still undoing; stopping without them (the next start repairs the nodes they left)")
 		}
 		cancel()

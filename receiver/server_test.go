@@ -46,6 +46,32 @@ func startServer(t *testing.T, lockTimeout time.Duration, g *gate) *receivertest
 // startServerLogged is startServer that also returns the server's log.
 func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*receivertest.Client, *syncBuffer) {
 	t.Helper()
+	r := startServerRunning(t, lockTimeout, g)
+	return r.client, r.logs
+}
+
+// running is an in-process server, for the tests that stop it themselves.
+type running struct {
+	client *receivertest.Client
+	logs   *syncBuffer
+	srv    *receiver.Server
+	served chan struct{} // closed when Serve has returned, with serveErr
+	// serveErr is Serve's result.
+	serveErr error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// shutdown runs the server's Shutdown once (the test's, else the cleanup's).
+func (r *running) shutdown(ctx context.Context) error {
+	r.stopOnce.Do(func() { r.stopErr = r.srv.Shutdown(ctx) })
+	return r.stopErr
+}
+
+// startServerRunning is startServer that returns the server and its log.
+func startServerRunning(t *testing.T, lockTimeout time.Duration, g *gate) *running {
+	t.Helper()
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	data := t.TempDir()
 	// The local node's agent (a child of the server, inheriting this
@@ -55,12 +81,13 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 	if err := keystore.Open(receiver.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	r := &running{logs: &syncBuffer{}, served: make(chan struct{})}
 	opts := []receiver.Option{receiver.WithHookBinary(bin)}
 	if g != nil {
 		opts = append(opts, receiver.WithPreReceive(g.wrap))
 	}
-	srv, err := receiver.New(receiver.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(logs), opts...)
+	var err error
+	r.srv, err = receiver.New(receiver.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(r.logs), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,18 +95,18 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 	if err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	go func() { r.serveErr = r.srv.Serve(ln); close(r.served) }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = srv.Shutdown(ctx)
-		<-done
+		_ = r.shutdown(ctx)
+		<-r.served
 		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
+			t.Logf("server log:\n%s", r.logs.String())
 		}
 	})
-	return receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key), logs
+	r.client = receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key)
+	return r
 }
 
 // gate holds pre-receive open, standing in for a long deploy, for the next
