@@ -32,6 +32,10 @@ const (
 // the same bounds as for a dropped pusher).
 const cancelGrace = 5 * time.Minute
 
+// connCloseGrace is how long a drained receiver waits for its clients to
+// close their connections before it closes them.
+const connCloseGrace = 2 * time.Second
+
 // errShutdownTimeout is Shutdown's error when sessions had to be cancelled.
 var errShutdownTimeout = errors.New("shutdown_timeout reached: the sessions still running were cancelled")
 
@@ -126,8 +130,10 @@ func (s *Server) refuseWhileStopping(c *call) bool {
 // ends (shutdown_timeout); those still running then are told so and their
 // connections closed, which cancels them as a dropped pusher would: a
 // deploy takes back what it had prepared or switched. Shutdown waits up to
-// cancelGrace for that, then closes the listener, the hook socket and the
-// node connections. Its error is errShutdownTimeout when it had to cancel.
+// cancelGrace for that (or, with nothing cancelled, up to connCloseGrace for
+// the clients to hang up), then closes the listener, the connections left,
+// the hook socket and the node connections. Its error is errShutdownTimeout
+// when it had to cancel.
 func (s *Server) Shutdown(ctx context.Context) error {
 	n := s.drain.stop()
 	s.log.Info().Int("sessions", n).Msg("stopping: new sessions are refused; waiting for the running ones to finish")
@@ -140,6 +146,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			tellUser(c.stderr(), cutSentence)
 		}
 		err = errShutdownTimeout
+	}
+	if err == nil {
+		// The clients of the sessions that ended close their connections
+		// themselves; closing them first makes ssh print "Connection closed
+		// by remote host" under a push that succeeded.
+		graceCtx, cancel := context.WithTimeout(context.Background(), connCloseGrace)
+		_ = s.ssh.Shutdown(graceCtx)
+		cancel()
 	}
 	closeErr := s.ssh.Close()
 	if err != nil {

@@ -129,6 +129,9 @@ func TestSIGTERMDrainsThenRestarts(t *testing.T) {
 		t.Fatalf("the push in flight at SIGTERM failed: %v\n%s", err, out)
 	}
 	mustContain(t, out.String(), "drainapp v2 (main) is live on 1 node")
+	if strings.Contains(out.String(), "closed by remote host") {
+		t.Fatalf("the receiver closed the connection under a push that succeeded:\n%s", out)
+	}
 	exitedZero(t, f)
 	mustGet(t, node, host, "/", "v2")
 
