@@ -1,11 +1,13 @@
 package receiver
 
 import (
+	"flag"
 	"fmt"
 	"sort"
 	"strings"
 
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 )
 
 // command is one entry of the allow-list of what a client may run.
@@ -15,37 +17,30 @@ type command struct {
 	admin   bool // admins only
 	pty     bool // may run on a terminal (ssh -t)
 	hidden  bool // git's own commands are not listed in help
-	// target, for a command on one app, checks the arguments' shape
-	// (c.args, the name first) and returns the APP[@BRANCH] one; the
-	// dispatcher parses and authorizes it, once, into call.target.
-	target func(args []string) (string, error)
+	// flags declares the command's options; the dispatcher parses them
+	// (parseArgv) wherever they stand among its words.
+	flags func(fs *flag.FlagSet)
+	// target, for a command on one app, checks the words' shape (the name
+	// first) and returns the APP[@BRANCH] one; the dispatcher parses and
+	// authorizes it, once, into call.target.
+	target func(a argv) (string, error)
 	// confirm, for a command that deletes data, returns the --confirm
 	// value, which must name the target's app, and what was not done
 	// when it does not.
-	confirm func(args []string) (value, undone string)
+	confirm func(a argv) (value, undone string)
 	// lock, for a command that changes an instance, says what it does for
 	// whoever waits on the app's lock; the dispatcher holds the lock
 	// while it runs.
-	lock func(args []string) string
+	lock func(a argv) string
 	run  func(s *Server, c *call) error
 }
 
 // lockAs is a lock func for a command described by a fixed phrase.
-func lockAs(what string) func([]string) string { return func([]string) string { return what } }
+func lockAs(what string) func(argv) string { return func(argv) string { return what } }
 
-// targetAt is a target func for commands whose APP[@BRANCH] is the first
-// argument, given the shape the arguments must have.
-func targetAt(usage string, shape func(args []string) bool) func([]string) (string, error) {
-	return func(args []string) (string, error) {
-		if !shape(args) {
-			return "", userErrorf("usage: %s", usage)
-		}
-		return args[1], nil
-	}
-}
-
-// exactly is a shape: how many words (the name included).
-func exactly(n int) func([]string) bool { return func(a []string) bool { return len(a) == n } }
+// confirmFlag declares --confirm APP, which commands that delete data
+// require.
+func confirmFlag(fs *flag.FlagSet) { fs.String("confirm", "", "the app's name, to confirm") }
 
 // commands is the complete allow-list; anything else is refused.
 var commands map[string]command
@@ -56,21 +51,21 @@ func init() {
 		"git-upload-pack":  {usage: "git-upload-pack APP", summary: "serve a git clone or fetch (run by git)", hidden: true, run: (*Server).gitCommand},
 		"keys":             {usage: keysUsage, summary: "list, add or remove SSH keys", admin: true, run: (*Server).keysCommand},
 		"nodes":            {usage: nodes.RemoteUsage, summary: "list the nodes, or check they are reachable", admin: true, run: (*Server).nodesCommand},
-		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, target: releasesTarget, run: (*Server).releasesCommand},
-		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, target: targetAt(activateUsage, exactly(3)), lock: func(a []string) string { return "activate " + a[2] }, run: (*Server).activateCommand},
-		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, target: logsTarget, run: (*Server).logsCommand},
+		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, flags: jsonFlag, target: positional(releasesUsage, 2), run: (*Server).releasesCommand},
+		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, target: positional(activateUsage, 3), lock: func(a argv) string { return "activate " + a.words[2] }, run: (*Server).activateCommand},
+		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, flags: logsFlags, target: positional(logsUsage, 2), run: (*Server).logsCommand},
 		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal; without one its output is escaped, --raw leaves stdout as it is)", pty: true, target: runTarget, run: (*Server).runCommand},
-		"apps":             {usage: appsUsage, summary: "list the apps you may manage: instances, location, live release, nodes, services", pty: true, run: (*Server).appsCommand},
-		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, target: destroyTarget, confirm: func(a []string) (string, string) { return destroyArgs(a)[2], "destroyed" }, lock: lockAs("destroy"), run: (*Server).destroyCommand},
-		"config":           {usage: configUsage, summary: "list an instance's config variables (names only)", pty: true, target: targetAt(configUsage, exactly(2)), run: (*Server).configCommand},
+		"apps":             {usage: appsUsage, summary: "list the apps you may manage: instances, location, live release, nodes, services", pty: true, flags: jsonFlag, run: (*Server).appsCommand},
+		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, flags: destroyFlags, target: positional(destroyUsage, 2, "confirm"), confirm: func(a argv) (string, string) { return a.string("confirm"), "destroyed" }, lock: lockAs("destroy"), run: (*Server).destroyCommand},
+		"config":           {usage: configUsage, summary: "list an instance's config variables (names only)", pty: true, target: positional(configUsage, 2), run: (*Server).configCommand},
 		"config:set":       {usage: configSetUsage, summary: "set config values and restart the instance with them", pty: true, target: configSetTarget, lock: lockAs("config"), run: (*Server).configSetCommand},
 		"config:unset":     {usage: configUnsetUsage, summary: "remove config values and restart the instance without them", pty: true, target: configUnsetTarget, lock: lockAs("config"), run: (*Server).configUnsetCommand},
-		"disable":          {usage: disableUsage, summary: "answer 503 for an instance (kept through deploys) until enabled", pty: true, target: targetAt(disableUsage, exactly(2)), run: (*Server).disableCommand},
-		"enable":           {usage: enableUsage, summary: "serve a disabled instance again", pty: true, target: targetAt(enableUsage, exactly(2)), run: (*Server).enableCommand},
-		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", target: targetAt(backupUsage, exactly(2)), run: (*Server).backupCommand},
-		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", target: targetAt(restoreUsage, exactly(2)), lock: lockAs("restore"), run: (*Server).restoreCommand},
-		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, target: targetAt(clearUsage, func(a []string) bool { return len(a) == 5 && a[3] == "--confirm" }), confirm: func(a []string) (string, string) { return a[4], "cleared" }, lock: func(a []string) string { return "clear " + a[2] }, run: (*Server).clearCommand},
-		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, run: (*Server).hostsCommand},
+		"disable":          {usage: disableUsage, summary: "answer 503 for an instance (kept through deploys) until enabled", pty: true, target: positional(disableUsage, 2), run: (*Server).disableCommand},
+		"enable":           {usage: enableUsage, summary: "serve a disabled instance again", pty: true, target: positional(enableUsage, 2), run: (*Server).enableCommand},
+		"backup":           {usage: backupUsage, summary: "write a tar of every service's data of an instance to stdout", target: positional(backupUsage, 2), run: (*Server).backupCommand},
+		"restore":          {usage: restoreUsage, summary: "replace an instance's service data with a backup read from stdin (checked first)", target: positional(restoreUsage, 2), lock: lockAs("restore"), run: (*Server).restoreCommand},
+		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, flags: confirmFlag, target: positional(clearUsage, 3, "confirm"), confirm: func(a argv) (string, string) { return a.string("confirm"), "cleared" }, lock: func(a argv) string { return "clear " + a.words[2] }, run: (*Server).clearCommand},
+		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, flags: jsonFlag, run: (*Server).hostsCommand},
 		"hosts:release":    {usage: hostsReleaseUsage, summary: "release an app's claim on a host it no longer serves", admin: true, pty: true, run: (*Server).hostsReleaseCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
@@ -127,5 +122,5 @@ func (s *Server) keysCommand(c *call) error {
 }
 
 func (s *Server) nodesCommand(c *call) error {
-	return exitWith(s.fleet.Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false))
+	return apps.ExitWith(s.apps.Fleet().Command(c.sess.Context(), c.args[1:], c.stdout(), c.stderr(), false))
 }

@@ -24,6 +24,10 @@ func TestCommandTargets(t *testing.T) {
 		{"logs -n lots blog", "", "-n takes a number of lines from 0 to 100000"},
 		{"logs --tail blog", "", `unknown option "--tail"; usage: ` + logsUsage},
 		{"logs", "", "usage: " + logsUsage},
+		{"logs blog -n", "", "option -n needs a value; usage: " + logsUsage},
+		{"logs blog -- -f", "", "usage: " + logsUsage},
+		{"logs -- -f", "-f", ""},
+		{"releases --json=maybe blog", "", `invalid boolean value "maybe" for -json: parse error; usage: ` + releasesUsage},
 		{"run --env A=1 blog manage.py migrate", "blog", ""},
 		{"run --node web1 blog x", "", "--node goes after APP; usage: " + runUsage},
 		{"run", "", "usage: " + runUsage},
@@ -49,7 +53,7 @@ func TestCommandTargets(t *testing.T) {
 		if cmd.target == nil {
 			t.Fatalf("%s has no target in the command table", args[0])
 		}
-		got, err := cmd.target(args)
+		got, err := targetOf(cmd, args)
 		switch {
 		case tt.wantErr != "":
 			if err == nil || err.Error() != tt.wantErr {
@@ -74,10 +78,10 @@ func TestCommandTableDeclaresConfirmAndLock(t *testing.T) {
 			t.Errorf("%s locks or confirms but has no target", name)
 		}
 	}
-	if v, undone := commands["destroy"].confirm(strings.Fields("destroy --with-data blog --confirm shop")); v != "shop" || undone != "destroyed" {
+	if v, undone := commands["destroy"].confirm(mustArgv(t, "destroy --with-data blog --confirm shop")); v != "shop" || undone != "destroyed" {
 		t.Errorf("destroy's confirmation: %q, %q", v, undone)
 	}
-	if what := commands["clear"].lock(strings.Fields("clear blog redis --confirm blog")); what != "clear redis" {
+	if what := commands["clear"].lock(mustArgv(t, "clear blog redis --confirm blog")); what != "clear redis" {
 		t.Errorf("clear's lock says %q", what)
 	}
 }
@@ -95,16 +99,40 @@ func FuzzCommandTargets(f *testing.F) {
 				continue
 			}
 			words := append([]string{name}, args...)
-			got, err := cmd.target(words)
+			a, err := parseArgv(cmd, words)
+			if err != nil {
+				continue
+			}
+			got, err := cmd.target(a)
 			if err == nil && !slices.Contains(words[1:], got) {
 				t.Fatalf("%s %q: target %q is not one of its arguments", name, args, got)
 			}
 			if err == nil && cmd.confirm != nil {
-				cmd.confirm(words)
+				cmd.confirm(a)
 			}
 			if err == nil && cmd.lock != nil {
-				cmd.lock(words)
+				cmd.lock(a)
 			}
 		}
 	})
+}
+
+// targetOf is what the dispatcher does with a command line: its options
+// parsed, then its target found.
+func targetOf(cmd command, args []string) (string, error) {
+	a, err := parseArgv(cmd, args)
+	if err != nil {
+		return "", err
+	}
+	return cmd.target(a)
+}
+
+func mustArgv(t *testing.T, line string) argv {
+	t.Helper()
+	args := strings.Fields(line)
+	a, err := parseArgv(commands[args[0]], args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
-	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -19,7 +19,7 @@ import (
 func TestDeployOffAcceptsWithoutDeploying(t *testing.T) {
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	data := t.TempDir()
-	if err := os.WriteFile(filepath.Join(data, receiver.ConfigFileName), []byte("deploy = false\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(data, apps.ConfigFileName), []byte("deploy = false\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	key := receivertest.NewKey(t, t.TempDir(), "alice")

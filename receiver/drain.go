@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 )
 
 // A stopping receiver keeps its SSH listener open while it drains: a client
@@ -97,7 +98,7 @@ func (d *drain) cancel() []*call {
 // wait waits until no session runs, or ctx ends.
 func (d *drain) wait(ctx context.Context, log zerolog.Logger) error {
 	done := make(chan struct{})
-	goSafe(log, "drain", func() {
+	guard.Go(log, "drain", func() {
 		d.wg.Wait()
 		close(done)
 	})
@@ -163,11 +164,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		cancel()
 	}
-	s.endLife()
 	if s.hooks != nil {
 		s.hooks.close()
 	}
-	s.fleet.Close()
+	s.apps.Close()
 	if err == nil && closeErr != nil {
 		err = fmt.Errorf("closing the SSH listener: %w", closeErr)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/rs/zerolog"
 )
 
@@ -21,11 +22,11 @@ func TestExitCode(t *testing.T) {
 		wantLogged bool   // the cause is in the log under the request id shown
 	}{
 		{"success", nil, 0, "", false},
-		{"exit status passed through", exitStatus(130), 130, "", false},
-		{"wrapped exit status", fmt.Errorf("run: %w", exitStatus(3)), 3, "", false},
-		{"user error", userErrorf("usage: %s", "version"), 1, `^gitreceive: usage: version\n$`, false},
-		{"user error is escaped", userErrorf("node said %s", "\x1b[2J"), 1, `^gitreceive: node said \\x1b\[2J\n$`, false},
-		{"internal error", &operatorError{what: "cannot read the node inventory", cause: cause},
+		{"exit status passed through", apps.ExitStatus(130), 130, "", false},
+		{"wrapped exit status", fmt.Errorf("run: %w", apps.ExitStatus(3)), 3, "", false},
+		{"user error", apps.Failf("usage: %s", "version"), 1, `^gitreceive: usage: version\n$`, false},
+		{"user error is escaped", apps.Failf("node said %s", "\x1b[2J"), 1, `^gitreceive: node said \\x1b\[2J\n$`, false},
+		{"internal error", apps.Internal(cause, "cannot read the node inventory"),
 			1, `^gitreceive: cannot read the node inventory; tell the operator \(request ([0-9a-f]{8})\)\n$`, true},
 		{"bare error is internal", cause, 1, `^gitreceive: the command failed; tell the operator \(request ([0-9a-f]{8})\)\n$`, true},
 	}
@@ -61,22 +62,5 @@ func TestExitCode(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-func TestNodeLine(t *testing.T) {
-	tests := []struct {
-		node, format string
-		args         []any
-		want         string
-	}{
-		{"web1", "ready  %.2fs", []any{1.5}, "web1     ready  1.50s"},
-		{"a-long-node-name", "%s", []any{"up"}, "a-long-node-name up"},
-		{"db", "line with %%", nil, "db       line with %"},
-	}
-	for _, tt := range tests {
-		if got := nodeLine(tt.node, tt.format, tt.args...); got != tt.want {
-			t.Errorf("nodeLine(%q, %q) = %q, want %q", tt.node, tt.format, got, tt.want)
-		}
 	}
 }

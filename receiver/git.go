@@ -3,8 +3,6 @@ package receiver
 import (
 	"cmp"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"io"
 	"os"
@@ -19,16 +17,12 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/receiver/apps"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 )
 
 // gitProtocol matches the values git sends in GIT_PROTOCOL ("version=2").
 var gitProtocol = regexp.MustCompile(`^[a-z0-9=:.]{1,64}$`)
-
-// gitEnv is the whole environment of the git commands the receiver runs:
-// nothing of its own environment leaks into them.
-func gitEnv() []string {
-	return []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "GIT_CONFIG_NOSYSTEM=1"}
-}
 
 // gitCommand serves git-receive-pack and git-upload-pack by running C git
 // on the app's bare repository (DESIGN.md decision 1).
@@ -37,7 +31,7 @@ func (s *Server) gitCommand(c *call) error {
 	if len(c.args) != 2 {
 		return c.fail("usage: %s", commands[c.args[0]].usage)
 	}
-	app, err := appFromRepoArg(c.args[1])
+	app, err := apps.AppFromRepoArg(c.args[1])
 	if err != nil {
 		c.log.Info().Str("arg", c.args[1]).Msg("invalid app name refused")
 		return c.fail("%v", err)
@@ -48,7 +42,7 @@ func (s *Server) gitCommand(c *call) error {
 		return c.fail("key %s may not access app %q; ask an admin to grant it", c.key.Name, app)
 	}
 
-	env := append(gitEnv(), "HOME="+s.cfg.DataDir)
+	env := append(apps.GitEnv(), "HOME="+s.cfg.DataDir)
 	// Of the client's environment only the protocol version reaches git.
 	for _, kv := range c.sess.Environ() {
 		if v, ok := strings.CutPrefix(kv, "GIT_PROTOCOL="); ok && gitProtocol.MatchString(v) {
@@ -58,10 +52,10 @@ func (s *Server) gitCommand(c *call) error {
 	if service == "receive-pack" {
 		return s.receivePack(c, app, env)
 	}
-	if !s.repos.exists(app) {
+	if !s.apps.Repos().Exists(app) {
 		return c.fail("app %q does not exist yet; push to it first", app)
 	}
-	return s.execGit(c, service, s.repos.path(app), env)
+	return s.execGit(c, service, s.apps.Repos().Path(app), env)
 }
 
 // receivePack runs one push: the repository is created on first push, and
@@ -71,7 +65,8 @@ func (s *Server) receivePack(c *call, app string, env []string) error {
 	// first push only removes it when no other push is using it.
 	s.receiving.add(app, 1)
 	defer s.receiving.add(app, -1)
-	repoDir, created, err := s.repos.ensure(app)
+	repos := s.apps.Repos()
+	repoDir, created, err := repos.Ensure(app)
 	if err != nil {
 		c.log.Error().Err(err).Msg("preparing repository")
 		return c.fail("cannot prepare the repository for %s; tell the operator", app)
@@ -81,9 +76,9 @@ func (s *Server) receivePack(c *call, app string, env []string) error {
 	}
 
 	ctx, cancel := context.WithCancel(c.sess.Context())
-	p := &Push{ID: newPushID(), App: app, User: c.key, RepoDir: repoDir, ctx: ctx}
-	p.log = c.log.With().Str("push", p.ID).Logger()
-	c.log = p.log
+	p := &hookPush{Push: &apps.Push{ID: guard.NewID(), App: app, User: c.key, RepoDir: repoDir}, ctx: ctx}
+	p.Log = c.log.With().Str("push", p.ID).Logger()
+	c.log = p.Log
 	token, err := s.hooks.register(p)
 	if err != nil {
 		cancel()
@@ -96,11 +91,11 @@ func (s *Server) receivePack(c *call, app string, env []string) error {
 		cancel()
 		s.hooks.unregister(token)
 		p.active.Wait()
-		p.releaseLock()
+		p.ReleaseLock()
 	}()
 	env = append(env,
 		hooks.EnvBin+"="+s.hookBin,
-		hooks.EnvSocket+"="+s.cfg.hookSocket(),
+		hooks.EnvSocket+"="+s.cfg.HookSocket(),
 		hooks.EnvToken+"="+token,
 	)
 	gitErr := s.execGit(c, "receive-pack", repoDir, env)
@@ -111,18 +106,18 @@ func (s *Server) receivePack(c *call, app string, env []string) error {
 	cancel()
 	s.hooks.unregister(token)
 	p.active.Wait()
-	if s.confirmBranches(p, hooks.NewProgress(c.sess.Stderr())) {
-		gitErr = cmp.Or(gitErr, error(exitStatus(1)))
+	if s.apps.ConfirmBranches(p.Push, hooks.NewProgress(c.sess.Stderr())) {
+		gitErr = cmp.Or(gitErr, error(apps.ExitStatus(1)))
 	}
 
 	// receive-pack exits 0 even when it refused every ref, so look at the refs.
 	if created && s.receiving.onlyOne(app) {
-		if err := s.repos.removeIfEmpty(app); err != nil {
+		if err := repos.RemoveIfEmpty(app); err != nil {
 			c.log.Warn().Err(err).Msg("removing the repository of a rejected first push")
 		}
 	}
-	if s.repos.exists(app) {
-		if err := s.repos.pointHeadAtProduction(app); err != nil {
+	if repos.Exists(app) {
+		if err := repos.PointHeadAtProduction(app); err != nil {
 			c.log.Warn().Err(err).Msg("pointing HEAD at the production branch")
 		}
 	}
@@ -150,7 +145,7 @@ func (s *Server) execGit(c *call, service, repoDir string, env []string) error {
 		c.log.Error().Err(err).Msg("starting git")
 		return c.fail("cannot start git; tell the operator")
 	}
-	goSafe(c.log, "git stdin", func() {
+	guard.Go(c.log, "git stdin", func() {
 		_, _ = io.Copy(stdin, c.sess)
 		stdin.Close()
 	})
@@ -161,12 +156,12 @@ func (s *Server) execGit(c *call, service, repoDir string, env []string) error {
 		return nil
 	case c.sess.Context().Err() != nil:
 		c.log.Info().Msg("client went away; git stopped")
-		return exitStatus(1)
+		return apps.ExitStatus(1)
 	case errors.As(err, &exitErr) && exitErr.ExitCode() > 0:
-		return exitStatus(exitErr.ExitCode())
+		return apps.ExitStatus(exitErr.ExitCode())
 	default:
 		c.log.Error().Err(err).Msg("git failed")
-		return exitStatus(1)
+		return apps.ExitStatus(1)
 	}
 }
 
@@ -184,12 +179,6 @@ func removeStaleQuarantines(log zerolog.Logger, repoDir string) {
 		}
 		log.Info().Str("dir", dir).Msg("removed the quarantine of a push that died with an earlier receiver")
 	}
-}
-
-func newPushID() string {
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 // sessionCounts counts running receive-pack sessions per app, so a rejected

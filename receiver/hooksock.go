@@ -16,6 +16,8 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/receiver/apps"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 )
 
 // hookServer is the daemon's end of the hook socket. Each push registers a
@@ -25,14 +27,27 @@ import (
 type hookServer struct {
 	ln     net.Listener
 	log    zerolog.Logger
-	handle func(p *Push, req hooks.Request, out io.Writer) int
+	handle preReceiveFunc
 
 	mu     sync.Mutex
-	pushes map[string]*Push
+	pushes map[string]*hookPush
 	used   map[string]bool
 }
 
-func listenHookSocket(path string, log zerolog.Logger, handle func(*Push, hooks.Request, io.Writer) int) (*hookServer, error) {
+// preReceiveFunc decides a push for its pre-receive hook (apps.PreReceive)
+// and returns the hook's exit code.
+type preReceiveFunc func(ctx context.Context, p *apps.Push, req hooks.Request, out io.Writer) int
+
+// hookPush is a push the hook socket may serve: the back-end's push, the
+// context that ends with its receive-pack session, and the hook handlers
+// still running for it.
+type hookPush struct {
+	*apps.Push
+	ctx    context.Context
+	active sync.WaitGroup
+}
+
+func listenHookSocket(path string, log zerolog.Logger, handle preReceiveFunc) (*hookServer, error) {
 	// A socket left by a killed daemon would make Listen fail; nobody else
 	// may own this path inside our run dir.
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -46,10 +61,10 @@ func listenHookSocket(path string, log zerolog.Logger, handle func(*Push, hooks.
 		ln.Close()
 		return nil, fmt.Errorf("restricting hook socket %s: %w", path, err)
 	}
-	return &hookServer{ln: ln, log: log, handle: handle, pushes: map[string]*Push{}, used: map[string]bool{}}, nil
+	return &hookServer{ln: ln, log: log, handle: handle, pushes: map[string]*hookPush{}, used: map[string]bool{}}, nil
 }
 
-func (h *hookServer) register(p *Push) (token string, err error) {
+func (h *hookServer) register(p *hookPush) (token string, err error) {
 	b := make([]byte, 32)
 	if _, err := rand.Read(b); err != nil {
 		return "", fmt.Errorf("generating push token: %w", err)
@@ -69,7 +84,7 @@ func (h *hookServer) unregister(token string) {
 }
 
 // claim returns the push for token and marks its pre-receive as run.
-func (h *hookServer) claim(token, hook string) (*Push, error) {
+func (h *hookServer) claim(token, hook string) (*hookPush, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	p, ok := h.pushes[token]
@@ -98,7 +113,7 @@ func (h *hookServer) serve() {
 			}
 			return
 		}
-		goSafe(h.log, "hook socket", func() { h.serveConn(conn) })
+		guard.Go(h.log, "hook socket", func() { h.serveConn(conn) })
 	}
 }
 
@@ -110,7 +125,7 @@ func (h *hookServer) serveConn(conn net.Conn) {
 	// The push's lock is released by its receive-pack session once this
 	// handler is done (p.active), whichever way it ended.
 	log := h.log
-	defer recoverPanic(&log, "pre-receive", func(sentence string) {
+	defer guard.Recover(&log, "pre-receive", func(sentence string) {
 		out.exit(1, "gitreceive: "+sentence+"\n")
 	})
 	var req hooks.Request
@@ -126,9 +141,9 @@ func (h *hookServer) serveConn(conn net.Conn) {
 		return
 	}
 	defer p.active.Done()
-	log = p.log
+	log = p.Log
 	if err := validateHookRequest(req); err != nil {
-		p.log.Warn().Err(err).Msg("invalid hook request")
+		p.Log.Warn().Err(err).Msg("invalid hook request")
 		out.exit(1, "gitreceive: "+err.Error()+"\n")
 		return
 	}
@@ -136,7 +151,7 @@ func (h *hookServer) serveConn(conn net.Conn) {
 	// the push context is cancelled, and closing the socket ends the hook.
 	stop := context.AfterFunc(p.ctx, func() { conn.Close() })
 	defer stop()
-	out.exit(h.handle(p, req, out), "")
+	out.exit(h.handle(p.ctx, p.Push, req, out), "")
 }
 
 func validateHookRequest(req hooks.Request) error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -40,35 +41,35 @@ func runKeys(store *keystore.Store, args []string, stdin io.Reader, stdout io.Wr
 		usage = localKeysUsage
 	}
 	if len(args) == 0 {
-		return userErrorf("usage: %s", usage)
+		return apps.Failf("usage: %s", usage)
 	}
 	switch args[0] {
 	case "list":
 		if len(args) != 1 {
-			return userErrorf("usage: %s", usage)
+			return apps.Failf("usage: %s", usage)
 		}
 		return listKeys(store, stdout)
 	case "add":
 		return addKey(store, args[1:], stdin, stdout, fromFile, usage)
 	case "remove":
 		if len(args) != 2 {
-			return userErrorf("usage: %s", usage)
+			return apps.Failf("usage: %s", usage)
 		}
 		k, err := store.Remove(args[1])
 		if err != nil {
-			return userErrorf("%v", err)
+			return apps.Failf("%v", err)
 		}
 		fmt.Fprintf(stdout, "removed key %s (%s)\n", k.Name, k.Fingerprint())
 		return nil
 	default:
-		return userErrorf("unknown keys command %q; usage: %s", args[0], usage)
+		return apps.Failf("unknown keys command %q; usage: %s", args[0], usage)
 	}
 }
 
 func listKeys(store *keystore.Store, stdout io.Writer) error {
 	keys, err := store.List()
 	if err != nil {
-		return userErrorf("%v", err)
+		return apps.Failf("%v", err)
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tAPPS\tFINGERPRINT")
@@ -102,7 +103,7 @@ func parseKeyOptions(args []string, usage string) (keyOptions, error) {
 			v, ok := strings.CutPrefix(a, "--apps=")
 			if !ok {
 				if i+1 == len(args) {
-					return o, userErrorf("--apps needs a comma-separated list of apps; usage: %s", usage)
+					return o, apps.Failf("--apps needs a comma-separated list of apps; usage: %s", usage)
 				}
 				i++
 				v = args[i]
@@ -114,7 +115,7 @@ func parseKeyOptions(args []string, usage string) (keyOptions, error) {
 				}
 			}
 		case strings.HasPrefix(a, "-") && a != "-":
-			return o, userErrorf("unknown option %q; usage: %s", a, usage)
+			return o, apps.Failf("unknown option %q; usage: %s", a, usage)
 		default:
 			o.positional = append(o.positional, a)
 		}
@@ -132,41 +133,41 @@ func addKey(store *keystore.Store, args []string, stdin io.Reader, stdout io.Wri
 		maxPositional = 2
 	}
 	if len(o.positional) == 0 || len(o.positional) > maxPositional {
-		return userErrorf("usage: %s", usage)
+		return apps.Failf("usage: %s", usage)
 	}
 	if o.admin && o.appsGiven {
-		return userErrorf("an admin key has access to every app; give --admin or --apps, not both")
+		return apps.Failf("an admin key has access to every app; give --admin or --apps, not both")
 	}
 	if !o.admin && len(o.apps) == 0 {
-		return userErrorf("say what the key may do: --admin, or --apps APP,APP for a deployer")
+		return apps.Failf("say what the key may do: --admin, or --apps APP,APP for a deployer")
 	}
 
 	in := stdin
 	if len(o.positional) == 2 && o.positional[1] != "-" {
 		f, err := os.Open(o.positional[1])
 		if err != nil {
-			return userErrorf("cannot read the key file: %v", err)
+			return apps.Failf("cannot read the key file: %v", err)
 		}
 		defer f.Close()
 		in = f
 	}
 	data, err := io.ReadAll(io.LimitReader(in, maxKeyInput))
 	if err != nil {
-		return userErrorf("reading the public key: %v", err)
+		return apps.Failf("reading the public key: %v", err)
 	}
 	if len(data) > keystore.MaxPublicKeyInput {
-		return userErrorf("the input is more than %d bytes, more than a public key can be; give the .pub file", keystore.MaxPublicKeyInput)
+		return apps.Failf("the input is more than %d bytes, more than a public key can be; give the .pub file", keystore.MaxPublicKeyInput)
 	}
 	pub, err := keystore.ParsePublicKey(data)
 	if err != nil {
-		return userErrorf("%v", err)
+		return apps.Failf("%v", err)
 	}
 	k := keystore.Key{Name: o.positional[0], Role: keystore.RoleDeployer, Apps: o.apps, PublicKey: pub}
 	if o.admin {
 		k.Role = keystore.RoleAdmin
 	}
 	if err := store.Add(k); err != nil {
-		return userErrorf("%v", err)
+		return apps.Failf("%v", err)
 	}
 	fmt.Fprintf(stdout, "added %s key %s (%s)\n", k.Role, k.Name, k.Fingerprint())
 	return nil

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gitreceive/gitreceive/receiver/guard"
 	"github.com/gliderlabs/ssh"
 	"github.com/rs/zerolog"
 	gossh "golang.org/x/crypto/ssh"
@@ -137,7 +138,7 @@ func (l *connLimits) sessionChannel(srv *ssh.Server, conn *gossh.ServerConn, new
 		return
 	}
 	defer l.sessions.Add(-1)
-	st.keepaliveOnce.Do(func() { goSafe(l.log, "keepalive", func() { l.keepalive(ctx, conn) }) })
+	st.keepaliveOnce.Do(func() { guard.Go(l.log, "keepalive", func() { l.keepalive(ctx, conn) }) })
 	ssh.DefaultSessionHandler(srv, conn, newChan, ctx)
 }
 
@@ -160,7 +161,7 @@ func (l *connLimits) keepalive(ctx ssh.Context, conn *gossh.ServerConn) {
 			conn.Close()
 			return
 		}
-		goSafe(l.log, "keepalive", func() {
+		guard.Go(l.log, "keepalive", func() {
 			// Any reply, even "unsupported", proves the client is alive.
 			if _, _, err := conn.SendRequest("keepalive@openssh.com", true, nil); err == nil {
 				lastReply.Store(time.Now().UnixNano())

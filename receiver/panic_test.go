@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 )
 
 // internalErrorLine is what the user sees of a recovered panic.
@@ -23,7 +23,7 @@ func panicOnce(t *testing.T, points ...string) {
 		left[p] = &atomic.Bool{}
 		left[p].Store(true)
 	}
-	restore := receiver.SetPanicHook(func(point string) {
+	restore := guard.SetPanicHook(func(point string) {
 		if b := left[point]; b != nil && b.CompareAndSwap(true, false) {
 			panic("injected panic at " + point)
 		}
@@ -42,7 +42,7 @@ func checkLogged(t *testing.T, logs *syncBuffer, shown, point string, more ...st
 	}
 	for _, line := range strings.Split(logs.String(), "\n") {
 		if strings.Contains(line, `"request":"`+m[1]+`"`) {
-			for _, want := range append([]string{`"panic":"injected panic at ` + point + `"`, `"stack":"goroutine `, `receiver.testPoint`}, more...) {
+			for _, want := range append([]string{`"panic":"injected panic at ` + point + `"`, `"stack":"goroutine `, `guard.Point`}, more...) {
 				if !strings.Contains(line, want) {
 					t.Fatalf("log entry of request %s lacks %q:\n%s", m[1], want, line)
 				}

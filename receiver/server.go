@@ -1,7 +1,11 @@
+// Package receiver is gitreceive's SSH front door: public-key auth against
+// the key store, limits, the command table (each command parses its
+// arguments, calls one operation of the back-end, receiver/apps, and prints
+// what it returns), C git for the wire protocol, and the unix socket the git
+// hooks report to.
 package receiver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -13,8 +17,9 @@ import (
 	"github.com/rs/zerolog"
 	gossh "golang.org/x/crypto/ssh"
 
-	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/receiver/apps"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -35,32 +40,21 @@ const (
 
 // Server is the SSH receiver and its hook socket.
 type Server struct {
-	cfg    Config
+	cfg    apps.Config
 	log    zerolog.Logger
 	keys   *keystore.Store
-	repos  repos
-	locks  *appLocks
 	hooks  *hookServer
 	ssh    *ssh.Server
 	limits *connLimits
-
-	history builder.History
-	fleet   *nodes.Fleet
-	config  *configStore // config:set values
-	creds   *credentialStore
-	// hostClaims holds the in-memory side of the host claims.
-	hostClaims hostClaims
-	receiving  sessionCounts
+	// apps is the back-end: every operation a command or a push runs.
+	apps      *apps.Apps
+	receiving sessionCounts
 	// drain is the sessions in flight, which a stopping receiver waits for.
 	drain drain
 
-	// life ends at Shutdown: work the daemon starts on its own (repair).
-	life    context.Context
-	endLife context.CancelFunc
-
 	// hookBin is the gitreceive binary the repositories' hooks exec.
-	hookBin        string
-	preReceiveFunc PreReceiveFunc
+	hookBin    string
+	wrapDeploy func(next apps.DeployFunc) apps.DeployFunc
 }
 
 // Option changes a Server built by New.
@@ -68,8 +62,8 @@ type Option func(*Server)
 
 // WithPreReceive wraps what decides a push (the deploy pipeline); tests use
 // it to hold a push open as a long deploy would.
-func WithPreReceive(wrap func(next PreReceiveFunc) PreReceiveFunc) Option {
-	return func(s *Server) { s.preReceiveFunc = wrap(s.preReceiveFunc) }
+func WithPreReceive(wrap func(next apps.DeployFunc) apps.DeployFunc) Option {
+	return func(s *Server) { s.wrapDeploy = wrap }
 }
 
 // WithHookBinary sets the gitreceive binary run by the hooks (default: this
@@ -77,37 +71,29 @@ func WithPreReceive(wrap func(next PreReceiveFunc) PreReceiveFunc) Option {
 func WithHookBinary(path string) Option { return func(s *Server) { s.hookBin = path } }
 
 // New prepares the data dir, the host key and the key store.
-func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
+func New(cfg apps.Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 	// A Config built in code (tests) may leave what LoadConfig defaults.
 	if cfg.Domain == "" {
-		cfg.Domain = DefaultDomain
+		cfg.Domain = apps.DefaultDomain
 	}
 	if cfg.KeepReleases == 0 {
-		cfg.KeepReleases = DefaultKeepReleases
+		cfg.KeepReleases = apps.DefaultKeepReleases
 	}
-	for _, dir := range []string{cfg.DataDir, cfg.reposDir(), cfg.runDir()} {
+	for _, dir := range []string{cfg.DataDir, cfg.ReposDir(), cfg.RunDir()} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("creating %s: %w", dir, err)
 		}
 	}
-	hostKey, err := nodes.LoadOrCreateKey(cfg.hostKeyPath(), "gitreceive host key")
+	hostKey, err := nodes.LoadOrCreateKey(cfg.HostKeyPath(), "gitreceive host key")
 	if err != nil {
 		return nil, fmt.Errorf("host key: %w", err)
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     log,
-		keys:    keystore.Open(cfg.keyStorePath()),
-		repos:   repos{dir: cfg.reposDir()},
-		locks:   newAppLocks(),
-		limits:  newConnLimits(maxUnauthenticated, maxUnauthPerHost, maxSessions, log),
-		history: builder.History{Dir: cfg.releasesDir()},
-		fleet:   nodes.OpenFleet(cfg.DataDir),
-		config:  &configStore{dir: filepath.Join(cfg.DataDir, "config")},
-		creds:   &credentialStore{dir: filepath.Join(cfg.DataDir, "services")},
+		cfg:    cfg,
+		log:    log,
+		keys:   keystore.Open(cfg.KeyStorePath()),
+		limits: newConnLimits(maxUnauthenticated, maxUnauthPerHost, maxSessions, log),
 	}
-	s.preReceiveFunc = s.deploy
-	s.life, s.endLife = context.WithCancel(context.Background())
 	for _, o := range opts {
 		o(s)
 	}
@@ -121,7 +107,10 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 	if s.hookBin, err = filepath.Abs(s.hookBin); err != nil {
 		return nil, fmt.Errorf("finding the gitreceive binary for hooks: %w", err)
 	}
-	s.fleet.AgentBin = s.hookBin
+	s.apps = apps.New(cfg, log, s.hookBin)
+	if s.wrapDeploy != nil {
+		s.apps.WrapDeploy(s.wrapDeploy)
+	}
 
 	s.ssh = &ssh.Server{
 		Version:          serverVersionIdentity,
@@ -145,14 +134,14 @@ func New(cfg Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 
 // Serve starts the hook socket and serves SSH on ln until Shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	hs, err := listenHookSocket(s.cfg.hookSocket(), s.log, s.preReceive)
+	hs, err := listenHookSocket(s.cfg.HookSocket(), s.log, s.apps.PreReceive)
 	if err != nil {
 		return err
 	}
 	s.hooks = hs
-	goSafe(s.log, "hook socket", hs.serve)
+	guard.Go(s.log, "hook socket", hs.serve)
 	s.log.Info().Str("addr", ln.Addr().String()).Str("data", s.cfg.DataDir).Str("version", s.cfg.Version).Msg("listening")
-	goSafe(s.log, "repair", func() { s.repairInterrupted(s.life) })
+	s.apps.Start()
 	err = s.ssh.Serve(ln)
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil

@@ -26,6 +26,7 @@ import (
 	"github.com/gitreceive/gitreceive/hooks"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
@@ -78,7 +79,7 @@ func startServerRunning(t *testing.T, lockTimeout time.Duration, g *gate) *runni
 	// environment) keeps releases here instead of the host's /srv.
 	t.Setenv(agent.RootEnv, filepath.Join(data, "local-node"))
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
-	if err := keystore.Open(receiver.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
+	if err := keystore.Open(apps.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
 		t.Fatal(err)
 	}
 	r := &running{logs: &syncBuffer{}, served: make(chan struct{})}
@@ -87,7 +88,7 @@ func startServerRunning(t *testing.T, lockTimeout time.Duration, g *gate) *runni
 		opts = append(opts, receiver.WithPreReceive(g.wrap))
 	}
 	var err error
-	r.srv, err = receiver.New(receiver.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(r.logs), opts...)
+	r.srv, err = receiver.New(apps.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(r.logs), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,19 +113,19 @@ func startServerRunning(t *testing.T, lockTimeout time.Duration, g *gate) *runni
 // gate holds pre-receive open, standing in for a long deploy, for the next
 // n pushes that match once armed.
 type gate struct {
-	match     func(p *receiver.Push) bool
+	match     func(p *apps.Push) bool
 	armed     atomic.Int32
 	entered   chan string // "app branch" of each held push
 	release   chan struct{}
 	cancelled chan string
 }
 
-func newGate(match func(p *receiver.Push) bool) *gate {
+func newGate(match func(p *apps.Push) bool) *gate {
 	return &gate{match: match, entered: make(chan string, 16), release: make(chan struct{}), cancelled: make(chan string, 16)}
 }
 
-func (g *gate) wrap(next receiver.PreReceiveFunc) receiver.PreReceiveFunc {
-	return func(ctx context.Context, p *receiver.Push, out *hooks.Progress) error {
+func (g *gate) wrap(next apps.DeployFunc) apps.DeployFunc {
+	return func(ctx context.Context, p *apps.Push, out *hooks.Progress) error {
 		if g.match(p) && g.armed.Add(-1) >= 0 {
 			id := p.App + " " + p.Updates[0].Branch()
 			g.entered <- id
@@ -216,7 +217,7 @@ func shortHead(t *testing.T, c *receivertest.Client, dir string) string {
 	return strings.TrimSpace(c.MustGit(t, dir, "rev-parse", "--short=7", "HEAD").Stdout)
 }
 
-func holdMain(p *receiver.Push) bool { return p.Updates[0].Branch() == "main" }
+func holdMain(p *apps.Push) bool { return p.Updates[0].Branch() == "main" }
 
 // seed pushes a first commit to app's main with nothing held.
 func seed(t *testing.T, c *receivertest.Client, app string) string {
@@ -291,7 +292,7 @@ func TestPushBasedOnMovedBranchIsRejectedAfterWaiting(t *testing.T) {
 }
 
 func TestPushesToDifferentAppsRunInParallel(t *testing.T) {
-	g := newGate(func(*receiver.Push) bool { return true })
+	g := newGate(func(*apps.Push) bool { return true })
 	g.armed.Store(2)
 	c := startServer(t, time.Minute, g)
 	var pushes []*push

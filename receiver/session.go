@@ -1,6 +1,7 @@
 package receiver
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"time"
@@ -9,7 +10,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/gitreceive/gitreceive/hooks"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
+	"github.com/gitreceive/gitreceive/receiver/guard"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -18,10 +21,14 @@ import (
 type call struct {
 	sess ssh.Session
 	key  keystore.Key
-	args []string // args[0] is the command name
+	args []string // the words of the command line, the name first (argv.words)
+	argv argv     // the words and the command's options
 	// target is the APP[@BRANCH] of a command on one app, parsed and
 	// authorized by the dispatcher.
-	target target
+	target apps.Target
+	// ctx ends with the session and carries log (zerolog.Ctx), for the
+	// back-end.
+	ctx context.Context
 	// out is the session's progress lines on stderr.
 	out *hooks.Progress
 	log zerolog.Logger
@@ -31,13 +38,7 @@ func (c *call) stdout() io.Writer { return c.sess }
 func (c *call) stderr() io.Writer { return c.sess.Stderr() }
 
 // fail is a userError: one sentence for the client (see exitCode).
-func (c *call) fail(format string, a ...any) error { return userErrorf(format, a...) }
-
-// internal is an internal failure: the client is told what failed, the
-// log gets cause (a path or a node's message is for the operator).
-func (c *call) internal(cause error, format string, a ...any) error {
-	return &operatorError{what: fmt.Sprintf(format, a...), cause: cause}
-}
+func (c *call) fail(format string, a ...any) error { return apps.Failf(format, a...) }
 
 func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
@@ -51,7 +52,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 			c.log.Warn().Msg("cancelled at shutdown_timeout: what this session had begun is undone")
 		}
 	}()
-	defer recoverPanic(&c.log, "session", func(sentence string) {
+	defer guard.Recover(&c.log, "session", func(sentence string) {
 		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
 		_ = sess.Exit(1)
 	})
@@ -99,9 +100,13 @@ func (s *Server) runSession(c *call) error {
 	if _, _, isPty := c.sess.Pty(); isPty && !cmd.pty {
 		return c.fail("%q does not run on a terminal; run ssh without -t", args[0])
 	}
-	testPoint("command " + args[0])
+	guard.Point("command " + args[0])
+	if c.argv, err = parseArgv(cmd, args); err != nil {
+		return err
+	}
+	c.args = c.argv.words
 	if cmd.target != nil {
-		arg, err := cmd.target(args)
+		arg, err := cmd.target(c.argv)
 		if err != nil {
 			return err
 		}
@@ -110,12 +115,13 @@ func (s *Server) runSession(c *call) error {
 		}
 	}
 	if cmd.confirm != nil {
-		if value, undone := cmd.confirm(args); value != c.target.app {
+		if value, undone := cmd.confirm(c.argv); value != c.target.App {
 			return c.fail("--confirm %s does not name the app; nothing was %s", value, undone)
 		}
 	}
+	c.ctx = c.log.WithContext(c.sess.Context())
 	if cmd.lock != nil {
-		release, err := s.lockForCommand(c.sess.Context(), c, c.target, cmd.lock(args), c.out)
+		release, err := s.apps.Lock(c.ctx, c.target, c.key.Name, cmd.lock(c.argv), c.out)
 		if err != nil {
 			return err
 		}

@@ -34,7 +34,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
-	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -384,7 +384,7 @@ type deployOff struct {
 func startDeployOff(t *testing.T, f *fixture) deployOff {
 	t.Helper()
 	data := t.TempDir()
-	if err := os.WriteFile(filepath.Join(data, receiver.ConfigFileName), []byte("deploy = false\n"), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(data, apps.ConfigFileName), []byte("deploy = false\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	receivertest.AddKey(t, bin, data, f.aliceKey, "--admin")

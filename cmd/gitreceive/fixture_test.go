@@ -10,14 +10,12 @@ package main_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
@@ -65,20 +63,7 @@ func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testb
 	testbed.Require(t)
 	requireStack(t)
 	f := newFixture(t)
-	line, err := nodes.OpenFleet(f.data).AuthorizedKeyLine()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bed := testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: count, AuthorizedKeys: []string{line}})
-	for _, n := range bed.Nodes {
-		out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput()
-		if err != nil {
-			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
-		}
-	}
-	if out, err := exec.Command(bin, "nodes", "--data", f.data, "setup", "--all").CombinedOutput(); err != nil {
-		t.Fatalf("nodes setup: %v\n%s", err, out)
-	}
+	bed := receivertest.NewBed(t, bin, f.data, prefix, subnet, count)
 	return f, bed
 }
 

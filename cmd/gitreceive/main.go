@@ -23,6 +23,7 @@ import (
 	"github.com/gitreceive/gitreceive/nodes"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/keystore"
 )
 
@@ -66,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "gitreceive: %v\n", err)
 			return 2
 		}
-		store := keystore.Open(receiver.KeyStorePath(receiver.ResolveDataDir(data)))
+		store := keystore.Open(apps.KeyStorePath(apps.ResolveDataDir(data)))
 		return receiver.KeysCommand(store, rest, stdin, stdout, stderr, true)
 	case "nodes":
 		data, rest, err := dataFlag(args[1:])
@@ -76,10 +77,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
-		dir := receiver.ResolveDataDir(data)
+		dir := apps.ResolveDataDir(data)
 		fleet := nodes.OpenFleet(dir)
 		defer fleet.Close()
-		if fleet.SetupPackages, err = receiver.LivePackages(dir); err != nil {
+		if fleet.SetupPackages, err = apps.LivePackages(dir); err != nil {
 			fmt.Fprintf(stderr, "gitreceive: %v\n", err)
 			return 1
 		}
@@ -143,7 +144,7 @@ func serve(args []string, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr)
-	cfg, err := receiver.LoadConfig(receiver.ResolveDataDir(*data), *listen)
+	cfg, err := apps.LoadConfig(apps.ResolveDataDir(*data), *listen)
 	for _, w := range cfg.Warnings { // first: a misspelt key may explain the error
 		log.Warn().Msg(w)
 	}
@@ -198,12 +199,12 @@ func serve(args []string, stderr io.Writer) int {
 
 // printFirstRun tells the operator how to let the first person in.
 func printFirstRun(dataDir string, stderr io.Writer) {
-	keys, err := keystore.Open(receiver.KeyStorePath(dataDir)).List()
+	keys, err := keystore.Open(apps.KeyStorePath(dataDir)).List()
 	if err != nil || len(keys) > 0 {
 		return
 	}
 	dataArg := ""
-	if dataDir != receiver.DefaultDataDir {
+	if dataDir != apps.DefaultDataDir {
 		dataArg = " --data " + dataDir
 	}
 	fmt.Fprintf(stderr, `

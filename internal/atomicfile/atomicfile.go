@@ -35,13 +35,31 @@ func Write(path string, data []byte, mode fs.FileMode) error {
 // readable by anyone the final mode shuts out. On any failure the temporary
 // file is removed and path is left as it was.
 func WriteOwned(path string, data []byte, mode fs.FileMode, uid, gid int) error {
-	if err := write(path, data, mode, uid, gid); err != nil {
+	if err := write(path, data, mode, uid, gid, os.Rename); err != nil {
 		return fmt.Errorf("writing %s: %w", path, err)
 	}
 	return nil
 }
 
-func write(path string, data []byte, mode fs.FileMode, uid, gid int) (err error) {
+// Create writes path with data, as Write does, unless path exists: then it
+// returns an error that is fs.ErrExist and leaves path as it is. The file is
+// linked into place, never renamed over, so of two writers racing to create
+// it exactly one wins and the other reads the winner's contents.
+func Create(path string, data []byte, mode fs.FileMode) error {
+	link := func(tmp, path string) error {
+		err := os.Link(tmp, path)
+		os.Remove(tmp) // the data lives on under path, if linked
+		return err
+	}
+	if err := write(path, data, mode, KeepOwner, KeepOwner, link); err != nil {
+		return fmt.Errorf("creating %s: %w", path, err)
+	}
+	return nil
+}
+
+// write writes data to a temporary file beside path and puts it in place
+// with place (a rename, or a link).
+func write(path string, data []byte, mode fs.FileMode, uid, gid int, place func(tmp, path string) error) (err error) {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, tempPattern(path))
 	if err != nil {
@@ -73,10 +91,10 @@ func write(path string, data []byte, mode fs.FileMode, uid, gid int) (err error)
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := place(tmp, path); err != nil {
 		return err
 	}
-	// The rename is a change to the directory; only syncing it makes the
+	// The rename (or link) is a change to the directory; only syncing it makes the
 	// new name, and not the old file, what a crash leaves behind.
 	return syncDir(dir)
 }

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 )
@@ -249,4 +250,43 @@ func TestTempNameIsIgnoredByEmperorAndNginx(t *testing.T) {
 			t.Errorf("%s: temporary name %q is not .BASE.tmp-DIGITS", base, name)
 		}
 	}
+}
+
+// Create writes a file that is not there, and refuses one that is, leaving
+// it as it was and no temporary file behind; of racing creators one wins.
+func TestCreate(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "key")
+	if err := Create(path, []byte("first"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err := Create(path, []byte("second"), 0o600)
+	if !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("second Create: %v, want fs.ErrExist", err)
+	}
+	onlyEntry(t, dir, "key")
+	if got, _ := os.ReadFile(path); string(got) != "first" {
+		t.Fatalf("contents %q", got)
+	}
+	if st, _ := os.Stat(path); st.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v", st.Mode())
+	}
+
+	race := filepath.Join(t.TempDir(), "raced")
+	var wg sync.WaitGroup
+	var wins atomic.Int32
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if Create(race, []byte{byte('a' + i)}, 0o600) == nil {
+				wins.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	if wins.Load() != 1 {
+		t.Fatalf("%d creators won, want 1", wins.Load())
+	}
+	onlyEntry(t, filepath.Dir(race), "raced")
 }

@@ -35,20 +35,28 @@ func NewFleet(t *testing.T, bin, prefix, subnet string, count int) *Fleet {
 	AddKey(t, bin, f.Data, alice, "--admin")
 	f.Srv = StartProcess(t, bin, f.Data)
 	f.Alice = NewClient(t, f.Srv.Server, alice)
-	line, err := nodes.OpenFleet(f.Data).AuthorizedKeyLine()
+	f.Bed = NewBed(t, bin, f.Data, prefix, subnet, count)
+	return f
+}
+
+// NewBed starts count test nodes that trust the receiver of data dir data,
+// adds them to its inventory and sets them up (`nodes setup --all`).
+func NewBed(t *testing.T, bin, data, prefix, subnet string, count int) *testbed.Bed {
+	t.Helper()
+	line, err := nodes.OpenFleet(data).AuthorizedKeyLine()
 	if err != nil {
 		t.Fatal(err)
 	}
-	f.Bed = testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: count, AuthorizedKeys: []string{line}})
-	for _, n := range f.Bed.Nodes {
-		if out, err := exec.Command(bin, "nodes", "--data", f.Data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
+	bed := testbed.New(t, testbed.Options{Prefix: prefix, Subnet: subnet, Count: count, AuthorizedKeys: []string{line}})
+	for _, n := range bed.Nodes {
+		if out, err := exec.Command(bin, "nodes", "--data", data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
 			t.Fatalf("nodes add %s: %v\n%s", n.Name, err, out)
 		}
 	}
-	if out, err := exec.Command(bin, "nodes", "--data", f.Data, "setup", "--all").CombinedOutput(); err != nil {
+	if out, err := exec.Command(bin, "nodes", "--data", data, "setup", "--all").CombinedOutput(); err != nil {
 		t.Fatalf("nodes setup: %v\n%s", err, out)
 	}
-	return f
+	return bed
 }
 
 // HTTPResult is one answer of a node.
