@@ -7,7 +7,6 @@ package receiver_test
 // real: the OpenSSH and git clients, C git, the hook and its relay binary.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -441,19 +440,4 @@ func findProcess(t *testing.T, argv ...string) int {
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuffer = receivertest.SyncBuffer

@@ -6,14 +6,12 @@ package main_test
 // upgrade) while a deploy runs on a real node.
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,31 +34,13 @@ def application(environ, start_response):
 	}
 }
 
-// lockedBuffer is a push's output, read while git still writes it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // pushUntil starts `git push silver main` in work and returns once its
 // output holds want (a minute at most), with the push still running.
-func pushUntil(t *testing.T, f *fixture, work, want string) (out *lockedBuffer, wait func() error) {
+func pushUntil(t *testing.T, f *fixture, work, want string) (out *receivertest.SyncBuffer, wait func() error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	push := f.alice.GitCmd(ctx, work, "push", "silver", "main")
-	out = &lockedBuffer{}
+	out = &receivertest.SyncBuffer{}
 	push.Stdout, push.Stderr = out, out
 	// ssh, git's child, holds the output pipe too: Wait ends without it.
 	push.WaitDelay = 5 * time.Second
