@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/receiver/cmdline"
 	"github.com/gitreceive/gitreceive/receiver/guard"
 )
@@ -23,6 +24,9 @@ import (
 const (
 	restartingPush    = "gitreceive is restarting; push again in a moment"
 	restartingCommand = "gitreceive is restarting; run the command again in a moment"
+	// restartingEndless ends a session that would run until its client
+	// ends it (logs -f), which a stopping receiver does not wait for.
+	restartingEndless = "gitreceive is restarting; run the command again in a moment to go on"
 	// cutSentence is what a session still running at shutdown_timeout is
 	// told before its connection is closed.
 	cutSentence = "the receiver is stopping and its shutdown_timeout has run out: this was cancelled, and what it had begun is undone; try again in a moment"
@@ -46,7 +50,37 @@ type drain struct {
 	stopping bool
 	cut      bool // shutdown_timeout ran out: the running sessions are cancelled
 	running  map[*call]struct{}
-	wg       sync.WaitGroup
+	// endlessCalls are the running sessions that only their client ends
+	// (logs -f), with what ends them.
+	endlessCalls map[*call]context.CancelCauseFunc
+	wg           sync.WaitGroup
+}
+
+// errStopping ends an endless session when the receiver stops.
+var errStopping = errors.New("the receiver is stopping")
+
+// endless registers c as a session that runs until its client ends it:
+// stop ends it, at once when the receiver is already stopping.
+func (d *drain) endless(c *call, cancel context.CancelCauseFunc) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopping {
+		cancel(errStopping)
+		return
+	}
+	if d.endlessCalls == nil {
+		d.endlessCalls = map[*call]context.CancelCauseFunc{}
+	}
+	d.endlessCalls[c] = cancel
+}
+
+// endedByStop is the error of an endless session: the sentence to come
+// back when the stop ended it.
+func endedByStop(ctx context.Context, err error) error {
+	if errors.Is(context.Cause(ctx), errStopping) {
+		return apps.Failf("%s", restartingEndless)
+	}
+	return err
 }
 
 // begin admits c unless the receiver is stopping.
@@ -69,17 +103,22 @@ func (d *drain) begin(c *call) bool {
 func (d *drain) end(c *call) (cut bool) {
 	d.mu.Lock()
 	delete(d.running, c)
+	delete(d.endlessCalls, c)
 	cut = d.cut
 	d.mu.Unlock()
 	d.wg.Done()
 	return cut
 }
 
-// stop admits no more sessions and returns how many are running.
+// stop admits no more sessions, ends the endless ones and returns how
+// many are running.
 func (d *drain) stop() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.stopping = true
+	for _, cancel := range d.endlessCalls {
+		cancel(errStopping)
+	}
 	return len(d.running)
 }
 

@@ -62,7 +62,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 	_ = sess.Exit(code)
 }
 
-func (s *Server) runSession(c *call) error {
+func (s *Server) runSession(c *call) (err error) {
 	// The identity comes from the key this session proved, looked up now:
 	// nothing remembered from the auth callbacks is trusted, and a key
 	// removed since the connection was made no longer works.
@@ -120,6 +120,13 @@ func (s *Server) runSession(c *call) error {
 		}
 	}
 	c.ctx = c.log.WithContext(c.sess.Context())
+	if cmd.endless != nil && cmd.endless(c.argv) {
+		ctx, cancel := context.WithCancelCause(c.ctx)
+		defer cancel(nil)
+		c.ctx = ctx
+		s.drain.endless(c, cancel)
+		defer func() { err = endedByStop(ctx, err) }()
+	}
 	if cmd.lock != nil {
 		release, err := s.apps.Lock(c.ctx, c.target, c.key.Name, cmd.lock(c.argv), c.out)
 		if err != nil {

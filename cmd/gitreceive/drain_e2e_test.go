@@ -60,6 +60,37 @@ func pushUntil(t *testing.T, f *fixture, work, want string) (out *receivertest.S
 	return out, func() error { <-done; return err }
 }
 
+// startFollow runs `ssh silver logs -f app` until it has printed something.
+func startFollow(t *testing.T, f *fixture, app string) (out *receivertest.SyncBuffer, wait func() error) {
+	t.Helper()
+	c := f.alice
+	follow := exec.Command("sh", "-c", c.SSHCommand()+` -p "$1" git@"$2" logs -f "$3"`, "sh", c.Server.Port(), c.Server.Host(), app)
+	out = &receivertest.SyncBuffer{}
+	follow.Stdout, follow.Stderr = out, out
+	follow.WaitDelay = 5 * time.Second
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	var err error
+	go func() { err = follow.Wait(); close(done) }()
+	t.Cleanup(func() { _ = follow.Process.Kill(); <-done })
+	for deadline := time.Now().Add(time.Minute); out.String() == ""; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("logs -f printed nothing")
+		}
+	}
+	return out, func() error {
+		select {
+		case <-done:
+			return err
+		case <-time.After(30 * time.Second):
+			t.Fatalf("logs -f still runs:\n%s", out)
+			return nil
+		}
+	}
+}
+
 // stoppedWith SIGTERMs the receiver and waits until it drains.
 func stoppedWith(t *testing.T, f *fixture) {
 	t.Helper()
@@ -94,8 +125,14 @@ func TestSIGTERMDrainsThenRestarts(t *testing.T) {
 	// SIGTERM while v2's health check takes seconds: v2 goes live, a push
 	// meanwhile is refused and changes nothing, and the receiver exits 0.
 	f.alice.Commit(t, work, "v2", drainApp("v2", 4))
+	logs, logsEnded := startFollow(t, f, "drainapp")
 	out, wait := pushUntil(t, f, work, "vassal listening on")
 	stoppedWith(t, f)
+	// logs -f, which only its client would end, does not hold the stop.
+	if err := logsEnded(); err == nil {
+		t.Fatalf("logs -f ended by the stop exited 0:\n%s", logs)
+	}
+	mustContain(t, logs.String(), "gitreceive: gitreceive is restarting; run the command again in a moment to go on")
 	other := f.alice.WorkTree(t, receivertest.App("otherapp", nil))
 	refused := f.alice.Git(t, other, "push", f.alice.URL("otherapp"), "main")
 	if refused.Code == 0 {
