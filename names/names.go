@@ -123,3 +123,10 @@ var process = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,29}$`)
 // cron.NAME, a Procfile entry): it becomes part of file names and log
 // lines on the nodes.
 func IsProcess(s string) bool { return process.MatchString(s) }
+
+var acmeToken = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
+
+// IsACMEToken reports whether s may be an ACME HTTP-01 token (RFC 8555
+// §8.3: base64url, at least 128 bits): it becomes a file name in the
+// nodes' challenge webroot.
+func IsACMEToken(s string) bool { return acmeToken.MatchString(s) }

@@ -64,7 +64,7 @@ type fakeFleet struct {
 	specs  map[string]agent.Spec // node: the spec its last start got
 }
 
-var errFakeDropped = errors.New("the connection to the node dropped before its answer arrived")
+var errFakeDropped = errDropped
 
 // newFakeFleet returns a fleet whose nodes (named names) are scripted,
 // each with the current agent and, of app's instances production and
@@ -298,6 +298,8 @@ func (ff *fakeFleet) do(node, verb, instance string, args []string, stdin io.Rea
 			return &exitError{code: 1, msg: fmt.Sprintf("v%d is live", n)}
 		}
 		delete(st.present, n)
+	case "setup":
+		fmt.Fprintln(stdout, "setup done: 0 changes")
 	default:
 		ff.t.Errorf("node %s: the fake agent does not know %q", node, verb)
 		return &exitError{code: 2}

@@ -106,15 +106,5 @@ func (f *Fleet) SetDisabled(ctx context.Context, nodes []Node, app, instance str
 
 // onEveryNode runs the agent's request on every node in parallel.
 func (f *Fleet) onEveryNode(ctx context.Context, nodes []Node, req agentapi.Request) error {
-	errs := make([]error, len(nodes))
-	forEachNode(nodes, func(i int, n Node) {
-		c, err := f.connect(ctx, n)
-		if err == nil {
-			err = c.agent(ctx, nil, nil, req.Argv()...)
-		}
-		if err != nil {
-			errs[i] = fmt.Errorf("node %s: %w", n.Name, err)
-		}
-	})
-	return errors.Join(errs...)
+	return f.onEveryNodeIn(ctx, nodes, func() []byte { return nil }, req)
 }

@@ -34,7 +34,14 @@ func (f *Fleet) Setup(ctx context.Context, nodes []Node, packages []string, out 
 			fmt.Fprintf(out, "%-8s %s\n", n.Name, line)
 		}}
 		defer w.Flush()
-		if err := f.setup(ctx, n, version, packages, w); err != nil {
+		err := f.setup(ctx, n, version, packages, w)
+		if errors.Is(err, errDropped) && ctx.Err() == nil {
+			// Setup is idempotent, and a busy node can miss keepalives:
+			// one more try on a new connection.
+			fmt.Fprintf(w, "%v; setting up again\n", err)
+			err = f.setup(ctx, n, version, packages, w)
+		}
+		if err != nil {
 			errs[i] = fmt.Errorf("node %s: setup failed: %w", n.Name, err)
 			fmt.Fprintf(w, "failed: %v\n", err)
 		}
@@ -58,7 +65,10 @@ func (f *Fleet) setup(ctx context.Context, n Node, version string, packages []st
 			fmt.Fprintf(w, "agent: %s, current\n", version)
 		}
 	}
-	return c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node"}, agentapi.Setup{Packages: packages}.Argv()...)...)
+	if err := c.run(ctx, nil, w, w, append([]string{c.agentBin(), "node"}, agentapi.Setup{Packages: packages}.Argv()...)...); err != nil {
+		return err
+	}
+	return f.installSetupCerts(ctx, n, func(line string) { fmt.Fprintln(w, line) })
 }
 
 // ensureAgent installs this binary as c's agent unless the node has this

@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"context"
+	"errors"
 	"io"
 )
 
@@ -41,3 +42,7 @@ func (f *Fleet) transportTo(n Node) transport {
 	}
 	return &sshTransport{fleet: f, node: n}
 }
+
+// errDropped is a command whose connection went away before the node said
+// how it ended: it may or may not have run to its end.
+var errDropped = errors.New("the connection to the node dropped before its answer arrived")

@@ -89,7 +89,7 @@ func (t *sshTransport) run(ctx context.Context, stdin io.Reader, stdout, stderr 
 	}
 	var missing *gossh.ExitMissingError
 	if errors.As(err, &missing) {
-		return errors.New("the connection to the node dropped before its answer arrived")
+		return errDropped
 	}
 	return err
 }

@@ -37,6 +37,9 @@ type Fleet struct {
 	// SetupPackages are installed by `nodes setup` besides the stack: what
 	// the live instances' packages = ask for (the receiver knows them).
 	SetupPackages []string
+	// SetupCerts, when set, lists the certificates the receiver holds:
+	// `nodes setup` installs them on each node it sets up.
+	SetupCerts func() ([]CertFile, error)
 }
 
 // OpenFleet returns the fleet of a data dir; no I/O.

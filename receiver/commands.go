@@ -70,6 +70,10 @@ func init() {
 		"clear":            {usage: clearUsage, summary: "empty one service of an instance (or remove one app.ini no longer asks for)", pty: true, flags: confirmFlag, target: positional(clearUsage, 3, "confirm"), confirm: func(a argv) (string, string) { return a.string("confirm"), "cleared" }, lock: func(a argv) string { return "clear " + a.words[2] }, run: (*Server).clearCommand},
 		"hosts":            {usage: hostsUsage, summary: "list the claimed and routed hosts and which app holds each", admin: true, pty: true, flags: jsonFlag, run: (*Server).hostsCommand},
 		"hosts:release":    {usage: hostsReleaseUsage, summary: "release an app's claim on a host it no longer serves", admin: true, pty: true, run: (*Server).hostsReleaseCommand},
+		"certs":            {usage: certsUsage, summary: "list the certificates: host, instance, issuer, expiry, nodes serving it, last renewal error", admin: true, pty: true, flags: jsonFlag, run: (*Server).certsCommand},
+		"certs:add":        {usage: certsAddUsage, summary: "install your own certificate chain + key for a host on every node (never renewed by ACME)", admin: true, run: (*Server).certsAddCommand},
+		"certs:renew":      {usage: certsRenewUsage, summary: "get a new ACME certificate for a host now and install it on every node", admin: true, pty: true, run: (*Server).certsRenewCommand},
+		"certs:remove":     {usage: certsRemoveUsage, summary: "stop serving a host over HTTPS and remove its certificate", admin: true, pty: true, run: (*Server).certsRemoveCommand},
 		"help":             {usage: "help [COMMAND]", summary: "list the commands, or show one command's usage", pty: true, run: (*Server).helpCommand},
 		"version":          {usage: "version", summary: "print the server's version", pty: true, run: (*Server).versionCommand},
 	}

@@ -55,6 +55,8 @@ type Server struct {
 	// hookBin is the gitreceive binary the repositories' hooks exec.
 	hookBin    string
 	wrapDeploy func(next apps.DeployFunc) apps.DeployFunc
+	// certRenewal, when set, paces the certificate renewal job (tests).
+	certRenewal apps.CertRenewal
 }
 
 // Option changes a Server built by New.
@@ -64,6 +66,13 @@ type Option func(*Server)
 // it to hold a push open as a long deploy would.
 func WithPreReceive(wrap func(next apps.DeployFunc) apps.DeployFunc) Option {
 	return func(s *Server) { s.wrapDeploy = wrap }
+}
+
+// WithCertRenewal makes the certificate renewal job pass every interval
+// and retry a failed host after backoff(failures) (tests, which cannot
+// wait an hour).
+func WithCertRenewal(interval time.Duration, backoff func(failures int) time.Duration) Option {
+	return func(s *Server) { s.certRenewal = apps.CertRenewal{Interval: interval, Backoff: backoff} }
 }
 
 // WithHookBinary sets the gitreceive binary run by the hooks (default: this
@@ -110,6 +119,9 @@ func New(cfg apps.Config, log zerolog.Logger, opts ...Option) (*Server, error) {
 	s.apps = apps.New(cfg, log, s.hookBin)
 	if s.wrapDeploy != nil {
 		s.apps.WrapDeploy(s.wrapDeploy)
+	}
+	if err := s.apps.InitHTTPS(s.certRenewal); err != nil {
+		return nil, err
 	}
 
 	s.ssh = &ssh.Server{

@@ -26,7 +26,6 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/receiver"
 	"github.com/gitreceive/gitreceive/receiver/apps"
-	"github.com/gitreceive/gitreceive/receiver/keystore"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
 
@@ -78,9 +77,7 @@ func startServerRunning(t *testing.T, lockTimeout time.Duration, g *gate) *runni
 	// environment) keeps releases here instead of the host's /srv.
 	t.Setenv(agent.RootEnv, filepath.Join(data, "local-node"))
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
-	if err := keystore.Open(apps.KeyStorePath(data)).Add(keystore.Key{Name: "alice", Role: keystore.RoleAdmin, PublicKey: key.Signer.PublicKey()}); err != nil {
-		t.Fatal(err)
-	}
+	receivertest.AddAdmin(t, data, key)
 	r := &running{logs: &syncBuffer{}, served: make(chan struct{})}
 	opts := []receiver.Option{receiver.WithHookBinary(bin)}
 	if g != nil {
@@ -440,4 +437,4 @@ func findProcess(t *testing.T, argv ...string) int {
 }
 
 // syncBuffer is a bytes.Buffer safe for a writer and a reader at once.
-type syncBuffer = receivertest.SyncBuffer
+type syncBuffer = receivertest.LockedBuffer

@@ -193,6 +193,10 @@ ensure_dir /var/lib/gitreceive 755
 ensure_dir /etc/gitreceive 755
 ensure_dir /etc/gitreceive/nginx 755   # per-instance server blocks
 ensure_dir /etc/gitreceive/vassals 755 # per-release uWSGI vassals
+# HTTPS (the receiver's certificates and ACME answers): root's only; the
+# keys in certs/HOST/ are 0600, and nginx's master reads them as root.
+ensure_dir /etc/gitreceive/certs 700
+ensure_dir /var/lib/gitreceive/acme-challenge 755
 # /run is a tmpfs: after a reboot this is gone and made again here (and by
 # systemd: tmpfiles.d/gitreceive.conf says the same).
 ensure_dir /run/gitreceive 755

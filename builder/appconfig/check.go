@@ -19,6 +19,7 @@ func (c *checker) check() *Config {
 		DefaultLocation: c.checkDefaultLocation(),
 		Packages:        c.checkPackages(),
 		HealthCheck:     c.checkHealthCheck(),
+		HTTPS:           c.checkHTTPS(),
 		Config:          map[string]string{},
 	}
 	c.checkWorkerSettings(cfg)

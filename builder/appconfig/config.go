@@ -48,6 +48,7 @@ type Config struct {
 	Packages        []string          // Debian package names
 	Config          map[string]string // config.NAME keys by NAME, values verbatim; never nil
 	HealthCheck     string            // URL path on the app, default "/"
+	HTTPS           string            // https: HTTPSRequired, HTTPSOptional or HTTPSOff; "" when unset (optional)
 
 	// Staging and BranchLocations are [staging] and the [branch:NAME]
 	// sections: where and whether other branches are deployed.

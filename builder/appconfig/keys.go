@@ -29,7 +29,7 @@ const (
 var knownKeys = []string{
 	keyAppName, keyRunner, keyPlatform, keyPHPRoot, keyUpdateFetch, keyDefaultLocation,
 	keyPackages, keyHealthCheck, keyWorkers, keyHarakiri, keyMaxRequests, keyReloadOnRSS,
-	keyHealthTimeout, keyMemory, keyMaxProcesses, keyCPUWeight, keyCronTimezone,
+	keyHealthTimeout, keyMemory, keyMaxProcesses, keyCPUWeight, keyCronTimezone, keyHTTPS,
 }
 
 // keyFamilies are the prefixes of service.NAME and config.NAME, without the dot.

@@ -102,6 +102,8 @@ type validCase struct {
 
 var validCases = []validCase{
 	{"minimal", minimalIni, func(*Config) {}},
+	{"https required", minimalIni + "https = required\n", func(c *Config) { c.HTTPS = HTTPSRequired }},
+	{"https off", minimalIni + "https = off\n", func(c *Config) { c.HTTPS = HTTPSOff }},
 	{"runner object after # is not a comment",
 		"[production]\napp_name = myapp\nrunner = src/app/wsgi.py#app\n",
 		func(c *Config) { c.Runner.Object = "app" }},
@@ -364,6 +366,11 @@ var errorCases = []errorCase{
 		[]string{`""`, "config name"}},
 	{"config name with a space", minimalIni + "config.a b = on\n", 4, "config.a b",
 		[]string{`"a b"`, "letters, digits"}},
+
+	// https
+	{"https misspelt", minimalIni + "https = requried\n", 4, "https",
+		[]string{`"requried"`, "did you mean required?", "optional"}},
+	{"https yes", minimalIni + "https = yes\n", 4, "https", []string{`"yes"`, "required", "off"}},
 
 	// health_check
 	{"health_check without a slash", minimalIni + "health_check = health\n", 4, "health_check",

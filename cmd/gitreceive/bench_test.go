@@ -128,6 +128,7 @@ func TestBench(t *testing.T) {
 		{"Push", benchPush},
 		{"FanOut", benchFanOut},
 		{"PushToLive", benchPushToLive},
+		{"HTTPS", benchHTTPS},
 		{"ConcurrentPushes", benchConcurrentPushes},
 		{"Connections", benchConnections},
 	}
@@ -542,44 +543,25 @@ func benchPushToLive(t *testing.T, tb *benchTable) {
 	fmt.Printf("\npush-to-live (git push start -> new version answering on every node), median of %d\n", runs)
 	fmt.Printf("%-6s %14s %16s %22s %8s\n", "nodes", "first deploy", "one-file change", "requests in switches", "failed")
 	for _, k := range []int{1, 4} {
-		for _, n := range bed.Nodes {
-			_ = exec.Command(bin, "nodes", "--data", f.data, "remove", n.Name).Run()
-		}
-		for _, n := range bed.Nodes[:k] {
-			if out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
-				t.Fatalf("nodes add: %v\n%s", err, out)
-			}
-		}
+		useNodes(t, f, bed.Nodes[:k], bed.Nodes)
 		var first, one []time.Duration
 		var requests int64
 		var failed []string
 		for i := 0; i < runs; i++ {
 			app := fmt.Sprintf("live%d-%d", k, i)
 			host := app + ".localhost"
-			page := func(marker string) map[string]string {
-				return map[string]string{"app.py": "def application(environ, start_response):\n" +
-					"    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'" + marker + "']\n"}
-			}
 			work := f.alice.WorkTree(t, receivertest.App(app, page("first")))
 			first = append(first, pushToLive(t, f, work, app, bed.Nodes[:k], host, "first"))
 
 			f.alice.Commit(t, work, "one file", page("second"))
-			stop := make(chan struct{})
-			done := make(chan struct{})
-			var n int64
-			var fails []string
-			go func() {
-				defer close(done)
-				n, fails = load(bed.Nodes[:k], host, 4, 0, stop)
-			}()
-			one = append(one, pushToLive(t, f, work, app, bed.Nodes[:k], host, "second"))
-			close(stop)
-			<-done
+			d, n, fails := duringLoad(func(stop <-chan struct{}) (int64, []string) { return load(bed.Nodes[:k], host, 4, 0, stop) },
+				func() time.Duration { return pushToLive(t, f, work, app, bed.Nodes[:k], host, "second") })
+			one = append(one, d)
 			requests += n
 			failed = append(failed, fails...)
 		}
 		fmt.Printf("%-6d %14s %16s %22d %8d\n", k, median(first).Round(time.Millisecond), median(one).Round(time.Millisecond), requests, len(failed))
-		nodesName := map[bool]string{true: "1 node", false: fmt.Sprintf("%d nodes", k)}[k == 1]
+		nodesName := nodeCount(k)
 		tb.add("4. push-to-live: first deploy of a small app, "+nodesName, ms(median(first)), "", "", "",
 			"`git push` start to the new release answering over HTTP on every node; no baseline (DESIGN.md: a rewrite-and-wait peer, Piku, took 1.5-4.3 s, median 2.9 s, for a one-line change)")
 		tb.add("4. push-to-live: one-file change under load, "+nodesName, ms(median(one)), "", "", "0 failed requests",
@@ -589,6 +571,50 @@ func benchPushToLive(t *testing.T, tb *benchTable) {
 		}
 	}
 	fmt.Println("target: 0 failed requests")
+}
+
+// useNodes makes targets the receiver's only nodes out of all.
+func useNodes(t *testing.T, f *fixture, targets, all []*testbed.Node) {
+	t.Helper()
+	for _, n := range all {
+		_ = exec.Command(bin, "nodes", "--data", f.data, "remove", n.Name).Run()
+	}
+	for _, n := range targets {
+		if out, err := exec.Command(bin, "nodes", "--data", f.data, "add", n.Name, "root@"+n.IP).CombinedOutput(); err != nil {
+			t.Fatalf("nodes add: %v\n%s", err, out)
+		}
+	}
+}
+
+// duringLoad runs push while loadUntil sends requests, until push has
+// returned: the push's time and loadUntil's count and failures.
+func duringLoad(loadUntil func(stop <-chan struct{}) (int64, []string), push func() time.Duration) (time.Duration, int64, []string) {
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var n int64
+	var fails []string
+	go func() {
+		defer close(done)
+		n, fails = loadUntil(stop)
+	}()
+	d := push()
+	close(stop)
+	<-done
+	return d, n, fails
+}
+
+// nodeCount is "1 node" or "K nodes".
+func nodeCount(k int) string {
+	if k == 1 {
+		return "1 node"
+	}
+	return fmt.Sprintf("%d nodes", k)
+}
+
+// page is an app.py answering marker as plain text.
+func page(marker string) map[string]string {
+	return map[string]string{"app.py": "def application(environ, start_response):\n" +
+		"    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'" + marker + "']\n"}
 }
 
 // pushToLive pushes work and returns the time until every node answers

@@ -36,11 +36,11 @@ def application(environ, start_response):
 
 // pushUntil starts `git push silver main` in work and returns once its
 // output holds want (a minute at most), with the push still running.
-func pushUntil(t *testing.T, f *fixture, work, want string) (out *receivertest.SyncBuffer, wait func() error) {
+func pushUntil(t *testing.T, f *fixture, work, want string) (out *receivertest.LockedBuffer, wait func() error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	push := f.alice.GitCmd(ctx, work, "push", "silver", "main")
-	out = &receivertest.SyncBuffer{}
+	out = &receivertest.LockedBuffer{}
 	push.Stdout, push.Stderr = out, out
 	// ssh, git's child, holds the output pipe too: Wait ends without it.
 	push.WaitDelay = 5 * time.Second
@@ -61,11 +61,11 @@ func pushUntil(t *testing.T, f *fixture, work, want string) (out *receivertest.S
 }
 
 // startFollow runs `ssh silver logs -f app` until it has printed something.
-func startFollow(t *testing.T, f *fixture, app string) (out *receivertest.SyncBuffer, wait func() error) {
+func startFollow(t *testing.T, f *fixture, app string) (out *receivertest.LockedBuffer, wait func() error) {
 	t.Helper()
 	c := f.alice
 	follow := exec.Command("sh", "-c", c.SSHCommand()+` -p "$1" git@"$2" logs -f "$3"`, "sh", c.Server.Port(), c.Server.Host(), app)
-	out = &receivertest.SyncBuffer{}
+	out = &receivertest.LockedBuffer{}
 	follow.Stdout, follow.Stderr = out, out
 	follow.WaitDelay = 5 * time.Second
 	if err := follow.Start(); err != nil {

@@ -38,7 +38,8 @@ type fixture struct {
 	unauthorized *receivertest.Client
 }
 
-func newFixture(t *testing.T) *fixture {
+// env is added to the receiver's environment (settings: GITRECEIVE_KEY).
+func newFixture(t *testing.T, env ...string) *fixture {
 	t.Helper()
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	f := &fixture{data: t.TempDir(), keysDir: t.TempDir()}
@@ -49,7 +50,7 @@ func newFixture(t *testing.T) *fixture {
 	// The local node (where deploys go while no node is added) keeps its
 	// releases here instead of the host's /srv.
 	f.nodeRoot = filepath.Join(f.data, "local-node")
-	f.srv = receivertest.StartProcess(t, bin, f.data, agent.RootEnv+"="+f.nodeRoot)
+	f.srv = receivertest.StartProcess(t, bin, f.data, append([]string{agent.RootEnv + "=" + f.nodeRoot}, env...)...)
 	f.alice = receivertest.NewClient(t, f.srv.Server, f.aliceKey)
 	f.bob = receivertest.NewClient(t, f.srv.Server, f.bobKey)
 	f.unauthorized = receivertest.NewClient(t, f.srv.Server, receivertest.NewKey(t, f.keysDir, "mallory"))
@@ -58,11 +59,11 @@ func newFixture(t *testing.T) *fixture {
 
 // fanOutBed is a receiver with count test-bed nodes added to it and set
 // up (`nodes setup --all`: nginx and the uWSGI emperor running).
-func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testbed.Bed) {
+func fanOutBed(t *testing.T, prefix, subnet string, count int, env ...string) (*fixture, *testbed.Bed) {
 	t.Helper()
 	testbed.Require(t)
 	requireStack(t)
-	f := newFixture(t)
+	f := newFixture(t, env...)
 	bed := receivertest.NewBed(t, bin, f.data, prefix, subnet, count)
 	return f, bed
 }
@@ -71,6 +72,12 @@ func fanOutBed(t *testing.T, prefix, subnet string, count int) (*fixture, *testb
 // every node until stop is closed and at least min requests were made
 // (bounded by a minute), and returns the count and the failures.
 func load(nodes []*testbed.Node, host string, clients, min int, stop <-chan struct{}) (total int64, failures []string) {
+	return loadWith(nodes, clients, min, stop, func(n *testbed.Node) (int, string) { return get(n, host, "/") })
+}
+
+// loadWith is load with fetch making each request (a status other than 200
+// is a failure).
+func loadWith(nodes []*testbed.Node, clients, min int, stop <-chan struct{}, fetch func(*testbed.Node) (int, string)) (total int64, failures []string) {
 	var n atomic.Int64
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -88,7 +95,7 @@ func load(nodes []*testbed.Node, host string, clients, min int, stop <-chan stru
 				default:
 				}
 				node := nodes[(c+i)%len(nodes)]
-				code, body := get(node, host, "/")
+				code, body := fetch(node)
 				n.Add(1)
 				if code != 200 {
 					mu.Lock()

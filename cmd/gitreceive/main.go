@@ -84,6 +84,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "gitreceive: %v\n", err)
 			return 1
 		}
+		fleet.SetupCerts = apps.CertFiles(dir)
 		return fleet.Command(ctx, rest, stdout, stderr, true)
 	case "node":
 		// The agent side, run by the receiver on a node (over SSH, or as a

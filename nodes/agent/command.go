@@ -146,6 +146,8 @@ var handlers = map[string]handler{
 	"activate":   handle(activateVerb),
 	"deactivate": handle(deactivateVerb),
 	"abort":      handle(abortVerb),
+	"challenge":  handle(challengeVerb),
+	"cert":       handle(certVerb),
 }
 
 func statusVerb(_ context.Context, c *call, _ agentapi.Status) error {

@@ -290,12 +290,8 @@ func serverNames(conf string) []string {
 // fileInstance names the instance a file in NginxDir belongs to: APP/INSTANCE
 // from our header, else the file itself.
 func fileInstance(conf, path string) string {
-	for _, line := range strings.Split(conf, "\n") {
-		if rest, ok := strings.CutPrefix(line, instanceHeader); ok {
-			if f := strings.Fields(rest); len(f) == 2 {
-				return "instance " + f[0] + "/" + f[1]
-			}
-		}
+	if app, instance, ok := confInstance(conf); ok {
+		return "instance " + app + "/" + instance
 	}
 	return "the file " + filepath.Base(path)
 }

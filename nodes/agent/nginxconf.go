@@ -122,6 +122,9 @@ func (ri runtimeInstance) renderNginx(live, prev int, spec Spec, disabled bool) 
 	}
 
 	w := &confWriter{rt: rt, logs: logs, disabled: disabled, timeout: spec.Harakiri + readTimeoutMargin, writableRoot: wr}
+	if err := w.setTLS(ri, spec, groups, prev > 0); err != nil {
+		return "", err
+	}
 	state := fmt.Sprintf("release v%d", live)
 	if prev > 0 {
 		state += fmt.Sprintf(", previous release v%d at prev.HOST", prev)
@@ -175,6 +178,7 @@ type confWriter struct {
 	disabled     bool
 	timeout      int    // uwsgi_read_timeout and uwsgi_send_timeout, seconds
 	writableRoot string // the writable_root service's directory, "" = none
+	tlsConf             // HTTPS (nginxtls.go)
 }
 
 func (w *confWriter) line(indent int, format string, args ...any) {
@@ -186,14 +190,17 @@ func (w *confWriter) line(indent int, format string, args ...any) {
 // server writes one server block: host's paths routed to r.
 func (w *confWriter) server(host string, paths []string, r release) {
 	w.line(0, "")
+	if w.redirects(host) {
+		w.redirectServer(host)
+	}
 	w.line(0, "server {")
-	// The same sockets as the catch-all, which is default_server on both.
-	w.line(1, "listen 80;")
-	w.line(1, "listen [::]:80;")
+	w.listens(host)
 	w.line(1, "server_name %s;", host)
 	w.line(1, "access_log %s;", filepath.Join(w.logs, "access.log"))
 	w.line(1, "error_log %s;", filepath.Join(w.logs, "error.log"))
 	w.line(1, "client_max_body_size %s;", maxBodySize)
+	w.tlsDirectives(host)
+	w.acmeLocation()
 	if !w.disabled {
 		if w.writableRoot != "" {
 			w.line(1, "# static/ of v%d answers first, then the writable root; what is a file in neither goes to the app.", r.n)

@@ -73,6 +73,11 @@ type Spec struct {
 	MemoryMB     int `json:"memory_mb"`     // MB all its processes may use together (cgroup memory.max; default 512)
 	MaxProcesses int `json:"max_processes"` // processes and threads at once (pids.max; default 128)
 	CPUWeight    int `json:"cpu_weight"`    // CPU share against other instances (cpu.weight, 1-10000; default 100)
+
+	// HTTPS is app.ini's https: "optional" ("" too: both schemes once a
+	// host has a certificate), "required" (HTTP answers 308 to HTTPS and
+	// HTTPS sends Strict-Transport-Security) or "off" (HTTP only).
+	HTTPS string `json:"https,omitempty"`
 }
 
 // Location is HOST[/PATH] (Silver Lining's term).
@@ -161,7 +166,7 @@ func (s Spec) Validate() error {
 			return fmt.Errorf("package %q is not a Debian package name", p)
 		}
 	}
-	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers} {
+	for _, check := range []func() error{s.validatePlatform, s.validateLocations, s.validateUpdateFetch, s.validateNumbers, s.validateHTTPS} {
 		if err := check(); err != nil {
 			return err
 		}
@@ -324,6 +329,8 @@ type Runtime struct {
 	PagesDir     string // 404.html, 503.html
 	NginxUser    string // nginx's workers' user: a member of every instance's group, to serve static files
 	NginxGroup   string // nginx's workers' group (www-data): connects to the sockets, reads writable_root
+	CertsDir     string // CertsDir/HOST/live -> ID/{fullchain,key}.pem: root's, 0700 ("": no HTTPS, tests of the pieces)
+	ChallengeDir string // ACME HTTP-01 answers, served at /.well-known/acme-challenge/ for every host ("": none)
 	DataDir      string // services' data kept across releases (files, writable_root); the uid high-water mark
 	CgroupRoot   string // where the cgroup hierarchies are mounted ("": no per-instance cgroups, tests of the pieces)
 	LogrotateDir string // logrotate's include directory: one file per instance, rotating as its user ("": none)
@@ -347,6 +354,8 @@ func SystemRuntime() Runtime {
 		PagesDir:     "/usr/share/gitreceive/pages",
 		NginxUser:    "www-data",
 		NginxGroup:   "www-data",
+		CertsDir:     "/etc/gitreceive/certs",
+		ChallengeDir: ChallengeDir,
 		DataDir:      "/var/lib/gitreceive",
 		CgroupRoot:   "/sys/fs/cgroup",
 		LogrotateDir: "/etc/logrotate.d",

@@ -33,7 +33,11 @@ const Usage = `usage: gitreceive node VERB ...
   service    provision|backup|restore|clear|destroy SERVICE APP INSTANCE
   status
   packages   PACKAGE...
-  setup      [PACKAGE...]`
+  setup      [PACKAGE...]
+  challenge  put|remove TOKEN      (put: the key authorization on stdin)
+  cert       stage|test|commit|unstage HOST ID   (stage: chain and key, PEM, on stdin)
+  cert       remove HOST
+  cert       list`
 
 // ErrUsage is a command line that does not have the shape of its verb:
 // its message is Usage.
@@ -212,6 +216,8 @@ var parsers = map[string]func(args []string) (Request, error){
 	"status":     parseStatus,
 	"setup":      func(args []string) (Request, error) { p, err := packageList(args); return Setup{p}, err },
 	"packages":   parsePackages,
+	"challenge":  parseChallenge,
+	"cert":       parseCert,
 }
 
 // Parse reads a command line (the words after `gitreceive node`).

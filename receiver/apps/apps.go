@@ -42,6 +42,8 @@ type Apps struct {
 	creds   *credentialStore
 	// hostClaims holds the in-memory side of the host claims.
 	hostClaims hostClaims
+	// https is the certificate store and the ACME renewer (InitHTTPS).
+	https *httpsService
 	// deployFunc decides a push (Deploy; tests wrap it).
 	deployFunc DeployFunc
 
@@ -86,9 +88,10 @@ func (a *Apps) Repos() Repos { return a.repos }
 func (a *Apps) Fleet() *nodes.Fleet { return a.fleet }
 
 // Start begins the work the daemon does on its own: switching back nodes
-// left on releases that were never recorded.
+// left on releases that were never recorded, renewing certificates.
 func (a *Apps) Start() {
 	guard.Go(a.log, "repair", func() { a.repairInterrupted(a.life) })
+	a.startRenewal()
 }
 
 // Close ends the daemon's own work and the connections to the nodes.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gitreceive/gitreceive/builder"
 	"github.com/gitreceive/gitreceive/builder/appconfig"
+	"github.com/gitreceive/gitreceive/receiver/certs"
 )
 
 // Defaults for Config.
@@ -76,6 +77,12 @@ type Config struct {
 	// which ones is the operator's decision.
 	PackagesAllowed []string
 	Version         string
+	// HTTPS is https (on, off, auto: on once ACMEEmail is set); ACME*
+	// are acme_email, acme_directory and acme_ca (a PEM file's path).
+	HTTPS         string
+	ACMEEmail     string
+	ACMEDirectory string
+	ACMECA        string
 	// Warnings are what LoadConfig found odd in gitreceive.ini without
 	// refusing it (an unknown key, a key set twice, a section), each one
 	// naming the file, line and key; whoever loads the config logs them.
@@ -101,7 +108,8 @@ func ResolveDataDir(flagValue string) string {
 func defaultConfig(dataDir string) Config {
 	return Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
 		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout,
-		ShutdownTimeout: DefaultShutdownTimeout, Limits: appconfig.DefaultLimits()}
+		ShutdownTimeout: DefaultShutdownTimeout, Limits: appconfig.DefaultLimits(),
+		HTTPS: "auto", ACMEDirectory: certs.DefaultDirectory}
 }
 
 // LoadConfig reads DATA/gitreceive.ini (optional) and applies the
@@ -137,6 +145,9 @@ func LoadConfig(dataDir, listenFlag string) (Config, error) {
 	}
 	if err := applySettings(&c, values); err != nil {
 		return c, err
+	}
+	if c.HTTPS == "on" && c.ACMEEmail == "" {
+		return c, fmt.Errorf("%s: https = on needs acme_email: set it to the address the CA may write to", values["https"].where())
 	}
 	return c, checkLimits(c.Limits, values, path)
 }

@@ -207,6 +207,10 @@ func TestLoadConfigEnvironment(t *testing.T) {
 		{"deploy", "true", "off", func(c Config) any { return c.DeployOff }, true, "maybe"},
 		{"packages_allowed", "php-*", "python3-yaml", func(c Config) any { return strings.Join(c.PackagesAllowed, " ") }, "python3-yaml", "$(id)"},
 		{"services", "redis", "files postgis", func(c Config) any { return strings.Join(c.AllowedServices, " ") }, "files postgis", "mongodb"},
+		{"https", "auto", "off", func(c Config) any { return c.HTTPS }, "off", "yes"},
+		{"acme_email", "a@example.com", "ops@example.com", func(c Config) any { return c.ACMEEmail }, "ops@example.com", "ops at example"},
+		{"acme_directory", "https://a.example/dir", "https://ca.example/acme/directory", func(c Config) any { return c.ACMEDirectory }, "https://ca.example/acme/directory", "http://ca.example/dir"},
+		{"acme_ca", "/etc/a.pem", "/etc/ssl/private-ca.pem", func(c Config) any { return c.ACMECA }, "/etc/ssl/private-ca.pem", "roots.pem"},
 	} {
 		t.Run(tc.key, func(t *testing.T) {
 			env := "GITRECEIVE_" + strings.ToUpper(tc.key)
@@ -228,8 +232,8 @@ func TestLoadConfigEnvironment(t *testing.T) {
 			}
 		})
 	}
-	if len(settingsTable) != 16 {
-		t.Errorf("the table has %d settings, this test covers 16: add the new one above", len(settingsTable))
+	if len(settingsTable) != 20 {
+		t.Errorf("the table has %d settings, this test covers 20: add the new one above", len(settingsTable))
 	}
 }
 

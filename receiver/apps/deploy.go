@@ -88,6 +88,7 @@ func (a *Apps) Deploy(ctx context.Context, p *Push, out *hooks.Progress) error {
 			return err
 		}
 		p.wentLive(built, switched)
+		a.issueCerts(ctx, p.Log, built, out)
 	}
 	return nil
 }

@@ -54,6 +54,7 @@ func (a *Apps) runSpec(r *builder.Release) (agent.Spec, error) {
 		MemoryMB:           res.MemoryMB,
 		MaxProcesses:       res.MaxProcesses,
 		CPUWeight:          cfg.CPUWeight,
+		HTTPS:              cfg.HTTPS,
 	}
 	if !isProductionBranch(r.Branch) {
 		spec.IdleStop = int(a.cfg.StagingIdle / time.Second)

@@ -2,12 +2,16 @@ package apps
 
 import (
 	"errors"
+	"net/mail"
+	"net/url"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/gitreceive/gitreceive/builder/appconfig"
 	"github.com/gitreceive/gitreceive/names"
+	"github.com/gitreceive/gitreceive/receiver/certs"
 )
 
 // setting is one key of gitreceive.ini: its default and what it does, as
@@ -76,6 +80,16 @@ var settingsTable = []setting{
 			"before anything is provisioned (`app.ini: service.mysql: this receiver does not provide mysql (its operator allows: ...)`)",
 		list: true,
 		set:  func(c *Config, v string) (err error) { c.AllowedServices, err = parseAllowedServices(v); return err }},
+	{key: "https", def: "auto",
+		doc: "`on`: every host a deploy answers at gets a certificate from the ACME CA once the release is live, renewed by the daemon; " +
+			"`auto`: on once `acme_email` is set; `off`: no ACME (`certs:add` still installs an operator's certificate)", set: setHTTPS},
+	{key: "acme_email", def: "none", doc: "the contact the CA may write to about expiring certificates (`none`: unset, and HTTPS stays off)",
+		set: setACMEEmail},
+	{key: "acme_directory", def: certs.DefaultDirectory,
+		doc: "the ACME directory URL of the CA (any RFC 8555 CA, e.g. an internal step-ca)", set: setACMEDirectory},
+	{key: "acme_ca", def: "none",
+		doc: "a PEM file of the root certificates to trust for `acme_directory` (a private CA); `none`: the system's (`SSL_CERT_FILE` moves them)",
+		set: setACMECA},
 }
 
 // settingKeys are the keys of settingsTable, for "did you mean".
@@ -144,5 +158,47 @@ func setDeploy(c *Config, v string) error {
 		return errors.New("must be true or false (false: accept pushes without building or deploying them)")
 	}
 	c.DeployOff = !on
+	return nil
+}
+
+func setHTTPS(c *Config, v string) error {
+	switch v {
+	case "on", "off", "auto":
+		c.HTTPS = v
+		return nil
+	}
+	return errors.New("must be on, off or auto (on once acme_email is set)")
+}
+
+func setACMEEmail(c *Config, v string) error {
+	if v == "none" {
+		c.ACMEEmail = ""
+		return nil
+	}
+	if a, err := mail.ParseAddress(v); err != nil || a.Address != v || a.Name != "" {
+		return errors.New("is not an e-mail address such as ops@example.com")
+	}
+	c.ACMEEmail = v
+	return nil
+}
+
+func setACMEDirectory(c *Config, v string) error {
+	u, err := url.Parse(v)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return errors.New("is not an https:// URL of an ACME directory")
+	}
+	c.ACMEDirectory = v
+	return nil
+}
+
+func setACMECA(c *Config, v string) error {
+	if v == "none" {
+		c.ACMECA = ""
+		return nil
+	}
+	if !filepath.IsAbs(v) {
+		return errors.New("is not an absolute path to a PEM file")
+	}
+	c.ACMECA = v
 	return nil
 }

@@ -6,8 +6,9 @@
 // (CheckBundle), says which hosts can have a public certificate (Eligible),
 // and renews what is due, one host at a time (Renewer).
 //
-// Not wired yet: the receiver's settings, the spreading of tokens and
-// certificates to the nodes and the operator commands come next.
+// receiver/apps wires it: settings, the ChallengeSpreader and Install over
+// the nodes (package nodes), issuing after a deploy, the renewal job, and
+// the operator's certs commands.
 //
 // Private keys never reach a log line, an error or a command line: they go
 // from lego or the operator's stdin to 0600 files through

@@ -5,9 +5,7 @@ package certs
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"io"
-	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,16 +14,12 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+	"github.com/gitreceive/gitreceive/receiver/certs/certstest"
 )
 
 // pebbleCA is a real ACME server (pebble, in process) on loopback, whose
-// validation authority resolves every name to 127.0.0.1 through an in-test
-// DNS server and fetches HTTP-01 answers from the test's challengeServer.
+// validation authority resolves every name to 127.0.0.1 and fetches
+// HTTP-01 answers from the test's challengeServer.
 type pebbleCA struct {
 	directory string
 	roots     []byte // the ACME server's TLS root, PEM: what acme_ca would hold
@@ -38,28 +32,9 @@ type pebbleCA struct {
 func startPebble(t *testing.T, validity uint64) *pebbleCA {
 	t.Helper()
 	chal := newChallengeServer(t)
-	logger := log.New(io.Discard, "pebble ", 0)
-	store := db.NewMemoryStore()
-	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{
-		"default": {Description: "test", ValidityPeriod: validity},
-	})
-	validator := va.New(logger, chal.port, 0, false, startDNS(t), store)
-	// Retry-After 1 s (the least there is) on authorizations and orders:
-	// without one lego polls every 5 s.
-	front := wfe.New(logger, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 1, 1)
-	srv := httptest.NewUnstartedServer(front.Handler())
-	srv.Config.ErrorLog = logger // the handshake a test refuses on purpose is not news
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-
-	issuing := x509.NewCertPool()
-	issuing.AddCert(authority.GetRootCert(0).Cert)
-	return &pebbleCA{
-		directory: srv.URL + wfe.DirectoryPath,
-		roots:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}),
-		issuing:   issuing,
-		chal:      chal,
-	}
+	p := certstest.Start(t, certstest.Options{Validity: validity, HTTPPort: chal.port,
+		Resolve: func(string) []net.IP { return []net.IP{net.IPv4(127, 0, 0, 1)} }})
+	return &pebbleCA{directory: p.Directory, roots: p.Roots, issuing: p.Issuing, chal: chal}
 }
 
 // pebbleIssuer is an Issuer with a Store of its own for a new pebble
@@ -73,32 +48,6 @@ func pebbleIssuer(t *testing.T, validity uint64) (*pebbleCA, *Store, *Issuer) {
 		t.Fatal(err)
 	}
 	return ca, store, is
-}
-
-// startDNS answers every A question with 127.0.0.1 and every other one with
-// nothing, over TCP (pebble's VA asks over TCP).
-func startDNS(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{Listener: ln, Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
-		m := new(dns.Msg)
-		m.SetReply(q)
-		for _, question := range q.Question {
-			if question.Qtype == dns.TypeA {
-				m.Answer = append(m.Answer, &dns.A{
-					Hdr: dns.RR_Header{Name: question.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60},
-					A:   net.IPv4(127, 0, 0, 1),
-				})
-			}
-		}
-		_ = w.WriteMsg(m)
-	})}
-	go func() { _ = srv.ActivateAndServe() }()
-	t.Cleanup(func() { _ = srv.Shutdown() })
-	return ln.Addr().String()
 }
 
 // challengeServer is the test's ChallengeSpreader and the web server the CA

@@ -81,6 +81,14 @@ type Renewer struct {
 	Clock    Clock
 	Interval time.Duration
 	Rand     func(n int64) int64
+	// Backoff, when set, replaces the package's Backoff (tests that
+	// cannot wait minutes for a retry).
+	Backoff func(failures int) time.Duration
+	// Lock, when set, is taken around each attempt of RunOnce (the
+	// receiver: the lock of the app serving the host, so that a renewal
+	// never installs beside a deploy). Renew itself does not take it: its
+	// callers hold it already.
+	Lock func(ctx context.Context, host string) (unlock func(), err error)
 
 	locks sync.Map // host -> *sync.Mutex
 }
@@ -126,7 +134,7 @@ func (r *Renewer) Renew(ctx context.Context, host string) error {
 		meta.LastAttempt = now
 		meta.LastError = err.Error()
 		meta.Failures++
-		meta.NextAttempt = now.Add(Backoff(meta.Failures, r.rand()))
+		meta.NextAttempt = now.Add(r.backoff(meta.Failures))
 		log.Warn().Err(err).Int("failures", meta.Failures).Time("next_attempt", meta.NextAttempt).Msg("certificate not renewed")
 		if serr := r.Store.SaveMeta(meta); serr != nil {
 			return errors.Join(err, serr)
@@ -165,9 +173,30 @@ func (r *Renewer) RunOnce(ctx context.Context) error {
 		if !r.pending(meta, now) && !r.caSaysRenew(ctx, meta, now) {
 			continue
 		}
-		_ = r.Renew(ctx, host) // logged and recorded by Renew
+		r.renewLocked(ctx, host)
 	}
 	return nil
+}
+
+// renewLocked is Renew under Lock; failures are logged and recorded by
+// Renew, a lock not taken is logged here.
+func (r *Renewer) renewLocked(ctx context.Context, host string) {
+	if r.Lock != nil {
+		unlock, err := r.Lock(ctx, host)
+		if err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Str("host", host).Msg("certificate renewal postponed")
+			return
+		}
+		defer unlock()
+	}
+	_ = r.Renew(ctx, host)
+}
+
+func (r *Renewer) backoff(failures int) time.Duration {
+	if r.Backoff != nil {
+		return r.Backoff(failures)
+	}
+	return Backoff(failures, r.rand())
 }
 
 func (r *Renewer) pending(m Meta, now time.Time) bool {

@@ -453,22 +453,3 @@ func AddKey(t testing.TB, bin, dataDir string, key Key, flags ...string) {
 		t.Fatalf("gitreceive %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 }
-
-// SyncBuffer is a bytes.Buffer safe for a writer and a reader at once: a
-// command's output read while it still runs.
-type SyncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *SyncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *SyncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
