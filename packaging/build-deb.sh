@@ -37,6 +37,45 @@ if [ ! -x "$binary" ]; then
 	exit 1
 fi
 
+# go_module_licenses BINARY prints the copyright file's Go-modules license paragraph: the
+# license text of the Go standard library and of every module `go version -m` finds linked into
+# BINARY, read from GOROOT and the module cache the binary was built from (no network).
+go_module_licenses() {
+	command -v go >/dev/null || { echo "build-deb.sh: go is needed to read the licenses of the modules in $1" >&2; return 1; }
+	printf '\nLicense: Go-modules\n'
+	printf ' The Go standard library and these Go modules are linked into /usr/bin/gitreceive, each\n'
+	printf ' under the license it ships, reproduced here.\n'
+	goroot=$(go env GOROOT) modcache=$(go env GOMODCACHE)
+	license_text "Go standard library $(go version -m "$1" | sed -n '1s/^[^:]*: //p')" "$goroot/LICENSE"
+	go version -m "$1" | awk '$1 == "dep" { print $2, $3 }' | while read -r mod ver; do
+		# The module cache spells capital letters as !lower.
+		dir="$modcache/$(printf '%s' "$mod" | sed 's/[A-Z]/!\L&/g')@$ver"
+		files=$(find "$dir" -maxdepth 1 -type f \( -iname 'LICENSE*' -o -iname 'COPYING*' -o -iname 'LICENCE*' \
+			-o -iname 'NOTICE*' \) 2>/dev/null | LC_ALL=C sort)
+		if [ -z "$files" ]; then
+			echo "build-deb.sh: no license file for Go module $mod $ver in $dir (run go mod download)" >&2
+			return 1
+		fi
+		for file in $files; do
+			license_text "$mod $ver" "$file"
+		done
+	done
+}
+
+# license_text TITLE FILE prints FILE as part of a DEP-5 license paragraph, under TITLE. The
+# Apache 2.0 and MPL 2.0 texts are in every Debian system's /usr/share/common-licenses, and
+# Debian policy (12.5) has the copyright file point there instead of repeating them.
+license_text() {
+	printf ' .\n ==== %s (%s) ====\n .\n' "$1" "$(basename "$2")"
+	if head -n 5 "$2" | grep -q 'Apache License' && head -n 5 "$2" | grep -q 'Version 2\.0'; then
+		printf ' Apache License 2.0: /usr/share/common-licenses/Apache-2.0\n'
+	elif head -n 3 "$2" | grep -q 'Mozilla Public License Version 2\.0'; then
+		printf ' Mozilla Public License 2.0: /usr/share/common-licenses/MPL-2.0\n'
+	else
+		sed -e 's/[[:space:]]*$//' -e 's/^$/./' -e 's/^/ /' "$2"
+	fi
+}
+
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 chmod 0755 "$stage"
@@ -48,7 +87,11 @@ install -d -m 0755 "$root/DEBIAN" "$root/usr/bin" "$root/lib/systemd/system" \
 install -m 0755 "$binary" "$root/usr/bin/gitreceive"
 install -m 0644 "$src/gitreceive.service" "$root/lib/systemd/system/gitreceive.service"
 sed "s/@VERSION@/$version/" "$src/gitreceive.8" | gzip -9n > "$root/usr/share/man/man8/gitreceive.8.gz"
-install -m 0644 "$src/copyright" "$doc/copyright"
+{
+	cat "$src/copyright"
+	go_module_licenses "$binary"
+} > "$doc/copyright"
+chmod 0644 "$doc/copyright"
 install -m 0644 "$src/lintian-overrides" "$root/usr/share/lintian/overrides/gitreceive"
 gzip -9n < "$top/README.md" > "$doc/README.md.gz"
 # A native package's changelog: one entry, this build.

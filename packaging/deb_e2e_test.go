@@ -136,6 +136,37 @@ func TestDebContents(t *testing.T) {
 	}
 }
 
+// TestDebCopyright checks the copyright file: machine-readable (DEP-5), and the license of the
+// Go standard library and of every Go module linked into the packaged binary is in it.
+func TestDebCopyright(t *testing.T) {
+	deb, _ := buildDeb(t)
+	extract := func(path string) string {
+		return run(t, nil, "sh", "-c", `dpkg-deb --fsys-tarfile "$1" | tar -xO "$2"`, "sh", deb, path)
+	}
+	copyright := extract("./usr/share/doc/gitreceive/copyright")
+	for _, want := range []string{
+		"Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n",
+		"\nFiles: usr/bin/gitreceive\n", "\nLicense: gitreceive-unlicensed and Go-modules\n", "\nLicense: Go-modules\n",
+		" ==== Go standard library go", "Apache License 2.0: /usr/share/common-licenses/Apache-2.0",
+	} {
+		receivertest.MustContain(t, copyright, want)
+	}
+	binary := filepath.Join(t.TempDir(), "gitreceive")
+	if err := os.WriteFile(binary, []byte(extract("./usr/bin/gitreceive")), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	modules := 0
+	for _, line := range strings.Split(run(t, nil, "go", "version", "-m", binary), "\n") {
+		if f := strings.Fields(line); len(f) >= 3 && f[0] == "dep" {
+			modules++
+			receivertest.MustContain(t, copyright, " ==== "+f[1]+" "+f[2]+" (")
+		}
+	}
+	if modules < 5 {
+		t.Fatalf("go version -m found %d modules in the packaged binary; is it a Go binary with its build info?", modules)
+	}
+}
+
 // TestDebControl checks dpkg-deb -I's fields, the maintainer scripts (modes, sh -n), and that
 // the packaged binary prints the package's version.
 func TestDebControl(t *testing.T) {

@@ -32,7 +32,10 @@ type command struct {
 	// whoever waits on the app's lock; the dispatcher holds the lock
 	// while it runs.
 	lock func(a argv) string
-	run  func(s *Server, c *call) error
+	// endless says the session runs until its client ends it (logs -f):
+	// a stopping receiver ends it at once instead of waiting for it.
+	endless func(a argv) bool
+	run     func(s *Server, c *call) error
 }
 
 // lockAs is a lock func for a command described by a fixed phrase.
@@ -53,7 +56,7 @@ func init() {
 		"nodes":            {usage: nodes.RemoteUsage, summary: "list the nodes, or check they are reachable", admin: true, run: (*Server).nodesCommand},
 		"releases":         {usage: releasesUsage, summary: "list an instance's releases and which is live", pty: true, flags: jsonFlag, target: positional(releasesUsage, 2), run: (*Server).releasesCommand},
 		"activate":         {usage: activateUsage, summary: "make an earlier release live again (rollback), with a health check", pty: true, target: positional(activateUsage, 3), lock: func(a argv) string { return "activate " + a.words[2] }, run: (*Server).activateCommand},
-		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, flags: logsFlags, target: positional(logsUsage, 2), run: (*Server).logsCommand},
+		"logs":             {usage: logsUsage, summary: "show (-f: follow) an instance's app, access and error logs from its nodes", pty: true, flags: logsFlags, target: positional(logsUsage, 2), endless: func(a argv) bool { return a.bool("f") }, run: (*Server).logsCommand},
 		"run":              {usage: runUsage, summary: "run a script of the live release on a node, as the app runs (ssh -t for a terminal; without one its output is escaped, --raw leaves stdout as it is)", pty: true, target: runTarget, run: (*Server).runCommand},
 		"apps":             {usage: appsUsage, summary: "list the apps you may manage: instances, location, live release, nodes, services", pty: true, flags: jsonFlag, run: (*Server).appsCommand},
 		"destroy":          {usage: destroyUsage, summary: "remove an instance (APP@BRANCH) or a whole app (APP) from every node", pty: true, flags: destroyFlags, target: positional(destroyUsage, 2, "confirm"), confirm: func(a argv) (string, string) { return a.string("confirm"), "destroyed" }, lock: lockAs("destroy"), run: (*Server).destroyCommand},

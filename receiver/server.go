@@ -6,7 +6,6 @@
 package receiver
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +49,8 @@ type Server struct {
 	// apps is the back-end: every operation a command or a push runs.
 	apps      *apps.Apps
 	receiving sessionCounts
+	// drain is the sessions in flight, which a stopping receiver waits for.
+	drain drain
 
 	// hookBin is the gitreceive binary the repositories' hooks exec.
 	hookBin    string
@@ -157,20 +158,6 @@ func (s *Server) Serve(ln net.Listener) error {
 	if errors.Is(err, ssh.ErrServerClosed) {
 		return nil
 	}
-	return err
-}
-
-// Shutdown stops accepting connections and waits for running sessions
-// until ctx ends, then closes them.
-func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.ssh.Shutdown(ctx)
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		err = s.ssh.Close()
-	}
-	if s.hooks != nil {
-		s.hooks.close()
-	}
-	s.apps.Close()
 	return err
 }
 

@@ -9,10 +9,12 @@ package receiver_test
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -43,6 +45,32 @@ func startServer(t *testing.T, lockTimeout time.Duration, g *gate) *receivertest
 // startServerLogged is startServer that also returns the server's log.
 func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*receivertest.Client, *syncBuffer) {
 	t.Helper()
+	r := startServerRunning(t, lockTimeout, g)
+	return r.client, r.logs
+}
+
+// running is an in-process server, for the tests that stop it themselves.
+type running struct {
+	client *receivertest.Client
+	logs   *syncBuffer
+	srv    *receiver.Server
+	served chan struct{} // closed when Serve has returned, with serveErr
+	// serveErr is Serve's result.
+	serveErr error
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// shutdown runs the server's Shutdown once (the test's, else the cleanup's).
+func (r *running) shutdown(ctx context.Context) error {
+	r.stopOnce.Do(func() { r.stopErr = r.srv.Shutdown(ctx) })
+	return r.stopErr
+}
+
+// startServerRunning is startServer that returns the server and its log.
+func startServerRunning(t *testing.T, lockTimeout time.Duration, g *gate) *running {
+	t.Helper()
 	receivertest.RequireTools(t, "git", "ssh", "ssh-keygen")
 	data := t.TempDir()
 	// The local node's agent (a child of the server, inheriting this
@@ -50,16 +78,32 @@ func startServerLogged(t *testing.T, lockTimeout time.Duration, g *gate) (*recei
 	t.Setenv(agent.RootEnv, filepath.Join(data, "local-node"))
 	key := receivertest.NewKey(t, t.TempDir(), "alice")
 	receivertest.AddAdmin(t, data, key)
-	logs := &syncBuffer{}
+	r := &running{logs: &syncBuffer{}, served: make(chan struct{})}
 	opts := []receiver.Option{receiver.WithHookBinary(bin)}
 	if g != nil {
 		opts = append(opts, receiver.WithPreReceive(g.wrap))
 	}
-	srv, err := receiver.New(apps.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(logs), opts...)
+	var err error
+	r.srv, err = receiver.New(apps.Config{DataDir: data, LockTimeout: lockTimeout, Version: "test"}, zerolog.New(r.logs), opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return receivertest.NewClient(t, receivertest.ServeInProcess(t, srv, data, logs), key), logs
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { r.serveErr = r.srv.Serve(ln); close(r.served) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.shutdown(ctx)
+		<-r.served
+		if t.Failed() {
+			t.Logf("server log:\n%s", r.logs.String())
+		}
+	})
+	r.client = receivertest.NewClient(t, receivertest.Server{Addr: ln.Addr().String(), DataDir: data}, key)
+	return r
 }
 
 // gate holds pre-receive open, standing in for a long deploy, for the next

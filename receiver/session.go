@@ -44,6 +44,14 @@ func (s *Server) handleSession(sess ssh.Session) {
 	start := time.Now()
 	log := s.log.With().Str("remote", sess.RemoteAddr().String()).Logger()
 	c := &call{sess: sess, log: log, out: hooks.NewProgress(sess.Stderr())}
+	if s.refuseWhileStopping(c) {
+		return
+	}
+	defer func() {
+		if s.drain.end(c) {
+			c.log.Warn().Msg("cancelled at shutdown_timeout: what this session had begun is undone")
+		}
+	}()
 	defer guard.Recover(&c.log, "session", func(sentence string) {
 		fmt.Fprintf(c.stderr(), "gitreceive: %s\n", sentence)
 		_ = sess.Exit(1)
@@ -54,7 +62,7 @@ func (s *Server) handleSession(sess ssh.Session) {
 	_ = sess.Exit(code)
 }
 
-func (s *Server) runSession(c *call) error {
+func (s *Server) runSession(c *call) (err error) {
 	// The identity comes from the key this session proved, looked up now:
 	// nothing remembered from the auth callbacks is trusted, and a key
 	// removed since the connection was made no longer works.
@@ -112,6 +120,13 @@ func (s *Server) runSession(c *call) error {
 		}
 	}
 	c.ctx = c.log.WithContext(c.sess.Context())
+	if cmd.endless != nil && cmd.endless(c.argv) {
+		ctx, cancel := context.WithCancelCause(c.ctx)
+		defer cancel(nil)
+		c.ctx = ctx
+		s.drain.endless(c, cancel)
+		defer func() { err = endedByStop(ctx, err) }()
+	}
 	if cmd.lock != nil {
 		release, err := s.apps.Lock(c.ctx, c.target, c.key.Name, cmd.lock(c.argv), c.out)
 		if err != nil {

@@ -179,13 +179,22 @@ func serve(args []string, stderr io.Writer) int {
 		return 0
 	case <-ctx.Done():
 	}
-	log.Info().Msg("shutting down; waiting up to 30s for running sessions")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		log.Error().Err(err).Msg("shutdown")
+	// A second SIGTERM or ^C ends the wait at once: what still runs is
+	// cancelled and undone, as at shutdown_timeout. (Registered before the
+	// first handler goes, so that no signal meets the default action.)
+	drainCtx, cancelDrain := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancelDrain()
+	stop()
+	drainCtx, cancelTimeout := context.WithTimeout(drainCtx, cfg.ShutdownTimeout)
+	defer cancelTimeout()
+	log.Info().Dur("shutdown_timeout", cfg.ShutdownTimeout).Msg("signal received: stopping")
+	if err := srv.Shutdown(drainCtx); err != nil {
+		log.Warn().Err(err).Msg("stopped")
 	}
-	<-done
+	if err := <-done; err != nil {
+		log.Error().Err(err).Msg("server stopped")
+	}
+	log.Info().Msg("stopped")
 	return 0
 }
 

@@ -26,6 +26,7 @@ const (
 	DefaultDomain           = "localhost"
 	DefaultKeepReleases     = 5
 	DefaultRunTimeout       = time.Hour
+	DefaultShutdownTimeout  = 10 * time.Minute
 	ConfigFileName          = "gitreceive.ini"
 )
 
@@ -46,6 +47,10 @@ type Config struct {
 	KeepReleases int
 	// RunTimeout stops a `run` without a terminal (0: never).
 	RunTimeout time.Duration
+	// ShutdownTimeout bounds how long a stopping receiver waits for the
+	// pushes and commands in flight before it cancels them (see
+	// receiver.Server.Shutdown).
+	ShutdownTimeout time.Duration
 	// StagingBranches are globs of the branches (other than main and
 	// master) deployed as staging instances; nil deploys every branch,
 	// empty none. An app's [staging] branches can only narrow it.
@@ -111,7 +116,8 @@ const DefaultCronCheck = 30 * time.Second
 
 func defaultConfig(dataDir string) Config {
 	return Config{DataDir: dataDir, Listen: DefaultListen, LockTimeout: DefaultLockTimeout, ReleaseSizeLimit: builder.DefaultSizeLimit,
-		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, CronCheck: DefaultCronCheck, Limits: appconfig.DefaultLimits(),
+		Domain: DefaultDomain, KeepReleases: DefaultKeepReleases, RunTimeout: DefaultRunTimeout, CronCheck: DefaultCronCheck,
+		ShutdownTimeout: DefaultShutdownTimeout, Limits: appconfig.DefaultLimits(),
 		HTTPS: "auto", ACMEDirectory: certs.DefaultDirectory}
 }
 

@@ -197,6 +197,7 @@ func TestLoadConfigEnvironment(t *testing.T) {
 		{"domain", "a.example", "B.example.", func(c Config) any { return c.Domain }, "b.example", "a_b"},
 		{"keep_releases", "3", "7", func(c Config) any { return c.KeepReleases }, 7, "1"},
 		{"run_timeout", "1m", "0", func(c Config) any { return c.RunTimeout }, time.Duration(0), "-1s"},
+		{"shutdown_timeout", "1m", "30s", func(c Config) any { return c.ShutdownTimeout }, 30 * time.Second, "-1m"},
 		{"staging_branches", "a", "none", func(c Config) any { return len(c.StagingBranches) }, 0, "$(x)"},
 		{"staging_idle", "1m", "2h", func(c Config) any { return c.StagingIdle }, 2 * time.Hour, "1ms"},
 		{"staging_workers", "on", "off", func(c Config) any { return c.StagingWorkersOff }, true, "maybe"},
@@ -233,8 +234,8 @@ func TestLoadConfigEnvironment(t *testing.T) {
 			}
 		})
 	}
-	if len(settingsTable) != 21 {
-		t.Errorf("the table has %d settings, this test covers 21: add the new one above", len(settingsTable))
+	if len(settingsTable) != 22 {
+		t.Errorf("the table has %d settings, this test covers 22: add the new one above", len(settingsTable))
 	}
 }
 

@@ -43,6 +43,11 @@ var settingsTable = []setting{
 	{key: "run_timeout", def: "1h", doc: "stops a `run` without a terminal (`0`: never)",
 		set: durationSetting(func(c *Config) *time.Duration { return &c.RunTimeout }, func(d time.Duration) bool { return d >= 0 },
 			"is not a duration such as 1h (0 for none)")},
+	{key: "shutdown_timeout", def: "10m",
+		doc: "how long a stopping receiver (SIGTERM: `systemctl stop`, restart, upgrade) lets the pushes and commands in flight " +
+			"run; what still runs then is cancelled and undone (`0`: at once)",
+		set: durationSetting(func(c *Config) *time.Duration { return &c.ShutdownTimeout }, func(d time.Duration) bool { return d >= 0 },
+			"is not a duration such as 10m (0 to cancel at once)")},
 	{key: "staging_branches", def: "*", doc: "globs of the branches deployed as staging instances, or `none`", list: true,
 		set: func(c *Config, v string) (err error) { c.StagingBranches, err = parseBranchGlobs(v); return err }},
 	{key: "staging_idle", def: "0",

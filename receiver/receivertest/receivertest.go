@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -398,8 +399,31 @@ func (p *Process) Kill() {
 	<-done
 }
 
-// Restart starts the server again, after Kill, on the same data dir and
-// address.
+// Terminate sends the server SIGTERM, as systemctl stop does: it drains
+// (see receiver.Server.Shutdown). Exited says how it ended.
+func (p *Process) Terminate() {
+	p.mu.Lock()
+	cmd := p.cmd
+	p.mu.Unlock()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+}
+
+// Exited waits up to limit for the server to exit and returns its exit
+// status; false when it is still running.
+func (p *Process) Exited(limit time.Duration) (code int, exited bool) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return cmd.ProcessState.ExitCode(), true
+	case <-time.After(limit):
+		return 0, false
+	}
+}
+
+// Restart starts the server again, after Kill or Exited, on the same data
+// dir and address.
 func (p *Process) Restart(t testing.TB) {
 	t.Helper()
 	p.start(t)
