@@ -105,10 +105,12 @@ func readSpec(dir string, n int) (Spec, error) {
 	return spec, spec.Validate()
 }
 
-// activate makes release n live: current points at it, nginx routes the
-// instance's locations to it and prev.HOST to the release live before it,
-// whose vassal is demoted to a cheap one; every other vassal of the
-// instance stops, and releases beyond the spec's KeepReleases are removed.
+// activate makes release n live: current points at it, the route links
+// send the instance's locations to it and prev.HOST to the release live
+// before it (a rename each, nginx reloaded only when the instance's hosts
+// or locations changed: it then says why on warn), whose vassal is
+// demoted to a cheap one; every other vassal of the instance stops, and
+// releases beyond the spec's KeepReleases are removed.
 //
 // Its exit code says whether nginx routes to n: on failure, and when ctx
 // ends before routing is done (the receiver hung up, so it cannot learn
@@ -142,10 +144,11 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 		_ = in.setCurrent(old)
 		return fmt.Errorf("recording v%d as the previous release: %w", prev, err)
 	}
+	reloaded := ""
 	if in.rt != nil {
 		var spec Spec
 		if spec, err = in.spec(n); err == nil {
-			err = in.runtime().route(ctx, n, prev, spec, in.disabled())
+			reloaded, err = in.runtime().route(ctx, n, prev, spec, in.disabled())
 		}
 	}
 	if err != nil && ctx.Err() == nil {
@@ -166,6 +169,11 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 			return fmt.Errorf("%w; and switching back to v%d failed: %v", err, old, undoErr)
 		}
 		return err
+	}
+	if reloaded != "" {
+		// Most switches only rename links; the pusher learns when one
+		// touched every app on the node.
+		fmt.Fprintf(warn, "nginx reloaded: %s\n", reloaded)
 	}
 	if err := in.tidy(ctx, n, prev); err != nil {
 		fmt.Fprintf(warn, "warning: v%d is live, but tidying older releases failed: %v\n", n, err)
@@ -191,7 +199,8 @@ func (in instance) switchBack(ctx context.Context, old, prev int) error {
 	if err != nil {
 		return err
 	}
-	return in.runtime().route(ctx, old, prev, spec, in.disabled())
+	_, err = in.runtime().route(ctx, old, prev, spec, in.disabled())
+	return err
 }
 
 // setCurrent points current at release n (0: removes it).
@@ -333,7 +342,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 	if in.rt != nil && cur > 0 {
 		spec, err := in.spec(cur)
 		if err == nil {
-			err = in.runtime().route(ctx, cur, prev, spec, in.disabled())
+			_, err = in.runtime().route(ctx, cur, prev, spec, in.disabled())
 		}
 		if err != nil {
 			return err
@@ -367,12 +376,7 @@ func setLink(dir, name string, n int) error {
 		}
 		return nil
 	}
-	tmp := filepath.Join(dir, "."+name+".new")
-	os.Remove(tmp)
-	if err := os.Symlink(filepath.Join("releases", "v"+strconv.Itoa(n)), tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, link)
+	return replaceLink(link, filepath.Join("releases", "v"+strconv.Itoa(n)))
 }
 
 // list says which releases this node holds.
@@ -460,7 +464,8 @@ func (in instance) setDisabled(ctx context.Context, disabled bool) error {
 	if err != nil {
 		return err
 	}
-	return in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled)
+	_, err = in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled)
+	return err
 }
 
 // runtime is the instance in its runtime (in.rt must not be nil).

@@ -47,7 +47,7 @@ func routeHelper(helper, args string) int {
 	defer cancel()
 	var err error
 	if helper == "route" {
-		err = a.Runtime.instance(a.App, a.Instance).route(ctx, a.Live, a.Prev, a.Spec, a.Disabled)
+		_, err = a.Runtime.instance(a.App, a.Instance).route(ctx, a.Live, a.Prev, a.Spec, a.Disabled)
 	} else {
 		err = a.Runtime.instance(a.App, a.Instance).unroute(ctx)
 	}
