@@ -134,6 +134,7 @@ var handlers = map[string]handler{
 	"manifest": handle(manifestVerb),
 	"receive":  handle(receiveVerb),
 	"start":    handle(startVerb),
+	"prepare":  handle(prepareVerb),
 	"releases": handle(releasesVerb),
 	"logs":     handle(logsVerb),
 	"destroy":  handle(destroyVerb),
@@ -276,19 +277,9 @@ const maxManifest = 256 << 20
 // stream holds every content and the current release is not used.
 func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 	in := bufio.NewReaderSize(stdin, 1<<16)
-	var line []byte
-	for {
-		chunk, err := in.ReadSlice('\n')
-		line = append(line, chunk...) // copied: the next read reuses the buffer
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return Status{}, fmt.Errorf("reading the manifest: %w", err)
-		}
-		if len(line) > maxManifest {
-			return Status{}, fmt.Errorf("the manifest is larger than %d bytes", maxManifest)
-		}
+	line, err := readLine(in, maxManifest)
+	if err != nil {
+		return Status{}, fmt.Errorf("reading the manifest: %w", err)
 	}
 	var want manifest.Manifest
 	if err := json.Unmarshal(line, &want); err != nil {
