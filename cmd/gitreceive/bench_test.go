@@ -128,6 +128,7 @@ func TestBench(t *testing.T) {
 		{"Push", benchPush},
 		{"FanOut", benchFanOut},
 		{"PushToLive", benchPushToLive},
+		{"Switch", benchSwitch},
 		{"ConcurrentPushes", benchConcurrentPushes},
 		{"Connections", benchConnections},
 	}
