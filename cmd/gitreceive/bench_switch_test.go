@@ -131,6 +131,9 @@ func (s *switchBench) underLoad(n int) {
 	var other, work string
 	s.deploy(&other, "swother", 1, nodes)
 	s.deploy(&work, "swload", 1, nodes)
+	// The second deploy routes prev.HOST: a new host, so nginx reloads
+	// (and closes keep-alive connections) once, before the clients start.
+	s.deploy(&work, "swload", 2, nodes)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var p poller
@@ -143,7 +146,7 @@ func (s *switchBench) underLoad(n int) {
 	go func() { defer wg.Done(); requests, failed = load(nodes, "swload.localhost", 4, 0, stop) }()
 	go func() { defer wg.Done(); kept = keepAliveLoad(nodes[0], "swother.localhost", 4, stop) }()
 	began := time.Now()
-	for i := 2; i < n+2; i++ {
+	for i := 3; i < n+3; i++ {
 		s.deploy(&work, "swload", i, nodes)
 	}
 	took := time.Since(began)

@@ -243,7 +243,10 @@ func (in instance) tidy(ctx context.Context, live, prev int) error {
 	all := in.releases()
 	if in.rt != nil {
 		for _, r := range all {
-			if r != live && r != prev {
+			// A release with neither a vassal file nor a socket is not
+			// running (stopRelease removes both): asking the emperor about
+			// each of them would only lengthen the switch.
+			if r != live && r != prev && in.runtime().mayRun(r) {
 				if err := in.runtime().stopRelease(ctx, r); err != nil {
 					return err
 				}
