@@ -118,8 +118,13 @@ func (ri runtimeInstance) restoreSlots(live, prev int) error {
 // replaceLink makes path a symlink to target with a new link renamed over
 // the old one, so that a reader (nginx) always finds one or the other.
 // path's directory must be root's alone: nothing else may race the
-// temporary name.
+// temporary name. A link already pointing at target is left alone: a
+// switch whose links activate set before routing needs no space on a
+// disk that filled meanwhile.
 func replaceLink(path, target string) error {
+	if old, err := os.Readlink(path); err == nil && old == target {
+		return nil
+	}
 	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".new")
 	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
