@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -151,19 +152,20 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 			reloaded, err = in.runtime().route(ctx, n, prev, spec, in.disabled())
 		}
 	}
-	if err != nil && ctx.Err() == nil {
+	gone := receiverGone(ctx)
+	if err != nil && !gone {
 		// Back to what served before: the switch did not happen (Route
 		// leaves nginx as it was when it fails).
 		_ = in.setCurrent(old)
 		_ = setLink(in.dir, "previous", oldPrev)
 		return err
 	}
-	if ctx.Err() != nil {
+	if gone {
 		// The receiver went away, so it cannot learn whether this node
 		// switched, and will switch the others back: nginx may route to n
 		// already, and goes back too.
 		if err == nil {
-			err = fmt.Errorf("the receiver went away while v%d was being switched to: %w", n, ctx.Err())
+			err = fmt.Errorf("the receiver went away while v%d was being switched to: %w", n, cmp.Or(ctx.Err(), context.Canceled))
 		}
 		if undoErr := in.switchBack(ctx, old, oldPrev); undoErr != nil {
 			return fmt.Errorf("%w; and switching back to v%d failed: %v", err, old, undoErr)
