@@ -47,7 +47,7 @@ func prepareVerb(ctx context.Context, c *call, r agentapi.Prepare) error {
 // closed our input) is a plan to do nothing.
 func readPlan(in *bufio.Reader) (agentapi.PreparePlan, error) {
 	var plan agentapi.PreparePlan
-	line, err := readLine(in, maxPlan)
+	line, err := readBoundedLine(in, maxPlan)
 	if errors.Is(err, io.EOF) && len(line) == 0 {
 		return plan, nil
 	}
@@ -60,8 +60,8 @@ func readPlan(in *bufio.Reader) (agentapi.PreparePlan, error) {
 	return plan, nil
 }
 
-// readLine reads one line of at most max bytes from in.
-func readLine(in *bufio.Reader, max int) ([]byte, error) {
+// readBoundedLine reads one line of at most max bytes from in.
+func readBoundedLine(in *bufio.Reader, max int) ([]byte, error) {
 	var line []byte
 	for {
 		chunk, err := in.ReadSlice('\n')
