@@ -92,11 +92,7 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(N
 	}
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes))}
 	err = f.phase1(ctx, p, ready, func(c *conn) (int, Report, error) {
-		prev, rep, err := upload(ctx, c, r, version)
-		if err == nil {
-			err = start(ctx, c, r, false, func(line string) { say(c.node, line) })
-		}
-		return prev, rep, err
+		return prepareOn(ctx, c, r, version, func(line string) { say(c.node, line) })
 	})
 	if err != nil {
 		return nil, err
@@ -267,57 +263,6 @@ func (p *Prepared) Unsure() []Node {
 	return nodes
 }
 
-// upload runs phase 1 on one node and returns its previous release.
-func upload(ctx context.Context, c *conn, r Release, version string) (int, Report, error) {
-	rep := Report{}
-	name := c.node.Name
-	// The manifest answer also says which agent answered: one round trip
-	// when the agent is current, an upload and a second try when it is not.
-	cur, err := readManifest(ctx, c, r)
-	// No agent, or another version: (re)install it. A node that could not
-	// be reached is not dialed again for that.
-	if c.t.uploadsAgent() && (err == nil && cur.Agent != version || err != nil && !notStarted(err)) {
-		if err := installAgent(ctx, c); err != nil {
-			return 0, rep, fmt.Errorf("node %s: installing the agent: %w", name, err)
-		}
-		cur, err = readManifest(ctx, c, r)
-	}
-	if err != nil {
-		return 0, rep, fmt.Errorf("node %s: %w", name, err)
-	}
-	if cur.Release == r.Number {
-		// Live on the very release this deploy makes, which no deploy
-		// recorded: the receiver was killed, or lost the node, while an
-		// earlier attempt switched it. Back to where the fleet is first.
-		rel, err := releasesOn(ctx, c, r.App, r.Instance)
-		back := 0
-		if err == nil {
-			back, err = takeBack(ctx, c, r.App, r.Instance, rel.Releases)
-		}
-		if err != nil {
-			return 0, rep, fmt.Errorf("node %s: it serves v%d, left live by an interrupted deploy, and switching it back failed: %w", name, r.Number, err)
-		}
-		rep.TookBack, rep.Back = true, back
-		if cur, err = readManifest(ctx, c, r); err != nil {
-			return 0, rep, fmt.Errorf("node %s: %w", name, err)
-		}
-	}
-	need := manifest.Needed(cur.Manifest, r.Manifest)
-	st, err := receive(ctx, c, r, need, false)
-	if exitCode(err) == agent.ExitPreviousDamaged {
-		// Files of the live release were changed on the node: hard links
-		// to them cannot be trusted, so send everything.
-		rep.Full = true
-		need = manifest.Needed(nil, r.Manifest)
-		st, err = receive(ctx, c, r, need, true)
-	}
-	if err != nil {
-		return cur.Release, rep, fmt.Errorf("node %s: %w", name, err)
-	}
-	rep.Files, rep.Bytes = len(need), st.Received
-	return cur.Release, rep, nil
-}
-
 // takeBack switches a node that is live on rel.Current, which no deploy
 // recorded, back to the release before it (started again from its kept
 // spec, health-checked, then routed), or to none when there is none, and
@@ -374,29 +319,13 @@ func receive(ctx context.Context, c *conn, r Release, need []string, full bool) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
-	// WriteContents is the caller's code (reading git): a panic in it is
-	// raised again in this goroutine, after the agent has been stopped.
-	var panicked *Panic
-	written := make(chan struct{})
-	go func() {
-		defer close(written)
-		defer catchPanic(&panicked, c.node.Name)
-		err := errors.New("the release's contents could not be read")
-		defer func() { pw.CloseWithError(err) }()
-		err = json.NewEncoder(pw).Encode(r.Manifest)
-		if err == nil {
-			err = r.WriteContents(ctx, need, pw)
-		}
-	}()
+	wait := writeRelease(ctx, c.node.Name, r, need, nil, pw)
 	args := agentapi.Receive{Release: agentapi.At(r.App, r.Instance).Release(r.Number), Full: full}.Argv()
 	var out bytes.Buffer
 	err := c.agent(ctx, pr, &out, args...)
 	pr.CloseWithError(io.ErrClosedPipe)
 	cancel()
-	<-written
-	if panicked != nil {
-		panic(panicked)
-	}
+	wait()
 	var st agent.Status
 	if err != nil {
 		return st, err
@@ -413,18 +342,6 @@ func localVersion(ctx context.Context, bin string) (string, error) {
 		return "", fmt.Errorf("running %s version: %w", bin, err)
 	}
 	return strings.TrimSpace(string(out)), nil
-}
-
-func readManifest(ctx context.Context, c *conn, r Release) (agent.Status, error) {
-	var out bytes.Buffer
-	var st agent.Status
-	if err := c.agent(ctx, nil, &out, agentapi.Manifest{Target: agentapi.At(r.App, r.Instance)}.Argv()...); err != nil {
-		return st, err
-	}
-	if err := json.Unmarshal(out.Bytes(), &st); err != nil {
-		return st, fmt.Errorf("reading its manifest: %w", err)
-	}
-	return st, nil
 }
 
 // installAgent uploads this binary as the node's agent; the new file is

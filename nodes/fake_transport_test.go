@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
+	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
 // The scripted fake transport: every node of a fakeFleet answers like an
@@ -174,6 +176,38 @@ func fakeCall(argv []string) (verb, instance string, args []string) {
 
 func (t *fakeTransport) run(ctx context.Context, stdin io.Reader, stdout, stderr io.Writer, argv []string) error {
 	verb, instance, args := fakeCall(argv)
+	if verb == "prepare" {
+		return t.prepare(ctx, instance, args, stdin, stdout, stderr)
+	}
+	return t.step(ctx, verb, instance, args, stdin, stdout, stderr)
+}
+
+// prepare is the prepare verb as the agent runs it: its manifest, receive
+// and start steps in one session, each noted and scripted as its own.
+func (t *fakeTransport) prepare(ctx context.Context, instance string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if err := t.step(ctx, "manifest", instance, nil, nil, stdout, stderr); err != nil {
+		return err
+	}
+	in := bufio.NewReader(stdin)
+	line, err := in.ReadBytes('\n')
+	if err != nil {
+		return nil // no plan: nothing to do
+	}
+	var plan agentapi.PreparePlan
+	if err := json.Unmarshal(line, &plan); err != nil {
+		return &exitError{code: 1, msg: "prepare: the plan is not JSON"}
+	}
+	if !plan.Go {
+		return nil
+	}
+	if err := t.step(ctx, "receive", instance, args, in, stdout, stderr); err != nil {
+		return err
+	}
+	return t.step(ctx, "start", instance, args, bytes.NewReader(plan.Spec), stdout, stderr)
+}
+
+// step is one verb of the fake agent, as scripted.
+func (t *fakeTransport) step(ctx context.Context, verb, instance string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	ff := t.ff
 	ff.mu.Lock()
 	ff.calls[t.node] = append(ff.calls[t.node], strings.Join(append([]string{verb}, args...), " "))

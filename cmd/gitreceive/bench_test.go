@@ -129,6 +129,7 @@ func TestBench(t *testing.T) {
 		{"FanOut", benchFanOut},
 		{"PushToLive", benchPushToLive},
 		{"HTTPS", benchHTTPS},
+		{"Switch", benchSwitch},
 		{"ConcurrentPushes", benchConcurrentPushes},
 		{"Connections", benchConnections},
 	}

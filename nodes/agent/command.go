@@ -134,6 +134,7 @@ var handlers = map[string]handler{
 	"manifest":  handle(manifestVerb),
 	"receive":   handle(receiveVerb),
 	"start":     handle(startVerb),
+	"prepare":   handle(prepareVerb),
 	"releases":  handle(releasesVerb),
 	"logs":      handle(logsVerb),
 	"ps":        handle(psVerb),
@@ -282,19 +283,9 @@ const maxManifest = 256 << 20
 // stream holds every content and the current release is not used.
 func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 	in := bufio.NewReaderSize(stdin, 1<<16)
-	var line []byte
-	for {
-		chunk, err := in.ReadSlice('\n')
-		line = append(line, chunk...) // copied: the next read reuses the buffer
-		if err == nil {
-			break
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return Status{}, fmt.Errorf("reading the manifest: %w", err)
-		}
-		if len(line) > maxManifest {
-			return Status{}, fmt.Errorf("the manifest is larger than %d bytes", maxManifest)
-		}
+	line, err := readBoundedLine(in, maxManifest)
+	if err != nil {
+		return Status{}, fmt.Errorf("reading the manifest: %w", err)
 	}
 	var want manifest.Manifest
 	if err := json.Unmarshal(line, &want); err != nil {
@@ -433,18 +424,43 @@ func runVerb(ctx context.Context, root string, r agentapi.Run, stdin io.Reader, 
 // (watchHangUp) when it is a pipe or socket.
 func untilHangUp(ctx context.Context, stdout io.Writer) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(ctx)
-	if f, ok := stdout.(*os.File); ok {
+	if f, ok := stdout.(*os.File); ok && isPipeOrSocket(f) {
 		go watchHangUp(f, cancel)
+		ctx = context.WithValue(ctx, hangUpKey{}, f)
 	}
 	return ctx, cancel
+}
+
+// hangUpKey holds, in a context from untilHangUp, the output it watches.
+type hangUpKey struct{}
+
+// receiverGone reports whether ctx ended or the receiver hung up on the
+// output untilHangUp watches, asked now: the watcher may not have woken
+// yet when a switch that took no time (a rename) ends right after the
+// hang-up.
+func receiverGone(ctx context.Context) bool {
+	if ctx.Err() != nil {
+		return true
+	}
+	f, ok := ctx.Value(hangUpKey{}).(*os.File)
+	if !ok {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(f.Fd())}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0
+}
+
+func isPipeOrSocket(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) != 0
 }
 
 // watchHangUp calls hangUp once nobody reads f any more: the other end of
 // the pipe or socket closed (POLLHUP/POLLERR; a mere end of our input,
 // which shuts one direction of sshd's socket, is not that).
 func watchHangUp(f *os.File, hangUp func()) {
-	fi, err := f.Stat()
-	if err != nil || fi.Mode()&(fs.ModeNamedPipe|fs.ModeSocket) == 0 {
+	if !isPipeOrSocket(f) {
 		return
 	}
 	fds := []unix.PollFd{{Fd: int32(f.Fd())}}

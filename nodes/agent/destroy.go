@@ -60,6 +60,7 @@ func (ri runtimeInstance) destroy(ctx context.Context) error {
 	id := regexp.QuoteMeta(ri.id())
 	errs = append(errs,
 		removeMatching(rt.SocketsDir, regexp.MustCompile(`^`+id+`\.v[0-9]+\.sock$`)),
+		removeMatching(rt.RoutesDir, regexp.MustCompile(`^\.?`+id+`(\.prev)?\.sock(\.new)?$`)),
 		removeMatching(rt.VassalsDir, regexp.MustCompile(`^\.`+id+`\.v[0-9]+(\.workers)?\.ini\.tmp-`)),
 	)
 	if _, err := os.Stat(rt.NginxDir); err == nil {

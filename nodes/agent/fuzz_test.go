@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,5 +143,33 @@ func FuzzManifest(f *testing.F) {
 			}
 			return nil
 		})
+	})
+}
+
+// FuzzReadPlan feeds arbitrary bytes as the receiver's side of a prepare
+// session: the plan line is read without panicking, within its bound,
+// and what follows it is left for receive.
+func FuzzReadPlan(f *testing.F) {
+	f.Add([]byte(`{"go":true,"spec":{"platform":"python"}}` + "\n" + `{"a":1}` + "\n"))
+	f.Add([]byte(`{"go":false}` + "\n"))
+	f.Add([]byte{})
+	f.Add([]byte("not json\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := bufio.NewReaderSize(bytes.NewReader(data), 16)
+		plan, err := readPlan(in)
+		if err != nil {
+			return
+		}
+		i := bytes.IndexByte(data, '\n')
+		if i < 0 {
+			if len(data) > 0 && plan.Go {
+				t.Fatalf("a plan without its newline said go: %q", data)
+			}
+			return
+		}
+		rest, _ := io.ReadAll(in)
+		if !bytes.Equal(rest, data[i+1:]) {
+			t.Fatalf("readPlan read past its line: left %q of %q", rest, data)
+		}
 	})
 }

@@ -109,6 +109,9 @@ func (ri runtimeInstance) ensureInstanceDirs(n int, spec Spec, t tenant) (nginxG
 		// Nodes set up by earlier versions let the shared app user write
 		// here; no app may rename or replace a socket.
 		{rt.SocketsDir, nginxGID, 0o750},
+		// The links nginx connects through (routelinks.go): only root
+		// re-points them.
+		{rt.RoutesDir, nginxGID, 0o750},
 	} {
 		if err := ensureRootDir(d.path, d.gid, d.mode); err != nil {
 			return 0, err

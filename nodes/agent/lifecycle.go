@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -107,10 +108,12 @@ func readSpec(dir string, n int) (Spec, error) {
 	return spec, spec.Validate()
 }
 
-// activate makes release n live: current points at it, nginx routes the
-// instance's locations to it and prev.HOST to the release live before it,
-// whose vassal is demoted to a cheap one; every other vassal of the
-// instance stops, and releases beyond the spec's KeepReleases are removed.
+// activate makes release n live: current points at it, the route links
+// send the instance's locations to it and prev.HOST to the release live
+// before it (a rename each, nginx reloaded only when the instance's hosts
+// or locations changed: it then says why on warn), whose vassal is
+// demoted to a cheap one; every other vassal of the instance stops, and
+// releases beyond the spec's KeepReleases are removed.
 //
 // Its exit code says whether nginx routes to n: on failure, and when ctx
 // ends before routing is done (the receiver hung up, so it cannot learn
@@ -144,30 +147,37 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 		_ = in.setCurrent(old)
 		return fmt.Errorf("recording v%d as the previous release: %w", prev, err)
 	}
+	reloaded := ""
 	if in.rt != nil {
 		var spec Spec
 		if spec, err = in.spec(n); err == nil {
-			err = in.runtime().route(ctx, n, prev, spec, in.disabled())
+			reloaded, err = in.runtime().route(ctx, n, prev, spec, in.disabled())
 		}
 	}
-	if err != nil && ctx.Err() == nil {
+	gone := receiverGone(ctx)
+	if err != nil && !gone {
 		// Back to what served before: the switch did not happen (Route
 		// leaves nginx as it was when it fails).
 		_ = in.setCurrent(old)
 		_ = setLink(in.dir, "previous", oldPrev)
 		return err
 	}
-	if ctx.Err() != nil {
+	if gone {
 		// The receiver went away, so it cannot learn whether this node
 		// switched, and will switch the others back: nginx may route to n
 		// already, and goes back too.
 		if err == nil {
-			err = fmt.Errorf("the receiver went away while v%d was being switched to: %w", n, ctx.Err())
+			err = fmt.Errorf("the receiver went away while v%d was being switched to: %w", n, cmp.Or(ctx.Err(), context.Canceled))
 		}
 		if undoErr := in.switchBack(ctx, old, oldPrev); undoErr != nil {
 			return fmt.Errorf("%w; and switching back to v%d failed: %v", err, old, undoErr)
 		}
 		return err
+	}
+	if reloaded != "" {
+		// Most switches only rename links; the pusher learns when one
+		// touched every app on the node.
+		fmt.Fprintf(warn, "nginx reloaded: %s\n", reloaded)
 	}
 	if in.rt != nil {
 		in.switchWorkers(ctx, n, warn)
@@ -196,7 +206,8 @@ func (in instance) switchBack(ctx context.Context, old, prev int) error {
 	if err != nil {
 		return err
 	}
-	return in.runtime().route(ctx, old, prev, spec, in.disabled())
+	_, err = in.runtime().route(ctx, old, prev, spec, in.disabled())
+	return err
 }
 
 // setCurrent points current at release n (0: removes it).
@@ -239,7 +250,10 @@ func (in instance) tidy(ctx context.Context, live, prev int) error {
 	all := in.releases()
 	if in.rt != nil {
 		for _, r := range all {
-			if r != live && r != prev {
+			// A release with neither a vassal file nor a socket is not
+			// running (stopRelease removes both): asking the emperor about
+			// each of them would only lengthen the switch.
+			if r != live && r != prev && in.runtime().mayRun(r) {
 				if err := in.runtime().stopRelease(ctx, r); err != nil {
 					return err
 				}
@@ -344,7 +358,7 @@ func (in instance) abort(ctx context.Context, n int) error {
 	if in.rt != nil && cur > 0 {
 		spec, err := in.spec(cur)
 		if err == nil {
-			err = in.runtime().route(ctx, cur, prev, spec, in.disabled())
+			_, err = in.runtime().route(ctx, cur, prev, spec, in.disabled())
 		}
 		if err != nil {
 			return err
@@ -378,12 +392,7 @@ func setLink(dir, name string, n int) error {
 		}
 		return nil
 	}
-	tmp := filepath.Join(dir, "."+name+".new")
-	os.Remove(tmp)
-	if err := os.Symlink(filepath.Join("releases", "v"+strconv.Itoa(n)), tmp); err != nil {
-		return err
-	}
-	return os.Rename(tmp, link)
+	return replaceLink(link, filepath.Join("releases", "v"+strconv.Itoa(n)))
 }
 
 // list says which releases this node holds.
@@ -479,7 +488,7 @@ func (in instance) setDisabled(ctx context.Context, disabled bool) error {
 	if err != nil {
 		return err
 	}
-	if err := in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled); err != nil {
+	if _, err := in.runtime().route(ctx, cur, readLink(in.dir, "previous"), spec, disabled); err != nil {
 		return err
 	}
 	// Disabled: no worker runs; enabled: the live release's start again.

@@ -16,10 +16,10 @@ import (
 )
 
 // Routing: one nginx file per instance in Runtime.NginxDir, included by
-// server-files' catch-all (conf.d/gitreceive.conf) at http level. Route
-// writes it, has nginx check the whole configuration, and reloads nginx;
-// a reload is the whole switch from one release to another, because the
-// file names the live release's socket and static directory directly.
+// server-files' catch-all (conf.d/gitreceive.conf) at http level. The file
+// names the instance's route links (routelinks.go), not a release: a
+// switch re-points the links, and nginx is tested and reloaded only when
+// the file's text changes (hosts, locations, disable, timeouts).
 
 // Where nginx and systemd are; variables so that tests can stand in for them.
 var (
@@ -62,37 +62,77 @@ const (
 	maxSocketPath = 107
 )
 
-// Route writes the instance's nginx server blocks to rt.nginxPath(app,
-// instance), checks the whole nginx configuration, and reloads nginx.
+// Route points the instance's route links at release live and (prev > 0)
+// prev, and writes its nginx server blocks to rt.nginxPath(app, instance)
+// when they differ from the file there, then has nginx check the whole
+// configuration and reloads it. It says why it reloaded ("" when it did
+// not: the common switch, from one release to the next).
 //
-// Every location of spec goes to release live (its vassal's socket, its
-// static/ files first, then the instance's writable root when spec.Services
-// lists writable_root); with prev > 0, "prev." + each location's host goes
-// to release prev the same way (with the same writable root). disabled
-// answers every location with the 503 page without contacting the app. A
-// location host that another instance's file serves is refused before
-// anything is written. When nginx -t rejects the configuration, the
-// previous file is put back (or the new one removed) and the error quotes
-// nginx. Route returns once the reload has been signalled; nginx's workers
-// switch a moment later.
-func (ri runtimeInstance) route(ctx context.Context, live, prev int, spec Spec, disabled bool) error {
+// Every location of spec goes to the live release (its vassal's socket,
+// its static/ files first, then the instance's writable root when
+// spec.Services lists writable_root); with prev > 0, "prev." + each
+// location's host goes to release prev the same way (with the same
+// writable root). disabled answers every location with the 503 page
+// without contacting the app. A location host that another instance's file
+// serves is refused before anything is written. When nginx -t rejects the
+// configuration, the previous file is put back (or the new one removed),
+// the links are left as they were, and the error quotes nginx. Route
+// returns once the links are renamed and the reload (if any) is done.
+func (ri runtimeInstance) route(ctx context.Context, live, prev int, spec Spec, disabled bool) (reloaded string, err error) {
 	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkInstanceNames(app, instance); err != nil {
-		return err
+		return "", err
 	}
 	text, err := ri.renderNginx(live, prev, spec, disabled)
 	if err != nil {
-		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
+		return "", fmt.Errorf("routing %s/%s: %w", app, instance, err)
 	}
-	if err := os.MkdirAll(rt.NginxDir, 0o755); err != nil {
-		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
+	for _, dir := range []string{rt.NginxDir, rt.RoutesDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return "", fmt.Errorf("routing %s/%s: %w", app, instance, err)
+		}
 	}
 	unlock, err := lockNginxDir(ctx, rt.NginxDir)
 	if err != nil {
-		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
+		return "", fmt.Errorf("routing %s/%s: %w", app, instance, err)
 	}
 	defer unlock()
 
+	path := ri.nginxPath()
+	old, hadOld, err := readOld(path)
+	if err != nil {
+		return "", fmt.Errorf("routing %s/%s: %w", app, instance, err)
+	}
+	changed := !hadOld || string(old) != text
+	if changed {
+		if err := ri.writeTested(ctx, spec, path, text, old, hadOld); err != nil {
+			return "", err
+		}
+		reloaded = reloadReason(string(old), hadOld, text, ri.slotSocket(liveSlot))
+	}
+	wasLive, wasPrev := ri.pointed(liveSlot), ri.pointed(prevSlot)
+	if err := ri.pointSlots(live, prev); err != nil {
+		if changed {
+			err = errors.Join(err, restoreConf(path, old, hadOld))
+		}
+		return "", fmt.Errorf("routing %s/%s: %w", app, instance, err)
+	}
+	if !changed {
+		return "", nil
+	}
+	if err := nginxReload(ctx); err != nil {
+		err = errors.Join(err, ri.restoreSlots(wasLive, wasPrev))
+		return "", fmt.Errorf("routing %s/%s: %s is in place and nginx -t accepts it, but %w", app, instance, path, err)
+	}
+	return reloaded, nil
+}
+
+// writeTested writes text to path (the instance's nginx file, whose
+// previous content was old) after checking its hosts against the other
+// instances' files, and has nginx test the whole configuration; on
+// failure the previous file is put back.
+func (ri runtimeInstance) writeTested(ctx context.Context, spec Spec, path, text string, old []byte, hadOld bool) error {
+	app, instance := ri.app, ri.name
 	if err := ri.checkHostConflicts(spec); err != nil {
 		return err
 	}
@@ -100,11 +140,6 @@ func (ri runtimeInstance) route(ctx context.Context, live, prev int, spec Spec, 
 	// directory must exist before the test.
 	if err := os.MkdirAll(ri.nginxLogsDir(), 0o711); err != nil {
 		return fmt.Errorf("routing %s/%s: logs: %w", app, instance, err)
-	}
-	path := ri.nginxPath()
-	old, hadOld, err := readOld(path)
-	if err != nil {
-		return fmt.Errorf("routing %s/%s: %w", app, instance, err)
 	}
 	// The temporary name does not match *.conf: nginx never includes a
 	// half-written file.
@@ -122,16 +157,51 @@ func (ri runtimeInstance) route(ctx context.Context, live, prev int, spec Spec, 
 		return fmt.Errorf("routing %s/%s: nginx rejected the configuration with %s (%s; nginx keeps serving what it served): %w",
 			app, instance, path, what, err)
 	}
-	if err := nginxReload(ctx); err != nil {
-		return fmt.Errorf("routing %s/%s: %s is in place and nginx -t accepts it, but %w", app, instance, path, err)
-	}
 	return nil
 }
 
-// Unroute removes the instance's nginx file and reloads nginx; an instance
-// without a file is not an error. As with Route, a configuration nginx
-// rejects (someone else's broken file) puts the file back, so what is on
-// disk stays what nginx serves and a retry does the whole job.
+// reloadReason says why an instance's nginx file changed from old to
+// text, for the push: the hosts it gained or lost, else what else did.
+// liveSocket is the instance's live socket link, which every file of the
+// route-link layout names.
+func reloadReason(old string, hadOld bool, text, liveSocket string) string {
+	now := serverNames(text)
+	if !hadOld {
+		return "new host " + strings.Join(now, ", ")
+	}
+	before := serverNames(old)
+	var parts []string
+	if added := missingFrom(now, before); len(added) > 0 {
+		parts = append(parts, "new host "+strings.Join(added, ", "))
+	}
+	if gone := missingFrom(before, now); len(gone) > 0 {
+		parts = append(parts, "host "+strings.Join(gone, ", ")+" removed")
+	}
+	if len(parts) > 0 {
+		return strings.Join(parts, "; ")
+	}
+	if !strings.Contains(old, liveSocket) {
+		return "routes moved to links that a switch re-points (once per instance)"
+	}
+	return "locations or settings changed"
+}
+
+// missingFrom is what of these is not in those, in order.
+func missingFrom(these, those []string) []string {
+	var out []string
+	for _, h := range these {
+		if !slices.Contains(those, h) && !slices.Contains(out, h) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// Unroute removes the instance's nginx file and reloads nginx, then
+// removes its socket links; an instance without a file is not an error.
+// As with Route, a configuration nginx rejects (someone else's broken
+// file) puts the file back, so what is on disk stays what nginx serves and
+// a retry does the whole job.
 func (ri runtimeInstance) unroute(ctx context.Context) error {
 	rt, app, instance := ri.rt, ri.app, ri.name
 	if err := checkInstanceNames(app, instance); err != nil {
@@ -152,7 +222,7 @@ func (ri runtimeInstance) unroute(ctx context.Context) error {
 		return fmt.Errorf("unrouting %s/%s: %w", app, instance, err)
 	}
 	if !hadOld {
-		return nil
+		return ri.removeSocketLinks()
 	}
 	if err := os.Remove(path); err != nil {
 		return fmt.Errorf("unrouting %s/%s: %w", app, instance, err)
@@ -167,7 +237,20 @@ func (ri runtimeInstance) unroute(ctx context.Context) error {
 	if err := nginxReload(ctx); err != nil {
 		return fmt.Errorf("unrouting %s/%s: %s is removed, but %w", app, instance, path, err)
 	}
-	return nil
+	return ri.removeSocketLinks()
+}
+
+// removeSocketLinks removes the instance's links in RoutesDir (the
+// release links are the instance directory's current and previous, which
+// their own owners remove).
+func (ri runtimeInstance) removeSocketLinks() error {
+	var errs []error
+	for _, s := range []routeSlot{liveSlot, prevSlot} {
+		if err := os.Remove(ri.slotSocket(s)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("unrouting %s/%s: %w", ri.app, ri.name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 func checkInstanceNames(app, instance string) error {

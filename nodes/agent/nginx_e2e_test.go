@@ -47,7 +47,7 @@ func routeHelper(helper, args string) int {
 	defer cancel()
 	var err error
 	if helper == "route" {
-		err = a.Runtime.instance(a.App, a.Instance).route(ctx, a.Live, a.Prev, a.Spec, a.Disabled)
+		_, err = a.Runtime.instance(a.App, a.Instance).route(ctx, a.Live, a.Prev, a.Spec, a.Disabled)
 	} else {
 		err = a.Runtime.instance(a.App, a.Instance).unroute(ctx)
 	}
@@ -529,8 +529,11 @@ func TestRouteOnTestNode(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(string(conf), "/current") {
-			t.Errorf("the routing names the current symlink; it must name releases/vN:\n%s", conf)
+		// Issue 20 reversed the old rule ("names releases/vN, never the
+		// current symlink"): the file names the route links only, so a
+		// switch renames them and leaves the file alone.
+		if strings.Contains(string(conf), "releases/v") || !strings.Contains(string(conf), "/current/static;") {
+			t.Errorf("the routing names a release; it must name the route links only:\n%s", conf)
 		}
 	})
 

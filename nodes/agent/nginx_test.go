@@ -25,12 +25,20 @@ func testRuntime(t *testing.T) Runtime {
 		VassalsDir:   filepath.Join(base, "vassals"),
 		NginxDir:     filepath.Join(base, "nginx"),
 		SocketsDir:   filepath.Join(base, "sockets"),
+		RoutesDir:    filepath.Join(base, "routes"),
 		LogsDir:      filepath.Join(base, "logs"),
 		NginxLogsDir: filepath.Join(base, "nginx-logs"),
 		PagesDir:     filepath.Join(base, "pages"),
 	}
 	if err := os.MkdirAll(rt.NginxDir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	// The instances these tests route have their directories, as a start
+	// makes them: route re-points the release links there.
+	for _, app := range []string{"shop", "blog", "news"} {
+		if err := os.MkdirAll(rt.instanceDir(app, "main"), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	return rt
 }
@@ -57,10 +65,11 @@ func serverBlock(conf, host string) string {
 func TestRenderNginx(t *testing.T) {
 	rt := SystemRuntime()
 	const (
-		sock1   = "unix:/run/gitreceive/sockets/shop.main.v1.sock;"
-		sock2   = "unix:/run/gitreceive/sockets/shop.main.v2.sock;"
-		static1 = "root /srv/gitreceive/apps/shop/main/releases/v1/static;"
-		static2 = "root /srv/gitreceive/apps/shop/main/releases/v2/static;"
+		// The route links (routelinks.go): the same whichever release is live.
+		liveSock   = "unix:/var/lib/gitreceive/routes/shop.main.sock;"
+		prevSock   = "unix:/var/lib/gitreceive/routes/shop.main.prev.sock;"
+		liveStatic = "root /srv/gitreceive/apps/shop/main/current/static;"
+		prevStatic = "root /srv/gitreceive/apps/shop/main/previous/static;"
 	)
 	// The writable_root service's directory of shop/main, as the service names it.
 	wrDir := "/var/lib/gitreceive/writable-root/shop/" + services.Instance{App: "shop", Name: "main"}.Resource()
@@ -88,10 +97,10 @@ func TestRenderNginx(t *testing.T) {
 				"error_log /var/log/gitreceive/nginx/shop/main/error.log;",
 				"client_max_body_size 100m;",
 				"uwsgi_read_timeout 90s;", // default harakiri 60 + 30
-				static2,
+				liveStatic,
 				"location / {\n        try_files $uri @app0;\n    }",
-				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + sock2 + "\n    }",
-			}, absent: []string{"return 404", "rewrite", "/current", "PATH_INFO", "@wr", "disable_symlinks", "writable"}}},
+				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + liveSock + "\n    }",
+			}, absent: []string{"return 404", "rewrite", "/previous", "PATH_INFO", "@wr", "disable_symlinks", "writable"}}},
 			noServer: []string{"prev.shop.test"},
 		},
 		{
@@ -101,11 +110,11 @@ func TestRenderNginx(t *testing.T) {
 				return s
 			}(),
 			servers: []server{{host: "shop.test", want: []string{
-				static1,
+				liveStatic,
 				"uwsgi_read_timeout 130s;",
 				"location ^~ /p/ {\n        rewrite (?s)^/p(/.*)$ $1 break;\n        try_files $uri @app0;\n    }",
-				"location = /p {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME /p;\n        uwsgi_param PATH_INFO \"\";\n        uwsgi_pass " + sock1 + "\n    }",
-				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME /p;\n        uwsgi_pass " + sock1 + "\n    }",
+				"location = /p {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME /p;\n        uwsgi_param PATH_INFO \"\";\n        uwsgi_pass " + liveSock + "\n    }",
+				"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME /p;\n        uwsgi_pass " + liveSock + "\n    }",
 				// The rest of the host is no app's.
 				"location / {\n        error_page 404 /.gitreceive-pages/404.html;\n        return 404;\n    }",
 				"location = /.gitreceive-pages/404.html {\n        internal;\n        alias /usr/share/gitreceive/pages/404.html;\n    }",
@@ -136,10 +145,10 @@ func TestRenderNginx(t *testing.T) {
 			name: "previous release", live: 2, prev: 1,
 			spec: routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}),
 			servers: []server{
-				{host: "shop.test", want: []string{static2, sock2}, absent: []string{sock1}},
-				{host: "www.shop.test", want: []string{static2, sock2, "location ^~ /p/ {"}, absent: []string{sock1}},
-				{host: "prev.shop.test", want: []string{static1, sock1, "access_log /var/log/gitreceive/nginx/shop/main/access.log;"}, absent: []string{sock2}},
-				{host: "prev.www.shop.test", want: []string{static1, sock1, "location ^~ /p/ {", "uwsgi_param SCRIPT_NAME /p;"}, absent: []string{sock2}},
+				{host: "shop.test", want: []string{liveStatic, liveSock}, absent: []string{prevSock}},
+				{host: "www.shop.test", want: []string{liveStatic, liveSock, "location ^~ /p/ {"}, absent: []string{prevSock}},
+				{host: "prev.shop.test", want: []string{prevStatic, prevSock, "access_log /var/log/gitreceive/nginx/shop/main/access.log;"}, absent: []string{liveSock}},
+				{host: "prev.www.shop.test", want: []string{prevStatic, prevSock, "location ^~ /p/ {", "uwsgi_param SCRIPT_NAME /p;"}, absent: []string{liveSock}},
 			},
 		},
 		{
@@ -149,28 +158,28 @@ func TestRenderNginx(t *testing.T) {
 			spec: withServices(routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}, Location{Host: "shop.test", Path: "/api"}), "postgis", "writable_root"),
 			servers: []server{
 				{host: "shop.test", want: []string{
-					"# static/ of v2 answers first, then the writable root;",
-					static2,
+					"# static/ of the live release answers first, then the writable root;",
+					liveStatic,
 					"location / {\n        try_files $uri @wr0;\n    }",
 					"location @wr0 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app0;\n    }",
-					"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + sock2 + "\n    }",
+					"location @app0 {\n        include uwsgi_params;\n        uwsgi_param HTTP_HOST $host;\n        uwsgi_param SCRIPT_NAME \"\";\n        uwsgi_pass " + liveSock + "\n    }",
 					"location ^~ /api/ {\n        rewrite (?s)^/api(/.*)$ $1 break;\n        try_files $uri @wr1;\n    }",
 					"location @wr1 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app1;\n    }",
-				}, absent: []string{sock1, "location / {\n        try_files $uri @app0;"}},
+				}, absent: []string{prevSock, "location / {\n        try_files $uri @app0;"}},
 				{host: "www.shop.test", want: []string{
 					"location ^~ /p/ {\n        rewrite (?s)^/p(/.*)$ $1 break;\n        try_files $uri @wr0;\n    }",
 					// /p itself is the app's root, never a file.
 					"location = /p {\n        include uwsgi_params;",
 					"location @wr0 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app0;\n    }",
-					"uwsgi_param SCRIPT_NAME /p;\n        uwsgi_pass " + sock2,
+					"uwsgi_param SCRIPT_NAME /p;\n        uwsgi_pass " + liveSock,
 				}},
 				{host: "prev.shop.test", want: []string{
-					static1,
+					prevStatic,
 					"location / {\n        try_files $uri @wr0;\n    }",
 					"location @wr0 {\n        root " + wrDir + ";\n        disable_symlinks on from=" + wrDir + ";\n        try_files $uri @app0;\n    }",
-					"uwsgi_pass " + sock1,
-				}, absent: []string{sock2}},
-				{host: "prev.www.shop.test", want: []string{"try_files $uri @wr0;", "root " + wrDir + ";", "uwsgi_pass " + sock1}},
+					"uwsgi_pass " + prevSock,
+				}, absent: []string{liveSock}},
+				{host: "prev.www.shop.test", want: []string{"try_files $uri @wr0;", "root " + wrDir + ";", "uwsgi_pass " + prevSock}},
 			},
 		},
 		{
@@ -419,7 +428,7 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 	ctx := context.Background()
 	spec := routeSpec(Location{Host: "shop.test"})
 
-	if err := rt.instance("shop", "main").route(ctx, 1, 0, spec, false); err != nil {
+	if _, err := rt.instance("shop", "main").route(ctx, 1, 0, spec, false); err != nil {
 		t.Fatal(err)
 	}
 	path := rt.nginxPath("shop", "main")
@@ -450,7 +459,7 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 	if err := os.Mkdir(systemdRunDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false); err != nil {
+	if _, err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false); err != nil {
 		t.Fatal(err)
 	}
 	if c := calls(t, log); c != "nginx -t -q\nsystemctl reload nginx\n" {
@@ -460,16 +469,129 @@ func TestRouteWritesTestsAndReloads(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A failed reload is an error; the tested file stays.
+	// A failed reload is an error; the tested file stays. (A new host
+	// makes the reload: a release switch alone does not reload.)
 	if err := os.WriteFile(filepath.Join(filepath.Dir(rt.NginxDir), "no-reload"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	err = rt.instance("shop", "main").route(ctx, 3, 2, spec, false)
+	_, err = rt.instance("shop", "main").route(ctx, 3, 2, routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test"}), false)
 	if err == nil || !strings.Contains(err.Error(), "nginx -s reload failed") || !strings.Contains(err.Error(), "invalid PID") {
 		t.Errorf("Route with a failing reload: %v", err)
 	}
-	if got, _ := os.ReadFile(path); !strings.Contains(string(got), "shop.main.v3.sock") {
+	if got, _ := os.ReadFile(path); !strings.Contains(string(got), "server_name www.shop.test;") {
 		t.Errorf("the tested file was not kept after a failed reload:\n%s", got)
+	}
+	// ... and the links are back on what nginx served before.
+	if live, prev := rt.instance("shop", "main").pointed(liveSlot), rt.instance("shop", "main").pointed(prevSlot); live != 2 || prev != 1 {
+		t.Errorf("after a failed reload the links point at v%d and v%d, want v2 and v1", live, prev)
+	}
+}
+
+// TestRouteSwitchRenamesLinks: a switch that changes no host or location
+// only re-points the route links (DESIGN.md decision 12): no nginx -t,
+// no reload; a change of hosts reloads and says why.
+func TestRouteSwitchRenamesLinks(t *testing.T) {
+	rt := testRuntime(t)
+	log := fakeNginx(t, rt.NginxDir)
+	ctx := context.Background()
+	ri := rt.instance("shop", "main")
+	spec := routeSpec(Location{Host: "shop.test"})
+	links := func() string {
+		var got []string
+		for _, p := range []string{ri.slotRelease(liveSlot), ri.slotRelease(prevSlot), ri.slotSocket(liveSlot), ri.slotSocket(prevSlot)} {
+			target, err := os.Readlink(p)
+			if err != nil {
+				target = "-"
+			}
+			got = append(got, target)
+		}
+		return strings.Join(got, " ")
+	}
+	sock := func(n int) string { return ri.socketPath(n) }
+
+	for _, tt := range []struct {
+		live, prev int
+		spec       Spec
+		reloaded   string // "" = no nginx call at all
+		links      string
+	}{
+		{live: 1, spec: spec, reloaded: "new host shop.test",
+			links: "releases/v1 - " + sock(1) + " -"},
+		{live: 2, prev: 1, spec: spec, reloaded: "new host prev.shop.test",
+			links: "releases/v2 releases/v1 " + sock(2) + " " + sock(1)},
+		{live: 3, prev: 2, spec: spec,
+			links: "releases/v3 releases/v2 " + sock(3) + " " + sock(2)},
+		// A rollback is the same rename.
+		{live: 2, prev: 3, spec: spec,
+			links: "releases/v2 releases/v3 " + sock(2) + " " + sock(3)},
+		{live: 4, prev: 2, spec: routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test"}),
+			reloaded: "new host www.shop.test, prev.www.shop.test",
+			links:    "releases/v4 releases/v2 " + sock(4) + " " + sock(2)},
+		{live: 5, prev: 4, spec: spec, reloaded: "host www.shop.test, prev.www.shop.test removed",
+			links: "releases/v5 releases/v4 " + sock(5) + " " + sock(4)},
+	} {
+		resetCalls(t, log)
+		reloaded, err := ri.route(ctx, tt.live, tt.prev, tt.spec, false)
+		if err != nil {
+			t.Fatalf("v%d: %v", tt.live, err)
+		}
+		if reloaded != tt.reloaded {
+			t.Errorf("v%d: reloaded %q, want %q", tt.live, reloaded, tt.reloaded)
+		}
+		want := ""
+		if tt.reloaded != "" {
+			want = "nginx -t -q\nnginx -s reload\n"
+		}
+		if c := calls(t, log); c != want {
+			t.Errorf("v%d: nginx calls %q, want %q", tt.live, c, want)
+		}
+		if got := links(); got != tt.links {
+			t.Errorf("v%d: links %q, want %q", tt.live, got, tt.links)
+		}
+	}
+	// No temporary link is left behind.
+	for _, dir := range []string{rt.RoutesDir, ri.dir()} {
+		for _, name := range dirNames(t, dir) {
+			if strings.HasSuffix(name, ".new") {
+				t.Errorf("%s holds %s", dir, name)
+			}
+		}
+	}
+	// Unrouting removes the socket links.
+	if err := ri.unroute(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if names := dirNames(t, rt.RoutesDir); len(names) != 0 {
+		t.Errorf("%s holds %q after unroute", rt.RoutesDir, names)
+	}
+}
+
+func TestReloadReason(t *testing.T) {
+	const sock = "/r/a.main.sock"
+	block := func(hosts ...string) string {
+		var b strings.Builder
+		for _, h := range hosts {
+			b.WriteString("server {\n    server_name " + h + ";\n    uwsgi_pass unix:" + sock + ";\n}\n")
+		}
+		return b.String()
+	}
+	for _, tt := range []struct {
+		old    string
+		hadOld bool
+		text   string
+		want   string
+	}{
+		{text: block("a.test"), want: "new host a.test"},
+		{old: block("a.test"), hadOld: true, text: block("a.test", "b.test"), want: "new host b.test"},
+		{old: block("a.test", "b.test"), hadOld: true, text: block("a.test"), want: "host b.test removed"},
+		{old: block("a.test"), hadOld: true, text: block("b.test"), want: "new host b.test; host a.test removed"},
+		{old: block("a.test"), hadOld: true, text: block("a.test") + "# disabled\n", want: "locations or settings changed"},
+		{old: "server {\n    server_name a.test;\n    uwsgi_pass unix:/s/a.main.v1.sock;\n}\n", hadOld: true, text: block("a.test"),
+			want: "routes moved to links that a switch re-points (once per instance)"},
+	} {
+		if got := reloadReason(tt.old, tt.hadOld, tt.text, sock); got != tt.want {
+			t.Errorf("reloadReason(%q -> %q) = %q, want %q", tt.old, tt.text, got, tt.want)
+		}
 	}
 }
 
@@ -478,7 +600,7 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	log := fakeNginx(t, rt.NginxDir)
 	ctx := context.Background()
 	spec := routeSpec(Location{Host: "shop.test"})
-	if err := rt.instance("shop", "main").route(ctx, 1, 0, spec, false); err != nil {
+	if _, err := rt.instance("shop", "main").route(ctx, 1, 0, spec, false); err != nil {
 		t.Fatal(err)
 	}
 	path := rt.nginxPath("shop", "main")
@@ -489,7 +611,7 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 		t.Fatal(err)
 	}
 	resetCalls(t, log)
-	err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false)
+	_, err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false)
 	if err == nil || !strings.Contains(err.Error(), `unknown directive "BROKEN" in `+broken) || !strings.Contains(err.Error(), "shop/main") ||
 		!strings.Contains(err.Error(), "put back") {
 		t.Fatalf("Route beside a broken file: %v", err)
@@ -502,7 +624,7 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	}
 
 	// A first routing is removed.
-	err = rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}), false)
+	_, err = rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}), false)
 	if err == nil || !strings.Contains(err.Error(), "removed") {
 		t.Fatalf("first Route beside a broken file: %v", err)
 	}
@@ -522,7 +644,7 @@ func TestRouteRollsBackWhatNginxRejects(t *testing.T) {
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false); err != nil {
+	if _, err := rt.instance("shop", "main").route(ctx, 2, 1, spec, false); err != nil {
 		t.Fatalf("Route once the broken file is gone: %v", err)
 	}
 	resetCalls(t, log)
@@ -549,10 +671,10 @@ func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
 	rt := testRuntime(t)
 	log := fakeNginx(t, rt.NginxDir)
 	ctx := context.Background()
-	if err := rt.instance("shop", "main").route(ctx, 2, 1, routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}), false); err != nil {
+	if _, err := rt.instance("shop", "main").route(ctx, 2, 1, routeSpec(Location{Host: "shop.test"}, Location{Host: "www.shop.test", Path: "/p"}), false); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.instance("news", "main").route(ctx, 1, 0, routeSpec(Location{Host: "prev.news.test"}), false); err != nil {
+	if _, err := rt.instance("news", "main").route(ctx, 1, 0, routeSpec(Location{Host: "prev.news.test"}), false); err != nil {
 		t.Fatal(err)
 	}
 	// A hand-written file, in nginx's syntax but not ours.
@@ -577,7 +699,7 @@ func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(tt.locs...), false)
+			_, err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(tt.locs...), false)
 			if err == nil || !strings.Contains(err.Error(), "blog/main") || !strings.Contains(err.Error(), tt.other) {
 				t.Fatalf("Route blog/main to %v: %v, want a refusal naming blog/main and %s", tt.locs, err, tt.other)
 			}
@@ -591,17 +713,17 @@ func TestRouteRefusesAHostOfAnotherInstance(t *testing.T) {
 	}
 
 	// The instance's own file is no conflict, nor is a new host.
-	if err := rt.instance("shop", "main").route(ctx, 3, 2, routeSpec(Location{Host: "shop.test"}, Location{Host: "shop2.test"}), false); err != nil {
+	if _, err := rt.instance("shop", "main").route(ctx, 3, 2, routeSpec(Location{Host: "shop.test"}, Location{Host: "shop2.test"}), false); err != nil {
 		t.Errorf("rerouting shop/main: %v", err)
 	}
-	if err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}), false); err != nil {
+	if _, err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}), false); err != nil {
 		t.Errorf("routing blog/main to a free host: %v", err)
 	}
 	// A released host is free again.
 	if err := rt.instance("shop", "main").unroute(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}, Location{Host: "shop.test"}), false); err != nil {
+	if _, err := rt.instance("blog", "main").route(ctx, 1, 0, routeSpec(Location{Host: "blog.test"}, Location{Host: "shop.test"}), false); err != nil {
 		t.Errorf("routing blog/main to shop/main's former host: %v", err)
 	}
 }
@@ -616,7 +738,7 @@ func TestRouteWaitsForTheLock(t *testing.T) {
 	defer unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	err = rt.instance("shop", "main").route(ctx, 1, 0, routeSpec(Location{Host: "shop.test"}), false)
+	_, err = rt.instance("shop", "main").route(ctx, 1, 0, routeSpec(Location{Host: "shop.test"}), false)
 	if err == nil || !strings.Contains(err.Error(), "another routing change") {
 		t.Fatalf("Route while another holds the lock: %v", err)
 	}
@@ -735,7 +857,7 @@ func TestRenderNginxPHP(t *testing.T) {
 		t.Fatal(err)
 	}
 	guard := "error_page 418 = @app0;\n        if ($uri ~* \"\\.php(/|$)\") {\n            return 418;\n        }\n        try_files $uri @files0;"
-	files := "location @files0 {\n        root /srv/gitreceive/apps/blog/main/releases/v2/web;\n        if ($uri ~ \"/\\.\") {\n            return 404;\n        }\n        try_files $uri @app0;\n    }"
+	files := "location @files0 {\n        root /srv/gitreceive/apps/blog/main/current/web;\n        if ($uri ~ \"/\\.\") {\n            return 404;\n        }\n        try_files $uri @app0;\n    }"
 	for _, host := range []string{"blog.test", "x.test"} {
 		block := serverBlock(conf, host)
 		if !strings.Contains(block, guard) || !strings.Contains(block, files) {

@@ -56,32 +56,40 @@ func groupLocations(locs []Location) ([]hostGroup, error) {
 	return groups, nil
 }
 
-// release is what one server block routes to.
+// release is what one server block routes to: a slot's stable paths
+// (routelinks.go), never a release's own, so that a switch rewrites
+// nothing here.
 type release struct {
-	n       int
-	socket  string // the vassal's uwsgi socket
-	static  string // the release's static/ directory
+	name    string // "the live release", "the previous release"
+	socket  string // the link to the vassal's uwsgi socket
+	static  string // the release's static/ directory, through the link
 	phpRoot string // php: the directory whose non-PHP files nginx serves; "" for python
 }
 
-func (ri runtimeInstance) releaseOf(n int, spec Spec) (release, error) {
+// releaseOf is slot's release; n is the release the slot points at now,
+// whose vassal socket must be one a unix socket address can hold too.
+func (ri runtimeInstance) releaseOf(s routeSlot, n int, spec Spec) (release, error) {
 	r := release{
-		n:      n,
-		socket: ri.socketPath(n),
-		// The concrete release, never `current`: the switch is the reload.
-		static: filepath.Join(ri.releaseDir(n), "static"),
+		name:   "the live release",
+		socket: ri.slotSocket(s),
+		static: filepath.Join(ri.slotRelease(s), "static"),
+	}
+	if s == prevSlot {
+		r.name = "the previous release"
 	}
 	if spec.Platform == "php" {
-		r.phpRoot = filepath.Join(ri.releaseDir(n), spec.PHPRoot)
+		r.phpRoot = filepath.Join(ri.slotRelease(s), spec.PHPRoot)
 		if err := checkNginxPath("php_root directory", r.phpRoot); err != nil {
 			return r, err
 		}
 	}
-	if err := checkNginxPath("socket path", r.socket); err != nil {
-		return r, err
-	}
-	if len(r.socket) > maxSocketPath {
-		return r, fmt.Errorf("socket path %s is longer than the %d bytes a unix socket address holds", r.socket, maxSocketPath)
+	for _, p := range []string{r.socket, ri.socketPath(n)} {
+		if err := checkNginxPath("socket path", p); err != nil {
+			return r, err
+		}
+		if len(p) > maxSocketPath {
+			return r, fmt.Errorf("socket path %s is longer than the %d bytes a unix socket address holds", p, maxSocketPath)
+		}
 	}
 	return r, checkNginxPath("static directory", r.static)
 }
@@ -112,7 +120,7 @@ func (ri runtimeInstance) renderNginx(live, prev int, spec Spec, disabled bool) 
 	if err := checkNginxPath("pages directory", rt.PagesDir); err != nil {
 		return "", err
 	}
-	cur, err := ri.releaseOf(live, spec)
+	cur, err := ri.releaseOf(liveSlot, live, spec)
 	if err != nil {
 		return "", err
 	}
@@ -125,9 +133,11 @@ func (ri runtimeInstance) renderNginx(live, prev int, spec Spec, disabled bool) 
 	if err := w.setTLS(ri, spec, groups, prev > 0); err != nil {
 		return "", err
 	}
-	state := fmt.Sprintf("release v%d", live)
+	// Which release is live is the links' business, not this file's:
+	// the text stays the same from one release to the next.
+	state := "the release at " + cur.socket
 	if prev > 0 {
-		state += fmt.Sprintf(", previous release v%d at prev.HOST", prev)
+		state += ", the previous one at prev.HOST"
 	}
 	if wr != "" {
 		state += ", writable root " + wr
@@ -136,13 +146,13 @@ func (ri runtimeInstance) renderNginx(live, prev int, spec Spec, disabled bool) 
 		state += ", disabled (503)"
 	}
 	fmt.Fprintf(&w.b, "# Routing of %s/%s: %s.\n", app, instance, state)
-	fmt.Fprintf(&w.b, "# Written by the gitreceive node agent; the next deploy or activation rewrites it.\n")
+	fmt.Fprintf(&w.b, "# Written by the gitreceive node agent; a deploy re-points links and rewrites this only when hosts or locations change.\n")
 	fmt.Fprintf(&w.b, "%s%s %s\n", instanceHeader, app, instance)
 	for _, g := range groups {
 		w.server(g.host, g.paths, cur)
 	}
 	if prev > 0 {
-		old, err := ri.releaseOf(prev, spec)
+		old, err := ri.releaseOf(prevSlot, prev, spec)
 		if err != nil {
 			return "", err
 		}
@@ -203,9 +213,9 @@ func (w *confWriter) server(host string, paths []string, r release) {
 	w.acmeLocation()
 	if !w.disabled {
 		if w.writableRoot != "" {
-			w.line(1, "# static/ of v%d answers first, then the writable root; what is a file in neither goes to the app.", r.n)
+			w.line(1, "# static/ of %s answers first, then the writable root; what is a file in neither goes to the app.", r.name)
 		} else {
-			w.line(1, "# static/ of v%d answers first; what is not a file there goes to the app.", r.n)
+			w.line(1, "# static/ of %s answers first; what is not a file there goes to the app.", r.name)
 		}
 		w.line(1, "root %s;", r.static)
 		w.line(1, "uwsgi_connect_timeout %ds;", connectTimeout)

@@ -63,6 +63,7 @@ func newRunFixture(t *testing.T) *runFixture {
 		VassalsDir:   filepath.Join(base, "vassals"),
 		NginxDir:     filepath.Join(base, "nginx"),
 		SocketsDir:   filepath.Join(base, "sockets"),
+		RoutesDir:    filepath.Join(base, "routes"),
 		LogsDir:      filepath.Join(base, "logs"),
 		NginxLogsDir: filepath.Join(base, "nginx-logs"),
 		EmperorStats: filepath.Join(base, "no-emperor.sock"),

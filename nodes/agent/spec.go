@@ -335,6 +335,7 @@ type Runtime struct {
 	VassalsDir   string // one uWSGI vassal file per running release: ID.vN.ini
 	NginxDir     string // one server-block file per instance: ID.conf
 	SocketsDir   string // vassal sockets: ID.vN.sock (root's directory; each socket instance:www-data 0660)
+	RoutesDir    string // what nginx connects to: ID.sock, ID.prev.sock, links to sockets (root's directory, kept across reboots)
 	LogsDir      string // LogsDir/APP/INSTANCE/: SILVER_LOGS, the instance user's (app.log)
 	NginxLogsDir string // NginxLogsDir/APP/INSTANCE/{access,error}.log: root's, nginx opens them as root
 	EmperorStats string // connecting wakes the emperor: it scans VassalsDir at once
@@ -360,6 +361,7 @@ func SystemRuntime() Runtime {
 		VassalsDir:   "/etc/gitreceive/vassals",
 		NginxDir:     "/etc/gitreceive/nginx",
 		SocketsDir:   "/run/gitreceive/sockets",
+		RoutesDir:    "/var/lib/gitreceive/routes",
 		LogsDir:      "/var/log/gitreceive/apps",
 		NginxLogsDir: "/var/log/gitreceive/nginx",
 		EmperorStats: "/run/gitreceive/emperor-stats.sock",

@@ -307,7 +307,19 @@ func rerouteHost(ctx context.Context, root string, rt Runtime, host string) erro
 		if err != nil {
 			return err
 		}
-		return rt.instance(app, name).route(ctx, cur, readLink(in.dir, "previous"), spec, in.disabled())
+		reloaded, err := rt.instance(app, name).route(ctx, cur, readLink(in.dir, "previous"), spec, in.disabled())
+		if err != nil || reloaded != "" {
+			return err
+		}
+		// The file names the host's live link, which now points at
+		// another certificate: the same text, but nginx reads
+		// certificates only when it loads its configuration.
+		unlock, err := lockNginxDir(ctx, rt.NginxDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		return nginxReload(ctx)
 	}
 	return nil
 }

@@ -247,6 +247,17 @@ func (ri runtimeInstance) stopRelease(ctx context.Context, n int) error {
 	return nil
 }
 
+// mayRun reports whether release n may have a running vassal: its vassal
+// file or its socket is there.
+func (ri runtimeInstance) mayRun(n int) bool {
+	for _, p := range []string{ri.vassalPath(n), ri.socketPath(n)} {
+		if _, err := os.Lstat(p); err == nil || !errors.Is(err, fs.ErrNotExist) {
+			return true
+		}
+	}
+	return false
+}
+
 // vassalRunning says whether the emperor still lists the vassal (with its
 // pid) or, without an emperor to ask, whether its socket still answers.
 func vassalRunning(ctx context.Context, rt Runtime, id, socket string) (pid int, running bool) {

@@ -7,6 +7,7 @@
 package agentapi
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
 	"strconv"
@@ -20,6 +21,7 @@ const Usage = `usage: gitreceive node VERB ...
   manifest   APP INSTANCE          the current release and its manifest
   receive    APP INSTANCE N [--full]
   start      APP INSTANCE N [--stored]
+  prepare    APP INSTANCE N        manifest, receive and start in one session
   activate   APP INSTANCE N
   deactivate APP INSTANCE N
   abort      APP INSTANCE N
@@ -94,6 +96,11 @@ type (
 		Release
 		Stored bool
 	}
+	// Prepare is phase 1 in one session: the agent answers as Manifest
+	// does, reads a PreparePlan line, and with Go receives as Receive
+	// does (the rest of stdin), answers as Receive does, then starts the
+	// release from the plan's spec as Start does, printing its lines.
+	Prepare struct{ Release }
 	// Activate points current at a release and routes nginx to it.
 	Activate struct{ Release }
 	// Deactivate undoes an instance's first activation.
@@ -172,6 +179,7 @@ func (r Destroy) Argv() []string    { return r.words("destroy") }
 func (r Activate) Argv() []string   { return r.words("activate") }
 func (r Deactivate) Argv() []string { return r.words("deactivate") }
 func (r Abort) Argv() []string      { return r.words("abort") }
+func (r Prepare) Argv() []string    { return r.words("prepare") }
 func (Status) Argv() []string       { return []string{"status"} }
 func (r Setup) Argv() []string      { return append([]string{"setup"}, r.Packages...) }
 func (r Packages) Argv() []string   { return append([]string{"packages"}, r.Packages...) }
@@ -253,6 +261,7 @@ var parsers = map[string]func(args []string) (Request, error){
 	"activate":   releaseParser(func(r Release) Request { return Activate{r} }),
 	"deactivate": releaseParser(func(r Release) Request { return Deactivate{r} }),
 	"abort":      releaseParser(func(r Release) Request { return Abort{r} }),
+	"prepare":    releaseParser(func(r Release) Request { return Prepare{r} }),
 	"receive":    flaggedReleaseParser("--full", func(r Release, on bool) Request { return Receive{r, on} }),
 	"start":      flaggedReleaseParser("--stored", func(r Release, on bool) Request { return Start{r, on} }),
 	"logs":       parseLogs,
@@ -527,4 +536,12 @@ func Verbs() []string {
 	}
 	sort.Strings(verbs)
 	return verbs
+}
+
+// PreparePlan is the receiver's line after Prepare's first answer: Go
+// false (or no line at all) ends the session with nothing done, so that
+// the receiver can replace the agent or take a release back first.
+type PreparePlan struct {
+	Go   bool            `json:"go"`
+	Spec json.RawMessage `json:"spec,omitempty"` // the release's spec, as Start reads it
 }

@@ -20,6 +20,7 @@ func TestRoundTrip(t *testing.T) {
 		{Receive{Release: v3, Full: true}, "receive shop main 3 --full"},
 		{Start{Release: v3}, "start shop main 3"},
 		{Start{Release: v3, Stored: true}, "start shop main 3 --stored"},
+		{Prepare{Release: v3}, "prepare shop main 3"},
 		{Activate{Release: v3}, "activate shop main 3"},
 		{Deactivate{Release: v3}, "deactivate shop main 3"},
 		{Abort{Release: v3}, "abort shop main 3"},

@@ -515,7 +515,12 @@ func stopReceiving(t *testing.T, n *testbed.Node, app string, number int) (resum
 			t.Fatalf("%s never began to receive v%d", n.Name, number)
 		}
 	}
-	pid := nodeProcess(n, "node", "receive", app, "production", strconv.Itoa(number))
+	// Phase 1 runs in one agent session (prepare); a node sent everything
+	// again runs receive --full in a session of its own.
+	pid := nodeProcess(n, "node", "prepare", app, "production", strconv.Itoa(number))
+	if pid == 0 {
+		pid = nodeProcess(n, "node", "receive", app, "production", strconv.Itoa(number))
+	}
 	if pid == 0 {
 		t.Fatalf("no agent receiving v%d on %s", number, n.Name)
 	}
