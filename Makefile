@@ -80,7 +80,7 @@ deb:
 #    switch timed out, SSH connections dropped on keepalives).
 BINARY_E2E := ./cmd/gitreceive/... ./packaging/...
 test: deps-test lint
-	$(GO) test -race -count=1 -timeout 15m -tags e2e $$($(GO) list ./... | grep -v -e /cmd/gitreceive -e /packaging)
+	$(GO) test -race -count=1 -timeout 15m -tags e2e $$($(GO) list -tags e2e ./... | grep -v -e /cmd/gitreceive -e /packaging)
 	$(GO) test -count=1 -timeout 15m -tags e2e -skip '^TestFanOutToHundredNodes$$' $(BINARY_E2E)
 	$(GO) test -count=1 -timeout 15m -tags e2e -run '^TestFanOutToHundredNodes$$' ./cmd/gitreceive/
 	@$(MAKE) --no-print-directory fuzz FUZZTIME=$(FUZZTIME_TEST)

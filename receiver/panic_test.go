@@ -77,7 +77,7 @@ func TestPanicInCommandOrDeployIsRecovered(t *testing.T) {
 	// streams the contents to it) and recovered in the hook connection's,
 	// with the push's fields.
 	for _, step := range []struct{ point, goroutine string }{
-		{"contents myapp", "nodes.receive.func"},
+		{"contents myapp", "nodes.writeRelease.func"},
 		{"deploy myapp", "nodes.forEachNodeLimit.func"},
 	} {
 		panicOnce(t, step.point)
