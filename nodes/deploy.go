@@ -286,6 +286,18 @@ func takeBack(ctx context.Context, c *conn, app, instance string, rel agent.Rele
 	return back, c.agent(ctx, nil, nil, agentapi.Abort{Release: agentapi.At(app, instance).Release(rel.Current)}.Argv()...)
 }
 
+// specFor is the spec node starts r with: update_fetch, the cron jobs
+// and worker.NAME.nodes = one run on one node only (UpdateFetchOn).
+func (r Release) specFor(node string) agent.Spec {
+	s := r.Spec
+	one := r.UpdateFetchOn == "" || r.UpdateFetchOn == node
+	if !one {
+		s.UpdateFetch = nil
+	}
+	s.Singletons = one
+	return s
+}
+
 // start has the node start release r and health-check it, sending the
 // spec (stored: the node uses the spec it kept when it received r). Each
 // line the agent prints goes to say.
@@ -293,13 +305,7 @@ func start(ctx context.Context, c *conn, r Release, stored bool, say func(string
 	args := agentapi.Start{Release: agentapi.At(r.App, r.Instance).Release(r.Number), Stored: stored}.Argv()
 	var stdin io.Reader
 	if !stored {
-		s := r.Spec
-		if r.UpdateFetchOn != "" && r.UpdateFetchOn != c.node.Name {
-			s.UpdateFetch = nil
-		}
-		// worker.NAME.nodes = one runs on that node too.
-		s.Singletons = r.UpdateFetchOn == "" || r.UpdateFetchOn == c.node.Name
-		spec, err := json.Marshal(s)
+		spec, err := json.Marshal(r.specFor(c.node.Name))
 		if err != nil {
 			return err
 		}

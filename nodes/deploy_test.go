@@ -500,7 +500,8 @@ func TestActivateFails(t *testing.T) {
 }
 
 // update_fetch (migrations on the instance's shared database) runs on the
-// one node the release names; the others start without it.
+// one node the release names, and so do the cron jobs and the workers
+// that run on one node (Singletons); the others start without them.
 func TestUpdateFetchRunsOnOneNode(t *testing.T) {
 	ff, nodes := newFakeFleet(t, "a", "b", "c")
 	r := testRelease("production")
@@ -515,6 +516,9 @@ func TestUpdateFetchRunsOnOneNode(t *testing.T) {
 	for _, n := range []string{"a", "b", "c"} {
 		if got, want := len(ff.specs[n].UpdateFetch), map[bool]int{true: 1}[n == "b"]; got != want {
 			t.Errorf("node %s started with %d update_fetch steps, want %d", n, got, want)
+		}
+		if got, want := ff.specs[n].Singletons, n == "b"; got != want {
+			t.Errorf("node %s started with Singletons %v, want %v", n, got, want)
 		}
 	}
 }

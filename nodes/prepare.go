@@ -141,11 +141,7 @@ func (s *prepareSession) cancel() error {
 // receive's answer, then passes each line of the start to say. received
 // says whether the release was built.
 func (s *prepareSession) finish(ctx context.Context, r Release, need []string, say func(string)) (st agent.Status, received bool, err error) {
-	spec := r.Spec
-	if r.UpdateFetchOn != "" && r.UpdateFetchOn != s.c.node.Name {
-		spec.UpdateFetch = nil
-	}
-	specJSON, err := json.Marshal(spec)
+	specJSON, err := json.Marshal(r.specFor(s.c.node.Name))
 	if err != nil {
 		_ = s.cancel()
 		return st, false, err
