@@ -343,6 +343,17 @@ var (
 			if out, err := b.Exec(t.Context(), n, "pkill", "-9", "-x", "sshd|sshd-session"); err != nil {
 				t.Fatalf("killing sshd on %s: %v %s", n.Name, err, out)
 			}
+			// pkill only sends the signal: the fault is in place once the
+			// processes are gone and their ends of the agent's pipes closed
+			// (a switch released right after must find its receiver gone).
+			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				if _, err := b.Exec(t.Context(), n, "pgrep", "-x", "sshd|sshd-session"); err != nil {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("sshd on %s still runs 10 s after SIGKILL", n.Name)
+				}
+			}
 		},
 		fix: func(t *testing.T, b *testbed.Bed, n *testbed.Node) {
 			if err := b.StartSSHD(t.Context(), n); err != nil {
