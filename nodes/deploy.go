@@ -65,6 +65,11 @@ type nodeDeploy struct {
 	// warnings: what its activate printed when it switched (tidying
 	// older releases failed, ...).
 	warnings string
+	// session: the prepare session the release was made in, open until
+	// the switch's aftermath ends (Settle) or the deploy is undone; nil
+	// when the release was started in a session of its own, which an
+	// activate switches.
+	session *prepareSession
 }
 
 // Prepared is a release that every node has built and verified (phase 1
@@ -91,8 +96,8 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(N
 		return nil, err
 	}
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes))}
-	err = f.phase1(ctx, p, ready, func(c *conn) (int, Report, error) {
-		return prepareOn(ctx, c, r, version, func(line string) { say(c.node, line) })
+	err = f.phase1(ctx, p, ready, func(d *nodeDeploy) (Report, error) {
+		return prepareOn(ctx, d, r, version, func(line string) { say(d.conn.node, line) })
 	})
 	if err != nil {
 		return nil, err
@@ -101,17 +106,18 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(N
 }
 
 // phase1 runs prepareNode on every node of p (in parallel, bounded),
-// recording each node's connection and previous release, and reports each
-// outcome to ready. If any node failed, or ctx ended, it undoes p and
-// returns an error naming every node that failed.
-func (f *Fleet) phase1(ctx context.Context, p *Prepared, ready func(Report), prepareNode func(c *conn) (prev int, rep Report, err error)) error {
+// with each node's connection in its nodeDeploy, where prepareNode records
+// the node's previous release, and reports each outcome to ready. If any
+// node failed, or ctx ended, it undoes p and returns an error naming
+// every node that failed.
+func (f *Fleet) phase1(ctx context.Context, p *Prepared, ready func(Report), prepareNode func(d *nodeDeploy) (Report, error)) error {
 	reports := make([]Report, len(p.nodes))
 	forEachNode(p.nodes, func(i int, n Node) {
 		began := time.Now()
 		c, err := f.connect(ctx, n)
 		if err == nil {
 			p.deploys[i].conn = c
-			p.deploys[i].prev, reports[i], err = prepareNode(c)
+			reports[i], err = prepareNode(&p.deploys[i])
 			p.deploys[i].lost = notStarted(err)
 		}
 		reports[i].Node, reports[i].Err, reports[i].Duration = n, err, time.Since(began)
@@ -152,13 +158,20 @@ func (f *Fleet) Switch(ctx context.Context, ps ...*Prepared) error {
 		r := p.release
 		pErrs := make([]error, len(p.nodes))
 		forEachNode(p.nodes, func(i int, n Node) {
-			warnings, err := p.deploys[i].conn.agentWarnings(switchCtx, agentapi.Activate{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)
-			p.deploys[i].warnings = warnings
-			// An activate that started and never answered (the connection
+			d := &p.deploys[i]
+			var err error
+			answered := false
+			if d.session != nil {
+				answered, err = d.session.switchNow(switchCtx)
+			} else {
+				d.warnings, err = d.conn.agentWarnings(switchCtx, agentapi.Activate{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)
+				answered = err == nil
+			}
+			// A switch that started and never answered (the connection
 			// died) may have switched the node: undoing treats it as
 			// switched.
-			p.deploys[i].switched = err == nil || exitCode(err) == -1 && !notStarted(err)
-			p.deploys[i].lost = notStarted(err)
+			d.switched = answered || exitCode(err) == -1 && !notStarted(err)
+			d.lost = notStarted(err)
 			if err != nil {
 				pErrs[i] = fmt.Errorf("node %s: switching %s to v%d: %w", n.Name, r.Instance, r.Number, err)
 			}
@@ -200,6 +213,7 @@ func workersSwitchTime(ps []*Prepared) time.Duration {
 // once it answers again (Unsure, TakeBackUnrecorded), else by the next
 // deploy (upload's takeBack).
 func (p *Prepared) Undo(ctx context.Context) {
+	p.Settle(ctx)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cleanupTimeout)
 	defer cancel()
 	r := p.release
@@ -236,8 +250,38 @@ func (p *Prepared) Undo(ctx context.Context) {
 	})
 }
 
+// Settle waits for what follows each node's switch, which Switch does
+// not (the old release's workers stopped and the new ones watched, older
+// releases tidied), bounded, and ends every prepare session left open;
+// Warnings then holds what the nodes warned of. Undo settles first: the
+// agents act on the instance until then.
+func (p *Prepared) Settle(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), workersSwitchTime([]*Prepared{p})+cleanupTimeout)
+	defer cancel()
+	var open []*nodeDeploy
+	var nodes []Node
+	for i := range p.deploys {
+		if d := &p.deploys[i]; d.session != nil {
+			open = append(open, d)
+			nodes = append(nodes, d.conn.node)
+		}
+	}
+	forEachNode(nodes, func(i int, _ Node) {
+		d := open[i]
+		stop := context.AfterFunc(ctx, d.session.kill)
+		err := d.session.end()
+		stop()
+		lines := d.session.lines
+		if err != nil && d.switched {
+			lines = append(lines, fmt.Sprintf("warning: v%d is live, but what follows its switch (workers, tidying) did not end well: %v", p.release.Number, err))
+		}
+		d.warnings = strings.Join(lines, "\n")
+		d.session = nil
+	})
+}
+
 // Warnings are the lines the nodes' switches warned of, each after its
-// node's name.
+// node's name (after Settle).
 func (p *Prepared) Warnings() []string {
 	var lines []string
 	for _, d := range p.deploys {
@@ -325,7 +369,7 @@ func receive(ctx context.Context, c *conn, r Release, need []string, full bool) 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	pr, pw := io.Pipe()
-	wait := writeRelease(ctx, c.node.Name, r, need, nil, pw)
+	wait := writeRelease(ctx, c.node.Name, r, need, nil, pw, false)
 	args := agentapi.Receive{Release: agentapi.At(r.App, r.Instance).Release(r.Number), Full: full}.Argv()
 	var out bytes.Buffer
 	err := c.agent(ctx, pr, &out, args...)

@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"archive/tar"
 	"context"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
@@ -17,7 +19,7 @@ import (
 
 func testRelease(instance string) Release {
 	return Release{App: "app", Instance: instance, Number: 5, Spec: agent.Spec{},
-		WriteContents: func(context.Context, []string, io.Writer) error { return nil }}
+		WriteContents: func(_ context.Context, _ []string, w io.Writer) error { return tar.NewWriter(w).Close() }}
 }
 
 // deployRecord is what a deploy told its caller.
@@ -99,6 +101,7 @@ func TestDeploySwitchesEveryNode(t *testing.T) {
 	if err := ff.fleet.Switch(context.Background(), p); err != nil {
 		t.Fatal(err)
 	}
+	p.Settle(context.Background())
 	if got, want := p.Warnings(), []string{"b        removing v1: permission denied"}; !slices.Equal(got, want) {
 		t.Errorf("warnings %q, want %q", got, want)
 	}
@@ -118,6 +121,42 @@ func TestDeploySwitchesEveryNode(t *testing.T) {
 	}
 	if u := p.Unsure(); len(u) != 0 {
 		t.Errorf("unsure nodes %v after a deploy that succeeded", u)
+	}
+}
+
+// Switch returns once every node answered that it routes to the release,
+// without waiting for what follows on the nodes (the workers switch,
+// tidying); Settle waits for that and collects its warnings.
+func TestSwitchAnswersBeforeTheAftermath(t *testing.T) {
+	ff, nodes := newFakeFleet(t, "a", "b")
+	ff.aftermath = make(chan struct{})
+	p, _, err := prepare(context.Background(), ff, nodes, "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	switched := make(chan error, 1)
+	go func() { switched <- ff.fleet.Switch(context.Background(), p) }()
+	select {
+	case err := <-switched:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		close(ff.aftermath)
+		t.Fatal("Switch waited for the nodes' aftermath")
+	}
+	wantLive(t, ff, map[string]int{"a": 5, "b": 5})
+	settled := make(chan struct{})
+	go func() { p.Settle(context.Background()); close(settled) }()
+	select {
+	case <-settled:
+		t.Fatal("Settle returned before the nodes' aftermath ended")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(ff.aftermath)
+	<-settled
+	if got, want := p.Warnings(), []string{"a        tidied", "b        tidied"}; !slices.Equal(got, want) {
+		t.Errorf("warnings %q, want %q", got, want)
 	}
 }
 

@@ -1,6 +1,7 @@
 package nodes
 
 import (
+	"archive/tar"
 	"bufio"
 	"bytes"
 	"context"
@@ -64,6 +65,10 @@ type fakeFleet struct {
 	down   map[string]bool       // node: cannot be reached at all
 	local  map[string]bool       // node: its agent is not uploaded (LocalNode)
 	specs  map[string]agent.Spec // node: the spec its last start got
+	// aftermath: a prepare session that switched waits for it to close,
+	// then warns "tidied", as the agent's workers switch and tidying
+	// follow its answer.
+	aftermath chan struct{}
 }
 
 var errFakeDropped = errDropped
@@ -183,7 +188,8 @@ func (t *fakeTransport) run(ctx context.Context, stdin io.Reader, stdout, stderr
 }
 
 // prepare is the prepare verb as the agent runs it: its manifest, receive
-// and start steps in one session, each noted and scripted as its own.
+// and start steps in one session, each noted and scripted as its own,
+// then, on the word to switch, its activate step.
 func (t *fakeTransport) prepare(ctx context.Context, instance string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err := t.step(ctx, "manifest", instance, nil, nil, stdout, stderr); err != nil {
 		return err
@@ -200,10 +206,72 @@ func (t *fakeTransport) prepare(ctx context.Context, instance string, args []str
 	if !plan.Go {
 		return nil
 	}
-	if err := t.step(ctx, "receive", instance, args, in, stdout, stderr); err != nil {
+	contents, err := readReleaseStream(in)
+	if err != nil {
+		return &exitError{code: 1, msg: "prepare: " + err.Error()}
+	}
+	if err := t.step(ctx, "receive", instance, args, bytes.NewReader(contents), stdout, stderr); err != nil {
 		return err
 	}
-	return t.step(ctx, "start", instance, args, bytes.NewReader(plan.Spec), stdout, stderr)
+	var started bytes.Buffer
+	if err := t.step(ctx, "start", instance, args, bytes.NewReader(plan.Spec), &started, stderr); err != nil {
+		return err
+	}
+	writeFramed(stdout, started.String())
+	fmt.Fprintln(stdout, agentapi.PrepareStarted)
+	word, err := in.ReadString('\n')
+	if err != nil {
+		return nil // no switch
+	}
+	if word != agentapi.PrepareSwitch+"\n" {
+		return &exitError{code: 2, msg: fmt.Sprintf("prepare: %q is not the word to switch", word)}
+	}
+	var warn bytes.Buffer
+	if err := t.step(ctx, "activate", instance, args, nil, io.Discard, &warn); err != nil {
+		fmt.Fprint(stderr, warn.String())
+		return err
+	}
+	writeFramed(stdout, warn.String())
+	fmt.Fprintln(stdout, agentapi.PrepareSwitched)
+	if t.ff.aftermath != nil {
+		<-t.ff.aftermath
+		writeFramed(stdout, "tidied\n")
+	}
+	return nil
+}
+
+// readReleaseStream reads what a receive reads, the manifest line and
+// a tar, which ends the contents, and returns it.
+func readReleaseStream(in *bufio.Reader) ([]byte, error) {
+	manifestLine, err := in.ReadBytes('\n')
+	if err != nil {
+		return nil, fmt.Errorf("reading the manifest: %w", err)
+	}
+	read := bytes.NewBuffer(manifestLine)
+	tr := tar.NewReader(io.TeeReader(in, read))
+	for {
+		_, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return read.Bytes(), nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading the contents: %w", err)
+		}
+		if _, err := io.Copy(io.Discard, tr); err != nil {
+			return nil, fmt.Errorf("reading the contents: %w", err)
+		}
+	}
+}
+
+// writeFramed writes text's lines as the agent frames output in a
+// prepare session.
+func writeFramed(w io.Writer, text string) {
+	for line := range strings.Lines(text) {
+		fmt.Fprintf(w, "%s%s", agentapi.PrepareOutput, line)
+	}
+	if text != "" && !strings.HasSuffix(text, "\n") {
+		fmt.Fprintln(w)
+	}
 }
 
 // step is one verb of the fake agent, as scripted.

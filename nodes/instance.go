@@ -19,12 +19,13 @@ import (
 func (f *Fleet) Activate(ctx context.Context, nodes []Node, app, instance string, n int, say func(Node, string), ready func(Report)) ([]string, error) {
 	r := Release{App: app, Instance: instance, Number: n}
 	p := &Prepared{release: r, nodes: nodes, deploys: make([]nodeDeploy, len(nodes)), existing: true}
-	err := f.phase1(ctx, p, ready, func(c *conn) (int, Report, error) {
-		cur, err := releasesOn(ctx, c, app, instance)
+	err := f.phase1(ctx, p, ready, func(d *nodeDeploy) (Report, error) {
+		cur, err := releasesOn(ctx, d.conn, app, instance)
 		if err != nil {
-			return 0, Report{}, err
+			return Report{}, err
 		}
-		return cur.Current, Report{}, start(ctx, c, r, true, func(line string) { say(c.node, line) })
+		d.prev = cur.Current
+		return Report{}, start(ctx, d.conn, r, true, func(line string) { say(d.conn.node, line) })
 	})
 	if err != nil {
 		return nil, err

@@ -16,7 +16,9 @@ package main_test
 // One section while developing: go test -tags bench -run '^TestBench$/^Push$' -v ./cmd/gitreceive/
 
 import (
+	"bytes"
 	"cmp"
+	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand"
@@ -618,21 +620,46 @@ func page(marker string) map[string]string {
 		"    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'" + marker + "']\n"}
 }
 
-// pushToLive pushes work and returns the time until every node answers
-// host with marker.
+// pushToLive pushes work's main to app and returns the time from the
+// push's start to marker answering for host on every target node.
 func pushToLive(t *testing.T, f *fixture, work, app string, targets []*testbed.Node, host, marker string) time.Duration {
+	live, _ := pushWatchingLive(t, f, work, app, targets, host, marker)
+	return live
+}
+
+// pushWatchingLive pushes work's main to app, polling every target node
+// for marker every 5 ms from the push's start, and returns when the
+// release answered on every node (live) and when the push ended (pushed):
+// a push says "live" at the switch, and ends after what follows it on the
+// nodes (the workers switch, tidying older releases).
+func pushWatchingLive(t *testing.T, f *fixture, work, app string, targets []*testbed.Node, host, marker string) (live, pushed time.Duration) {
 	t.Helper()
 	start := time.Now()
-	f.alice.MustGit(t, work, "push", "-q", f.alice.URL(app), "main")
+	cmd := f.alice.GitCmd(context.Background(), work, "push", "-q", f.alice.URL(app), "main")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	ended := make(chan error, 1)
+	go func() {
+		err := cmd.Wait()
+		pushed = time.Since(start)
+		ended <- err
+	}()
 	for _, n := range targets {
 		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 			if code, body := get(n, host, "/"); code == 200 && body == marker {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s never answered %q for %s", n.Name, marker, host)
+				t.Fatalf("%s never answered %q for %s; the push said:\n%s", n.Name, marker, host, out.String())
 			}
 		}
 	}
-	return time.Since(start)
+	live = time.Since(start)
+	if err := <-ended; err != nil {
+		t.Fatalf("git push: %v\n%s", err, out.String())
+	}
+	return live, pushed
 }

@@ -122,15 +122,28 @@ func readSpec(dir string, n int) (Spec, error) {
 // Once n is routed, the tidying that follows cannot undo the switch: its
 // failures are warnings on warn.
 func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
-	if _, err := os.Stat(manifestPath(in.dir, n)); err != nil {
-		return fmt.Errorf("v%d was not received here: %w", n, err)
-	}
-	old, _, err := current(in.dir)
+	prev, reloaded, err := in.switchTo(ctx, n)
 	if err != nil {
 		return err
 	}
+	in.afterSwitch(ctx, n, prev, reloaded, warn, nil)
+	return nil
+}
+
+// switchTo is activate's switch: current, previous and the routing
+// pointed at n, or, on failure or when the receiver went away before it
+// was done, all back as they were. It returns the release now at
+// prev.HOST and, when nginx was reloaded, why.
+func (in instance) switchTo(ctx context.Context, n int) (prev int, reloaded string, err error) {
+	if _, err := os.Stat(manifestPath(in.dir, n)); err != nil {
+		return 0, "", fmt.Errorf("v%d was not received here: %w", n, err)
+	}
+	old, _, err := current(in.dir)
+	if err != nil {
+		return 0, "", err
+	}
 	oldPrev := readLink(in.dir, "previous")
-	prev := oldPrev
+	prev = oldPrev
 	if old != n && old > 0 {
 		prev = old
 	}
@@ -141,13 +154,12 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 	// disk that fills meanwhile cannot leave previous stale behind a
 	// switch that went through (take-backs go to previous).
 	if err := setLink(in.dir, "current", n); err != nil {
-		return err
+		return 0, "", err
 	}
 	if err := setLink(in.dir, "previous", prev); err != nil {
 		_ = in.setCurrent(old)
-		return fmt.Errorf("recording v%d as the previous release: %w", prev, err)
+		return 0, "", fmt.Errorf("recording v%d as the previous release: %w", prev, err)
 	}
-	reloaded := ""
 	if in.rt != nil {
 		var spec Spec
 		if spec, err = in.spec(n); err == nil {
@@ -160,7 +172,7 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 		// leaves nginx as it was when it fails).
 		_ = in.setCurrent(old)
 		_ = setLink(in.dir, "previous", oldPrev)
-		return err
+		return 0, "", err
 	}
 	if gone {
 		// The receiver went away, so it cannot learn whether this node
@@ -170,14 +182,26 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 			err = fmt.Errorf("the receiver went away while v%d was being switched to: %w", n, cmp.Or(ctx.Err(), context.Canceled))
 		}
 		if undoErr := in.switchBack(ctx, old, oldPrev); undoErr != nil {
-			return fmt.Errorf("%w; and switching back to v%d failed: %v", err, old, undoErr)
+			return 0, "", fmt.Errorf("%w; and switching back to v%d failed: %v", err, old, undoErr)
 		}
-		return err
+		return 0, "", err
 	}
+	return prev, reloaded, nil
+}
+
+// afterSwitch is what follows a switch to n: the reload said on warn,
+// then answered (when answer is set: the receiver learns that n is live
+// before the rest, which it does not wait for to go on), then the
+// workers switched and older releases tidied, their failures warnings
+// on warn: neither undoes the switch.
+func (in instance) afterSwitch(ctx context.Context, n, prev int, reloaded string, warn io.Writer, answer func() error) {
 	if reloaded != "" {
 		// Most switches only rename links; the pusher learns when one
 		// touched every app on the node.
 		fmt.Fprintf(warn, "nginx reloaded: %s\n", reloaded)
+	}
+	if answer != nil && answer() != nil {
+		return // the receiver is gone: it will switch this node back
 	}
 	if in.rt != nil {
 		in.switchWorkers(ctx, n, warn)
@@ -185,7 +209,6 @@ func (in instance) activate(ctx context.Context, n int, warn io.Writer) error {
 	if err := in.tidy(ctx, n, prev); err != nil {
 		fmt.Fprintf(warn, "warning: v%d is live, but tidying older releases failed: %v\n", n, err)
 	}
-	return nil
 }
 
 // switchBack points current and nginx at release old again (0: no

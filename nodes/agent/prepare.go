@@ -8,6 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
+	"time"
+	"unicode/utf8"
 
 	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
@@ -15,14 +18,24 @@ import (
 // maxPlan bounds the plan line (its spec) read from the receiver.
 const maxPlan = maxSpec + 4096
 
+// maxSwitchWait bounds how long a started release waits for the
+// receiver's word to switch: a receiver that neither switches nor ends
+// the session (a bug) does not hold the session forever. Phase 1 of the
+// other nodes and releases of the push comes before that word, so it is
+// generous.
+const maxSwitchWait = 2 * time.Hour
+
 // prepareVerb is phase 1 in one session (agentapi.Prepare): one SSH
 // round trip per node instead of one each for manifest, receive and start.
 // The receiver reads the first answer before it writes anything, so a
 // node whose agent is another version, or that is live on this very
-// release, is left as it was.
+// release, is left as it was. The session then stays open for phase 2:
+// the receiver's word switches the node at once, without starting
+// another session and agent (DESIGN.md decision 12).
 func prepareVerb(ctx context.Context, c *call, r agentapi.Prepare) error {
 	// A receiver that hung up will not switch to the release: stop its
-	// vassal rather than leave it running (as start does).
+	// vassal rather than leave it running (as start does), and a switch
+	// it cannot hear the end of goes back (as activate does).
 	ctx, cancel := untilHangUp(ctx, c.stdout)
 	defer cancel()
 	if err := manifestVerb(ctx, c, agentapi.Manifest{Target: r.Target}); err != nil {
@@ -40,7 +53,55 @@ func prepareVerb(ctx context.Context, c *call, r agentapi.Prepare) error {
 	if err := json.NewEncoder(c.stdout).Encode(st); err != nil {
 		return err
 	}
-	return c.instance(r.Target).start(ctx, r.Number, false, bytes.NewReader(plan.Spec), c.stdout)
+	out := &framedWriter{w: c.stdout}
+	inst := c.instance(r.Target)
+	if err := inst.start(ctx, r.Number, false, bytes.NewReader(plan.Spec), out); err != nil {
+		return err
+	}
+	if err := out.say(agentapi.PrepareStarted); err != nil {
+		return err
+	}
+	if ok, err := awaitSwitch(ctx, in); !ok {
+		return err
+	}
+	prev, reloaded, err := inst.switchTo(ctx, r.Number)
+	if err != nil {
+		return err
+	}
+	inst.afterSwitch(ctx, r.Number, prev, reloaded, out, func() error { return out.say(agentapi.PrepareSwitched) })
+	return nil
+}
+
+// awaitSwitch waits for the receiver's word to switch. End of input (the
+// receiver undoes the deploy, or went away) is no switch and no error.
+func awaitSwitch(ctx context.Context, in *bufio.Reader) (bool, error) {
+	type read struct {
+		line []byte
+		err  error
+	}
+	got := make(chan read, 1)
+	go func() {
+		line, err := readBoundedLine(in, len(agentapi.PrepareSwitch)+1)
+		got <- read{line, err}
+	}()
+	timer := time.NewTimer(maxSwitchWait)
+	defer timer.Stop()
+	select {
+	case r := <-got:
+		switch {
+		case string(r.line) == agentapi.PrepareSwitch+"\n":
+			return true, nil
+		case errors.Is(r.err, io.EOF):
+			return false, nil
+		case r.err != nil:
+			return false, fmt.Errorf("reading the word to switch: %w", r.err)
+		}
+		return false, fmt.Errorf("reading the word to switch: got %q", r.line)
+	case <-ctx.Done():
+		return false, nil
+	case <-timer.C:
+		return false, fmt.Errorf("no word to switch came within %s: the release is started, not live", maxSwitchWait)
+	}
 }
 
 // readPlan reads the receiver's plan line; none at all (the receiver
@@ -76,4 +137,65 @@ func readBoundedLine(in *bufio.Reader, max int) ([]byte, error) {
 			return nil, fmt.Errorf("a line is longer than %d bytes", max)
 		}
 	}
+}
+
+// framedWriter writes what it is given as agentapi.PrepareOutput lines
+// of at most agentapi.MaxPrepareLine bytes (a longer line is cut, at a
+// character's start), for one or several writers at once (a script's
+// stdout and stderr).
+type framedWriter struct {
+	w       io.Writer
+	mu      sync.Mutex
+	midLine bool // the last write ended inside a line
+	lineLen int  // bytes of that line written so far
+}
+
+// maxFramedContent is the most of a line one frame holds.
+const maxFramedContent = agentapi.MaxPrepareLine - len(agentapi.PrepareOutput) - 1
+
+func (f *framedWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]byte, 0, len(p)+len(agentapi.PrepareOutput)+1)
+	for rest := p; len(rest) > 0; {
+		if !f.midLine {
+			out = append(out, agentapi.PrepareOutput...)
+			f.midLine, f.lineLen = true, 0
+		}
+		piece := rest
+		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
+			piece = rest[:i+1]
+		}
+		if room := maxFramedContent - f.lineLen; len(piece) > room {
+			cut := room
+			for back := 0; back < utf8.UTFMax-1 && cut > 0 && !utf8.RuneStart(piece[cut]); back++ {
+				cut--
+			}
+			out = append(append(out, piece[:cut]...), '\n')
+			f.midLine = false
+			rest = rest[cut:]
+			continue
+		}
+		out = append(out, piece...)
+		f.lineLen += len(piece)
+		f.midLine = piece[len(piece)-1] != '\n'
+		rest = rest[len(piece):]
+	}
+	if _, err := f.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// say ends a line left open, then writes line (one of the agent's own,
+// not framed).
+func (f *framedWriter) say(line string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.midLine {
+		line = "\n" + line
+		f.midLine = false
+	}
+	_, err := io.WriteString(f.w, line+"\n")
+	return err
 }

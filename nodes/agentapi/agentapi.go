@@ -96,10 +96,17 @@ type (
 		Release
 		Stored bool
 	}
-	// Prepare is phase 1 in one session: the agent answers as Manifest
-	// does, reads a PreparePlan line, and with Go receives as Receive
-	// does (the rest of stdin), answers as Receive does, then starts the
-	// release from the plan's spec as Start does, printing its lines.
+	// Prepare is phase 1, and phase 2 on a word, in one session: the
+	// agent answers as Manifest does, reads a PreparePlan line, and with
+	// Go receives as Receive does (the manifest line and a tar, which
+	// ends the contents), answers as Receive does, then starts the
+	// release from the plan's spec as Start does, printing its lines as
+	// PrepareOutput lines, and PrepareStarted. It then waits for the
+	// line PrepareSwitch, switches as Activate does, answers
+	// PrepareSwitched once nginx routes to the release, and goes on with
+	// what follows a switch (workers, tidying), printing its warnings as
+	// PrepareOutput lines. End of input instead of PrepareSwitch ends the
+	// session with the release started but not live.
 	Prepare struct{ Release }
 	// Activate points current at a release and routes nginx to it.
 	Activate struct{ Release }
@@ -537,6 +544,19 @@ func Verbs() []string {
 	sort.Strings(verbs)
 	return verbs
 }
+
+// The lines of a Prepare session after the receive's answer. Framing the
+// start's output (which holds the app's own, from update_fetch) keeps an
+// app from printing the agent's answers.
+const (
+	PrepareOutput   = "| "        // before each line of output or warning
+	PrepareStarted  = "=started"  // the release started and passed its health check
+	PrepareSwitch   = "switch"    // the receiver's word to make it live
+	PrepareSwitched = "=switched" // nginx routes to it
+	// MaxPrepareLine bounds each line, its newline included: the agent
+	// cuts longer output into lines of this length.
+	MaxPrepareLine = 64 << 10
+)
 
 // PreparePlan is the receiver's line after Prepare's first answer: Go
 // false (or no line at all) ends the session with nothing done, so that

@@ -138,7 +138,18 @@ func (a *Apps) goLive(ctx context.Context, built []*builder.Release, targets []n
 		return nil, err
 	}
 	defer doneClaiming()
-	prepared, err := a.prepareAll(ctx, built, specs, targets, out, seedFrom)
+	var prepared []*nodes.Prepared
+	defer func() {
+		if v := recover(); v != nil {
+			// No node's agent is left waiting for a word to switch that
+			// will not come.
+			for _, pr := range prepared {
+				pr.Settle(ctx)
+			}
+			panic(v)
+		}
+	}()
+	prepared, err = a.prepareAll(ctx, built, specs, targets, out, seedFrom)
 	if err != nil {
 		return nil, err
 	}
@@ -231,11 +242,6 @@ func (a *Apps) switchAll(ctx context.Context, built []*builder.Release, specs []
 		a.takeBackUnsure(log, built, prepared) // Switch has undone the rest
 		return fmt.Errorf("%w; every node is back on its previous release", err)
 	}
-	for _, pr := range prepared {
-		for _, w := range pr.Warnings() {
-			out.Detail("%s", w)
-		}
-	}
 	for i, r := range built {
 		if err := a.record(r, specs[i]); err != nil {
 			log.Error().Err(err).Msg("recording release")
@@ -246,6 +252,17 @@ func (a *Apps) switchAll(ctx context.Context, built []*builder.Release, specs []
 		out.Done("%s v%d (%s) is live on %d node%s at http://%s (%.1fs)", r.App, r.Number, r.Branch, len(targets), Plural(len(targets)),
 			specs[i].Locations[0], time.Since(start).Seconds())
 	}
+	// Live first, then what follows the switch on each node (workers,
+	// tidying): the push ends, and the app's lock is released, once it
+	// is done.
+	settleStart := time.Now()
+	for _, pr := range prepared {
+		pr.Settle(ctx)
+		for _, w := range pr.Warnings() {
+			out.Detail("%s", w)
+		}
+	}
+	log.Info().Dur("duration", time.Since(settleStart)).Msg("switch settled")
 	return nil
 }
 

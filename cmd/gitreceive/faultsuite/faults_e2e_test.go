@@ -470,6 +470,13 @@ func nodeProcess(n *testbed.Node, args ...string) int {
 	return 0
 }
 
+// switching reports whether node n's agent is switching app's production
+// instance: in the deploy's prepare session (phase 2 on the receiver's
+// word, then the workers and tidying) or an activate of its own.
+func switching(n *testbed.Node, app string) bool {
+	return nodeProcess(n, "node", "prepare", app, "production") != 0 || nodeProcess(n, "node", "activate", app, "production") != 0
+}
+
 // until polls cond every 10 ms for up to a minute.
 func until(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -801,7 +808,7 @@ func TestFaultReceiverKilled(t *testing.T) {
 					for _, n := range others {
 						until(t, n.Name+" switched", func() bool {
 							return currentRelease(n, "fltapp", "production") == next.number &&
-								nodeProcess(n, "node", "activate", "fltapp", "production") == 0
+								!switching(n, "fltapp")
 						})
 					}
 				}
@@ -833,7 +840,7 @@ func TestFaultReceiverKilled(t *testing.T) {
 				// x went back by itself when its receiver hung up mid-switch;
 				// the nodes that had switched before the receiver died are
 				// switched back by the restarted receiver (repair).
-				until(t, x.Name+" switched back", func() bool { return nodeProcess(x, "node", "activate", "fltapp", "production") == 0 })
+				until(t, x.Name+" switched back", func() bool { return !switching(x, "fltapp") })
 				until(t, "the restarted receiver switched every node back", func() bool {
 					for _, n := range bed.Nodes {
 						code, body := get(n, cur.host(), "/")
