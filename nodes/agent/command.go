@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -70,6 +71,9 @@ type Instance struct {
 	App      string `json:"app"`
 	Instance string `json:"instance"`
 	Release  int    `json:"release"` // 0: received but never activated
+	// CrashLoops names the live release's workers that are in a crash
+	// loop here or cannot start (as ps reports them), each once.
+	CrashLoops []string `json:"crash_loops,omitempty"`
 }
 
 // Run is `gitreceive node VERB ...`, run by the receiver on a node (over
@@ -140,7 +144,7 @@ var handlers = map[string]handler{
 	"ps":        handle(psVerb),
 	"restart":   handle(restartVerb),
 	"cron-run":  handle(cronRunVerb),
-	"cron-hold": handle(cronHoldVerb),
+	"singletons-hold": handle(singletonsHoldVerb),
 	"destroy":   handle(destroyVerb),
 	"disable": handle(func(ctx context.Context, c *call, r agentapi.Disable) error {
 		return c.setDisabled(ctx, r.Target, true)
@@ -344,6 +348,7 @@ func allProven(m manifest.Manifest) map[string]bool {
 // status lists every instance under root with its live release.
 func status(root, version string) (NodeStatus, error) {
 	st := NodeStatus{Agent: version, Instances: []Instance{}}
+	now := time.Now()
 	apps, err := os.ReadDir(root)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return st, err
@@ -360,11 +365,12 @@ func status(root, version string) (NodeStatus, error) {
 			if !i.IsDir() || !names.IsInstance(i.Name()) {
 				continue
 			}
-			cur, _, err := current(filepath.Join(root, a.Name(), i.Name()))
+			dir := filepath.Join(root, a.Name(), i.Name())
+			cur, _, err := current(dir)
 			if err != nil {
 				return st, fmt.Errorf("%s/%s: %w", a.Name(), i.Name(), err)
 			}
-			st.Instances = append(st.Instances, Instance{App: a.Name(), Instance: i.Name(), Release: cur})
+			st.Instances = append(st.Instances, Instance{App: a.Name(), Instance: i.Name(), Release: cur, CrashLoops: crashLoops(dir, cur, now)})
 		}
 	}
 	// Free space where releases go: root, or the nearest directory that
