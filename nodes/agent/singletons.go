@@ -54,6 +54,18 @@ func singletonsHoldVerb(_ context.Context, c *call, r agentapi.SingletonsHold) e
 	return atomicfile.Write(singletonsHoldPath(in.dir), []byte(value), 0o644)
 }
 
+// runsWorkers says whether a node runs any of the spec's workers, held
+// saying whether it holds the singletons: one that runs only the cron
+// scheduler has no worker to watch at a switch.
+func (s Spec) runsWorkers(held bool) bool {
+	for _, w := range s.BackgroundWorkers {
+		if !w.OneNode || held {
+			return true
+		}
+	}
+	return false
+}
+
 // holdGate is a supervisor's view of the singletons hold: whether this
 // node holds them, and a channel closed at the next change.
 type holdGate struct {

@@ -182,7 +182,7 @@ func (in instance) switchWorkers(ctx context.Context, n int, warn io.Writer) {
 		fmt.Fprintf(warn, "warning: v%d is live, but its workers did not start: %v\n", n, err)
 		return
 	}
-	if started {
+	if started && spec.runsWorkers(holdsSingletons(in.dir, spec)) {
 		ri.watchWorkers(ctx, n, warn)
 	}
 }

@@ -69,6 +69,25 @@ func TestHoldsSingletons(t *testing.T) {
 	}
 }
 
+func TestRunsWorkers(t *testing.T) {
+	one := Spec{BackgroundWorkers: []WorkerSpec{{Name: "b", OneNode: true}}}
+	both := Spec{BackgroundWorkers: []WorkerSpec{{Name: "a"}, {Name: "b", OneNode: true}}}
+	for _, tt := range []struct {
+		spec Spec
+		held bool
+		want bool
+	}{
+		{Spec{}, true, false},
+		{one, false, false},
+		{one, true, true},
+		{both, false, true},
+	} {
+		if got := tt.spec.runsWorkers(tt.held); got != tt.want {
+			t.Errorf("runsWorkers(%v) of %+v = %v, want %v", tt.held, tt.spec.BackgroundWorkers, got, tt.want)
+		}
+	}
+}
+
 func TestHoldGate(t *testing.T) {
 	g := newHoldGate(false)
 	held, changed := g.get()
