@@ -38,8 +38,6 @@ cron.long = 0 0 1 1 * bin/job.py long wait
 worker.single = bin/single.py
 worker.single.nodes = one
 `,
-	"Procfile":      "ticker: bin/job.py tick 0\n",
-	"bin/single.py": "import time\nwhile True:\n    time.sleep(1)\n",
 	"wsgi.py": "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n",
 	"bin/ticker.py": `import os, signal, sys, time
 LOG = os.path.join(os.environ["SILVER_LOGS"], "ticks.log")
@@ -71,6 +69,8 @@ else:
     time.sleep(float(sys.argv[2]))
 say("end")
 `,
+	"Procfile":      "ticker: bin/job.py tick 0\n",
+	"bin/single.py": "import time\nwhile True:\n    time.sleep(1)\n",
 }
 
 func TestWorkersAndCron(t *testing.T) {

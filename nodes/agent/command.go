@@ -131,21 +131,20 @@ func handle[R agentapi.Request](f func(context.Context, *call, R) error) handler
 
 // handlers answer every verb but run (its answer is an exit code).
 var handlers = map[string]handler{
-	"service":   handle(serviceVerb),
-	"status":    handle(statusVerb),
-	"packages":  handle(packagesVerb),
-	"setup":     handle(setupVerb),
-	"manifest":  handle(manifestVerb),
-	"receive":   handle(receiveVerb),
-	"start":     handle(startVerb),
-	"prepare":   handle(prepareVerb),
-	"releases":  handle(releasesVerb),
-	"logs":      handle(logsVerb),
-	"ps":        handle(psVerb),
-	"restart":   handle(restartVerb),
-	"cron-run":  handle(cronRunVerb),
-	"singletons-hold": handle(singletonsHoldVerb),
-	"destroy":   handle(destroyVerb),
+	"service":  handle(serviceVerb),
+	"status":   handle(statusVerb),
+	"packages": handle(packagesVerb),
+	"setup":    handle(setupVerb),
+	"manifest": handle(manifestVerb),
+	"receive":  handle(receiveVerb),
+	"start":    handle(startVerb),
+	"prepare":  handle(prepareVerb),
+	"releases": handle(releasesVerb),
+	"logs":     handle(logsVerb),
+	"ps":       handle(psVerb),
+	"restart":  handle(restartVerb),
+	"cron-run": handle(cronRunVerb),
+	"destroy":  handle(destroyVerb),
 	"disable": handle(func(ctx context.Context, c *call, r agentapi.Disable) error {
 		return c.setDisabled(ctx, r.Target, true)
 	}),
@@ -157,6 +156,9 @@ var handlers = map[string]handler{
 	"abort":      handle(abortVerb),
 	"challenge":  handle(challengeVerb),
 	"cert":       handle(certVerb),
+
+	// The receiver moves the singletons (singletons.go).
+	"singletons-hold": handle(singletonsHoldVerb),
 }
 
 func statusVerb(_ context.Context, c *call, _ agentapi.Status) error {

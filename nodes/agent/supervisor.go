@@ -66,7 +66,7 @@ type processState struct {
 	LastExit  string    `json:"last_exit,omitempty"` // "exit status 1", "signal: killed"
 	ExitedAt  time.Time `json:"exited_at"`
 	CrashLoop bool      `json:"crash_loop,omitempty"`
-	Error     string    `json:"error,omitempty"` // why it could not start
+	Error     string    `json:"error,omitempty"`     // why it could not start
 	OneNode   bool      `json:"one_node,omitempty"`  // worker.NAME.nodes = one
 	Elsewhere bool      `json:"elsewhere,omitempty"` // OneNode, and this node does not hold the singletons
 }

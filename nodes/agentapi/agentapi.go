@@ -269,7 +269,6 @@ var parsers = map[string]func(args []string) (Request, error){
 	"ps":         targetParser(func(t Target) Request { return Ps{t} }),
 	"restart":    parseRestart,
 	"cron-run":   parseCronRun,
-	"singletons-hold": parseSingletonsHold,
 	"run":        parseRun,
 	"service":    parseService,
 	"status":     parseStatus,
@@ -277,6 +276,8 @@ var parsers = map[string]func(args []string) (Request, error){
 	"packages":   parsePackages,
 	"challenge":  parseChallenge,
 	"cert":       parseCert,
+
+	"singletons-hold": parseSingletonsHold,
 }
 
 // Parse reads a command line (the words after `gitreceive node`).
