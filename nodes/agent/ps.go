@@ -129,7 +129,10 @@ func (in instance) ps(ctx context.Context) (PsReport, error) {
 	if err != nil {
 		return rep, nil
 	}
-	held := len(ri.workerReleases()) > 0 && holdsSingletons(in.dir, spec)
+	// The hold, not whether a supervisor runs now: none runs for a moment
+	// at a switch or an enable, and the receiver must not move the
+	// singletons then.
+	held := holdsSingletons(in.dir, spec)
 	rep.Singletons, rep.SingletonsMoved = held, held && !spec.Singletons
 	for _, w := range spec.BackgroundWorkers {
 		if w.OneNode {

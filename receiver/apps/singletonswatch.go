@@ -83,7 +83,7 @@ func (a *Apps) placeSingletons(ctx context.Context, targets []nodes.Node, status
 // (of several holders, the one they were moved to, else the first by
 // name); else the first healthy node by name that runs the instance takes
 // them. A node is healthy when it passes its check and reports the
-// instance live.
+// instance live. Nothing moves while a node reports the instance disabled.
 func singletonsPlacement(statuses []nodes.Status, reports []nodes.NodePs) (chosen string, move bool) {
 	failing := map[string]bool{}
 	for _, st := range statuses {
@@ -95,7 +95,12 @@ func singletonsPlacement(statuses []nodes.Status, reports []nodes.NodePs) (chose
 	moved := ""
 	has := false
 	for _, r := range reports {
-		if r.Err != nil || failing[r.Node.Name] || r.Report.Release == 0 || r.Report.Disabled {
+		if r.Err == nil && r.Report.Disabled {
+			// Disabled (or being enabled node by node): no node runs
+			// them now, and a node not yet enabled may hold them.
+			return "", false
+		}
+		if r.Err != nil || failing[r.Node.Name] || r.Report.Release == 0 {
 			continue
 		}
 		healthy = append(healthy, r.Node.Name)

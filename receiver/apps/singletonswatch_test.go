@@ -22,8 +22,8 @@ func TestSingletonsPlacement(t *testing.T) {
 	}
 	unreachable := nodes.NodePs{Node: nodes.Node{Name: "a"}, Err: down}
 	noCron := nodes.NodePs{Node: nodes.Node{Name: "a"}, Report: agent.PsReport{Release: 3}}
-	disabled := node("a", true, false)
-	disabled.Report.Disabled = true
+	disabled, disabledB := node("a", true, false), node("b", false, true)
+	disabled.Report.Disabled, disabledB.Report.Disabled = true, true
 	for _, tt := range []struct {
 		name    string
 		failing []string // nodes whose check fails
@@ -42,7 +42,8 @@ func TestSingletonsPlacement(t *testing.T) {
 		{"worker holder fails its check", []string{"a"}, []nodes.NodePs{worker("a", true, false), worker("b", false, false)}, "b", true},
 		{"worker holder unreachable", nil, []nodes.NodePs{unreachable, worker("b", false, false)}, "b", true},
 		{"worker's node came back", nil, []nodes.NodePs{worker("a", true, false), worker("b", true, true)}, "b", true},
-		{"holder disabled", nil, []nodes.NodePs{disabled, node("b", false, false)}, "b", true},
+		{"disabled on a node", nil, []nodes.NodePs{disabled, node("b", false, false)}, "", false},
+		{"holder not yet enabled", nil, []nodes.NodePs{node("a", false, false), disabledB}, "", false},
 		{"nothing healthy", nil, []nodes.NodePs{unreachable}, "", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
