@@ -140,8 +140,9 @@ func (in instance) ps(ctx context.Context) (PsReport, error) {
 		}
 	}
 	for _, j := range spec.CronJobs {
-		cj := CronJobReport{Name: j.Name, Schedule: j.Schedule, Here: held}
-		if held && !in.disabled() {
+		// Here: runs here now (cron:run goes there), not while disabled.
+		cj := CronJobReport{Name: j.Name, Schedule: j.Schedule, Here: held && !rep.Disabled}
+		if cj.Here {
 			cj.Next = nextCronRun(spec, j, now)
 		}
 		if st, err := readCronState(in.dir, j.Name); err == nil {
