@@ -59,7 +59,8 @@ func (f *Fleet) CronRun(ctx context.Context, n Node, app, instance, name string,
 	return nil
 }
 
-// CronHold makes node n run the instance's cron jobs (on) or not.
-func (f *Fleet) CronHold(ctx context.Context, n Node, app, instance string, on bool) error {
-	return f.onEveryNode(ctx, []Node{n}, agentapi.CronHold{Target: agentapi.At(app, instance), On: on})
+// SingletonsHold makes node n run the instance's singletons, its cron
+// jobs and workers of nodes = one, (on) or not.
+func (f *Fleet) SingletonsHold(ctx context.Context, n Node, app, instance string, on bool) error {
+	return f.onEveryNode(ctx, []Node{n}, agentapi.SingletonsHold{Target: agentapi.At(app, instance), On: on})
 }

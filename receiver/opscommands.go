@@ -131,7 +131,7 @@ func (s *Server) appsCommand(c *call) error {
 		return printJSON(c, rows)
 	}
 	tw := tabwriter.NewWriter(c.stdout(), 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "APP\tBRANCH\tLOCATION\tLIVE\tNODES\tLAST DEPLOY\tSERVICES")
+	fmt.Fprintln(tw, "APP\tBRANCH\tLOCATION\tLIVE\tNODES\tLAST DEPLOY\tSERVICES\tWORKERS")
 	for _, r := range rows {
 		services := strings.Join(r.Services, ",")
 		if r.Files != "" {
@@ -141,10 +141,34 @@ func (s *Server) appsCommand(c *call) error {
 		if deployed != "" {
 			deployed += " by " + r.Pusher
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r.App, r.Branch, r.Location, r.Live, r.Nodes, deployed, services)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r.App, r.Branch, r.Location, r.Live, r.Nodes, deployed, services, workersCell(r))
 	}
 	tw.Flush()
 	return nil
+}
+
+// workersCell is what `apps` says of an instance's workers: those in a
+// crash loop and their nodes, and the nodes not reached ("-": nothing).
+func workersCell(r apps.AppRow) string {
+	var names []string
+	where := map[string][]string{}
+	for _, c := range r.CrashLoops {
+		if where[c.Worker] == nil {
+			names = append(names, c.Worker)
+		}
+		where[c.Worker] = append(where[c.Worker], c.Node)
+	}
+	var parts []string
+	for _, name := range names {
+		parts = append(parts, "crash loop: "+name+" on "+strings.Join(where[name], ", "))
+	}
+	if len(r.Unreached) > 0 {
+		parts = append(parts, "not reached: "+strings.Join(r.Unreached, ", "))
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, "; ")
 }
 
 // destroyFlags declares destroy's options.

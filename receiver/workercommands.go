@@ -90,7 +90,11 @@ func writePs(c *call, reports []nodes.NodePs) {
 			case w.PID == 0:
 				state = "restarting (last: " + w.LastExit + ")"
 			}
-			fmt.Fprintf(tw, "%s\t%s.%d\tv%d\t%d\t%s\t%d\t%s\t%s\n", r.Node.Name, w.Name, w.Index, w.Release, w.PID,
+			name := fmt.Sprintf("%s.%d", w.Name, w.Index)
+			if w.OneNode {
+				name += " (nodes = one)" // on this node only
+			}
+			fmt.Fprintf(tw, "%s\t%s\tv%d\t%d\t%s\t%d\t%s\t%s\n", r.Node.Name, name, w.Release, w.PID,
 				(time.Duration(w.Uptime) * time.Second).String(), w.Restarts, memory(w.MemoryKB), state)
 		}
 		for _, j := range rep.Cron {

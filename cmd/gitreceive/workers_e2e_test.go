@@ -18,13 +18,15 @@ import (
 
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
+	"github.com/gitreceive/gitreceive/receiver/apps"
 	"github.com/gitreceive/gitreceive/services"
 )
 
 // workersApp is an app with a worker that appends a line every 0.2 s (and
-// one when SIGTERM ends it) and two cron jobs: tick, due every minute, and
-// long, which never comes due in a test and goes on until the test puts
-// SILVER_LOGS/go-on in place (a minute at most).
+// one when SIGTERM ends it), a worker of nodes = one that sleeps, and two
+// cron jobs: tick, due every minute, and long, which never comes due in a
+// test and goes on until the test puts SILVER_LOGS/go-on in place (a
+// minute at most). Its Procfile names ticker too: app.ini's wins.
 var workersApp = map[string]string{
 	"app.ini": `[production]
 app_name = wrkapp
@@ -33,6 +35,8 @@ worker.ticker = bin/ticker.py
 worker.ticker.stop_timeout = 5
 cron.tick = * * * * * bin/job.py tick 0
 cron.long = 0 0 1 1 * bin/job.py long wait
+worker.single = bin/single.py
+worker.single.nodes = one
 `,
 	"wsgi.py": "def application(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [b'ok']\n",
 	"bin/ticker.py": `import os, signal, sys, time
@@ -65,6 +69,8 @@ else:
     time.sleep(float(sys.argv[2]))
 say("end")
 `,
+	"Procfile":      "ticker: bin/job.py tick 0\n",
+	"bin/single.py": "import time\nwhile True:\n    time.sleep(1)\n",
 }
 
 func TestWorkersAndCron(t *testing.T) {
@@ -80,6 +86,7 @@ func TestWorkersAndCron(t *testing.T) {
 	if strings.Contains(push.Stderr, "warning: v1 is live") {
 		t.Fatalf("the first push warned about its workers:\n%s", push.Stderr)
 	}
+	mustContain(t, push.Stderr, "ticker is also declared in app.ini:4, which wins")
 	user := services.Instance{App: "wrkapp", Name: "production"}.UnixUser()
 	ctx := context.Background()
 	sh := func(n *testbed.Node, script string) string {
@@ -92,6 +99,9 @@ func TestWorkersAndCron(t *testing.T) {
 	}
 	tickers := func(n *testbed.Node) []string {
 		return strings.Fields(sh(n, "pgrep -u "+user+" -f '[t]icker.py' || true"))
+	}
+	singles := func(n *testbed.Node) int {
+		return len(strings.Fields(sh(n, "pgrep -u "+user+" -f '[s]ingle.py' || true")))
 	}
 	logs := "/var/log/gitreceive/apps/wrkapp/production/"
 
@@ -108,7 +118,7 @@ func TestWorkersAndCron(t *testing.T) {
 	holders := 0
 	for _, n := range bed.Nodes {
 		rep := ps[n.Name]
-		if rep.Release != 1 || len(rep.Workers) != 1 || strconv.Itoa(rep.Workers[0].PID) != pids[n.Name] || rep.Workers[0].Release != 1 {
+		if tk, count := workerOf(rep, "ticker"); rep.Release != 1 || count != 1 || strconv.Itoa(tk.PID) != pids[n.Name] || tk.Release != 1 {
 			t.Fatalf("ps on %s: %+v, want ticker %s of v1", n.Name, rep, pids[n.Name])
 		}
 		for _, j := range rep.Cron {
@@ -123,9 +133,12 @@ func TestWorkersAndCron(t *testing.T) {
 	if holders != 1 {
 		t.Fatalf("%d nodes hold the cron job tick, want 1: %+v", holders, ps)
 	}
+	// The worker of nodes = one runs on the node holding the cron jobs only.
+	checkSingle(t, bed, ps, holderOf(t, f, bed, "tick"), singles)
 	out := f.alice.SSH(t, "", nil, "ps", "wrkapp")
 	mustContain(t, out.Stdout, "ticker.1")
 	mustContain(t, out.Stdout, "tick")
+	mustContain(t, out.Stdout, "single.1 (nodes = one)")
 
 	// Killed, the worker is started again.
 	n1 := bed.Nodes[1]
@@ -134,8 +147,8 @@ func TestWorkersAndCron(t *testing.T) {
 		got := tickers(n1)
 		return len(got) == 1 && got[0] != pids[n1.Name]
 	})
-	if rep := psJSON(t, f)[n1.Name]; rep.Workers[0].Restarts != 1 {
-		t.Fatalf("ps after the kill: %+v, want 1 restart", rep.Workers[0])
+	if tk, _ := workerOf(psJSON(t, f)[n1.Name], "ticker"); tk.Restarts != 1 {
+		t.Fatalf("ps after the kill: %+v, want 1 restart", tk)
 	}
 	mustContain(t, f.alice.SSH(t, "", nil, "logs", "wrkapp", "--process", "ticker", "-n", "50").Stdout, "ticker exited (signal: killed)")
 
@@ -196,7 +209,7 @@ func TestWorkersAndCron(t *testing.T) {
 	for _, n := range bed.Nodes {
 		got := tickers(n)
 		rep := ps[n.Name]
-		if len(got) != 1 || len(rep.Workers) != 1 || rep.Workers[0].Release != 2 || strconv.Itoa(rep.Workers[0].PID) != got[0] {
+		if tk, count := workerOf(rep, "ticker"); len(got) != 1 || count != 1 || tk.Release != 2 || strconv.Itoa(tk.PID) != got[0] {
 			t.Fatalf("%s after the second push: tickers %v, ps %+v", n.Name, got, rep)
 		}
 		ticks := sh(n, "cat "+logs+"ticks.log")
@@ -204,24 +217,28 @@ func TestWorkersAndCron(t *testing.T) {
 		mustContain(t, ticks, "v2 "+got[0]+" tick")
 	}
 
-	// The node holding the cron jobs goes away: the other takes them, and
-	// keeps them when it comes back.
+	// The node holding the cron jobs and the worker of nodes = one goes
+	// away: the other takes them, and keeps them when it comes back, which
+	// stops its copy of the worker.
 	holder = holderOf(t, f, bed, "tick")
 	other := bed.Nodes[0]
 	if other == holder {
 		other = bed.Nodes[1]
 	}
+	checkSingle(t, bed, psJSON(t, f), holder, singles)
 	if out, err := bed.Exec(ctx, holder, "pkill", "-9", "-x", "sshd|sshd-session"); err != nil {
 		t.Fatalf("stopping sshd on %s: %v %s", holder.Name, err, out)
 	}
 	pollUntil(t, time.Minute, "the cron jobs to move to "+other.Name, func() bool { return holderOf(t, f, bed, "tick") == other })
+	pollUntil(t, 10*time.Second, "the worker of nodes = one to start on "+other.Name, func() bool { return singles(other) == 1 })
 	r = f.alice.SSH(t, "", nil, "cron:run", "wrkapp", "tick")
 	mustContain(t, r.Stdout, other.Name+" ")
 	mustContain(t, r.Stdout, "tick from v2")
+	mustContain(t, f.alice.SSH(t, "", nil, "apps").Stdout, "not reached: "+holder.Name)
 	if err := bed.StartSSHD(ctx, holder); err != nil {
 		t.Fatal(err)
 	}
-	pollUntil(t, time.Minute, holder.Name+" to be told it no longer holds the cron jobs", func() bool {
+	pollUntil(t, time.Minute, holder.Name+" to be told it no longer holds the cron jobs and the worker of nodes = one", func() bool {
 		held := 0
 		for _, rep := range psJSON(t, f) {
 			for _, j := range rep.Cron {
@@ -230,8 +247,9 @@ func TestWorkersAndCron(t *testing.T) {
 				}
 			}
 		}
-		return held == 1 && holderOf(t, f, bed, "tick") == other
+		return held == 1 && holderOf(t, f, bed, "tick") == other && singles(holder) == 0
 	})
+	checkSingle(t, bed, psJSON(t, f), other, singles)
 
 	// disable stops the workers, enable starts them again.
 	if r := f.alice.SSH(t, "", nil, "disable", "wrkapp"); r.Code != 0 {
@@ -248,6 +266,8 @@ func TestWorkersAndCron(t *testing.T) {
 	for _, n := range bed.Nodes {
 		pollUntil(t, 10*time.Second, "the ticker on "+n.Name+" after enable", func() bool { return len(tickers(n)) == 1 })
 	}
+	pollUntil(t, 10*time.Second, "the worker of nodes = one on "+other.Name+" after enable", func() bool { return singles(other) == 1 })
+	checkSingle(t, bed, psJSON(t, f), other, singles)
 
 	// A bad app.ini is refused with file:line, the branch unmoved.
 	head := strings.TrimSpace(f.alice.MustGit(t, work, "rev-parse", "HEAD").Stdout)
@@ -277,17 +297,128 @@ func TestWorkersAndCron(t *testing.T) {
 			t.Fatalf("%s keeps workers of the destroyed instance:\n%s", n.Name, left)
 		}
 	}
+
+	testStagingWorkers(t, f, work)
 }
 
 // psJSON is `ps wrkapp --json`, by node.
 func psJSON(t *testing.T, f *fixture) map[string]agent.PsReport {
 	t.Helper()
-	r := f.alice.SSH(t, "", nil, "ps", "wrkapp", "--json")
+	return psJSONOf(t, f, "wrkapp")
+}
+
+// psJSONOf is `ps TARGET --json`, by node.
+func psJSONOf(t *testing.T, f *fixture, target string) map[string]agent.PsReport {
+	t.Helper()
+	r := f.alice.SSH(t, "", nil, "ps", target, "--json")
 	var reps map[string]agent.PsReport
 	if err := json.Unmarshal([]byte(r.Stdout), &reps); r.Code != 0 || err != nil {
 		t.Fatalf("ps --json: %d %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
 	}
 	return reps
+}
+
+// workerOf is worker name's first copy in rep, and how many copies rep lists.
+func workerOf(rep agent.PsReport, name string) (agent.WorkerReport, int) {
+	var first agent.WorkerReport
+	count := 0
+	for _, w := range rep.Workers {
+		if w.Name == name {
+			if count == 0 {
+				first = w
+			}
+			count++
+		}
+	}
+	return first, count
+}
+
+// checkSingle checks that the worker of nodes = one runs on node holder
+// only, as ps says and as the nodes' process lists (count) do.
+func checkSingle(t *testing.T, bed *testbed.Bed, ps map[string]agent.PsReport, holder *testbed.Node, count func(*testbed.Node) int) {
+	t.Helper()
+	if holder == nil {
+		t.Fatal("no node holds the cron jobs")
+	}
+	for _, n := range bed.Nodes {
+		rep := ps[n.Name]
+		w, listed := workerOf(rep, "single")
+		want := 0
+		if n == holder {
+			want = 1
+			if !w.OneNode || w.PID == 0 || !rep.Singletons {
+				t.Fatalf("ps on %s, which holds the singletons: %+v", n.Name, rep)
+			}
+		}
+		if got := count(n); listed != want || got != want {
+			t.Fatalf("%s runs %d copies of the worker of nodes = one and ps lists %d, want %d (%s holds it): %+v", n.Name, got, listed, want, holder.Name, ps)
+		}
+	}
+}
+
+// testStagingWorkers pushes branch stage of wrkapp (work) twice: its app.ini
+// has no worker.*, its Procfile two workers, one of them exiting at once.
+// Staging instances run their workers (staging_workers is on by default),
+// and `apps` shows the crash loop on each node; with staging_workers = off,
+// the next push runs no worker and no cron job.
+func testStagingWorkers(t *testing.T, f *fixture, work string) {
+	t.Helper()
+	f.alice.MustGit(t, work, "checkout", "-q", "-b", "stage")
+	defer f.alice.MustGit(t, work, "checkout", "-q", "main")
+	f.alice.Commit(t, work, "stage: Procfile workers", map[string]string{
+		"app.ini":      "[production]\napp_name = wrkapp\nrunner = wsgi.py\ncron.tick = 0 0 1 1 * bin/job.py tick 0\n",
+		"Procfile":     "ticker: bin/ticker.py\ncrash: bin/crash.py\n",
+		"bin/crash.py": "import sys\nsys.exit(3)\n",
+	})
+	r := f.alice.MustGit(t, work, "push", f.alice.URL("wrkapp"), "stage")
+	mustContain(t, r.Stderr, "worker crash exited")
+	for node, rep := range psJSONOf(t, f, "wrkapp@stage") {
+		if tk, count := workerOf(rep, "ticker"); count != 1 || tk.PID == 0 || tk.Restarts != 0 || len(rep.Cron) != 1 {
+			t.Fatalf("ps wrkapp@stage on %s: %+v, want the Procfile's ticker running and cron job tick", node, rep)
+		}
+	}
+	var row apps.AppRow
+	pollUntil(t, 20*time.Second, "apps to show the crash loop of wrkapp@stage on both nodes", func() bool {
+		row = appsRow(t, f, "stage")
+		return len(row.CrashLoops) == 2 && row.CrashLoops[0].Worker == "crash" && row.CrashLoops[1].Worker == "crash"
+	})
+	if len(row.Unreached) != 0 || row.Nodes != 2 {
+		t.Fatalf("apps --json, wrkapp@stage: %+v", row)
+	}
+	mustContain(t, f.alice.SSH(t, "", nil, "apps").Stdout, "crash loop: crash on ")
+
+	if err := os.WriteFile(filepath.Join(f.data, "gitreceive.ini"), []byte("cron_check = 1s\nstaging_workers = off\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.srv.Kill()
+	f.srv.Restart(t)
+	f.alice.MustGit(t, work, "commit", "--allow-empty", "-qm", "stage v2")
+	f.alice.MustGit(t, work, "push", f.alice.URL("wrkapp"), "stage")
+	for node, rep := range psJSONOf(t, f, "wrkapp@stage") {
+		if rep.Release != 2 || len(rep.Workers) != 0 || len(rep.Cron) != 0 {
+			t.Fatalf("ps wrkapp@stage on %s with staging_workers = off: %+v, want v2 without workers or cron jobs", node, rep)
+		}
+	}
+	if row := appsRow(t, f, "stage"); len(row.CrashLoops) != 0 {
+		t.Fatalf("apps --json, wrkapp@stage without workers: %+v", row)
+	}
+}
+
+// appsRow is the row of wrkapp's instance of branch in `apps --json`.
+func appsRow(t *testing.T, f *fixture, branch string) apps.AppRow {
+	t.Helper()
+	r := f.alice.SSH(t, "", nil, "apps", "--json")
+	var rows []apps.AppRow
+	if err := json.Unmarshal([]byte(r.Stdout), &rows); r.Code != 0 || err != nil {
+		t.Fatalf("apps --json: %d %v\n%s%s", r.Code, err, r.Stdout, r.Stderr)
+	}
+	for _, row := range rows {
+		if row.App == "wrkapp" && row.Branch == branch {
+			return row
+		}
+	}
+	t.Fatalf("apps --json has no row for wrkapp's branch %s:\n%s", branch, r.Stdout)
+	return apps.AppRow{}
 }
 
 // holderOf is the node that ps says runs cron job name (nil: none).

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -70,6 +71,9 @@ type Instance struct {
 	App      string `json:"app"`
 	Instance string `json:"instance"`
 	Release  int    `json:"release"` // 0: received but never activated
+	// CrashLoops names the live release's workers that are in a crash
+	// loop here or cannot start (as ps reports them), each once.
+	CrashLoops []string `json:"crash_loops,omitempty"`
 }
 
 // Run is `gitreceive node VERB ...`, run by the receiver on a node (over
@@ -127,21 +131,20 @@ func handle[R agentapi.Request](f func(context.Context, *call, R) error) handler
 
 // handlers answer every verb but run (its answer is an exit code).
 var handlers = map[string]handler{
-	"service":   handle(serviceVerb),
-	"status":    handle(statusVerb),
-	"packages":  handle(packagesVerb),
-	"setup":     handle(setupVerb),
-	"manifest":  handle(manifestVerb),
-	"receive":   handle(receiveVerb),
-	"start":     handle(startVerb),
-	"prepare":   handle(prepareVerb),
-	"releases":  handle(releasesVerb),
-	"logs":      handle(logsVerb),
-	"ps":        handle(psVerb),
-	"restart":   handle(restartVerb),
-	"cron-run":  handle(cronRunVerb),
-	"cron-hold": handle(cronHoldVerb),
-	"destroy":   handle(destroyVerb),
+	"service":  handle(serviceVerb),
+	"status":   handle(statusVerb),
+	"packages": handle(packagesVerb),
+	"setup":    handle(setupVerb),
+	"manifest": handle(manifestVerb),
+	"receive":  handle(receiveVerb),
+	"start":    handle(startVerb),
+	"prepare":  handle(prepareVerb),
+	"releases": handle(releasesVerb),
+	"logs":     handle(logsVerb),
+	"ps":       handle(psVerb),
+	"restart":  handle(restartVerb),
+	"cron-run": handle(cronRunVerb),
+	"destroy":  handle(destroyVerb),
 	"disable": handle(func(ctx context.Context, c *call, r agentapi.Disable) error {
 		return c.setDisabled(ctx, r.Target, true)
 	}),
@@ -153,6 +156,9 @@ var handlers = map[string]handler{
 	"abort":      handle(abortVerb),
 	"challenge":  handle(challengeVerb),
 	"cert":       handle(certVerb),
+
+	// The receiver moves the singletons (singletons.go).
+	"singletons-hold": handle(singletonsHoldVerb),
 }
 
 func statusVerb(_ context.Context, c *call, _ agentapi.Status) error {
@@ -344,6 +350,7 @@ func allProven(m manifest.Manifest) map[string]bool {
 // status lists every instance under root with its live release.
 func status(root, version string) (NodeStatus, error) {
 	st := NodeStatus{Agent: version, Instances: []Instance{}}
+	now := time.Now()
 	apps, err := os.ReadDir(root)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return st, err
@@ -360,11 +367,12 @@ func status(root, version string) (NodeStatus, error) {
 			if !i.IsDir() || !names.IsInstance(i.Name()) {
 				continue
 			}
-			cur, _, err := current(filepath.Join(root, a.Name(), i.Name()))
+			dir := filepath.Join(root, a.Name(), i.Name())
+			cur, _, err := current(dir)
 			if err != nil {
 				return st, fmt.Errorf("%s/%s: %w", a.Name(), i.Name(), err)
 			}
-			st.Instances = append(st.Instances, Instance{App: a.Name(), Instance: i.Name(), Release: cur})
+			st.Instances = append(st.Instances, Instance{App: a.Name(), Instance: i.Name(), Release: cur, CrashLoops: crashLoops(dir, cur, now)})
 		}
 	}
 	// Free space where releases go: root, or the nearest directory that

@@ -20,9 +20,9 @@ import (
 	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
 
-// Cron jobs (DESIGN.md decision 11). The node the receiver chose for an
-// instance's jobs (Spec.Singletons) schedules them in its live release's
-// supervisor; each run is a process of its own, `gitreceive node cron-run
+// Cron jobs (DESIGN.md decision 11). The node that holds an instance's
+// singletons (singletons.go) runs its jobs at their times, from its live
+// release's supervisor; each run is a process of its own, `gitreceive node cron-run
 // APP INSTANCE NAME`, as `ssh silver cron:run` runs one by hand. A run
 // holds its job's lock (run/cron.NAME.lock, flock) while it goes: a run
 // due while the last one still goes is skipped and logged, and a deploy
@@ -46,31 +46,6 @@ type cronState struct {
 	Exit     string    `json:"exit,omitempty"`
 	Duration float64   `json:"duration_seconds,omitempty"`
 	Skipped  int       `json:"skipped,omitempty"` // runs skipped because one went on
-}
-
-// cronHoldPath overrides Spec.Singletons for the cron jobs ("on" or
-// "off", root's): the receiver moved them to or away from this node.
-func cronHoldPath(dir string) string { return filepath.Join(dir, "cron-hold") }
-
-// holdsCron says whether this node runs the instance's cron jobs.
-func holdsCron(dir string, spec Spec) bool {
-	data, err := os.ReadFile(cronHoldPath(dir))
-	if err != nil {
-		return spec.Singletons
-	}
-	return strings.TrimSpace(string(data)) == "on"
-}
-
-func cronHoldVerb(_ context.Context, c *call, r agentapi.CronHold) error {
-	in := c.instance(r.Target)
-	if _, err := os.Stat(in.dir); err != nil {
-		return fmt.Errorf("%s@%s is not on this node", in.app, in.name)
-	}
-	value := "off\n"
-	if r.On {
-		value = "on\n"
-	}
-	return atomicfile.Write(cronHoldPath(in.dir), []byte(value), 0o644)
 }
 
 func cronStatePath(dir, name string) string {
@@ -260,8 +235,9 @@ func nextCronRun(spec Spec, job CronSpec, now time.Time) time.Time {
 }
 
 // scheduleCron starts each of spec's jobs at its times until ctx ends,
-// those times when this node holds them (holdsCron, asked each time): a run is `node cron-run` in a session of its
-// own, so that it outlives this supervisor (a deploy) and keeps its lock.
+// when this node holds the singletons (s.hold) then: a run is `node
+// cron-run` in a session of its own, so that it outlives this supervisor
+// (a deploy) and keeps its lock.
 func (s *supervisor) scheduleCron(ctx context.Context, spec Spec) {
 	self, err := os.Executable()
 	if err != nil {
@@ -279,7 +255,7 @@ func (s *supervisor) scheduleCron(ctx context.Context, spec Spec) {
 					return
 				case <-time.After(time.Until(next)):
 				}
-				if !holdsCron(s.ri.dir(), spec) {
+				if held, _ := s.hold.get(); !held {
 					continue // another node runs them (the receiver may move them here)
 				}
 				cmd := exec.Command(self, "node", "cron-run", s.ri.app, s.ri.name, job.Name)

@@ -79,8 +79,8 @@ func (in instance) start(ctx context.Context, n int, stored bool, stdin io.Reade
 		if err := atomicfile.Write(specPath(in.dir, n), data, 0o600); err != nil {
 			return err
 		}
-		// A deploy chooses the cron node again (Spec.Singletons).
-		os.Remove(cronHoldPath(in.dir))
+		// A deploy gives the singletons to its first node again (Spec.Singletons).
+		os.Remove(singletonsHoldPath(in.dir))
 	}
 	if in.rt == nil {
 		fmt.Fprintf(out, "not served: %s moves the releases away from nginx and uWSGI\n", RootEnv)

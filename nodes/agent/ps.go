@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,12 +20,17 @@ import (
 type PsReport struct {
 	Release  int  `json:"release"` // live (0: none)
 	Disabled bool `json:"disabled,omitempty"`
-	// CronMoved: the receiver moved the cron jobs here (cron-hold on), off
-	// the node the deploy gave them to.
-	CronMoved bool            `json:"cron_moved,omitempty"`
-	Web       WebReport       `json:"web"`
-	Workers   []WorkerReport  `json:"workers,omitempty"`
-	Cron      []CronJobReport `json:"cron,omitempty"`
+	// Singletons: this node holds the instance's singletons (its cron jobs
+	// and workers of nodes = one, singletons.go); SingletonsMoved: the
+	// receiver moved them here (singletons-hold on), off the node the
+	// deploy gave them to. OneNodeWorkers names the live release's
+	// workers of nodes = one, wherever they run.
+	Singletons      bool            `json:"singletons,omitempty"`
+	SingletonsMoved bool            `json:"singletons_moved,omitempty"`
+	OneNodeWorkers  []string        `json:"one_node_workers,omitempty"`
+	Web             WebReport       `json:"web"`
+	Workers         []WorkerReport  `json:"workers,omitempty"` // those running here
+	Cron            []CronJobReport `json:"cron,omitempty"`
 }
 
 // WebReport is the live release's uWSGI vassal.
@@ -46,6 +52,7 @@ type WorkerReport struct {
 	LastExit  string  `json:"last_exit,omitempty"`
 	CrashLoop bool    `json:"crash_loop,omitempty"`
 	Error     string  `json:"error,omitempty"`
+	OneNode   bool    `json:"one_node,omitempty"` // worker.NAME.nodes = one: here only
 }
 
 // CronJobReport is one cron job as this node sees it.
@@ -107,8 +114,11 @@ func (in instance) ps(ctx context.Context) (PsReport, error) {
 			continue
 		}
 		for _, p := range st.Processes {
+			if p.Elsewhere {
+				continue
+			}
 			w := WorkerReport{Name: p.Name, Index: p.Index, Release: n, PID: p.PID, Restarts: p.Restarts,
-				LastExit: p.LastExit, CrashLoop: p.CrashLoop, Error: p.Error}
+				LastExit: p.LastExit, CrashLoop: p.crashLooping(now), Error: p.Error, OneNode: p.OneNode}
 			if p.PID > 0 {
 				w.Uptime, w.MemoryKB = now.Sub(p.Started).Seconds(), residentKB(p.PID)
 			}
@@ -119,11 +129,20 @@ func (in instance) ps(ctx context.Context) (PsReport, error) {
 	if err != nil {
 		return rep, nil
 	}
-	held := len(ri.workerReleases()) > 0 && holdsCron(in.dir, spec)
-	rep.CronMoved = held && !spec.Singletons
+	// The hold, not whether a supervisor runs now: none runs for a moment
+	// at a switch or an enable, and the receiver must not move the
+	// singletons then.
+	held := holdsSingletons(in.dir, spec)
+	rep.Singletons, rep.SingletonsMoved = held, held && !spec.Singletons
+	for _, w := range spec.BackgroundWorkers {
+		if w.OneNode {
+			rep.OneNodeWorkers = append(rep.OneNodeWorkers, w.Name)
+		}
+	}
 	for _, j := range spec.CronJobs {
-		cj := CronJobReport{Name: j.Name, Schedule: j.Schedule, Here: held}
-		if held && !in.disabled() {
+		// Here: runs here now (cron:run goes there), not while disabled.
+		cj := CronJobReport{Name: j.Name, Schedule: j.Schedule, Here: held && !rep.Disabled}
+		if cj.Here {
 			cj.Next = nextCronRun(spec, j, now)
 		}
 		if st, err := readCronState(in.dir, j.Name); err == nil {
@@ -132,6 +151,26 @@ func (in instance) ps(ctx context.Context) (PsReport, error) {
 		rep.Cron = append(rep.Cron, cj)
 	}
 	return rep, nil
+}
+
+// crashLoops names release live's workers that are in a crash loop or
+// cannot start (each once), from its supervisor's state: for `status`,
+// which `apps` reads.
+func crashLoops(dir string, live int, now time.Time) []string {
+	if live == 0 {
+		return nil
+	}
+	st, err := readWorkersState(dir, live)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, p := range st.Processes {
+		if (p.crashLooping(now) || p.Error != "") && !slices.Contains(names, p.Name) {
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
 
 // residentKB is a process's resident memory (VmRSS), 0 when unknown.

@@ -66,7 +66,15 @@ type processState struct {
 	LastExit  string    `json:"last_exit,omitempty"` // "exit status 1", "signal: killed"
 	ExitedAt  time.Time `json:"exited_at"`
 	CrashLoop bool      `json:"crash_loop,omitempty"`
-	Error     string    `json:"error,omitempty"` // why it could not start
+	Error     string    `json:"error,omitempty"`     // why it could not start
+	OneNode   bool      `json:"one_node,omitempty"`  // worker.NAME.nodes = one
+	Elsewhere bool      `json:"elsewhere,omitempty"` // OneNode, and this node does not hold the singletons
+}
+
+// crashLooping says whether the process is in a crash loop now: it was at
+// its last exit and has not run for earlyExit since.
+func (p processState) crashLooping(now time.Time) bool {
+	return p.CrashLoop && (p.PID == 0 || now.Sub(p.Started) < earlyExit)
 }
 
 // supervisor runs release n's workers.
@@ -77,6 +85,7 @@ type supervisor struct {
 	release string   // real path
 	env     []string // the release's environment
 	t       tenant
+	hold    *holdGate // whether this node holds the singletons
 
 	mu    sync.Mutex
 	state workersState
@@ -98,6 +107,7 @@ func superviseWorkers(app, instance string, n int) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	restart := s.watchControl(stop)
+	go s.watchHold(ctx)
 	s.scheduleCron(ctx, s.spec)
 	s.runAll(ctx, workers, restart)
 	os.Remove(s.statePath())
@@ -126,9 +136,11 @@ func newSupervisor(ri runtimeInstance, n int) (*supervisor, []WorkerSpec, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	s := &supervisor{ri: ri, n: n, spec: spec, release: release, env: env, t: t, logs: map[string]*cappedLog{}}
+	s := &supervisor{ri: ri, n: n, spec: spec, release: release, env: env, t: t, logs: map[string]*cappedLog{},
+		hold: newHoldGate(holdsSingletons(ri.dir(), spec))}
 	s.state = workersState{Release: n, Supervisor: os.Getpid(), Started: time.Now().UTC()}
-	workers := spec.workersHere()
+	workers := spec.BackgroundWorkers
+	held, _ := s.hold.get()
 	for _, w := range workers {
 		l, err := openCappedLog(ri.workerLogPath(w.Name), t.gid, workerLogCap)
 		if err != nil {
@@ -136,7 +148,7 @@ func newSupervisor(ri runtimeInstance, n int) (*supervisor, []WorkerSpec, error)
 		}
 		s.logs[w.Name] = l
 		for i := 1; i <= w.Count; i++ {
-			s.state.Processes = append(s.state.Processes, processState{Name: w.Name, Index: i})
+			s.state.Processes = append(s.state.Processes, processState{Name: w.Name, Index: i, OneNode: w.OneNode, Elsewhere: w.OneNode && !held})
 		}
 	}
 	return s, workers, nil
@@ -218,7 +230,11 @@ func (s *supervisor) runAll(ctx context.Context, workers []WorkerSpec, restart <
 			wg.Add(1)
 			go func(w WorkerSpec, slot int) {
 				defer wg.Done()
-				s.runProcess(ctx, w, slot, kick)
+				if w.OneNode {
+					s.runSingleton(ctx, w, slot, kick)
+				} else {
+					s.runProcess(ctx, w, slot, kick)
+				}
 			}(w, slot)
 			slot++
 		}

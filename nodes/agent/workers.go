@@ -56,11 +56,12 @@ func (ri runtimeInstance) workerReleases() []int {
 }
 
 // startWorkers writes release n's workers vassal, so the emperor starts
-// its supervisor, unless this node runs none of its workers or it runs
-// already. It reports whether it started one.
+// its supervisor, unless the release has no workers and no cron jobs or it
+// runs already. It reports whether it started one.
 func (ri runtimeInstance) startWorkers(ctx context.Context, n int, spec Spec) (bool, error) {
-	// Every node schedules the cron jobs; the one that holds them runs them.
-	if len(spec.workersHere()) == 0 && len(spec.CronJobs) == 0 {
+	// Every node runs a supervisor, singletons or not: the hold may come
+	// to it (singletons.go).
+	if len(spec.BackgroundWorkers) == 0 && len(spec.CronJobs) == 0 {
 		return false, nil
 	}
 	vassal := ri.workersVassalPath(n)
@@ -181,7 +182,7 @@ func (in instance) switchWorkers(ctx context.Context, n int, warn io.Writer) {
 		fmt.Fprintf(warn, "warning: v%d is live, but its workers did not start: %v\n", n, err)
 		return
 	}
-	if started {
+	if started && spec.runsWorkers(holdsSingletons(in.dir, spec)) {
 		ri.watchWorkers(ctx, n, warn)
 	}
 }

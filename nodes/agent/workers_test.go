@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,14 +44,99 @@ func TestValidateProcesses(t *testing.T) {
 	}
 }
 
-func TestWorkersHere(t *testing.T) {
-	s := Spec{BackgroundWorkers: []WorkerSpec{{Name: "a"}, {Name: "b", OneNode: true}}}
-	if got := s.workersHere(); len(got) != 1 || got[0].Name != "a" {
-		t.Fatalf("without singletons: %+v", got)
+func TestHoldsSingletons(t *testing.T) {
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		hold       string // "": no hold file
+		singletons bool
+		want       bool
+	}{
+		{"", false, false},
+		{"", true, true},
+		{"on\n", false, true},
+		{"off\n", true, false},
+		{"garbage", true, false},
+	} {
+		os.Remove(singletonsHoldPath(dir))
+		if tt.hold != "" {
+			if err := os.WriteFile(singletonsHoldPath(dir), []byte(tt.hold), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if got := holdsSingletons(dir, Spec{Singletons: tt.singletons}); got != tt.want {
+			t.Errorf("holdsSingletons(hold %q, Singletons %v) = %v, want %v", tt.hold, tt.singletons, got, tt.want)
+		}
 	}
-	s.Singletons = true
-	if got := s.workersHere(); len(got) != 2 {
-		t.Fatalf("with singletons: %+v", got)
+}
+
+func TestRunsWorkers(t *testing.T) {
+	one := Spec{BackgroundWorkers: []WorkerSpec{{Name: "b", OneNode: true}}}
+	both := Spec{BackgroundWorkers: []WorkerSpec{{Name: "a"}, {Name: "b", OneNode: true}}}
+	for _, tt := range []struct {
+		spec Spec
+		held bool
+		want bool
+	}{
+		{Spec{}, true, false},
+		{one, false, false},
+		{one, true, true},
+		{both, false, true},
+	} {
+		if got := tt.spec.runsWorkers(tt.held); got != tt.want {
+			t.Errorf("runsWorkers(%v) of %+v = %v, want %v", tt.held, tt.spec.BackgroundWorkers, got, tt.want)
+		}
+	}
+}
+
+func TestHoldGate(t *testing.T) {
+	g := newHoldGate(false)
+	held, changed := g.get()
+	g.set(false) // no change: nobody wakes
+	select {
+	case <-changed:
+		t.Fatal("a set to the same hold woke the waiters")
+	default:
+	}
+	g.set(true)
+	select {
+	case <-changed:
+	default:
+		t.Fatal("a change of the hold did not wake the waiters")
+	}
+	if now, next := g.get(); held || !now || next == changed {
+		t.Fatalf("after set(true): held %v, a new channel %v", now, next != changed)
+	}
+}
+
+func TestCrashLoops(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, runDirName), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	st := workersState{Release: 4, Processes: []processState{
+		{Name: "ok", Index: 1, PID: 10, Started: now.Add(-time.Hour)},
+		{Name: "crash", Index: 1, CrashLoop: true, LastExit: "exit status 1"},               // waiting to start again
+		{Name: "crash", Index: 2, CrashLoop: true, PID: 12, Started: now.Add(-time.Second)}, // just started again
+		{Name: "healed", Index: 1, CrashLoop: true, PID: 13, Started: now.Add(-time.Minute)},
+		{Name: "missing", Index: 1, Error: "script \"bin/x\" is not in the release"},
+		{Name: "single", Index: 1, OneNode: true, Elsewhere: true},
+	}}
+	data, err := json.Marshal(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(workersStatePath(dir, 4), data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	if got := crashLoops(dir, 4, now); strings.Join(got, ",") != "crash,missing" {
+		t.Fatalf("crashLoops = %q, want crash and missing", got)
+	}
+	if got := crashLoops(dir, 3, now); got != nil {
+		t.Fatalf("crashLoops of a release without a state = %q", got)
+	}
+	if got := crashLoops(dir, 0, now); got != nil {
+		t.Fatalf("crashLoops without a live release = %q", got)
 	}
 }
 

@@ -16,13 +16,13 @@ type WorkerSpec struct {
 	Args        []string `json:"args,omitempty"` // an argv, never seen by a shell
 	Count       int      `json:"count"`          // copies on this node, 1-16
 	StopTimeout int      `json:"stop_timeout"`   // seconds from SIGTERM to SIGKILL
-	// OneNode: worker.NAME.nodes = one. The receiver sends it to one node
-	// only (Spec.Singletons says whether this node is it).
+	// OneNode: worker.NAME.nodes = one. It runs on the node that holds the
+	// instance's singletons only (singletons.go).
 	OneNode bool `json:"one_node,omitempty"`
 }
 
-// CronSpec is one cron.NAME job of a release. The receiver chooses the one
-// node that runs it (cron.go); the schedule is checked there with the
+// CronSpec is one cron.NAME job of a release. It runs on the node that
+// holds the instance's singletons only (singletons.go); the schedule is checked there with the
 // app.ini rules.
 type CronSpec struct {
 	Name     string   `json:"name"`
@@ -108,16 +108,4 @@ func checkProcesses(kind string, n int, at func(i int) (name, command string, ar
 		}
 	}
 	return nil
-}
-
-// workersHere are the workers this node runs: every one, but those of
-// nodes = one only on the node the receiver chose.
-func (s Spec) workersHere() []WorkerSpec {
-	var out []WorkerSpec
-	for _, w := range s.BackgroundWorkers {
-		if !w.OneNode || s.Singletons {
-			out = append(out, w)
-		}
-	}
-	return out
 }

@@ -30,7 +30,7 @@ const Usage = `usage: gitreceive node VERB ...
   ps         APP INSTANCE
   restart    APP INSTANCE [NAME...]
   cron-run   APP INSTANCE NAME
-  cron-hold  APP INSTANCE on|off
+  singletons-hold APP INSTANCE on|off
   disable    APP INSTANCE
   enable     APP INSTANCE
   destroy    APP INSTANCE
@@ -138,10 +138,11 @@ type (
 		Target
 		Name string
 	}
-	// CronHold makes the node run the instance's cron jobs (On) or not,
-	// whatever the release's spec says: the receiver moves them off a
-	// node that is gone or failing.
-	CronHold struct {
+	// SingletonsHold makes the node run the instance's singletons, its
+	// cron jobs and workers of nodes = one, (On) or not, whatever the
+	// release's spec says: the receiver moves them off a node that is gone
+	// or failing.
+	SingletonsHold struct {
 		Target
 		On bool
 	}
@@ -206,11 +207,11 @@ func (r Ps) Argv() []string      { return r.words("ps") }
 func (r Restart) Argv() []string { return append(r.words("restart"), r.Names...) }
 func (r CronRun) Argv() []string { return append(r.words("cron-run"), r.Name) }
 
-func (r CronHold) Argv() []string {
+func (r SingletonsHold) Argv() []string {
 	if r.On {
-		return append(r.words("cron-hold"), "on")
+		return append(r.words("singletons-hold"), "on")
 	}
-	return append(r.words("cron-hold"), "off")
+	return append(r.words("singletons-hold"), "off")
 }
 
 // processFlag is logs' --process= flag.
@@ -275,7 +276,6 @@ var parsers = map[string]func(args []string) (Request, error){
 	"ps":         targetParser(func(t Target) Request { return Ps{t} }),
 	"restart":    parseRestart,
 	"cron-run":   parseCronRun,
-	"cron-hold":  parseCronHold,
 	"run":        parseRun,
 	"service":    parseService,
 	"status":     parseStatus,
@@ -283,6 +283,8 @@ var parsers = map[string]func(args []string) (Request, error){
 	"packages":   parsePackages,
 	"challenge":  parseChallenge,
 	"cert":       parseCert,
+
+	"singletons-hold": parseSingletonsHold,
 }
 
 // Parse reads a command line (the words after `gitreceive node`).
@@ -406,8 +408,8 @@ func parseCronRun(args []string) (Request, error) {
 	return CronRun{Target: t, Name: processes[0]}, nil
 }
 
-// parseCronHold reads `APP INSTANCE on|off`.
-func parseCronHold(args []string) (Request, error) {
+// parseSingletonsHold reads `APP INSTANCE on|off`.
+func parseSingletonsHold(args []string) (Request, error) {
 	if len(args) != 3 || args[2] != "on" && args[2] != "off" {
 		return nil, ErrUsage
 	}
@@ -415,7 +417,7 @@ func parseCronHold(args []string) (Request, error) {
 	if err != nil {
 		return nil, err
 	}
-	return CronHold{Target: t, On: args[2] == "on"}, nil
+	return SingletonsHold{Target: t, On: args[2] == "on"}, nil
 }
 
 // processTarget reads `APP INSTANCE [NAME...]`, the names those of

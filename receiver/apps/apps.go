@@ -89,11 +89,11 @@ func (a *Apps) Fleet() *nodes.Fleet { return a.fleet }
 
 // Start begins the work the daemon does on its own: switching back nodes
 // left on releases that were never recorded, renewing certificates,
-// keeping cron jobs on a healthy node.
+// keeping cron jobs and workers of nodes = one on a healthy node.
 func (a *Apps) Start() {
 	guard.Go(a.log, "repair", func() { a.repairInterrupted(a.life) })
 	a.startRenewal()
-	guard.Go(a.log, "cron nodes", func() { a.watchCron(a.life) })
+	guard.Go(a.log, "singletons' nodes", func() { a.watchSingletons(a.life) })
 }
 
 // Close ends the daemon's own work and the connections to the nodes.

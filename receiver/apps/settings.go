@@ -66,7 +66,7 @@ var settingsTable = []setting{
 			return nil
 		}},
 	{key: "cron_check", def: "30s",
-		doc: "how often the receiver checks that each instance's cron jobs are on a healthy node, moving them off one that is gone or fails its check",
+		doc: "how often the receiver checks that each instance's cron jobs and `nodes = one` workers are on a healthy node, moving them off one that is gone or fails its check",
 		set: durationSetting(func(c *Config) *time.Duration { return &c.CronCheck }, func(d time.Duration) bool { return d >= time.Second && d <= time.Hour },
 			"is not a duration from 1s to 1h, such as 30s")},
 	{key: "default_memory", def: "512M",
