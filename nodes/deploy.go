@@ -250,11 +250,12 @@ func (p *Prepared) Undo(ctx context.Context) {
 	})
 }
 
-// Settle waits for what follows each node's switch, which Switch does
-// not (the old release's workers stopped and the new ones watched, older
-// releases tidied), bounded, and ends every prepare session left open;
-// Warnings then holds what the nodes warned of. Undo settles first: the
-// agents act on the instance until then.
+// Settle ends every prepare session left open, and waits, bounded, for
+// what a node that switched does then (the old release's workers stopped
+// and the new ones watched, older releases tidied): the agents wait for
+// it until every node has switched, so that no node's aftermath slows
+// another's switch. Warnings then holds what the nodes warned of. Undo
+// settles first: the agents act on the instance until then.
 func (p *Prepared) Settle(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), workersSwitchTime([]*Prepared{p})+cleanupTimeout)
 	defer cancel()

@@ -233,6 +233,7 @@ func (t *fakeTransport) prepare(ctx context.Context, instance string, args []str
 	}
 	writeFramed(stdout, warn.String())
 	fmt.Fprintln(stdout, agentapi.PrepareSwitched)
+	_, _ = io.Copy(io.Discard, in) // the aftermath waits for the end of input
 	if t.ff.aftermath != nil {
 		<-t.ff.aftermath
 		writeFramed(stdout, "tidied\n")

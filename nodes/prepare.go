@@ -121,7 +121,7 @@ func openPrepare(ctx context.Context, c *conn, r Release) (*prepareSession, erro
 	inR, inW := io.Pipe()
 	outR, outW := io.Pipe()
 	sessionCtx, kill := context.WithCancel(context.WithoutCancel(ctx))
-	s := &prepareSession{c: c, stdin: inW, out: bufio.NewReaderSize(outR, 1<<16), done: make(chan error, 1), kill: kill,
+	s := &prepareSession{c: c, stdin: inW, out: bufio.NewReader(outR), done: make(chan error, 1), kill: kill,
 		detach: context.AfterFunc(ctx, kill)}
 	go func() {
 		err := c.agent(sessionCtx, inR, outW, agentapi.Prepare{Release: agentapi.At(r.App, r.Instance).Release(r.Number)}.Argv()...)

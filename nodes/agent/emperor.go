@@ -32,6 +32,10 @@ func emperorVassals(ctx context.Context, socket string) ([]emperorVassal, error)
 	if err := conn.SetDeadline(dl); err != nil {
 		return nil, err
 	}
+	// Cancelled (a start whose health check passed stops its watcher):
+	// the read ends now, not when the busy emperor answers.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Now()) })
+	defer stop()
 	data, err := io.ReadAll(io.LimitReader(conn, 8<<20))
 	if err != nil {
 		return nil, err

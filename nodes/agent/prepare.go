@@ -68,8 +68,33 @@ func prepareVerb(ctx context.Context, c *call, r agentapi.Prepare) error {
 	if err != nil {
 		return err
 	}
-	inst.afterSwitch(ctx, r.Number, prev, reloaded, out, func() error { return out.say(agentapi.PrepareSwitched) })
+	inst.afterSwitch(ctx, r.Number, prev, reloaded, out, func() error {
+		if err := out.say(agentapi.PrepareSwitched); err != nil {
+			return err
+		}
+		// The rest waits for the end of input: the receiver ends it once
+		// every node has switched, so that no node's aftermath (vassals
+		// demoted and stopped, workers restarted: CPU work) slows the
+		// others' switches.
+		awaitEnd(ctx, in)
+		return nil
+	})
 	return nil
+}
+
+// awaitEnd reads the receiver's input to its end (or the receiver's
+// hang-up), for at most maxSwitchWait.
+func awaitEnd(ctx context.Context, in *bufio.Reader) {
+	ended := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, in)
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-ctx.Done():
+	case <-time.After(maxSwitchWait):
+	}
 }
 
 // awaitSwitch waits for the receiver's word to switch. End of input (the

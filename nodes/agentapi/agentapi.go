@@ -103,9 +103,9 @@ type (
 	// release from the plan's spec as Start does, printing its lines as
 	// PrepareOutput lines, and PrepareStarted. It then waits for the
 	// line PrepareSwitch, switches as Activate does, answers
-	// PrepareSwitched once nginx routes to the release, and goes on with
-	// what follows a switch (workers, tidying), printing its warnings as
-	// PrepareOutput lines. End of input instead of PrepareSwitch ends the
+	// PrepareSwitched once nginx routes to the release, and once its input
+	// ends goes on with what follows a switch (workers, tidying),
+	// printing its warnings as PrepareOutput lines. End of input instead of PrepareSwitch ends the
 	// session with the release started but not live.
 	Prepare struct{ Release }
 	// Activate points current at a release and routes nginx to it.
