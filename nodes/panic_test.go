@@ -1,9 +1,13 @@
 package nodes
 
 import (
+	"context"
+	"fmt"
+	"io"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // A panic in one node's goroutine reaches forEachNode's caller, as a
@@ -96,5 +100,28 @@ func TestLineWriterPanicRaisedByFlush(t *testing.T) {
 	p, ok := got.(*Panic)
 	if !ok || p.Node != "n1" || p.Value != "in line" || !strings.Contains(string(p.Stack), "TestLineWriterPanicRaisedByFlush") {
 		t.Fatalf("recovered %#v, want the line's panic on node n1 with its stack", got)
+	}
+}
+
+// A panic in WriteContents (the caller's code, run in a goroutine of the
+// upload) ends the node's prepare session and is raised in Prepare's
+// caller; it does not leave the agent and the receiver each waiting for
+// the other.
+func TestPrepareRaisesAContentsPanic(t *testing.T) {
+	ff, nodes := newFakeFleet(t, "a")
+	r := testRelease("production")
+	r.WriteContents = func(context.Context, []string, io.Writer) error { panic("reading git failed badly") }
+	raised := make(chan any, 1)
+	go func() {
+		defer func() { raised <- recover() }()
+		_, _ = ff.fleet.Prepare(context.Background(), nodes, r, func(Node, string) {}, func(Report) {})
+	}()
+	select {
+	case v := <-raised:
+		if v == nil || !strings.Contains(fmt.Sprint(v), "reading git failed badly") {
+			t.Fatalf("Prepare raised %v, want the contents' panic", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Prepare hangs after a panic in WriteContents")
 	}
 }

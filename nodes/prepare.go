@@ -2,6 +2,7 @@ package nodes
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -269,6 +270,8 @@ func (s *prepareSession) switchNow(ctx context.Context) (answered bool, err erro
 	return true, nil
 }
 
+var errContentsUnread = errors.New("the release's contents could not be read")
+
 // writeRelease writes header, r's manifest and a tar of the needed
 // contents to w in a goroutine, and closes w, unless keepOpen (a prepare
 // session: the word to switch follows) and it succeeded. WriteContents is the
@@ -280,10 +283,17 @@ func writeRelease(ctx context.Context, node string, r Release, need []string, he
 	go func() {
 		defer close(written)
 		defer catchPanic(&panicked, node)
-		err := errors.New("the release's contents could not be read")
+		// Closed with an error unless everything was written (a panic in
+		// WriteContents too): the agent stops reading, and the session
+		// ends, rather than both waiting for the rest.
+		var err error
+		sent := false
 		defer func() {
-			if err != nil || !keepOpen {
-				w.CloseWithError(err)
+			switch {
+			case !sent:
+				w.CloseWithError(cmp.Or(err, errContentsUnread))
+			case !keepOpen:
+				w.Close()
 			}
 		}()
 		_, err = w.Write(header)
@@ -293,6 +303,7 @@ func writeRelease(ctx context.Context, node string, r Release, need []string, he
 		if err == nil {
 			err = r.WriteContents(ctx, need, w)
 		}
+		sent = err == nil
 	}()
 	return func() {
 		<-written
