@@ -111,6 +111,12 @@ func (f *Fleet) Prepare(ctx context.Context, nodes []Node, r Release, say func(N
 // node failed, or ctx ended, it undoes p and returns an error naming
 // every node that failed.
 func (f *Fleet) phase1(ctx context.Context, p *Prepared, ready func(Report), prepareNode func(d *nodeDeploy) (Report, error)) error {
+	defer func() {
+		if v := recover(); v != nil {
+			p.Settle(ctx) // no node's agent is left waiting for a word to switch
+			panic(v)
+		}
+	}()
 	reports := make([]Report, len(p.nodes))
 	forEachNode(p.nodes, func(i int, n Node) {
 		began := time.Now()

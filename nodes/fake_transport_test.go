@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,6 +70,7 @@ type fakeFleet struct {
 	// then warns "tidied", as the agent's workers switch and tidying
 	// follow its answer.
 	aftermath chan struct{}
+	sessions  atomic.Int32 // prepare sessions running
 }
 
 var errFakeDropped = errDropped
@@ -191,6 +193,8 @@ func (t *fakeTransport) run(ctx context.Context, stdin io.Reader, stdout, stderr
 // and start steps in one session, each noted and scripted as its own,
 // then, on the word to switch, its activate step.
 func (t *fakeTransport) prepare(ctx context.Context, instance string, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	t.ff.sessions.Add(1)
+	defer t.ff.sessions.Add(-1)
 	if err := t.step(ctx, "manifest", instance, nil, nil, stdout, stderr); err != nil {
 		return err
 	}

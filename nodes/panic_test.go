@@ -125,3 +125,25 @@ func TestPrepareRaisesAContentsPanic(t *testing.T) {
 		t.Fatal("Prepare hangs after a panic in WriteContents")
 	}
 }
+
+// A panic in the ready callback (the caller's code, run in a node's
+// goroutine) is raised in Prepare's caller once the other nodes are done,
+// and no node is left in a prepare session waiting for a word to switch.
+func TestPrepareEndsTheSessionsOnAReadyPanic(t *testing.T) {
+	ff, nodes := newFakeFleet(t, "a", "b")
+	func() {
+		defer func() {
+			if v := recover(); v == nil || !strings.Contains(fmt.Sprint(v), "counting failed") {
+				t.Errorf("Prepare raised %v, want the ready callback's panic", v)
+			}
+		}()
+		_, _ = ff.fleet.Prepare(context.Background(), nodes, testRelease("production"), func(Node, string) {}, func(r Report) {
+			if r.Node.Name == "b" {
+				panic("counting failed")
+			}
+		})
+	}()
+	if n := ff.sessions.Load(); n != 0 {
+		t.Errorf("%d prepare sessions still open after the panic", n)
+	}
+}
