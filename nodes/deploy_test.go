@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 )
 
@@ -122,6 +124,25 @@ func TestDeploySwitchesEveryNode(t *testing.T) {
 	if u := p.Unsure(); len(u) != 0 {
 		t.Errorf("unsure nodes %v after a deploy that succeeded", u)
 	}
+}
+
+// A node's first answer holds its live release's whole manifest, one
+// line much longer than a line of output (a real app's 5,000 files).
+func TestPrepareReadsALargeManifest(t *testing.T) {
+	ff, nodes := newFakeFleet(t, "a")
+	for i := range 5000 {
+		ff.liveManifest = append(ff.liveManifest, manifest.Entry{Path: fmt.Sprintf("lib/python/pkg/module%04d.py", i), Mode: manifest.ModeFile,
+			Size: 10, SHA256: strings.Repeat("a", 64)})
+	}
+	p, _, err := prepare(context.Background(), ff, nodes, "production")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ff.fleet.Switch(context.Background(), p); err != nil {
+		t.Fatal(err)
+	}
+	p.Settle(context.Background())
+	wantLive(t, ff, map[string]int{"a": 5})
 }
 
 // Switch returns once every node answered that it routes to the release,

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gitreceive/gitreceive/manifest"
 	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/nodes/agentapi"
 )
@@ -71,6 +72,8 @@ type fakeFleet struct {
 	// follow its answer.
 	aftermath chan struct{}
 	sessions  atomic.Int32 // prepare sessions running
+	// live: the manifest every node answers for its live release.
+	liveManifest manifest.Manifest
 }
 
 var errFakeDropped = errDropped
@@ -373,7 +376,7 @@ func (ff *fakeFleet) do(node, verb, instance string, args []string, stdin io.Rea
 	case "version":
 		fmt.Fprintln(stdout, ff.agents[node])
 	case "manifest":
-		return json.NewEncoder(stdout).Encode(agent.Status{Agent: ff.agents[node], Release: st.current})
+		return json.NewEncoder(stdout).Encode(agent.Status{Agent: ff.agents[node], Release: st.current, Manifest: ff.liveManifest})
 	case "releases":
 		var present []int
 		for p := range st.present {

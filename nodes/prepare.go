@@ -136,8 +136,9 @@ func openPrepare(ctx context.Context, c *conn, r Release) (*prepareSession, erro
 	return s, nil
 }
 
-// readLine reads one line of the agent, without its newline.
-func (s *prepareSession) readLine() (string, error) {
+// readLine reads one line of the agent, without its newline, of at most
+// max bytes (0: any length; an answer holds a whole manifest).
+func (s *prepareSession) readLine(max int) (string, error) {
 	var line []byte
 	for {
 		chunk, err := s.out.ReadSlice('\n')
@@ -147,18 +148,28 @@ func (s *prepareSession) readLine() (string, error) {
 			return string(line[:len(line)-1]), nil
 		case !errors.Is(err, bufio.ErrBufferFull):
 			return "", err
-		case len(line) > agentapi.MaxPrepareLine:
-			return "", fmt.Errorf("a line of the agent is longer than %d bytes", agentapi.MaxPrepareLine)
+		case max > 0 && len(line) > max:
+			return "", fmt.Errorf("a line of the agent is longer than %d bytes", max)
 		}
 	}
+}
+
+// readFailed ends the session after reading what failed: at the end of
+// the agent's output, the session's error says why.
+func (s *prepareSession) readFailed(err error, what string) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+		return s.endWithout(what)
+	}
+	_ = s.end()
+	return fmt.Errorf("reading %s: %w", what, err)
 }
 
 // readAnswer reads one JSON line of the agent into v; when there is none,
 // the session's error says why.
 func (s *prepareSession) readAnswer(v any, what string) error {
-	line, err := s.readLine()
+	line, err := s.readLine(0)
 	if err != nil {
-		return s.endWithout(what)
+		return s.readFailed(err, what)
 	}
 	if err := json.Unmarshal([]byte(line), v); err != nil {
 		_ = s.end()
@@ -171,9 +182,9 @@ func (s *prepareSession) readAnswer(v any, what string) error {
 // want; any other line, or the session's end, is an error.
 func (s *prepareSession) readUntil(want, what string, say func(string)) error {
 	for {
-		line, err := s.readLine()
+		line, err := s.readLine(agentapi.MaxPrepareLine)
 		if err != nil {
-			return s.endWithout(what)
+			return s.readFailed(err, what)
 		}
 		if text, ok := strings.CutPrefix(line, agentapi.PrepareOutput); ok {
 			say(termsafe.String(text))
@@ -206,7 +217,7 @@ func (s *prepareSession) end() error {
 	}
 	s.stdin.Close()
 	for {
-		line, err := s.readLine()
+		line, err := s.readLine(agentapi.MaxPrepareLine)
 		if err != nil {
 			break
 		}

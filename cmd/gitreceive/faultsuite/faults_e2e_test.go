@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/gitreceive/gitreceive/nodes"
+	"github.com/gitreceive/gitreceive/nodes/agent"
 	"github.com/gitreceive/gitreceive/nodes/testbed"
 	"github.com/gitreceive/gitreceive/receiver/receivertest"
 )
@@ -470,6 +471,15 @@ func nodeProcess(n *testbed.Node, args ...string) int {
 	return 0
 }
 
+// routedTo reports whether node n's route link for app's production
+// instance points at release number: its switch's rename is done, and
+// its answer to the receiver follows (it then waits in its prepare
+// session for the others to switch).
+func routedTo(n *testbed.Node, app string, number int) bool {
+	target, err := os.Readlink(inNode(n, filepath.Join(agent.SystemRuntime().RoutesDir, agent.InstanceID(app, "production")+".sock")))
+	return err == nil && strings.HasSuffix(target, fmt.Sprintf(".v%d.sock", number))
+}
+
 // switching reports whether node n's agent is switching app's production
 // instance: in the deploy's prepare session (phase 2 on the receiver's
 // word, then the workers and tidying) or an activate of its own.
@@ -808,7 +818,7 @@ func TestFaultReceiverKilled(t *testing.T) {
 					for _, n := range others {
 						until(t, n.Name+" switched", func() bool {
 							return currentRelease(n, "fltapp", "production") == next.number &&
-								!switching(n, "fltapp")
+								routedTo(n, "fltapp", next.number)
 						})
 					}
 				}
