@@ -139,25 +139,17 @@ func openPrepare(ctx context.Context, c *conn, r Release) (*prepareSession, erro
 // readLine reads one line of the agent, without its newline, of at most
 // max bytes (0: any length; an answer holds a whole manifest).
 func (s *prepareSession) readLine(max int) (string, error) {
-	var line []byte
-	for {
-		chunk, err := s.out.ReadSlice('\n')
-		line = append(line, chunk...)
-		switch {
-		case err == nil:
-			return string(line[:len(line)-1]), nil
-		case !errors.Is(err, bufio.ErrBufferFull):
-			return "", err
-		case max > 0 && len(line) > max:
-			return "", fmt.Errorf("a line of the agent is longer than %d bytes", max)
-		}
+	line, err := agentapi.ReadLine(s.out, max)
+	if err != nil {
+		return "", err
 	}
+	return string(line[:len(line)-1]), nil
 }
 
 // readFailed ends the session after reading what failed: at the end of
 // the agent's output, the session's error says why.
 func (s *prepareSession) readFailed(err error, what string) error {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) {
+	if errors.Is(err, io.EOF) {
 		return s.endWithout(what)
 	}
 	_ = s.end()

@@ -289,7 +289,7 @@ const maxManifest = 256 << 20
 // stream holds every content and the current release is not used.
 func receive(dir string, n int, stdin io.Reader, full bool) (Status, error) {
 	in := bufio.NewReaderSize(stdin, 1<<16)
-	line, err := readBoundedLine(in, maxManifest)
+	line, err := agentapi.ReadLine(in, maxManifest)
 	if err != nil {
 		return Status{}, fmt.Errorf("reading the manifest: %w", err)
 	}

@@ -85,55 +85,57 @@ func prepareVerb(ctx context.Context, c *call, r agentapi.Prepare) error {
 // awaitEnd reads the receiver's input to its end (or the receiver's
 // hang-up), for at most maxSwitchWait.
 func awaitEnd(ctx context.Context, in *bufio.Reader) {
-	ended := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, in)
-		close(ended)
-	}()
-	select {
-	case <-ended:
-	case <-ctx.Done():
-	case <-time.After(maxSwitchWait):
-	}
+	waitForInput(ctx, func() { _, _ = io.Copy(io.Discard, in) })
 }
 
 // awaitSwitch waits for the receiver's word to switch. End of input (the
 // receiver undoes the deploy, or went away) is no switch and no error.
 func awaitSwitch(ctx context.Context, in *bufio.Reader) (bool, error) {
-	type read struct {
-		line []byte
-		err  error
+	var line []byte
+	var err error
+	if !waitForInput(ctx, func() { line, err = agentapi.ReadLine(in, len(agentapi.PrepareSwitch)+1) }) {
+		if ctx.Err() != nil {
+			return false, nil
+		}
+		return false, fmt.Errorf("no word to switch came within %s: the release is started, not live", maxSwitchWait)
 	}
-	got := make(chan read, 1)
+	switch {
+	case string(line) == agentapi.PrepareSwitch+"\n":
+		return true, nil
+	case errors.Is(err, io.EOF):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading the word to switch: %w", err)
+	}
+	return false, fmt.Errorf("reading the word to switch: got %q", line)
+}
+
+// waitForInput runs read, a blocking read of the receiver's input, and
+// reports whether it returned before ctx ended (the receiver hung up) and
+// within maxSwitchWait. When it did not, read goes on in the background,
+// and what it sets must not be used.
+func waitForInput(ctx context.Context, read func()) bool {
+	done := make(chan struct{})
 	go func() {
-		line, err := readBoundedLine(in, len(agentapi.PrepareSwitch)+1)
-		got <- read{line, err}
+		read()
+		close(done)
 	}()
 	timer := time.NewTimer(maxSwitchWait)
 	defer timer.Stop()
 	select {
-	case r := <-got:
-		switch {
-		case string(r.line) == agentapi.PrepareSwitch+"\n":
-			return true, nil
-		case errors.Is(r.err, io.EOF):
-			return false, nil
-		case r.err != nil:
-			return false, fmt.Errorf("reading the word to switch: %w", r.err)
-		}
-		return false, fmt.Errorf("reading the word to switch: got %q", r.line)
+	case <-done:
+		return true
 	case <-ctx.Done():
-		return false, nil
 	case <-timer.C:
-		return false, fmt.Errorf("no word to switch came within %s: the release is started, not live", maxSwitchWait)
 	}
+	return false
 }
 
 // readPlan reads the receiver's plan line; none at all (the receiver
 // closed our input) is a plan to do nothing.
 func readPlan(in *bufio.Reader) (agentapi.PreparePlan, error) {
 	var plan agentapi.PreparePlan
-	line, err := readBoundedLine(in, maxPlan)
+	line, err := agentapi.ReadLine(in, maxPlan)
 	if errors.Is(err, io.EOF) && len(line) == 0 {
 		return plan, nil
 	}
@@ -144,24 +146,6 @@ func readPlan(in *bufio.Reader) (agentapi.PreparePlan, error) {
 		return plan, fmt.Errorf("reading the plan: %w", err)
 	}
 	return plan, nil
-}
-
-// readBoundedLine reads one line of at most max bytes from in.
-func readBoundedLine(in *bufio.Reader, max int) ([]byte, error) {
-	var line []byte
-	for {
-		chunk, err := in.ReadSlice('\n')
-		line = append(line, chunk...) // copied: the next read reuses the buffer
-		if err == nil {
-			return line, nil
-		}
-		if !errors.Is(err, bufio.ErrBufferFull) {
-			return line, err
-		}
-		if len(line) > max {
-			return nil, fmt.Errorf("a line is longer than %d bytes", max)
-		}
-	}
 }
 
 // framedWriter writes what it is given as agentapi.PrepareOutput lines

@@ -7,7 +7,9 @@
 package agentapi
 
 import (
+	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -559,6 +561,26 @@ const (
 	// cuts longer output into lines of this length.
 	MaxPrepareLine = 64 << 10
 )
+
+// ReadLine reads one line, its newline included, of at most max bytes
+// (max <= 0: any length) from in: both ends of a Prepare session read
+// with it. On an error it returns what it read of the line.
+func ReadLine(in *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := in.ReadSlice('\n')
+		line = append(line, chunk...) // copied: the next read reuses the buffer
+		if err == nil {
+			return line, nil
+		}
+		if !errors.Is(err, bufio.ErrBufferFull) {
+			return line, err
+		}
+		if max > 0 && len(line) > max {
+			return nil, fmt.Errorf("a line is longer than %d bytes", max)
+		}
+	}
+}
 
 // PreparePlan is the receiver's line after Prepare's first answer: Go
 // false (or no line at all) ends the session with nothing done, so that

@@ -139,16 +139,7 @@ func (a *Apps) goLive(ctx context.Context, built []*builder.Release, targets []n
 	}
 	defer doneClaiming()
 	var prepared []*nodes.Prepared
-	defer func() {
-		if v := recover(); v != nil {
-			// No node's agent is left waiting for a word to switch that
-			// will not come.
-			for _, pr := range prepared {
-				pr.Settle(ctx)
-			}
-			panic(v)
-		}
-	}()
+	defer settleOnPanic(ctx, &prepared) // switchAll's
 	prepared, err = a.prepareAll(ctx, built, specs, targets, out, seedFrom)
 	if err != nil {
 		return nil, err
@@ -192,6 +183,7 @@ func (a *Apps) specsFor(ctx context.Context, built []*builder.Release) ([]agent.
 // made ready on every target. On any failure what was prepared is undone.
 func (a *Apps) prepareAll(ctx context.Context, built []*builder.Release, specs []agent.Spec, targets []nodes.Node, out *hooks.Progress, seedFrom string) ([]*nodes.Prepared, error) {
 	var prepared []*nodes.Prepared
+	defer settleOnPanic(ctx, &prepared) // the releases prepared before one that panics
 	for i, r := range built {
 		pr, err := a.prepareOne(ctx, r, &specs[i], targets, out, seedFrom)
 		if err != nil {
@@ -226,6 +218,20 @@ func (a *Apps) prepareOne(ctx context.Context, r *builder.Release, spec *agent.S
 		}
 	}
 	return a.prepare(ctx, r, *spec, targets, out)
+}
+
+// settleOnPanic, deferred, ends the prepare sessions of *prepared when
+// the caller panics, then lets the panic go on: no node's agent is left
+// waiting for a word to switch that will not come.
+func settleOnPanic(ctx context.Context, prepared *[]*nodes.Prepared) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	for _, pr := range *prepared {
+		pr.Settle(ctx)
+	}
+	panic(v)
 }
 
 // switchAll is phase 2: every node switched to the prepared releases at
